@@ -1,0 +1,26 @@
+// erlangshen: one binary, one subcommand per job (DESIGN §7).
+#include <cstdio>
+#include <exception>
+
+#include "launch/commands.h"
+#include "runtime/check.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"erlangshen: pretrain and fine-tune Chinese MegatronBERT encoders (CPU and CUDA, TP x DP)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "erlangshen 0.1.0");
+  int exit_code = erlangshen::cli::kExitOk;
+  erlangshen::cli::register_print_config(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const erlangshen::Error& e) {
+    std::fprintf(stderr, "erlangshen: error: %s\n", e.what());
+    return erlangshen::cli::kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "erlangshen: error: %s\n", e.what());
+    return erlangshen::cli::kExitError;
+  }
+  return exit_code;
+}

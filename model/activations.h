@@ -1,0 +1,54 @@
+// Saved activations and backward scratch of MegatronBert, carved from one arena per (B, T) shape.
+// Private to model/*.cpp.
+#pragma once
+#include <vector>
+
+#include "model/megatron_bert.h"
+
+namespace erlangshen {
+
+template <class T>
+struct MegatronBert<T>::LayerActs {
+  T* ln1;                  // (N, C)   LN(x) before attention
+  T *ln1_mean, *ln1_rstd;  // (N)
+  T* qkv;                  // (N, 3 * C_local)  [q | k | v] of this rank's heads
+  T* probs;                // (B, NH_local, T, T) softmax before dropout
+  T* ctx;                  // (N, C_local) attention output before the row-parallel projection
+  T* x1;                   // (N, C)   residual after attention
+  T* ln2;                  // (N, C)   LN(x1) before the MLP
+  T *ln2_mean, *ln2_rstd;  // (N)
+  T* pre;                  // (N, F_local) FFN-in output + bias (pre-activation)
+  T* act;                  // (N, F_local) GeLU(pre)
+  T* x2;                   // (N, C)   residual after the MLP = next layer's input
+};
+
+template <class T>
+struct MegatronBert<T>::Acts {
+  int B = 0, T_ = 0;
+  T* emb;                  // (N, C) embeddings after dropout = layer 0 input
+  std::vector<LayerActs> layers;
+  T* hidden;               // (N, C) final LayerNorm output
+  T *lnf_mean, *lnf_rstd;  // (N)
+  T* tmp;                  // (N, C) row-parallel outputs / embedding sum
+  // backward scratch
+  T *dres, *dtmp, *dln;    // (N, C)
+  T* dctx;                 // (N, C_local)
+  T* dqkv;                 // (N, 3 * C_local)
+  T* dact;                 // (N, F_local)
+  T* attn_scratch;         // attention_scratch_elems
+  // pooler / SOP / classifier
+  int32_t* cls_index;      // (B) flat index of each sample's first token
+  T *pool_in, *pool_pre, *pooled, *pool_drop;  // (B, C)
+  T *dpool_a, *dpool_b;    // (B, C)
+  T* head_logits;          // (B, max(2, num_classes))
+  T *head_rowmax, *head_sumexp, *head_target, *head_dloss;  // (B)
+  int32_t* head_labels;    // (B)
+  // MLM head (sized by M in the head arena)
+  T *mlm_g, *mlm_t, *mlm_a, *mlm_u;  // (M, C)
+  T *mlm_mean, *mlm_rstd;            // (M)
+  T* mlm_logits;                     // (M, V_local)
+  T* mlm_stats;                      // (3M): rowmax | sumexp | target logit
+  T* mlm_dloss;                      // (M)
+};
+
+}  // namespace erlangshen

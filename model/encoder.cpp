@@ -1,0 +1,142 @@
+// MegatronBert encoder: embeddings -> L pre-LN layers -> final LayerNorm, forward and backward.
+//   x_0 = dropout(word[ids] + pos[t] + type[types])
+//   x' = x + dropout(Attn(LN1(x)));   x'' = x' + dropout(MLP(LN2(x')));   hidden = LN_f(x_L)
+// Dropout bits are keyed by (seed, purpose, step, layer, site) and the element's global index
+// ((sample_base + b) * T + t) * C + c, so every layout draws the same mask.
+#include "model/activations.h"
+#include "parallel/mappings.h"
+
+namespace erlangshen {
+
+namespace {
+struct LayerParams {
+  std::string p;
+  explicit LayerParams(int l) : p(layer_prefix(l)) {}
+  std::string operator()(const char* name) const { return p + name; }
+};
+}  // namespace
+
+template <class T>
+const T* MegatronBert<T>::encode_forward(const EncoderInputs& in, const RngContext& rng) {
+  reserve(in.B, in.T);
+  rng_ = rng;
+  in_ = in;
+  Acts& s = *acts_;
+  const int B = in.B, Tn = in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
+  const int N = B * Tn;
+  const int64_t NC = static_cast<int64_t>(N) * C;
+  const int64_t hidden_offset = rng.sample_base * Tn * C;
+  const bool rank0 = tp_.rank() == 0;
+
+  // embeddings (word lookup is vocab-parallel: rows outside this shard contribute 0, then all-reduce)
+  ops::word_embedding_forward(exec_, s.tmp, in.ids, param("bert.embeddings.word_embeddings.weight"), N, C, vocab_start_,
+                              vocab_local_);
+  tp::reduce_from_tp_forward(tp_, s.tmp, NC);
+  ops::position_type_embedding_forward(exec_, s.tmp, in.types, param("bert.embeddings.position_embeddings.weight"),
+                                       param("bert.embeddings.token_type_embeddings.weight"), B, Tn, C);
+  ops::dropout_residual_forward(exec_, s.emb, static_cast<const T*>(nullptr), s.tmp, NC,
+                                dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_), hidden_offset);
+
+  cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng.sample_base, tp_.rank() * heads_local_,
+                            config_.heads};
+  const T* x = s.emb;
+  for (int l = 0; l < config_.layers; ++l) {
+    LayerActs& a = s.layers[l];
+    LayerParams P(l);
+    // attention block
+    ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, param(P("attention.ln.weight")),
+                           param(P("attention.ln.bias")), N, C, config_.layernorm_eps);
+    tp::copy_to_tp_forward(tp_, a.ln1, NC);
+    ops::matmul_forward(exec_, a.qkv, a.ln1, param(P("attention.self.query.weight")),
+                        param(P("attention.self.query.bias")), N, C, 3 * Cl);
+    ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
+                           dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_));
+    ops::matmul_forward(exec_, s.tmp, a.ctx, param(P("attention.output.dense.weight")),
+                        rank0 ? param(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
+    tp::reduce_from_tp_forward(tp_, s.tmp, NC);
+    ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_),
+                                  hidden_offset);
+    // MLP block
+    ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, param(P("ln.weight")), param(P("ln.bias")), N, C,
+                           config_.layernorm_eps);
+    tp::copy_to_tp_forward(tp_, a.ln2, NC);
+    ops::matmul_forward(exec_, a.pre, a.ln2, param(P("intermediate.dense.weight")), static_cast<const T*>(nullptr), N, C,
+                        Fl);
+    ops::bias_gelu_forward(exec_, a.act, a.pre, param(P("intermediate.dense.bias")), N, Fl, config_.activation);
+    ops::matmul_forward(exec_, s.tmp, a.act, param(P("output.dense.weight")),
+                        rank0 ? param(P("output.dense.bias")) : nullptr, N, Fl, C);
+    tp::reduce_from_tp_forward(tp_, s.tmp, NC);
+    ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_),
+                                  hidden_offset);
+    x = a.x2;
+  }
+  ops::layernorm_forward(exec_, s.hidden, s.lnf_mean, s.lnf_rstd, x, param("bert.encoder.ln.weight"),
+                         param("bert.encoder.ln.bias"), N, C, config_.layernorm_eps);
+  return s.hidden;
+}
+
+template <class T>
+void MegatronBert<T>::encode_backward(T* dhidden) {
+  Acts& s = *acts_;
+  const EncoderInputs& in = in_;
+  const int B = in.B, Tn = in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
+  const int N = B * Tn;
+  const int64_t NC = static_cast<int64_t>(N) * C;
+  const int64_t hidden_offset = rng_.sample_base * Tn * C;
+  cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng_.sample_base, tp_.rank() * heads_local_,
+                            config_.heads};
+  const T* x_last = config_.layers > 0 ? s.layers.back().x2 : s.emb;
+
+  // final LayerNorm: dres = dLN_f / dx_L
+  T* dres = s.dres;
+  ops::fill(exec_, dres, NC, T(0));
+  ops::layernorm_backward(exec_, dres, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
+                          param("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd, N, C);
+
+  for (int l = config_.layers - 1; l >= 0; --l) {
+    LayerActs& a = s.layers[l];
+    LayerParams P(l);
+    const T* x = l > 0 ? s.layers[l - 1].x2 : s.emb;
+    // MLP block: x2 = x1 + dropout(act W2^T + b2), act = gelu(ln2 W1^T + b1), ln2 = LN(x1)
+    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_),
+                          hidden_offset);
+    tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
+    ops::matmul_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")), s.dtmp, a.act,
+                         param(P("output.dense.weight")), N, Fl, C);
+    ops::bias_gelu_backward(exec_, s.dact, grad(P("intermediate.dense.bias")), s.dact, a.pre, N, Fl,
+                            config_.activation);
+    ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), static_cast<T*>(nullptr), s.dact, a.ln2,
+                         param(P("intermediate.dense.weight")), N, C, Fl);
+    tp::copy_to_tp_backward(tp_, s.dln, NC);
+    ops::layernorm_backward(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dln, a.x1, param(P("ln.weight")),
+                            a.ln2_mean, a.ln2_rstd, N, C);
+    // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x)
+    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_),
+                          hidden_offset);
+    tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
+    ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")), grad(P("attention.output.dense.bias")),
+                         s.dtmp, a.ctx, param(P("attention.output.dense.weight")), N, Cl, C);
+    ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape,
+                            dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_));
+    ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),
+                         s.dqkv, a.ln1, param(P("attention.self.query.weight")), N, C, 3 * Cl);
+    tp::copy_to_tp_backward(tp_, s.dln, NC);
+    ops::layernorm_backward(exec_, dres, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
+                            param(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd, N, C);
+  }
+  // embeddings
+  ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_),
+                        hidden_offset);
+  ops::position_type_embedding_backward(exec_, grad("bert.embeddings.position_embeddings.weight"),
+                                        grad("bert.embeddings.token_type_embeddings.weight"), s.dtmp, in.types, B, Tn, C,
+                                        config_.type_vocab);
+  ops::word_embedding_backward(exec_, grad("bert.embeddings.word_embeddings.weight"), s.dtmp, in.ids, N, C,
+                               vocab_start_, vocab_local_);
+}
+
+template const float* MegatronBert<float>::encode_forward(const EncoderInputs&, const RngContext&);
+template const double* MegatronBert<double>::encode_forward(const EncoderInputs&, const RngContext&);
+template void MegatronBert<float>::encode_backward(float*);
+template void MegatronBert<double>::encode_backward(double*);
+
+}  // namespace erlangshen

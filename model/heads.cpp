@@ -1,0 +1,184 @@
+// MegatronBert heads: MLM (vocab-parallel, masked positions only), pooler + SOP, pooler + classifier.
+//   MLM:  u = LN(gelu(h[masked] Wt^T + bt));  logits_i = u Wword_i^T + b_i (this rank's vocab shard)
+//         loss_m = log sum_v exp(l_mv) - l_m,target   with max / sum-exp / target logit all-reduced over TP
+//   pooler: pooled = tanh(h[:, 0] Wp^T + bp);  SOP logits = pooled Ws^T + bs;  classifier = dropout(pooled) Wc^T + bc
+#include <cmath>
+
+#include "model/activations.h"
+#include "parallel/mappings.h"
+
+namespace erlangshen {
+
+template <class T>
+void MegatronBert<T>::pooler_forward(const T* hidden, int B, int Tn) {
+  Acts& s = *acts_;
+  const int C = config_.hidden;
+  for (int b = 0; b < B; ++b) s.cls_index[b] = b * Tn;
+  ops::gather_rows(exec_, s.pool_in, hidden, s.cls_index, B, C);
+  ops::matmul_forward(exec_, s.pool_pre, s.pool_in, param("bert.pooler.dense.weight"), param("bert.pooler.dense.bias"),
+                      B, C, C);
+  ops::tanh_forward(exec_, s.pooled, s.pool_pre, static_cast<int64_t>(B) * C);
+}
+
+// dpooled (B, C) -> accumulated into dhidden rows of the first tokens. Clobbers dpool_a/dpool_b.
+template <class T>
+void MegatronBert<T>::pooler_backward(const T* dpooled, T* dhidden, int B, int Tn) {
+  Acts& s = *acts_;
+  const int C = config_.hidden;
+  ops::tanh_backward(exec_, s.dpool_b, dpooled, s.pooled, static_cast<int64_t>(B) * C);
+  ops::matmul_backward(exec_, s.dpool_a, grad("bert.pooler.dense.weight"), grad("bert.pooler.dense.bias"), s.dpool_b,
+                       s.pool_in, param("bert.pooler.dense.weight"), B, C, C);
+  ops::scatter_add_rows(exec_, dhidden, s.dpool_a, s.cls_index, B, C);
+}
+
+template <class T>
+PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& batch, const RngContext& rng,
+                                                          double mlm_denominator, double sop_denominator,
+                                                          bool backward) {
+  ERL_CHECK(heads_ == ModelHeads::Pretraining, "pretraining step on a model without pretraining heads");
+  const int B = batch.batch, Tn = batch.seq_len, C = config_.hidden, Vl = vocab_local_;
+  const int M = static_cast<int>(batch.mlm_positions.size());
+  ERL_CHECK(static_cast<int>(batch.input_ids.size()) == B * Tn, "batch input_ids has the wrong size");
+  EncoderInputs in{B, Tn, batch.input_ids.data(), batch.token_types.data(), batch.attention_mask.data()};
+  const T* hidden = encode_forward(in, rng);
+  ensure_head_capacity(std::max(M, 1));
+  Acts& s = *acts_;
+  PretrainLosses out;
+
+  // ---- MLM on masked positions ----
+  T* rowmax = s.mlm_stats;
+  T* sumexp = s.mlm_stats + M;
+  T* target = s.mlm_stats + 2 * M;
+  if (M > 0) {
+    ops::gather_rows(exec_, s.mlm_g, hidden, batch.mlm_positions.data(), M, C);
+    ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, param("cls.predictions.transform.dense.weight"),
+                        param("cls.predictions.transform.dense.bias"), M, C, C);
+    ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
+    ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
+                           param("cls.predictions.transform.LayerNorm.weight"),
+                           param("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+    tp::copy_to_tp_forward(tp_, s.mlm_u, static_cast<size_t>(M) * C);
+    ops::matmul_forward(exec_, s.mlm_logits, s.mlm_u, param("bert.embeddings.word_embeddings.weight"),
+                        param("cls.predictions.bias"), M, C, Vl);
+    ops::ce_rowmax(exec_, rowmax, s.mlm_logits, M, Vl);
+    if (tp_.size() > 1) tp_.all_reduce(rowmax, M, ReduceOp::Max);
+    ops::ce_sumexp_target(exec_, sumexp, target, s.mlm_logits, rowmax, batch.mlm_labels.data(), M, Vl, vocab_start_);
+    if (tp_.size() > 1) tp_.all_reduce(sumexp, 2 * static_cast<size_t>(M), ReduceOp::Sum);
+    for (int m = 0; m < M; ++m) {
+      out.mlm_sum += std::log(static_cast<double>(sumexp[m])) + rowmax[m] - target[m];
+      out.mlm_correct += target[m] >= rowmax[m];
+    }
+  }
+  out.mlm_count = M;
+
+  // ---- pooler + SOP ----
+  pooler_forward(hidden, B, Tn);
+  ops::matmul_forward(exec_, s.head_logits, s.pooled, param("cls.seq_relationship.weight"),
+                      param("cls.seq_relationship.bias"), B, C, 2);
+  for (int b = 0; b < B; ++b) s.head_labels[b] = batch.sop_labels[b];
+  ops::ce_rowmax(exec_, s.head_rowmax, s.head_logits, B, 2);
+  ops::ce_sumexp_target(exec_, s.head_sumexp, s.head_target, s.head_logits, s.head_rowmax, s.head_labels, B, 2, 0);
+  for (int b = 0; b < B; ++b) {
+    out.sop_sum += std::log(static_cast<double>(s.head_sumexp[b])) + s.head_rowmax[b] - s.head_target[b];
+    out.sop_correct += s.head_target[b] >= s.head_rowmax[b];
+  }
+  out.sop_count = B;
+  if (!backward) return out;
+
+  // ---- backward ----
+  T* dhidden = s.dln;
+  ops::fill(exec_, dhidden, static_cast<int64_t>(B) * Tn * C, T(0));
+  if (M > 0) {
+    ops::fill(exec_, s.mlm_dloss, M, static_cast<T>(1.0 / mlm_denominator));
+    ops::ce_backward(exec_, s.mlm_logits, s.mlm_logits, rowmax, sumexp, batch.mlm_labels.data(), s.mlm_dloss, M, Vl,
+                     vocab_start_);
+    // dWword and dbias first (they read u), then dU into u's own buffer (dU = dlogits Wword does not read u).
+    T* du = s.mlm_u;
+    ops::matmul_backward(exec_, static_cast<T*>(nullptr), grad("bert.embeddings.word_embeddings.weight"),
+                         grad("cls.predictions.bias"), s.mlm_logits, s.mlm_u, param("bert.embeddings.word_embeddings.weight"),
+                         M, C, Vl);
+    ops::matmul_backward(exec_, du, static_cast<T*>(nullptr), static_cast<T*>(nullptr), s.mlm_logits, s.mlm_u,
+                         param("bert.embeddings.word_embeddings.weight"), M, C, Vl);
+    tp::copy_to_tp_backward(tp_, du, static_cast<size_t>(M) * C);
+    // LayerNorm backward accumulates: da must start at 0; `a` (its input) is still needed, so use a scratch:
+    // dt := 0, dt += dLN/da, then dt = dt * gelu'(t) in place.
+    T* dt = s.dres;  // (N, C) scratch, N >= M
+    ops::fill(exec_, dt, static_cast<int64_t>(M) * C, T(0));
+    ops::layernorm_backward(exec_, dt, grad("cls.predictions.transform.LayerNorm.weight"),
+                            grad("cls.predictions.transform.LayerNorm.bias"), du, s.mlm_a,
+                            param("cls.predictions.transform.LayerNorm.weight"), s.mlm_mean, s.mlm_rstd, M, C);
+    ops::bias_gelu_backward(exec_, dt, static_cast<T*>(nullptr), dt, s.mlm_t, M, C, config_.activation);
+    ops::matmul_backward(exec_, s.mlm_a, grad("cls.predictions.transform.dense.weight"),
+                         grad("cls.predictions.transform.dense.bias"), dt, s.mlm_g,
+                         param("cls.predictions.transform.dense.weight"), M, C, C);
+    ops::scatter_add_rows(exec_, dhidden, s.mlm_a, batch.mlm_positions.data(), M, C);
+  }
+  ops::fill(exec_, s.head_dloss, B, static_cast<T>(1.0 / sop_denominator));
+  ops::ce_backward(exec_, s.head_logits, s.head_logits, s.head_rowmax, s.head_sumexp, s.head_labels, s.head_dloss, B, 2, 0);
+  ops::matmul_backward(exec_, s.pool_drop, grad("cls.seq_relationship.weight"), grad("cls.seq_relationship.bias"),
+                       s.head_logits, s.pooled, param("cls.seq_relationship.weight"), B, C, 2);
+  pooler_backward(s.pool_drop, dhidden, B, Tn);
+  encode_backward(dhidden);
+  return out;
+}
+
+template <class T>
+void MegatronBert<T>::classify_forward(const EncoderInputs& in, const RngContext& rng, T* logits) {
+  ERL_CHECK(heads_ == ModelHeads::Classification, "classification on a model without a classifier head");
+  const T* hidden = encode_forward(in, rng);
+  Acts& s = *acts_;
+  const int B = in.B, C = config_.hidden, K = config_.num_classes;
+  pooler_forward(hidden, B, in.T);
+  ops::dropout_residual_forward(exec_, s.pool_drop, static_cast<const T*>(nullptr), s.pooled,
+                                static_cast<int64_t>(B) * C, dropout_spec(RngPurpose::ClassifierDropout, 0, 0, dropout_),
+                                rng.sample_base * C);
+  ops::matmul_forward(exec_, logits, s.pool_drop, param("classifier.weight"), param("classifier.bias"), B, C, K);
+}
+
+template <class T>
+void MegatronBert<T>::classify_backward(const T* dlogits) {
+  Acts& s = *acts_;
+  const int B = in_.B, Tn = in_.T, C = config_.hidden, K = config_.num_classes;
+  T* dhidden = s.dln;
+  ops::fill(exec_, dhidden, static_cast<int64_t>(B) * Tn * C, T(0));
+  ops::matmul_backward(exec_, s.dpool_a, grad("classifier.weight"), grad("classifier.bias"), dlogits, s.pool_drop,
+                       param("classifier.weight"), B, C, K);
+  // pool_drop (the classifier input) is no longer needed: it takes dpooled, since pooler_backward uses
+  // dpool_a/dpool_b as scratch.
+  ops::dropout_backward(exec_, s.pool_drop, s.dpool_a, static_cast<int64_t>(B) * C,
+                        dropout_spec(RngPurpose::ClassifierDropout, 0, 0, dropout_), rng_.sample_base * C);
+  pooler_backward(s.pool_drop, dhidden, B, Tn);
+  encode_backward(dhidden);
+}
+
+template <class T>
+void MegatronBert<T>::mlm_logits(const EncoderInputs& in, const int32_t* positions, int M, T* out) {
+  ERL_CHECK(heads_ == ModelHeads::Pretraining, "MLM logits need the pretraining heads");
+  const T* hidden = encode_forward(in, RngContext{});
+  ensure_head_capacity(std::max(M, 1));
+  Acts& s = *acts_;
+  const int C = config_.hidden;
+  ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
+  ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, param("cls.predictions.transform.dense.weight"),
+                      param("cls.predictions.transform.dense.bias"), M, C, C);
+  ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
+  ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
+                         param("cls.predictions.transform.LayerNorm.weight"),
+                         param("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+  ops::matmul_forward(exec_, out, s.mlm_u, param("bert.embeddings.word_embeddings.weight"), param("cls.predictions.bias"),
+                      M, C, vocab_local_);
+}
+
+#define ERL_INSTANTIATE(T)                                                                                         \
+  template void MegatronBert<T>::pooler_forward(const T*, int, int);                                              \
+  template void MegatronBert<T>::pooler_backward(const T*, T*, int, int);                                         \
+  template PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch&, const RngContext&, double, \
+                                                                     double, bool);                               \
+  template void MegatronBert<T>::classify_forward(const EncoderInputs&, const RngContext&, T*);                   \
+  template void MegatronBert<T>::classify_backward(const T*);                                                      \
+  template void MegatronBert<T>::mlm_logits(const EncoderInputs&, const int32_t*, int, T*);
+ERL_INSTANTIATE(float)
+ERL_INSTANTIATE(double)
+#undef ERL_INSTANTIATE
+
+}  // namespace erlangshen

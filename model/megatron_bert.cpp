@@ -1,0 +1,143 @@
+// MegatronBert: construction, initialisation and activation planning.
+#include "model/megatron_bert.h"
+
+#include <algorithm>
+
+#include "model/activations.h"
+
+namespace erlangshen {
+
+template <class T>
+MegatronBert<T>::MegatronBert(const ModelConfig& config, ModelHeads heads, Communicator& tp, double dropout,
+                              double attention_dropout, Exec exec)
+    : config_(config), heads_(heads), tp_(tp), dropout_(dropout), attention_dropout_(attention_dropout), exec_(exec) {
+  const int p = tp.size();
+  ERL_CHECK(config.hidden % config.heads == 0, "model.heads must divide model.hidden");
+  ERL_CHECK(config.heads % p == 0, "parallel.tp must divide model.heads");
+  ERL_CHECK(config.ffn % p == 0, "parallel.tp must divide model.ffn");
+  table_ = build_param_table(config, heads, tp.rank(), p);
+  params_.assign(table_.total(), T(0));
+  grads_.assign(table_.total(), T(0));
+  heads_local_ = config.heads / p;
+  hidden_local_ = heads_local_ * config.head_dim();
+  ffn_local_ = config.ffn / p;
+  const auto& word = table_.at("bert.embeddings.word_embeddings.weight");
+  vocab_local_ = static_cast<int>(word.local_shape[0]);
+  vocab_start_ = static_cast<int>(word.local_offset);
+  acts_ = std::make_unique<Acts>();
+}
+
+template <class T>
+MegatronBert<T>::~MegatronBert() = default;
+
+template <class T>
+void MegatronBert<T>::initialize(uint64_t seed) {
+  initialize_parameters(table_, params_.data(), seed);
+}
+
+template <class T>
+void MegatronBert<T>::zero_grads() {
+  ops::fill(exec_, grads_.data(), static_cast<int64_t>(grads_.size()), T(0));
+}
+
+template <class T>
+DropoutSpec MegatronBert<T>::dropout_spec(RngPurpose purpose, int layer, int site, double p) const {
+  DropoutSpec d;
+  d.p = rng_.train ? static_cast<float>(p) : 0.0f;
+  d.key = derive_key(rng_.seed, purpose, static_cast<uint64_t>(rng_.step), static_cast<uint32_t>(layer),
+                     static_cast<uint32_t>(site));
+  return d;
+}
+
+template <class T>
+void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
+  const int64_t N = static_cast<int64_t>(B) * Tn, C = config_.hidden;
+  const int64_t Cl = hidden_local_, Fl = ffn_local_;
+  Acts& s = *acts_;
+  s.B = B;
+  s.T_ = Tn;
+  s.emb = a.alloc<T>(N * C, "emb");
+  s.layers.resize(config_.layers);
+  for (auto& l : s.layers) {
+    l.ln1 = a.alloc<T>(N * C, "ln1");
+    l.ln1_mean = a.alloc<T>(N);
+    l.ln1_rstd = a.alloc<T>(N);
+    l.qkv = a.alloc<T>(N * 3 * Cl, "qkv");
+    l.probs = a.alloc<T>(static_cast<int64_t>(B) * heads_local_ * Tn * Tn, "attention probs");
+    l.ctx = a.alloc<T>(N * Cl, "ctx");
+    l.x1 = a.alloc<T>(N * C, "x1");
+    l.ln2 = a.alloc<T>(N * C, "ln2");
+    l.ln2_mean = a.alloc<T>(N);
+    l.ln2_rstd = a.alloc<T>(N);
+    l.pre = a.alloc<T>(N * Fl, "ffn pre");
+    l.act = a.alloc<T>(N * Fl, "ffn act");
+    l.x2 = a.alloc<T>(N * C, "x2");
+  }
+  s.hidden = a.alloc<T>(N * C, "hidden");
+  s.lnf_mean = a.alloc<T>(N);
+  s.lnf_rstd = a.alloc<T>(N);
+  s.tmp = a.alloc<T>(N * C);
+  s.dres = a.alloc<T>(N * C);
+  s.dtmp = a.alloc<T>(N * C);
+  s.dln = a.alloc<T>(N * C);
+  s.dctx = a.alloc<T>(N * Cl);
+  s.dqkv = a.alloc<T>(N * 3 * Cl);
+  s.dact = a.alloc<T>(N * Fl);
+  cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
+  s.attn_scratch = a.alloc<T>(cpu::attention_scratch_elems(shape), "attention scratch");
+  s.cls_index = a.alloc<int32_t>(B);
+  s.pool_in = a.alloc<T>(B * C);
+  s.pool_pre = a.alloc<T>(B * C);
+  s.pooled = a.alloc<T>(B * C);
+  s.pool_drop = a.alloc<T>(B * C);
+  s.dpool_a = a.alloc<T>(B * C);
+  s.dpool_b = a.alloc<T>(B * C);
+  const int K = std::max(2, config_.num_classes);
+  s.head_logits = a.alloc<T>(static_cast<int64_t>(B) * K);
+  s.head_rowmax = a.alloc<T>(B);
+  s.head_sumexp = a.alloc<T>(B);
+  s.head_target = a.alloc<T>(B);
+  s.head_dloss = a.alloc<T>(B);
+  s.head_labels = a.alloc<int32_t>(B);
+}
+
+template <class T>
+void MegatronBert<T>::reserve(int B, int Tn) {
+  if (B <= cap_B_ && Tn <= cap_T_) return;
+  B = std::max(B, cap_B_);
+  Tn = std::max(Tn, cap_T_);
+  Arena measure;
+  plan_arena(measure, B, Tn);
+  arena_.reserve(measure.bytes_needed());
+  plan_arena(arena_, B, Tn);
+  cap_B_ = B;
+  cap_T_ = Tn;
+}
+
+template <class T>
+void MegatronBert<T>::ensure_head_capacity(int M) {
+  if (M <= cap_M_) return;
+  const int64_t Mc = std::max<int64_t>(M, cap_M_ * 3 / 2), C = config_.hidden;
+  auto plan = [&](Arena& a) {
+    Acts& s = *acts_;
+    s.mlm_g = a.alloc<T>(Mc * C);
+    s.mlm_t = a.alloc<T>(Mc * C);
+    s.mlm_a = a.alloc<T>(Mc * C);
+    s.mlm_u = a.alloc<T>(Mc * C);
+    s.mlm_mean = a.alloc<T>(Mc);
+    s.mlm_rstd = a.alloc<T>(Mc);
+    s.mlm_logits = a.alloc<T>(Mc * vocab_local_, "MLM logits");
+    s.mlm_stats = a.alloc<T>(3 * Mc);
+    s.mlm_dloss = a.alloc<T>(Mc);
+  };
+  Arena measure;
+  plan(measure);
+  head_arena_.reserve(measure.bytes_needed());
+  plan(head_arena_);
+  cap_M_ = static_cast<int>(Mc);
+}
+
+template class MegatronBert<float>;
+template class MegatronBert<double>;
+
+}  // namespace erlangshen

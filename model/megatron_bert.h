@@ -1,0 +1,115 @@
+// MegatronBERT (DESIGN §3): pre-LN encoder, no embedding LayerNorm, final LayerNorm; MLM head with the
+// decoder tied to the word embeddings, pooler + SOP head, or pooler + classifier for fine-tuning.
+// One TP rank's shard of the model: parameters and gradients live in two flat buffers carved by the table.
+//
+// Tensor parallelism (Megatron), per layer with TP group size p:
+//   QKV (column-parallel):   [Q K V]_i = LN(x) [Wq_i Wk_i Wv_i]^T   (heads split across ranks; input via copy_to_tp)
+//   attention-out (row-par.): y = sum_i ctx_i Wo_i^T + bo            (reduce_from_tp)
+//   FFN-in  (column-par.):   h_i = gelu(LN(x) W1_i^T + b1_i)
+//   FFN-out (row-parallel):  y = sum_i h_i W2_i^T + b2                (reduce_from_tp)
+//   word embedding (vocab-parallel rows) and the MLM cross-entropy over vocab shards (never full logits).
+// The replicated bias of a row-parallel layer is added on TP rank 0 only, before the all-reduce.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "data_pipeline/batch.h"
+#include "model/param_layout.h"
+#include "parallel/communicator.h"
+#include "runtime/arena.h"
+#include "runtime/ops.h"
+
+namespace erlangshen {
+
+// Token inputs of one micro-batch: (B, T) row-major arrays.
+struct EncoderInputs {
+  int B = 0, T = 0;
+  const int32_t* ids = nullptr;     // (B, T)
+  const int32_t* types = nullptr;   // (B, T)
+  const uint8_t* valid = nullptr;   // (B, T) 1 = real token
+};
+
+// Where this micro-batch sits in the run, for dropout keys (DESIGN §2).
+struct RngContext {
+  uint64_t seed = 0;
+  int64_t step = 0;         // optimizer step
+  int64_t sample_base = 0;  // index of local sample 0 within the step's global batch
+  bool train = false;       // dropout on
+};
+
+struct PretrainLosses {
+  double mlm_sum = 0.0;   // sum of MLM cross-entropy over this micro-batch's masked positions
+  double sop_sum = 0.0;   // sum of SOP cross-entropy over its samples
+  int64_t mlm_count = 0;
+  int64_t sop_count = 0;
+  int64_t mlm_correct = 0;
+  int64_t sop_correct = 0;
+};
+
+template <class T>
+class MegatronBert {
+ public:
+  MegatronBert(const ModelConfig& config, ModelHeads heads, Communicator& tp, double dropout, double attention_dropout,
+               Exec exec = {});
+  ~MegatronBert();
+
+  const ModelConfig& config() const { return config_; }
+  const ParamTable& table() const { return table_; }
+  T* params() { return params_.data(); }
+  T* grads() { return grads_.data(); }
+  const T* params() const { return params_.data(); }
+  size_t num_params() const { return params_.size(); }
+  T* param(const std::string& name) { return params_.data() + table_.at(name).offset; }
+  T* grad(const std::string& name) { return grads_.data() + table_.at(name).offset; }
+  void initialize(uint64_t seed);
+  void zero_grads();
+
+  // Sizes the activation arena for micro-batches of up to B x T tokens (called once; again only if larger).
+  void reserve(int B, int Tn);
+  size_t activation_bytes() const { return arena_.capacity() + head_arena_.capacity(); }
+
+  // Pretraining micro-batch: forward, and when `backward`, gradients of
+  //   loss = mlm_sum / mlm_denominator + sop_sum / sop_denominator
+  // accumulated (+=) into grads(). Denominators are global (whole step, all DP ranks) so every layout
+  // computes the same loss.
+  PretrainLosses pretrain_forward_backward(const PretrainBatch& batch, const RngContext& rng, double mlm_denominator,
+                                           double sop_denominator, bool backward);
+
+  // Classification: logits (B, num_classes) on every TP rank; then backward from dlogits (B, num_classes).
+  void classify_forward(const EncoderInputs& in, const RngContext& rng, T* logits);
+  void classify_backward(const T* dlogits);
+
+  // MLM logits of this TP rank's vocab shard at flat positions (M): out (M, V_local); vocab_start() gives the
+  // first id of the shard.
+  void mlm_logits(const EncoderInputs& in, const int32_t* positions, int M, T* out);
+  int vocab_start() const { return vocab_start_; }
+  int vocab_local() const { return vocab_local_; }
+
+ private:
+  struct LayerActs;
+  struct Acts;
+  void plan_arena(Arena& arena, int B, int Tn);
+  const T* encode_forward(const EncoderInputs& in, const RngContext& rng);
+  void encode_backward(T* dhidden);  // dhidden (N, C) = gradient at the final LayerNorm output; consumed
+  void pooler_forward(const T* hidden, int B, int Tn);
+  void pooler_backward(const T* dpooled, T* dhidden, int B, int Tn);
+  void ensure_head_capacity(int M);
+  DropoutSpec dropout_spec(RngPurpose purpose, int layer, int site, double p) const;
+
+  ModelConfig config_;
+  ModelHeads heads_;
+  Communicator& tp_;
+  double dropout_, attention_dropout_;
+  Exec exec_;
+  ParamTable table_;
+  std::vector<T> params_, grads_;
+  int heads_local_, hidden_local_, ffn_local_, vocab_start_, vocab_local_;
+  Arena arena_, head_arena_;
+  int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;
+  std::unique_ptr<Acts> acts_;
+  RngContext rng_;      // of the last forward (backward reuses it)
+  EncoderInputs in_;    // of the last forward
+};
+
+}  // namespace erlangshen

@@ -1,0 +1,143 @@
+// Run configuration: one struct per YAML section (DESIGN §9), loaded strictly.
+//
+// Loading rules: every key in the file must be known, of the right type and in range, or the load fails with
+// an error naming the file and the dotted key. Overrides `key.sub=value` are applied after the file, with
+// the same checks. Cross-field rules (heads divide hidden, ...) are checked by validate() before anything is
+// allocated.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace erlangshen {
+
+enum class Activation { GeluTanh, GeluExact };
+const char* activation_name(Activation a);
+
+struct ModelConfig {
+  int hidden = 256;
+  int layers = 4;
+  int heads = 4;
+  int ffn = 1024;
+  int vocab_size = 21128;       // real vocabulary entries
+  int vocab_pad_multiple = 128; // embedding rows are padded to a multiple of this x TP
+  int max_positions = 512;
+  int type_vocab = 2;
+  Activation activation = Activation::GeluTanh;
+  double layernorm_eps = 1e-12;
+  double init_std = 0.02;
+  bool scaled_output_init = true;  // output projections use std / sqrt(2 * layers) (GPT-2 / Megatron)
+  int num_classes = 3;             // fine-tuning classifier width
+  // Rows of the word embedding: vocab_size rounded up to a multiple of vocab_pad_multiple * tp.
+  int padded_vocab(int tp = 1) const;
+  int head_dim() const { return hidden / heads; }
+};
+
+struct TrainConfig {
+  int64_t steps = 300;
+  int micro_batch = 16;
+  int grad_accum = 1;
+  int seq_len = 128;
+  double lr = 1e-3;
+  double min_lr = 0.0;
+  int64_t warmup_steps = 30;
+  std::string decay = "linear";  // linear | cosine | constant
+  double weight_decay = 0.01;
+  double clip_grad = 1.0;        // 0 disables clipping
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double adam_eps = 1e-8;
+  uint64_t seed = 1234;
+  double dropout = 0.1;          // hidden + embedding dropout
+  double attention_dropout = 0.1;
+  int64_t stop_at = 0;           // 0: run to `steps`; N: stop after step N (schedule unchanged)
+  int threads = 0;               // 0: all cores
+  int epochs = 3;                // fine-tuning
+  int64_t eval_every = 0;        // fine-tuning: evaluate every N steps (0: each epoch)
+  int early_stop = 0;            // fine-tuning: stop after N evaluations without improvement (0: never)
+};
+
+struct ParallelConfig {
+  int tp = 1;
+  int dp = 1;
+  bool zero1 = false;
+  double timeout_s = 300.0;  // a collective that takes longer aborts the job
+  int bucket_mb = 25;        // DP gradient bucket size
+};
+
+struct DataFieldsConfig {
+  std::string a = "query";
+  std::string b = "title";
+  std::string label = "label";
+  std::string id = "id";
+};
+
+struct DataConfig {
+  std::vector<std::string> shards;  // pretraining: HDF5 shard files or directories
+  std::string vocab;
+  std::string dict;
+  std::vector<std::string> lexicons;
+  double mask_prob = 0.15;
+  double knowledge_share = 0.5;
+  std::string masking = "kdm";      // kdm | wwm | token
+  double short_seq_prob = 0.1;
+  int max_ngram = 3;
+  int loader_threads = 1;
+  bool lowercase = true;
+  // fine-tuning
+  std::string train;
+  std::string dev;
+  std::string test;
+  int num_classes = 3;
+  int max_len = 128;
+  bool skip_bad_lines = false;
+  DataFieldsConfig fields;
+};
+
+struct CheckpointConfig {
+  std::string dir;
+  int64_t every = 0;  // 0: only at the end
+  int keep = 3;
+  std::string init;   // fine-tuning: checkpoint to start from (empty: random init)
+};
+
+struct LogConfig {
+  std::string metrics;  // JSON-lines file (rank 0)
+  int64_t every = 1;
+};
+
+struct LossConfig {
+  std::string type = "ce";  // ce | label_smoothing | pcl | pcl_reference
+  double eps = 0.1;
+  double alpha = 0.0;
+  double lam_plus = 0.0;
+  double lam_minus = 0.0;
+  std::vector<double> propensities;  // empty: training-label frequencies
+};
+
+struct Config {
+  ModelConfig model;
+  TrainConfig train;
+  ParallelConfig parallel;
+  DataConfig data;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+  LossConfig loss;
+  std::string source = "<defaults>";  // file the config came from (for messages)
+
+  // Cross-field checks; throws Error naming the keys and the file.
+  void validate() const;
+};
+
+// Loads a YAML file strictly over the defaults; throws Error naming the file and key.
+Config load_config(const std::string& path);
+// Applies "key.sub=value" overrides (YAML scalar/list syntax for the value).
+void apply_overrides(Config& config, const std::vector<std::string>& overrides);
+// Loads `path` (or defaults when empty), applies overrides, validates.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+// Every known key with its current value, one `key: value` line each (for --print-config and manifests).
+std::string dump_config(const Config& config);
+// Names of all known keys (sorted), for documentation and tests.
+std::vector<std::string> config_keys();
+
+}  // namespace erlangshen

@@ -1,0 +1,91 @@
+// Fused bias + GeLU, and tanh (pooler).
+//   tanh GeLU:  g(x) = 0.5 x (1 + tanh(u)),  u = k (x + 0.044715 x^3),  k = sqrt(2/pi)
+//               g'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) k (1 + 3 * 0.044715 x^2)
+//   exact GeLU: g(x) = x Phi(x),  g'(x) = Phi(x) + x phi(x)
+#include <cmath>
+
+#include "runtime/cpu/kernels.h"
+#include "runtime/cpu/parallel_for.h"
+
+namespace erlangshen::cpu {
+namespace {
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kInvSqrt2 = 0.7071067811865476;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+
+template <class T>
+inline T gelu(T x, Activation kind) {
+  if (kind == Activation::GeluTanh) {
+    const T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+    return T(0.5) * x * (T(1) + std::tanh(u));
+  }
+  return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2)));
+}
+
+template <class T>
+inline T gelu_grad(T x, Activation kind) {
+  if (kind == Activation::GeluTanh) {
+    const T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+    const T th = std::tanh(u);
+    return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+  }
+  const T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
+  return cdf + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+}
+
+}  // namespace
+
+template <class T>
+void bias_gelu_forward(T* act, T* pre, const T* bias, int N, int C, Activation kind) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    T* p = pre + static_cast<int64_t>(n) * C;
+    T* a = act + static_cast<int64_t>(n) * C;
+    for (int c = 0; c < C; ++c) {
+      const T x = bias ? p[c] + bias[c] : p[c];
+      p[c] = x;
+      a[c] = gelu(x, kind);
+    }
+  }
+}
+
+template <class T>
+void bias_gelu_backward(T* dpre, T* dbias, const T* dact, const T* pre, int N, int C, Activation kind) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const int64_t o = static_cast<int64_t>(n) * C;
+    for (int c = 0; c < C; ++c) dpre[o + c] = dact[o + c] * gelu_grad(pre[o + c], kind);
+  }
+  if (dbias) {
+    parallel_blocks(C, 16, [&](int64_t c0, int64_t c1) {
+      for (int n = 0; n < N; ++n) {
+        const T* d = dpre + static_cast<int64_t>(n) * C;
+        for (int64_t c = c0; c < c1; ++c) dbias[c] += d[c];
+      }
+    });
+  }
+}
+
+template <class T>
+void tanh_forward(T* out, const T* inp, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(inp[i]);
+}
+
+template <class T>
+void tanh_backward(T* dinp, const T* dout, const T* out, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (T(1) - out[i] * out[i]);
+}
+
+#define ERL_INSTANTIATE(T)                                                         \
+  template void bias_gelu_forward<T>(T*, T*, const T*, int, int, Activation);      \
+  template void bias_gelu_backward<T>(T*, T*, const T*, const T*, int, int, Activation); \
+  template void tanh_forward<T>(T*, const T*, int64_t);                            \
+  template void tanh_backward<T>(T*, const T*, const T*, int64_t);
+ERL_INSTANTIATE(float)
+ERL_INSTANTIATE(double)
+#undef ERL_INSTANTIATE
+
+}  // namespace erlangshen::cpu

@@ -1,0 +1,179 @@
+// Backend dispatch: every op the model uses, called as ops::NAME(exec, args...). The CPU backend
+// (runtime/cpu/kernels.h, float and double) runs everywhere; the CUDA backend (runtime/cuda/kernels.h,
+// float pointers on the device, exec.stream) is used when exec.device == Device::CUDA and the build has it.
+// Signatures and semantics are documented once, in runtime/cpu/kernels.h.
+#pragma once
+#include <type_traits>
+
+#include "runtime/check.h"
+#include "runtime/cpu/kernels.h"
+#if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/kernels.h"
+#endif
+
+namespace erlangshen {
+
+enum class Device { CPU, CUDA };
+
+// Where ops run: the device and, for CUDA, the stream (cudaStream_t as void*).
+struct Exec {
+  Device device = Device::CPU;
+  void* stream = nullptr;
+};
+
+// True when this build has the CUDA backend and a GPU is visible.
+bool cuda_available();
+
+#if defined(ERLANGSHEN_HAVE_CUDA)
+#define ERL_CUDA_CALL(fn, ...) cuda::fn(x.stream, __VA_ARGS__)
+#else
+#define ERL_CUDA_CALL(fn, ...) throw Error("this build has no CUDA backend (configure with -DERLANGSHEN_CUDA=ON)")
+#endif
+
+#define ERL_DISPATCH(fn, ...)                                                        \
+  do {                                                                               \
+    if (x.device == Device::CUDA) {                                                  \
+      if constexpr (std::is_same_v<T, float>) {                                      \
+        ERL_CUDA_CALL(fn, __VA_ARGS__);                                              \
+        return;                                                                      \
+      } else {                                                                       \
+        throw Error(#fn ": the CUDA backend runs float tensors only");               \
+      }                                                                              \
+    }                                                                                \
+    return cpu::fn<T>(__VA_ARGS__);                                                  \
+  } while (0)
+
+namespace ops {
+
+template <class T>
+void matmul_forward(const Exec& x, T* out, const T* inp, const T* w, const T* b, int N, int C, int OC, bool acc = false) {
+  ERL_DISPATCH(matmul_forward, out, inp, w, b, N, C, OC, acc);
+}
+template <class T>
+void matmul_backward(const Exec& x, T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, int N, int C, int OC,
+                     bool acc_dinp = false) {
+  ERL_DISPATCH(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp);
+}
+template <class T>
+void word_embedding_forward(const Exec& x, T* out, const int32_t* ids, const T* word, int N, int C, int v0, int Vl) {
+  ERL_DISPATCH(word_embedding_forward, out, ids, word, N, C, v0, Vl);
+}
+template <class T>
+void word_embedding_backward(const Exec& x, T* dword, const T* dout, const int32_t* ids, int N, int C, int v0, int Vl) {
+  ERL_DISPATCH(word_embedding_backward, dword, dout, ids, N, C, v0, Vl);
+}
+template <class T>
+void position_type_embedding_forward(const Exec& x, T* out, const int32_t* types, const T* pos, const T* type, int B,
+                                     int Tn, int C) {
+  ERL_DISPATCH(position_type_embedding_forward, out, types, pos, type, B, Tn, C);
+}
+template <class T>
+void position_type_embedding_backward(const Exec& x, T* dpos, T* dtype, const T* dout, const int32_t* types, int B,
+                                      int Tn, int C, int TV) {
+  ERL_DISPATCH(position_type_embedding_backward, dpos, dtype, dout, types, B, Tn, C, TV);
+}
+template <class T>
+void layernorm_forward(const Exec& x, T* out, T* mean, T* rstd, const T* inp, const T* w, const T* b, int N, int C,
+                       double eps) {
+  ERL_DISPATCH(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
+}
+template <class T>
+void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, const T* mean,
+                        const T* rstd, int N, int C) {
+  ERL_DISPATCH(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+template <class T>
+void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int C, Activation kind) {
+  ERL_DISPATCH(bias_gelu_forward, act, pre, bias, N, C, kind);
+}
+template <class T>
+void bias_gelu_backward(const Exec& x, T* dpre, T* dbias, const T* dact, const T* pre, int N, int C, Activation kind) {
+  ERL_DISPATCH(bias_gelu_backward, dpre, dbias, dact, pre, N, C, kind);
+}
+template <class T>
+void tanh_forward(const Exec& x, T* out, const T* inp, int64_t n) {
+  ERL_DISPATCH(tanh_forward, out, inp, n);
+}
+template <class T>
+void tanh_backward(const Exec& x, T* dinp, const T* dout, const T* out, int64_t n) {
+  ERL_DISPATCH(tanh_backward, dinp, dout, out, n);
+}
+template <class T>
+void attention_forward(const Exec& x, T* out, T* probs, T* scratch, const T* qkv, const uint8_t* valid,
+                       const cpu::AttentionShape& s, const DropoutSpec& d) {
+  ERL_DISPATCH(attention_forward, out, probs, scratch, qkv, valid, s, d);
+}
+template <class T>
+void attention_backward(const Exec& x, T* dqkv, T* scratch, const T* dout, const T* qkv, const T* probs,
+                        const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
+  ERL_DISPATCH(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
+}
+template <class T>
+void dropout_residual_forward(const Exec& x, T* out, const T* resid, const T* in, int64_t n, const DropoutSpec& d,
+                              int64_t offset) {
+  ERL_DISPATCH(dropout_residual_forward, out, resid, in, n, d, offset);
+}
+template <class T>
+void dropout_backward(const Exec& x, T* dx, const T* dout, int64_t n, const DropoutSpec& d, int64_t offset) {
+  ERL_DISPATCH(dropout_backward, dx, dout, n, d, offset);
+}
+template <class T>
+void ce_rowmax(const Exec& x, T* rowmax, const T* logits, int M, int Vl) {
+  ERL_DISPATCH(ce_rowmax, rowmax, logits, M, Vl);
+}
+template <class T>
+void ce_sumexp_target(const Exec& x, T* sumexp, T* target_logit, const T* logits, const T* rowmax,
+                      const int32_t* targets, int M, int Vl, int v0) {
+  ERL_DISPATCH(ce_sumexp_target, sumexp, target_logit, logits, rowmax, targets, M, Vl, v0);
+}
+template <class T>
+void ce_backward(const Exec& x, T* dlogits, const T* logits, const T* rowmax, const T* sumexp, const int32_t* targets,
+                 const T* dloss, int M, int Vl, int v0) {
+  ERL_DISPATCH(ce_backward, dlogits, logits, rowmax, sumexp, targets, dloss, M, Vl, v0);
+}
+template <class T>
+void gather_rows(const Exec& x, T* out, const T* inp, const int32_t* idx, int M, int C) {
+  ERL_DISPATCH(gather_rows, out, inp, idx, M, C);
+}
+template <class T>
+void scatter_add_rows(const Exec& x, T* dinp, const T* dout, const int32_t* idx, int M, int C) {
+  ERL_DISPATCH(scatter_add_rows, dinp, dout, idx, M, C);
+}
+template <class T>
+void adamw_update(const Exec& x, T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1, double b2, double eps,
+                  double wd, int64_t step, double gscale) {
+  ERL_DISPATCH(adamw_update, p, g, m, v, n, lr, b1, b2, eps, wd, step, gscale);
+}
+template <class T>
+double sum_squares(const Exec& x, const T* v, int64_t n) {
+  if (x.device == Device::CUDA) {
+    if constexpr (std::is_same_v<T, float>) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+      return cuda::sum_squares(x.stream, v, n);
+#else
+      throw Error("this build has no CUDA backend");
+#endif
+    }
+    throw Error("sum_squares: the CUDA backend runs float tensors only");
+  }
+  return cpu::sum_squares<T>(v, n);
+}
+template <class T>
+void scale(const Exec& x, T* v, int64_t n, double s) {
+  ERL_DISPATCH(scale, v, n, s);
+}
+template <class T>
+void fill(const Exec& x, T* v, int64_t n, T value) {
+  ERL_DISPATCH(fill, v, n, value);
+}
+template <class T>
+void add_inplace(const Exec& x, T* y, const T* v, int64_t n) {
+  ERL_DISPATCH(add_inplace, y, v, n);
+}
+
+}  // namespace ops
+
+#undef ERL_DISPATCH
+#undef ERL_CUDA_CALL
+
+}  // namespace erlangshen

@@ -1,0 +1,11 @@
+// CPU thread control. Our kernels parallelise with OpenMP; OpenBLAS runs single-threaded inside each
+// OpenMP thread (we split GEMMs into row blocks ourselves), so one knob sets the whole process.
+#pragma once
+
+namespace erlangshen {
+
+// Sets the number of compute threads (0 = all cores) and returns the number in effect.
+int set_compute_threads(int threads);
+int compute_threads();
+
+}  // namespace erlangshen
