@@ -1,0 +1,136 @@
+#include "data_pipeline/lexicon.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "data_pipeline/sha256.h"
+#include "data_pipeline/utf8.h"
+#include "runtime/check.h"
+
+namespace erlangshen::data {
+
+const char* span_kind_name(SpanKind k) {
+  switch (k) {
+    case SpanKind::Entity: return "entity";
+    case SpanKind::Event: return "event";
+    default: return "none";
+  }
+}
+
+void LexiconMatcher::add_term(std::u32string_view term, SpanKind kind) {
+  if (term.size() < static_cast<size_t>(rules_.min_chars) || kind == SpanKind::None) return;
+  int32_t node = trie_.insert(term);
+  if (static_cast<size_t>(trie_.num_nodes()) > kind_.size()) kind_.resize(static_cast<size_t>(trie_.num_nodes()) * 2, 0);
+  uint8_t& k = kind_[static_cast<size_t>(node)];
+  if (k == 0) ++num_terms_;
+  if (k == 0 || kind == SpanKind::Entity) k = static_cast<uint8_t>(kind);
+}
+
+namespace {
+std::string read_all(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+void LexiconMatcher::add_spec(const std::string& spec) {
+  if (spec.rfind("entity:", 0) == 0) add_file(spec.substr(7), SpanKind::Entity);
+  else if (spec.rfind("event:", 0) == 0) add_file(spec.substr(6), SpanKind::Event);
+  else add_file(spec, SpanKind::Entity);
+}
+
+void LexiconMatcher::add_file(const std::string& path, SpanKind kind) {
+  std::string bytes = read_all(path, "lexicon");
+  if (bytes.empty()) throw Error("lexicon " + path + " is empty");
+  size_t start = 0, line_no = 0, added = 0;
+  std::u32string term;
+  while (start < bytes.size()) {
+    size_t nl = bytes.find('\n', start);
+    if (nl == std::string::npos) nl = bytes.size();
+    std::string_view line(bytes.data() + start, nl - start);
+    start = nl + 1;
+    ++line_no;
+    if (line_no == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+    size_t tab = line.find('\t');
+    if (tab != std::string_view::npos) line = line.substr(0, tab);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    if (line.empty() || line.front() == '#') continue;
+    if (!is_valid_utf8(line))
+      throw Error("lexicon " + path + " line " + std::to_string(line_no) + " is not valid UTF-8");
+    term.clear();
+    decode_utf8(line, term);
+    add_term(term, kind);
+    ++added;
+  }
+  if (added == 0) throw Error("lexicon " + path + " has no terms");
+  sha256_ = sha256_hex(sha256_ + span_kind_name(kind) + ":" + sha256_hex(bytes));
+}
+
+void LexiconMatcher::add_dict_pos(const std::string& dict_path) {
+  std::string bytes = read_all(dict_path, "jieba dictionary");
+  size_t start = 0;
+  std::u32string term;
+  while (start < bytes.size()) {
+    size_t nl = bytes.find('\n', start);
+    if (nl == std::string::npos) nl = bytes.size();
+    std::string_view line(bytes.data() + start, nl - start);
+    start = nl + 1;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    size_t sp1 = line.find(' ');
+    if (sp1 == std::string_view::npos) continue;
+    size_t sp2 = line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) continue;
+    std::string tag(line.substr(sp2 + 1));
+    SpanKind kind = SpanKind::None;
+    if (std::find(rules_.entity_tags.begin(), rules_.entity_tags.end(), tag) != rules_.entity_tags.end())
+      kind = SpanKind::Entity;
+    else if (std::find(rules_.event_tags.begin(), rules_.event_tags.end(), tag) != rules_.event_tags.end())
+      kind = SpanKind::Event;
+    if (kind == SpanKind::None || !is_valid_utf8(line.substr(0, sp1))) continue;
+    term.clear();
+    decode_utf8(line.substr(0, sp1), term);
+    add_term(term, kind);
+  }
+  std::string rules;
+  for (auto& t : rules_.entity_tags) rules += t + ",";
+  rules += "|";
+  for (auto& t : rules_.event_tags) rules += t + ",";
+  rules += "|" + std::to_string(rules_.min_chars);
+  sha256_ = sha256_hex(sha256_ + "pos:" + rules + ":" + sha256_hex(bytes));
+}
+
+void LexiconMatcher::match(std::u32string_view text, const std::vector<uint32_t>& word_ends,
+                           std::vector<CharSpan>& out) const {
+  if (num_terms_ == 0) return;
+  const size_t nw = word_ends.size();
+  size_t w = 0;
+  while (w < nw) {
+    const uint32_t begin = w == 0 ? 0 : word_ends[w - 1];
+    // Walk the trie from `begin`; at each word end reached, remember the longest term.
+    int32_t node = 0;
+    size_t best_w = nw;  // index of the last word of the best match
+    SpanKind best_kind = SpanKind::None;
+    size_t cur_w = w;
+    for (uint32_t i = begin; i < text.size(); ++i) {
+      node = trie_.child(node, text[i]);
+      if (node == PrefixTrie::kNone) break;
+      while (cur_w < nw && word_ends[cur_w] < i + 1) ++cur_w;
+      if (cur_w < nw && word_ends[cur_w] == i + 1 && kind_[static_cast<size_t>(node)] != 0) {
+        best_w = cur_w;
+        best_kind = static_cast<SpanKind>(kind_[static_cast<size_t>(node)]);
+      }
+    }
+    if (best_w < nw) {
+      out.push_back(CharSpan{begin, word_ends[best_w], best_kind});
+      w = best_w + 1;
+    } else {
+      ++w;
+    }
+  }
+}
+
+}  // namespace erlangshen::data

@@ -1,0 +1,50 @@
+// A trie over code points: node 0 is the root; children of the root sit in a direct table for the Basic
+// Multilingual Plane, deeper edges in an open-addressing hash table keyed by (node, code point). Callers keep
+// per-node payloads in their own arrays indexed by node id.
+#pragma once
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace erlangshen::data {
+
+class PrefixTrie {
+ public:
+  static constexpr int32_t kNone = -1;
+  PrefixTrie();
+  // Inserts every prefix of `word`; returns the node of the whole word (the root for an empty word).
+  int32_t insert(std::u32string_view word);
+  // Child of `node` along `c`, or kNone.
+  int32_t child(int32_t node, char32_t c) const {
+    if (node == 0 && c < 0x10000) return root_[c];
+    return lookup(key(node, c));
+  }
+  // Node of `word`, or kNone.
+  int32_t find(std::u32string_view word) const;
+  int32_t num_nodes() const { return num_nodes_; }
+
+ private:
+  static uint64_t key(int32_t node, char32_t c) { return (static_cast<uint64_t>(node) << 21) | c; }
+  static uint64_t mix(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k;
+  }
+  int32_t lookup(uint64_t k) const {
+    size_t mask = keys_.size() - 1;
+    for (size_t i = mix(k) & mask;; i = (i + 1) & mask) {
+      if (keys_[i] == k) return vals_[i];
+      if (keys_[i] == kEmpty) return kNone;
+    }
+  }
+  void grow();
+  static constexpr uint64_t kEmpty = ~0ULL;
+  std::vector<int32_t> root_;  // (0x10000) child of the root per BMP code point
+  std::vector<uint64_t> keys_;  // open addressing, power-of-two capacity
+  std::vector<int32_t> vals_;
+  size_t used_ = 0;
+  int32_t num_nodes_ = 1;
+};
+
+}  // namespace erlangshen::data
