@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "erlangshen 0.1.0");
   int exit_code = erlangshen::cli::kExitOk;
+  erlangshen::cli::register_pretrain(app, exit_code);
+  erlangshen::cli::register_bench(app, exit_code);
   erlangshen::cli::register_print_config(app, exit_code);
   try {
     app.parse(argc, argv);

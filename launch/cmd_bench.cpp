@@ -1,0 +1,99 @@
+// `erlangshen bench --config FILE [key=value ...]`: times training steps on synthetic batches and reports
+// tokens/s, achieved GFLOP/s and model-FLOPs utilisation against an SGEMM rate measured on the spot.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "launch/commands.h"
+#include "launch/run_options.h"
+#include "model/flops.h"
+#include "model/trainer.h"
+#include "runtime/threading.h"
+#include "runtime/timer.h"
+
+namespace erlangshen::cli {
+namespace {
+
+// Median GFLOP/s of out (N, OC) = inp (N, C) @ W^T with the model's FFN shape, through our matmul kernel.
+double measure_sgemm_gflops(int N, int C, int OC, int repeats) {
+  std::vector<float> a(static_cast<size_t>(N) * C, 0.5f), w(static_cast<size_t>(OC) * C, 0.25f),
+      out(static_cast<size_t>(N) * OC);
+  std::vector<double> rates;
+  for (int r = 0; r < repeats + 1; ++r) {
+    Stopwatch sw;
+    cpu::matmul_forward(out.data(), a.data(), w.data(), static_cast<const float*>(nullptr), N, C, OC);
+    const double s = sw.seconds();
+    if (r > 0) rates.push_back(2.0 * N * C * OC / s / 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("bench", "Time training steps: tokens/s, GFLOP/s, model-FLOPs utilisation");
+  auto opts = add_run_options(cmd);
+  auto steps = std::make_shared<int>(10);
+  auto warmup = std::make_shared<int>(2);
+  auto json_out = std::make_shared<bool>(false);
+  cmd->add_option("--steps", *steps, "timed steps (median reported)")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", *warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", *json_out, "print one JSON line instead of the table");
+  cmd->callback([=, &exit_code] {
+    Config config = opts->load();
+    config.train.steps = *steps + *warmup;
+    config.train.warmup_steps = 0;
+    const int threads = set_compute_threads(config.train.threads);
+    Logger log;
+    SelfCommunicator tp("tp"), dp("dp");
+    SyntheticDataSource data(config.train.micro_batch, config.train.grad_accum, config.train.seq_len,
+                             config.model.vocab_size, config.data.mask_prob, config.train.seed, 0, true);
+    PretrainTrainer trainer(config, TrainerGroups{&tp, &dp}, data, log);
+    const int N = config.train.micro_batch * config.train.seq_len;
+    const double gemm_rate = measure_sgemm_gflops(N, config.model.hidden, config.model.ffn, 5);
+    std::vector<double> secs, flops;
+    for (int i = 0; i < *warmup + *steps; ++i) {
+      StepReport r = trainer.train_step();
+      if (i < *warmup) continue;
+      secs.push_back(r.step_seconds);
+      const double masked = config.data.mask_prob * r.tokens;  // synthetic batches mask mask_prob of tokens
+      flops.push_back(training_flops(config.model, config.train.seq_len, r.tokens, masked,
+                                     config.train.micro_batch * config.train.grad_accum));
+    }
+    std::vector<double> sorted = secs;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    const double tokens = static_cast<double>(config.train.micro_batch) * config.train.grad_accum * config.train.seq_len;
+    const double gflops = flops[0] / median / 1e9;
+    const double mfu = gflops / gemm_rate;
+    if (*json_out) {
+      std::printf(
+          "{\"config\": \"%s\", \"threads\": %d, \"micro_batch\": %d, \"seq_len\": %d, \"step_s\": %.6f, "
+          "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"mfu_vs_sgemm\": %.4f, \"peak_rss_mib\": %.1f}\n",
+          config.source.c_str(), threads, config.train.micro_batch, config.train.seq_len, median, tokens / median,
+          gflops, gemm_rate, mfu, peak_rss_mib());
+    } else {
+      std::printf("bench %s: %d threads, micro_batch %d x seq %d, %d timed steps\n", config.source.c_str(), threads,
+                  config.train.micro_batch, config.train.seq_len, *steps);
+      std::printf("  step time (median)   %.4f s\n", median);
+      std::printf("  tokens/s             %.1f\n", tokens / median);
+      std::printf("  model GFLOP/s        %.2f\n", gflops);
+      std::printf("  SGEMM GFLOP/s        %.2f  (measured now, %d x %d x %d)\n", gemm_rate, N, config.model.hidden,
+                  config.model.ffn);
+      std::printf("  MFU vs SGEMM         %.1f%%\n", 100.0 * mfu);
+      std::printf("  peak RSS             %.1f MiB\n", peak_rss_mib());
+    }
+    exit_code = kExitOk;
+  });
+}
+
+}  // namespace erlangshen::cli

@@ -1,0 +1,47 @@
+// AdamW over the flat parameter buffer, walking the parameter table so biases and LayerNorm parameters get
+// no weight decay. It updates the element range [begin, end) of the buffer: the whole buffer on one rank,
+// or this DP rank's ZeRO-1 shard.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "runtime/config.h"
+#include "runtime/ops.h"
+#include "runtime/param_table.h"
+
+namespace erlangshen {
+
+template <class T>
+class AdamW {
+ public:
+  AdamW(const ParamTable& table, const TrainConfig& config, size_t begin, size_t end);
+  AdamW(const ParamTable& table, const TrainConfig& config) : AdamW(table, config, 0, table.total()) {}
+
+  // One update of params[begin, end) from grads[begin, end) (same flat indexing), g = grad * grad_scale.
+  void step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale);
+
+  int64_t step_count() const { return step_count_; }
+  void set_step_count(int64_t n) { step_count_ = n; }
+  size_t begin() const { return begin_; }
+  size_t end() const { return end_; }
+  std::vector<T>& exp_avg() { return m_; }      // (end - begin)
+  std::vector<T>& exp_avg_sq() { return v_; }   // (end - begin)
+
+ private:
+  struct Range {
+    size_t begin, end;  // flat indices
+    bool decay;
+  };
+  std::vector<Range> ranges_;
+  TrainConfig config_;
+  size_t begin_, end_;
+  int64_t step_count_ = 0;
+  std::vector<T> m_, v_;
+};
+
+// Sum of squared gradients that this rank contributes to the global norm: sharded tensors always, replicated
+// tensors only on TP rank 0 (so an all-reduce over TP counts each once). Restricted to [begin, end).
+template <class T>
+double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* grads, size_t begin, size_t end);
+
+}  // namespace erlangshen
