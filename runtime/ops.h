@@ -15,17 +15,20 @@ namespace erlangshen {
 
 enum class Device { CPU, CUDA };
 
-// Where ops run: the device and, for CUDA, the stream (cudaStream_t as void*).
+// Where ops run: the device and, for CUDA, the stream (cudaStream_t as void*) and the caller-owned backend
+// context (a cuda::Context*, runtime/cuda/context.h: cuBLASLt handle, workspace, math and deterministic modes).
+// With a Context: Exec{Device::CUDA, ctx.stream(), &ctx}.
 struct Exec {
   Device device = Device::CPU;
   void* stream = nullptr;
+  void* backend_context = nullptr;
 };
 
 // True when this build has the CUDA backend and a GPU is visible.
 bool cuda_available();
 
 #if defined(ERLANGSHEN_HAVE_CUDA)
-#define ERL_CUDA_CALL(fn, ...) cuda::fn(x.stream, __VA_ARGS__)
+#define ERL_CUDA_CALL(fn, ...) cuda::fn(cuda::Launch(x.stream, x.backend_context), __VA_ARGS__)
 #else
 #define ERL_CUDA_CALL(fn, ...) throw Error("this build has no CUDA backend (configure with -DERLANGSHEN_CUDA=ON)")
 #endif
@@ -103,6 +106,13 @@ void attention_forward(const Exec& x, T* out, T* probs, T* scratch, const T* qkv
                        const cpu::AttentionShape& s, const DropoutSpec& d) {
   ERL_DISPATCH(attention_forward, out, probs, scratch, qkv, valid, s, d);
 }
+// Elements of the `scratch` argument of attention_forward/backward on this device.
+inline int64_t attention_scratch_elems(const Exec& x, const cpu::AttentionShape& s) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (x.device == Device::CUDA) return cuda::attention_scratch_elems(s);
+#endif
+  return cpu::attention_scratch_elems(s);
+}
 template <class T>
 void attention_backward(const Exec& x, T* dqkv, T* scratch, const T* dout, const T* qkv, const T* probs,
                         const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
@@ -149,7 +159,7 @@ double sum_squares(const Exec& x, const T* v, int64_t n) {
   if (x.device == Device::CUDA) {
     if constexpr (std::is_same_v<T, float>) {
 #if defined(ERLANGSHEN_HAVE_CUDA)
-      return cuda::sum_squares(x.stream, v, n);
+      return cuda::sum_squares(cuda::Launch(x.stream, x.backend_context), v, n);
 #else
       throw Error("this build has no CUDA backend");
 #endif

@@ -1,0 +1,58 @@
+// Deterministic column sums  dst[c] += sum_{n < N} f(n, c)  in two stages with a fixed partition:
+//   stage 1: rows split into R chunks of `rows_per_chunk` (a function of N only); block (32 columns x 8 row
+//            lanes) sums its chunk, lanes combined in lane order -> partial[r][c] (Context scratch)
+//   stage 2: dst[c] += sum_r partial[r][c] in r order.
+// Used for bias gradients, LayerNorm weight/bias gradients and token-type embedding gradients. No atomics.
+#pragma once
+#include "runtime/cuda/common.cuh"
+
+namespace erlangshen::cuda {
+
+template <class F>
+__global__ void colsum_partial_kernel(float* partial, int N, int C, int rows_per_chunk, F f) {
+  __shared__ float lanes[8][33];
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  const int n0 = blockIdx.y * rows_per_chunk;
+  const int n1 = min(N, n0 + rows_per_chunk);
+  float s = 0.0f;
+  if (c < C)
+    for (int n = n0 + threadIdx.y; n < n1; n += 8) s += f(n, c);
+  lanes[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float t = 0.0f;
+    for (int y = 0; y < 8; ++y) t += lanes[y][threadIdx.x];
+    partial[static_cast<int64_t>(blockIdx.y) * C + c] = t;
+  }
+}
+
+__global__ inline void colsum_finish_kernel(float* dst, const float* partial, int R, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float t = 0.0f;
+  for (int r = 0; r < R; ++r) t += partial[static_cast<int64_t>(r) * C + c];
+  dst[c] += t;
+}
+
+template <class F>
+void colsum_add(const Launch& l, const char* op, float* dst, int N, int C, F f) {
+  if (N <= 0 || C <= 0) return;
+  Context& ctx = need_context(l, op);
+  const int rows_per_chunk = N <= 64 * 128 ? 64 : (N + 127) / 128;
+  const int R = (N + rows_per_chunk - 1) / rows_per_chunk;
+  float* partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(R) * C, op));
+  dim3 grid((C + 31) / 32, R), block(32, 8);
+  colsum_partial_kernel<<<grid, block, 0, stream_of(l)>>>(partial, N, C, rows_per_chunk, f);
+  ERL_CUDA_LAUNCHED();
+  colsum_finish_kernel<<<(C + 255) / 256, 256, 0, stream_of(l)>>>(dst, partial, R, C);
+  ERL_CUDA_LAUNCHED();
+}
+
+// f(n, c) = x[n * C + c]
+struct RowsOf {
+  const float* x;
+  int C;
+  __device__ float operator()(int n, int c) const { return x[static_cast<int64_t>(n) * C + c]; }
+};
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,69 @@
+// Shared pieces of the CUDA kernels: error checks, launch geometry and fixed-order block reductions.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/check.h"
+#include "runtime/cuda/context.h"
+#include "runtime/cuda/kernels.h"
+
+#define ERL_CUDA_CHECK(expr)                                                                      \
+  do {                                                                                            \
+    cudaError_t erl_e_ = (expr);                                                                  \
+    ERL_CHECK(erl_e_ == cudaSuccess, "CUDA error in " #expr ": " << cudaGetErrorString(erl_e_));   \
+  } while (0)
+// After a kernel launch: reports launch-configuration errors at the call site.
+#define ERL_CUDA_LAUNCHED() ERL_CUDA_CHECK(cudaGetLastError())
+
+namespace erlangshen::cuda {
+
+inline cudaStream_t stream_of(const Launch& l) { return static_cast<cudaStream_t>(l.stream); }
+
+inline Context& need_context(const Launch& l, const char* op) {
+  ERL_CHECK(l.context != nullptr, "cuda::" << op << " needs a backend context: run it with "
+                                            "Exec{Device::CUDA, ctx.stream(), &ctx} (runtime/cuda/context.h)");
+  return *l.context;
+}
+
+inline unsigned grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  return static_cast<unsigned>(b < max_blocks ? b : max_blocks);
+}
+
+// Sum over a warp, fixed butterfly order: every lane gets the same bits whatever the data.
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Block-wide sum (blockDim.x a multiple of 32, <= 1024): warp sums, then warp 0 sums the warp results in a
+// fixed tree. Every thread gets the result. `smem` holds 32 T. Contains __syncthreads: call from all threads.
+template <class T>
+__device__ T block_sum(T v, T* smem) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // smem may still be read by a previous call
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  T r = lane < warps ? smem[lane] : T(0);
+  r = warp_sum(r);
+  return r;
+}
+__device__ inline float block_max(float v, float* smem) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  float r = lane < warps ? smem[lane] : -INFINITY;
+  return warp_max(r);
+}
+
+}  // namespace erlangshen::cuda

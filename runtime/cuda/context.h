@@ -1,0 +1,65 @@
+// The CUDA backend's per-stream state, owned by the caller (the trainer / bench / a test), never global:
+// one CUDA stream, a cuBLASLt handle with its workspace and a cache of chosen GEMM algorithms, a device scratch
+// block for two-stage reductions, and the math and determinism modes. Pass it to ops through
+// Exec{Device::CUDA, ctx.stream(), &ctx}. One Context serves one stream: ops on it run in order, so they may
+// share the scratch; two streams need two Contexts.
+//
+// Plain C++ header (no CUDA headers): host code creates Contexts without nvcc.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace erlangshen::cuda {
+
+// How GEMMs compute on fp32 storage.
+enum class MathMode {
+  FP32,  // fp32 inputs and accumulation (SGEMM): the parity path, 1e-5 relative against the CPU backend
+  BF16,  // inputs rounded to bf16 on the tensor cores, fp32 accumulate, fp32 output (COMPUTE_32F_FAST_16BF)
+};
+const char* math_mode_name(MathMode m);
+
+struct ContextOptions {
+  int device = 0;                            // CUDA device ordinal (launch picks it by local rank)
+  MathMode math = MathMode::BF16;
+  // Deterministic mode: GEMM algorithms restricted to reduction schemes without atomics and fixed per shape
+  // for the Context's lifetime. The backend's own reductions are always fixed-order.
+  bool deterministic = false;
+  size_t gemm_workspace_bytes = size_t(32) << 20;
+  size_t scratch_bytes = size_t(64) << 20;   // two-stage reductions (column sums, sum of squares)
+};
+
+class Context {
+ public:
+  explicit Context(const ContextOptions& options = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  void* stream() const;  // cudaStream_t
+  const ContextOptions& options() const { return options_; }
+  MathMode math() const { return options_.math; }
+  bool deterministic() const { return options_.deterministic; }
+  void set_math(MathMode m) { options_.math = m; }
+  void synchronize() const;
+
+  // Backend internals (used by runtime/cuda/*.cu).
+  void* cublaslt() const;
+  void* gemm_workspace() const;
+  size_t gemm_workspace_bytes() const { return options_.gemm_workspace_bytes; }
+  // Device scratch of at least `bytes`, valid until the next op on this Context; throws if too small.
+  void* scratch(size_t bytes, const char* who) const;
+  struct AlgoCache;
+  AlgoCache& algo_cache() const;
+
+ private:
+  ContextOptions options_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Name, SM count, memory and compute capability of the current device, for logs and bench output.
+std::string device_description(int device = 0);
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,79 @@
+// Dropout (+ residual) with masks drawn from Philox by global element index (runtime/philox.h), the same rule
+// as the CPU backend, so masks agree bit for bit and none is stored:
+//   keep(j) = philox(key, j / 4)[j % 4] >= p * 2^32,  j = index_offset + i;   kept values scaled by 1 / (1 - p)
+// One thread per aligned group of 4 global indices: one Philox block serves 4 elements.
+#include "runtime/cuda/common.cuh"
+
+namespace erlangshen::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Calls fn(i, keep) for the local elements i of global group `group` (indices 4*group .. 4*group+3).
+template <class Fn>
+__device__ __forceinline__ void for_group(int64_t group, int64_t offset, int64_t n, PhiloxKey key, uint32_t threshold,
+                                          Fn fn) {
+  const Philox4 r = philox_at(key, static_cast<uint64_t>(group));
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    const int64_t i = group * 4 + w - offset;
+    if (i >= 0 && i < n) fn(i, r.v[w] >= threshold);
+  }
+}
+
+__global__ void dropout_residual_kernel(float* out, const float* resid, const float* x, int64_t n, PhiloxKey key,
+                                        uint32_t threshold, float scale, int64_t offset, int64_t groups) {
+  const int64_t g0 = offset >> 2;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
+    for_group(g0 + t, offset, n, key, threshold, [&](int64_t i, bool keep) {
+      const float r = resid ? resid[i] : 0.0f;
+      out[i] = r + (keep ? x[i] * scale : 0.0f);
+    });
+}
+
+__global__ void dropout_backward_kernel(float* dx, const float* dout, int64_t n, PhiloxKey key, uint32_t threshold,
+                                        float scale, int64_t offset, int64_t groups) {
+  const int64_t g0 = offset >> 2;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
+    for_group(g0 + t, offset, n, key, threshold,
+              [&](int64_t i, bool keep) { dx[i] = keep ? dout[i] * scale : 0.0f; });
+}
+
+__global__ void residual_add_kernel(float* out, const float* resid, const float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = (resid ? resid[i] : 0.0f) + x[i];
+}
+
+int64_t group_count(int64_t offset, int64_t n) { return ((offset + n + 3) >> 2) - (offset >> 2); }
+
+}  // namespace
+
+void dropout_residual_forward(Launch l, float* out, const float* resid, const float* x, int64_t n,
+                              const DropoutSpec& d, int64_t index_offset) {
+  if (n <= 0) return;
+  if (d.p <= 0.0f) {
+    residual_add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(out, resid, x, n);
+  } else {
+    const int64_t groups = group_count(index_offset, n);
+    const float scale = 1.0f / (1.0f - d.p);
+    dropout_residual_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
+        out, resid, x, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
+  }
+  ERL_CUDA_LAUNCHED();
+}
+
+void dropout_backward(Launch l, float* dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t index_offset) {
+  if (n <= 0) return;
+  if (d.p <= 0.0f) {
+    if (dx != dout)
+      ERL_CUDA_CHECK(cudaMemcpyAsync(dx, dout, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_of(l)));
+    return;
+  }
+  const int64_t groups = group_count(index_offset, n);
+  const float scale = 1.0f / (1.0f - d.p);
+  dropout_backward_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
+      dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
+  ERL_CUDA_LAUNCHED();
+}
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,119 @@
+// Embeddings: vocab-parallel word lookup and position + token-type embeddings.
+//   forward:  out[n] = word[id_n - vocab_start] (0 if the id is not in this shard);  out[b, t] += pos[t] + type[y_bt]
+//   backward: dword[v] += sum over tokens n with id_n = v of dout[n], in token order — one block per vocabulary
+//             row scans the ids (no atomics, no sort, deterministic); dpos[t] += sum_b dout[b, t] in b order;
+//             dtype[y] += sum over tokens of type y (deterministic two-stage column sums).
+#include "runtime/cuda/colsum.cuh"
+
+namespace erlangshen::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void word_embedding_forward_kernel(float* out, const int32_t* ids, const float* word, int C,
+                                              int vocab_start, int V_local) {
+  const int n = blockIdx.x;
+  const int local = ids[n] - vocab_start;
+  float* o = out + static_cast<int64_t>(n) * C;
+  const bool here = local >= 0 && local < V_local;
+  const float* w = word + static_cast<int64_t>(here ? local : 0) * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = here ? w[c] : 0.0f;
+}
+
+// Block = vocabulary row v. Scans ids in chunks of blockDim.x; matches are compacted in token order (ballots)
+// into shared memory, then each thread adds its columns of those dout rows in that order.
+__global__ void word_embedding_backward_kernel(float* dword, const float* dout, const int32_t* ids, int N, int C,
+                                               int vocab_start) {
+  __shared__ int matches[kThreads];
+  __shared__ int warp_counts[kThreads / 32];
+  const int v = blockIdx.x, id = v + vocab_start;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* d = dword + static_cast<int64_t>(v) * C;
+  for (int n0 = 0; n0 < N; n0 += blockDim.x) {
+    const int n = n0 + threadIdx.x;
+    const bool hit = n < N && ids[n] == id;
+    const unsigned mask = __ballot_sync(0xffffffffu, hit);
+    if (lane == 0) warp_counts[warp] = __popc(mask);
+    __syncthreads();
+    int before = 0, total = 0;
+    for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) {
+      if (w < warp) before += warp_counts[w];
+      total += warp_counts[w];
+    }
+    if (hit) matches[before + __popc(mask & ((1u << lane) - 1u))] = n;
+    __syncthreads();
+    for (int k = 0; k < total; ++k) {
+      const float* g = dout + static_cast<int64_t>(matches[k]) * C;
+      for (int c = threadIdx.x; c < C; c += blockDim.x) d[c] += g[c];
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void position_type_forward_kernel(float* out, const int32_t* type_ids, const float* pos, const float* type,
+                                             int Tn, int C, int64_t total) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t bt = i / C;
+    const int c = static_cast<int>(i % C), t = static_cast<int>(bt % Tn);
+    out[i] += pos[static_cast<int64_t>(t) * C + c] + type[static_cast<int64_t>(type_ids[bt]) * C + c];
+  }
+}
+
+__global__ void position_backward_kernel(float* dpos, const float* dout, int B, int Tn, int C) {
+  const int64_t total = static_cast<int64_t>(Tn) * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    float s = 0.0f;
+    for (int b = 0; b < B; ++b) s += dout[static_cast<int64_t>(b) * total + i];
+    dpos[i] += s;
+  }
+}
+
+// f(n, c) = dout[n, c] if type_ids[n] == y else 0
+struct RowsOfType {
+  const float* dout;
+  const int32_t* type_ids;
+  int C, y;
+  __device__ float operator()(int n, int c) const {
+    return type_ids[n] == y ? dout[static_cast<int64_t>(n) * C + c] : 0.0f;
+  }
+};
+
+}  // namespace
+
+void word_embedding_forward(Launch l, float* out, const int32_t* ids, const float* word, int N, int C,
+                            int vocab_start, int V_local) {
+  if (N <= 0) return;
+  word_embedding_forward_kernel<<<N, kThreads, 0, stream_of(l)>>>(out, ids, word, C, vocab_start, V_local);
+  ERL_CUDA_LAUNCHED();
+}
+
+void word_embedding_backward(Launch l, float* dword, const float* dout, const int32_t* ids, int N, int C,
+                             int vocab_start, int V_local) {
+  if (N <= 0 || V_local <= 0) return;
+  word_embedding_backward_kernel<<<V_local, kThreads, 0, stream_of(l)>>>(dword, dout, ids, N, C, vocab_start);
+  ERL_CUDA_LAUNCHED();
+}
+
+void position_type_embedding_forward(Launch l, float* out, const int32_t* type_ids, const float* pos,
+                                     const float* type, int B, int Tn, int C) {
+  const int64_t total = static_cast<int64_t>(B) * Tn * C;
+  if (total == 0) return;
+  position_type_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(out, type_ids, pos, type, Tn,
+                                                                                         C, total);
+  ERL_CUDA_LAUNCHED();
+}
+
+void position_type_embedding_backward(Launch l, float* dpos, float* dtype, const float* dout,
+                                      const int32_t* type_ids, int B, int Tn, int C, int type_vocab) {
+  if (int64_t(B) * Tn * C == 0) return;
+  if (dpos) {
+    position_backward_kernel<<<grid_for(int64_t(Tn) * C, kThreads), kThreads, 0, stream_of(l)>>>(dpos, dout, B, Tn, C);
+    ERL_CUDA_LAUNCHED();
+  }
+  if (dtype)
+    for (int y = 0; y < type_vocab; ++y)
+      colsum_add(l, "position_type_embedding_backward", dtype + static_cast<int64_t>(y) * C, B * Tn, C,
+                 RowsOfType{dout, type_ids, C, y});
+}
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,122 @@
+// cuBLASLt GEMM with cached algorithm choice (see gemm.cuh).
+#include "runtime/cuda/gemm.cuh"
+
+#include <cstdio>
+
+namespace erlangshen::cuda {
+namespace {
+
+#define ERL_LT_CHECK(expr)                                                                    \
+  do {                                                                                        \
+    cublasStatus_t erl_s_ = (expr);                                                           \
+    ERL_CHECK(erl_s_ == CUBLAS_STATUS_SUCCESS, "cuBLASLt error " << static_cast<int>(erl_s_)  \
+                                                                 << " in " #expr);            \
+  } while (0)
+
+// Largest power of two (<= 256) dividing the address: cuBLASLt algorithms require known operand alignment.
+uint32_t alignment(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > 4 && (a % al) != 0) al >>= 1;
+  return al;
+}
+
+// RAII holders for the cuBLASLt descriptors of one call.
+struct Descs {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~Descs() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+void make_layout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int batch, int64_t stride) {
+  ERL_LT_CHECK(cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, rows, cols, ld));
+  if (batch > 1) {
+    int32_t count = batch;
+    ERL_LT_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    ERL_LT_CHECK(
+        cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+  }
+}
+
+}  // namespace
+
+bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
+  Context& ctx = need_context(l, op);
+  if (g.m == 0 || g.n == 0) return true;
+  const cublasComputeType_t compute =
+      ctx.math() == MathMode::FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
+  Descs d;
+  ERL_LT_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
+  cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  if (g.epilogue != Epilogue::None) {
+    cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+    if (g.epilogue == Epilogue::GeluAuxBias) {
+      int64_t ld = g.ldaux;
+      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
+                                                  sizeof(g.aux)));
+      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
+    }
+  }
+  make_layout(&d.a, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
+  make_layout(&d.b, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
+  make_layout(&d.c, g.m, g.n, g.ldc, g.batch, g.stride_c);
+
+  const uint32_t al_a = alignment(g.A), al_b = alignment(g.B), al_c = alignment(g.C),
+                 al_bias = g.bias ? alignment(g.bias) : 256, al_aux = g.aux ? alignment(g.aux) : 256;
+  char key[256];
+  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d", g.trans_a,
+                g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<long long>(g.stride_a),
+                static_cast<long long>(g.stride_b), static_cast<long long>(g.stride_c), g.batch,
+                static_cast<int>(g.epilogue), al_a, al_b, al_c, al_bias, al_aux, static_cast<int>(ctx.math()),
+                g.beta != 0.0f, g.ldaux);
+  auto& cache = ctx.algo_cache().entries;
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    ERL_LT_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
+    uint64_t ws = ctx.gemm_workspace_bytes();
+    ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_a},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_b},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_c},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c}};
+    for (const auto& [attr, value] : aligns)
+      ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, attr, &value, sizeof(value)));
+    if (ctx.deterministic()) {
+      // Split-K reductions through the workspace (fixed order); no in-place accumulation across CTAs.
+      uint32_t mask = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
+                      CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+      ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
+                                                        sizeof(mask)));
+    }
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), d.op, d.a, d.b,
+                                                      d.c, d.c, d.pref, 1, &result, &found);
+    Context::AlgoCache::Entry e;
+    e.ok = s == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (e.ok) e.algo = result.algo;
+    ERL_CHECK(e.ok || g.epilogue != Epilogue::None,
+              "cuda::" << op << ": cuBLASLt has no algorithm for GEMM " << key << " (status " << static_cast<int>(s)
+                       << ")");
+    it = cache.emplace(key, e).first;
+  }
+  if (!it->second.ok) return false;
+  ERL_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), d.op, &g.alpha, g.A, d.a, g.B, d.b,
+                              &g.beta, g.C, d.c, g.C, d.c, &it->second.algo, ctx.gemm_workspace(),
+                              ctx.gemm_workspace_bytes(), stream_of(l)));
+  return true;
+}
+
+}  // namespace erlangshen::cuda

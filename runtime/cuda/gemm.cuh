@@ -1,0 +1,54 @@
+// One cuBLASLt GEMM entry point for the backend (matmul and attention), column-major like cuBLAS:
+//   C[b] (m, n) = alpha * op(A[b]) (m, k) @ op(B[b]) (k, n) + beta * C[b]  (+ epilogue),  b < batch
+// Row-major callers swap operands (row-major X is column-major X^T). The Context's math mode picks the compute
+// type (FP32: COMPUTE_32F; BF16: COMPUTE_32F_FAST_16BF). Algorithms come from the cuBLASLt heuristic once per
+// (shape, alignment, mode, epilogue) and are cached in the Context, so a shape always runs the same algorithm.
+#pragma once
+#include <cublasLt.h>
+
+#include <string>
+#include <unordered_map>
+
+#include "runtime/cuda/common.cuh"
+
+namespace erlangshen::cuda {
+
+struct Context::AlgoCache {
+  struct Entry {
+    bool ok = false;  // false: no algorithm supports this configuration (caller falls back)
+    cublasLtMatmulAlgo_t algo;
+  };
+  std::unordered_map<std::string, Entry> entries;
+};
+
+enum class Epilogue {
+  None,
+  Bias,          // C += bias[row]                 (bias length m)
+  GeluAuxBias,   // aux = AB + bias; C = gelu_tanh(aux)   (beta must be 0)
+};
+
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  int m = 0, n = 0, k = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const float* A = nullptr;
+  int lda = 0;
+  int64_t stride_a = 0;
+  const float* B = nullptr;
+  int ldb = 0;
+  int64_t stride_b = 0;
+  float* C = nullptr;
+  int ldc = 0;
+  int64_t stride_c = 0;
+  int batch = 1;
+  Epilogue epilogue = Epilogue::None;
+  const float* bias = nullptr;
+  float* aux = nullptr;
+  int ldaux = 0;
+};
+
+// Runs the GEMM. Returns false (and does nothing) only when an epilogue was asked for and no algorithm supports
+// it; throws on any other failure.
+bool gemm(const Launch& l, const char* op, const GemmArgs& g);
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,111 @@
+// CUDA kernels: the same ops as runtime/cpu/kernels.h (semantics, shapes, accumulate vs overwrite and dropout
+// indexing are documented there, once), on float pointers in device memory. Each takes a Launch first: the
+// stream to run on and the caller-owned backend Context (cuBLASLt handle, workspace, reduction scratch, math
+// and deterministic modes; runtime/cuda/context.h). runtime/ops.h builds the Launch from Exec::stream and
+// Exec::backend_context. A bare stream converts to a Launch without context: element-wise ops run with it, ops
+// that need a GEMM or a reduction scratch (marked [ctx]) throw an Error naming the missing context.
+//
+// Numerics: storage is fp32 everywhere in this interface. GEMMs (matmul and attention) run in the Context's
+// math mode: MathMode::FP32 (plain fp32 SGEMM, the parity path) or MathMode::BF16 (bf16 tensor-core inputs, fp32
+// accumulate and fp32 output: cuBLAS COMPUTE_32F_FAST_16BF). Every reduction is a fixed-order tree or a
+// fixed-partition two-stage sum, never atomics, so a given (shape, launch) always produces the same bits.
+//
+// This header is plain C++ (no CUDA headers) so host code compiled by the C++ compiler can include it.
+#pragma once
+#include <cstdint>
+
+#include "runtime/config.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/philox.h"
+
+namespace erlangshen::cuda {
+
+class Context;
+
+// Where a CUDA op runs. Implicit from a bare stream (cudaStream_t as void*), so `cuda::op(stream, ...)` works.
+struct Launch {
+  void* stream = nullptr;      // cudaStream_t; nullptr = the legacy default stream
+  Context* context = nullptr;  // required by [ctx] ops
+  Launch(void* s = nullptr) : stream(s) {}  // NOLINT(google-explicit-constructor): a bare stream is a Launch
+  Launch(void* s, void* ctx) : stream(s), context(static_cast<Context*>(ctx)) {}
+};
+
+using cpu::AttentionShape;
+
+// ---- GEMM [ctx] ----
+void matmul_forward(Launch l, float* out, const float* inp, const float* weight, const float* bias, int N, int C,
+                    int OC, bool accumulate = false);
+void matmul_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC, bool accumulate_dinp = false);
+// Fused FFN-in for the tanh GeLU: pre (N, OC) = inp @ weight^T + bias;  act = gelu_tanh(pre). Same result as
+// matmul_forward(pre, ..., bias=null) then bias_gelu_forward(act, pre, bias, GeluTanh), in one cuBLASLt call
+// (GELU_AUX_BIAS epilogue) when the library offers it, else those two calls. Not in the CPU interface yet.
+void matmul_bias_gelu_forward(Launch l, float* act, float* pre, const float* inp, const float* weight,
+                              const float* bias, int N, int C, int OC);
+
+// ---- embeddings ----
+void word_embedding_forward(Launch l, float* out, const int32_t* ids, const float* word, int N, int C,
+                            int vocab_start, int V_local);
+void word_embedding_backward(Launch l, float* dword, const float* dout, const int32_t* ids, int N, int C,
+                             int vocab_start, int V_local);
+void position_type_embedding_forward(Launch l, float* out, const int32_t* type_ids, const float* pos,
+                                     const float* type, int B, int Tn, int C);
+// [ctx]
+void position_type_embedding_backward(Launch l, float* dpos, float* dtype, const float* dout,
+                                      const int32_t* type_ids, int B, int Tn, int C, int type_vocab);
+
+// ---- LayerNorm ----
+void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, double eps);
+// [ctx]
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int N, int C);
+
+// ---- bias + GeLU, tanh ----
+void bias_gelu_forward(Launch l, float* act, float* pre, const float* bias, int N, int C, Activation kind);
+// [ctx] when dbias != nullptr
+void bias_gelu_backward(Launch l, float* dpre, float* dbias, const float* dact, const float* pre, int N, int C,
+                        Activation kind);
+void tanh_forward(Launch l, float* out, const float* inp, int64_t n);
+void tanh_backward(Launch l, float* dinp, const float* dout, const float* out, int64_t n);
+
+// ---- attention [ctx] ----
+// scratch: attention_scratch_elems(s) device floats (the CPU backend's size differs: use
+// ops::attention_scratch_elems(exec, s)).
+int64_t attention_scratch_elems(const AttentionShape& s);
+void attention_forward(Launch l, float* out, float* probs, float* scratch, const float* qkv,
+                       const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout);
+void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout, const float* qkv,
+                        const float* probs, const uint8_t* key_valid, const AttentionShape& s,
+                        const DropoutSpec& dropout);
+
+// ---- dropout ----
+void dropout_residual_forward(Launch l, float* out, const float* resid, const float* x, int64_t n,
+                              const DropoutSpec& d, int64_t index_offset);
+void dropout_backward(Launch l, float* dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t index_offset);
+
+// ---- softmax cross-entropy pieces (vocab-parallel), row gather / scatter ----
+void ce_rowmax(Launch l, float* rowmax, const float* logits, int M, int V_local);
+void ce_sumexp_target(Launch l, float* sumexp, float* target_logit, const float* logits, const float* rowmax,
+                      const int32_t* targets, int M, int V_local, int vocab_start);
+void ce_backward(Launch l, float* dlogits, const float* logits, const float* rowmax, const float* sumexp,
+                 const int32_t* targets, const float* dloss, int M, int V_local, int vocab_start);
+void gather_rows(Launch l, float* out, const float* inp, const int32_t* idx, int M, int C);
+void scatter_add_rows(Launch l, float* dinp, const float* dout, const int32_t* idx, int M, int C);
+
+// ---- optimizer and reductions ----
+void adamw_update(Launch l, float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int64_t step, double grad_scale);
+// [ctx] Sum of squares in double: fixed 64K-element chunks, each a fixed tree, then the chunk sums in order.
+// Synchronises the stream (the result is returned to the host).
+double sum_squares(Launch l, const float* x, int64_t n);
+void scale(Launch l, float* x, int64_t n, double s);
+void fill(Launch l, float* x, int64_t n, float value);
+void add_inplace(Launch l, float* y, const float* x, int64_t n);
+
+// ---- mixed precision helpers ----
+// dst (bf16 bits, n) = round-to-nearest-even(src): refreshes the bf16 compute copy from fp32 master weights.
+void float_to_bf16(Launch l, uint16_t* dst, const float* src, int64_t n);
+void bf16_to_float(Launch l, float* dst, const uint16_t* src, int64_t n);
+
+}  // namespace erlangshen::cuda

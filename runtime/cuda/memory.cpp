@@ -1,0 +1,180 @@
+// Device memory planning (see memory.h).
+#include "runtime/cuda/memory.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "runtime/check.h"
+
+namespace erlangshen::cuda {
+namespace {
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+// Saved per token of one layer (elements), following the activations the encoder keeps for backward:
+// ln1 (C) + stats (2) + qkv (3 Cl) + ctx (Cl) + x1 (C) + ln2 (C) + stats (2) + pre, act (2 Fl) + x2 (C) [+ probs NHl*T]
+int64_t layer_elems_per_token(const EncoderShape& s, int seq_len, bool keep_probs) {
+  const int64_t C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
+  int64_t e = 4 * C + 4 + 4 * Cl + 2 * Fl;
+  if (keep_probs) e += int64_t(s.heads_local) * seq_len;
+  return e;
+}
+
+}  // namespace
+
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::None;
+  if (name == "selective") return Recompute::Selective;
+  if (name == "full") return Recompute::Full;
+  throw Error("unknown recompute mode '" + name + "' (expected none, selective or full)");
+}
+
+const char* recompute_name(Recompute r) {
+  switch (r) {
+    case Recompute::None: return "none";
+    case Recompute::Selective: return "selective";
+    case Recompute::Full: return "full";
+  }
+  return "?";
+}
+
+int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
+  const int64_t N = int64_t(B) * T, C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
+  const int64_t layer_full = layer_elems_per_token(s, T, r != Recompute::Selective) * N;
+  int64_t saved;
+  if (r == Recompute::Full) saved = int64_t(s.layers) * N * C + layer_full;  // layer inputs + one live layer
+  else saved = int64_t(s.layers) * layer_full;
+  // Recomputed probabilities of the live layer still need one (B, NH, T, T) block.
+  if (r != Recompute::None) saved += int64_t(B) * s.heads_local * T * T;
+  // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dtmp, dln, dctx,
+  // dqkv, dact), attention scratch (2 NH T^2), output layer on the masked rows (4 C + V per row + stats).
+  const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
+  const int64_t other = 3 * N * C + 2 * N + 3 * N * C + N * Cl + 3 * N * Cl + N * Fl +
+                        2 * int64_t(s.heads_local) * T * T + M * (4 * C + s.vocab_local + 6);
+  return (saved + other) * s.storage_bytes;
+}
+
+int64_t MemoryPlan::total() const {
+  int64_t t = 0;
+  for (const auto& i : items) t += i.bytes;
+  return t;
+}
+
+std::string MemoryPlan::report() const {
+  std::ostringstream os;
+  os << "GPU memory plan:\n";
+  for (const auto& i : items) os << "  " << i.name << ": " << gib(i.bytes) << "\n";
+  os << "  total: " << gib(total());
+  return os.str();
+}
+
+MemoryPlan plan_training_memory(const TrainingMemoryRequest& q) {
+  const int64_t P = q.params;
+  MemoryPlan plan;
+  plan.items = {{"parameters (bf16)", 2 * P},
+                {"master weights (fp32)", 4 * P},
+                {"gradients (fp32)", 4 * P},
+                {"optimizer state (AdamW m, v fp32" + std::string(q.optimizer_shards > 1 ? ", ZeRO-1)" : ")"),
+                 (8 * P + q.optimizer_shards - 1) / std::max(1, q.optimizer_shards)},
+                {"activations (micro_batch " + std::to_string(q.micro_batch) + ", seq " + std::to_string(q.seq_len) +
+                     ", recompute " + recompute_name(q.recompute) + ")",
+                 activation_bytes(q.shape, q.micro_batch, q.seq_len, q.recompute)},
+                {"workspace + runtime reserve", q.workspace_bytes + q.reserve_bytes}};
+  return plan;
+}
+
+int largest_fitting_micro_batch(TrainingMemoryRequest q, int64_t available, int limit) {
+  int lo = 0, hi = limit;  // activations grow monotonically with the micro-batch: bisect
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    q.micro_batch = mid;
+    if (plan_training_memory(q).total() <= available) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+void check_fits(const TrainingMemoryRequest& q, int64_t available) {
+  const MemoryPlan plan = plan_training_memory(q);
+  if (plan.total() <= available) return;
+  std::ostringstream os;
+  os << "this configuration needs " << gib(plan.total()) << " of GPU memory but " << gib(available)
+     << " are available.\n" << plan.report() << "\n";
+  const int fit = largest_fitting_micro_batch(q, available, q.micro_batch - 1);
+  if (fit >= 1) {
+    os << "It fits with train.micro_batch=" << fit << " (raise train.grad_accum to keep the global batch)";
+  } else {
+    std::string hint;
+    for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+      if (static_cast<int>(r) <= static_cast<int>(q.recompute)) continue;
+      TrainingMemoryRequest t = q;
+      t.recompute = r;
+      if (plan_training_memory(t).total() <= available) {
+        hint = std::string("It fits with train.recompute=") + recompute_name(r);
+        break;
+      }
+      t.micro_batch = 1;
+      if (plan_training_memory(t).total() <= available) {
+        hint = std::string("It fits with train.recompute=") + recompute_name(r) + " and train.micro_batch=" +
+               std::to_string(largest_fitting_micro_batch(t, available, q.micro_batch));
+        break;
+      }
+    }
+    if (hint.empty())
+      hint = "Even one sample per micro-batch with full recompute does not fit: shard the model over more GPUs "
+             "(parallel.tp) or the optimizer state (parallel.zero1=true with parallel.dp > 1)";
+    os << hint;
+  }
+  throw Error(os.str());
+}
+
+void device_memory_info(int64_t* free_bytes, int64_t* total_bytes) {
+  size_t f = 0, t = 0;
+  cudaError_t e = cudaMemGetInfo(&f, &t);
+  ERL_CHECK(e == cudaSuccess, "cudaMemGetInfo: " << cudaGetErrorString(e));
+  *free_bytes = static_cast<int64_t>(f);
+  *total_bytes = static_cast<int64_t>(t);
+}
+
+DeviceBuffer::DeviceBuffer(int64_t bytes, const char* what) : bytes_(bytes) {
+  if (bytes <= 0) return;
+  cudaError_t e = cudaMalloc(&ptr_, static_cast<size_t>(bytes));
+  ERL_CHECK(e == cudaSuccess, "cannot allocate " << gib(bytes) << " of GPU memory for " << what << ": "
+                                                 << cudaGetErrorString(e));
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = o.ptr_, bytes_ = o.bytes_;
+    o.ptr_ = nullptr, o.bytes_ = 0;
+  }
+  return *this;
+}
+
+TrainingBuffers allocate_training_buffers(const TrainingMemoryRequest& q) {
+  int64_t free_bytes = 0, total_bytes = 0;
+  device_memory_info(&free_bytes, &total_bytes);
+  check_fits(q, free_bytes);
+  const MemoryPlan plan = plan_training_memory(q);
+  TrainingBuffers b;
+  b.params_bf16 = DeviceBuffer(plan.items[0].bytes, "parameters (bf16)");
+  b.master = DeviceBuffer(plan.items[1].bytes, "master weights");
+  b.grads = DeviceBuffer(plan.items[2].bytes, "gradients");
+  b.optimizer = DeviceBuffer(plan.items[3].bytes, "optimizer state");
+  b.activations = DeviceBuffer(plan.items[4].bytes, "activations");
+  return b;
+}
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,129 @@
+// AdamW on fp32 master weights, the global-norm reduction and small vector ops.
+//   g = grad * grad_scale;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) + lr*wd * p        (bc_i = 1 - beta_i^step; same float ops as CPU)
+// sum_squares: fixed 64K-element chunks, each one block's fixed tree in double, then one block sums the chunk
+// results in a fixed tree: the same bits for a given n on every run (deterministic global grad norm).
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+#include "runtime/cuda/common.cuh"
+
+namespace erlangshen::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kChunk = 65536;
+
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, float b1, float b2,
+                             float gs, float step_size, float inv_sqrt_bc2, float e, float decay) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = grad[i] * gs;
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + e) + decay * param[i];
+  }
+}
+
+__global__ void sum_squares_chunks_kernel(double* partial, const float* x, int64_t n) {
+  __shared__ double smem[32];
+  const int64_t begin = blockIdx.x * kChunk;
+  const int64_t end = begin + kChunk < n ? begin + kChunk : n;
+  double s = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) s += static_cast<double>(x[i]) * x[i];
+  s = block_sum(s, smem);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void sum_squares_finish_kernel(double* result, const double* partial, int64_t chunks) {
+  __shared__ double smem[32];
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < chunks; i += blockDim.x) s += partial[i];
+  s = block_sum(s, smem);
+  if (threadIdx.x == 0) *result = s;
+}
+
+__global__ void scale_kernel(float* x, int64_t n, float f) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] *= f;
+}
+__global__ void fill_kernel(float* x, int64_t n, float value) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = value;
+}
+__global__ void add_kernel(float* y, const float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += x[i];
+}
+__global__ void to_bf16_kernel(__nv_bfloat16* dst, const float* src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16_rn(src[i]);
+}
+__global__ void from_bf16_kernel(float* dst, const __nv_bfloat16* src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = __bfloat162float(src[i]);
+}
+
+}  // namespace
+
+void adamw_update(Launch l, float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int64_t step, double grad_scale) {
+  if (n <= 0) return;
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  adamw_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(
+      param, grad, m, v, n, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
+      float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
+  ERL_CUDA_LAUNCHED();
+}
+
+double sum_squares(Launch l, const float* x, int64_t n) {
+  if (n <= 0) return 0.0;
+  Context& ctx = need_context(l, "sum_squares");
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  double* partial = static_cast<double*>(ctx.scratch(sizeof(double) * (chunks + 1), "sum_squares"));
+  ERL_CHECK(chunks < (int64_t(1) << 31), "sum_squares: vector too long (" << n << ")");
+  sum_squares_chunks_kernel<<<static_cast<unsigned>(chunks), kThreads, 0, stream_of(l)>>>(partial, x, n);
+  ERL_CUDA_LAUNCHED();
+  sum_squares_finish_kernel<<<1, 1024, 0, stream_of(l)>>>(partial + chunks, partial, chunks);
+  ERL_CUDA_LAUNCHED();
+  double result = 0.0;
+  ERL_CUDA_CHECK(cudaMemcpyAsync(&result, partial + chunks, sizeof(double), cudaMemcpyDeviceToHost, stream_of(l)));
+  ERL_CUDA_CHECK(cudaStreamSynchronize(stream_of(l)));
+  return result;
+}
+
+void scale(Launch l, float* x, int64_t n, double s) {
+  if (n <= 0) return;
+  scale_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(x, n, float(s));
+  ERL_CUDA_LAUNCHED();
+}
+
+void fill(Launch l, float* x, int64_t n, float value) {
+  if (n <= 0) return;
+  fill_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(x, n, value);
+  ERL_CUDA_LAUNCHED();
+}
+
+void add_inplace(Launch l, float* y, const float* x, int64_t n) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(y, x, n);
+  ERL_CUDA_LAUNCHED();
+}
+
+void float_to_bf16(Launch l, uint16_t* dst, const float* src, int64_t n) {
+  if (n <= 0) return;
+  to_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(reinterpret_cast<__nv_bfloat16*>(dst), src, n);
+  ERL_CUDA_LAUNCHED();
+}
+
+void bf16_to_float(Launch l, float* dst, const uint16_t* src, int64_t n) {
+  if (n <= 0) return;
+  from_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(dst, reinterpret_cast<const __nv_bfloat16*>(src),
+                                                                         n);
+  ERL_CUDA_LAUNCHED();
+}
+
+}  // namespace erlangshen::cuda
