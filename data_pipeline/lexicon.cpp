@@ -110,6 +110,8 @@ void LexiconMatcher::match(std::u32string_view text, const std::vector<uint32_t>
   size_t w = 0;
   while (w < nw) {
     const uint32_t begin = w == 0 ? 0 : word_ends[w - 1];
+    if (w + 1 < nw && word_ends[w] + 1 < text.size())  // the next walk's second step
+      trie_.prefetch(trie_.child(0, text[word_ends[w]]), text[word_ends[w] + 1]);
     // Walk the trie from `begin`; at each word end reached, remember the longest term.
     int32_t node = 0;
     size_t best_w = nw;  // index of the last word of the best match

@@ -2,20 +2,17 @@
 
 namespace erlangshen::data {
 
-PrefixTrie::PrefixTrie() : root_(0x10000, kNone), keys_(1 << 12, kEmpty), vals_(1 << 12, kNone) {}
+PrefixTrie::PrefixTrie() : root_(0x10000, kNone), slots_(1 << 12, Slot{kEmpty, kNone}) {}
 
 void PrefixTrie::grow() {
-  std::vector<uint64_t> old_keys(keys_.size() * 2, kEmpty);
-  std::vector<int32_t> old_vals(vals_.size() * 2, kNone);
-  old_keys.swap(keys_);
-  old_vals.swap(vals_);
-  size_t mask = keys_.size() - 1;
-  for (size_t j = 0; j < old_keys.size(); ++j) {
-    if (old_keys[j] == kEmpty) continue;
-    size_t i = mix(old_keys[j]) & mask;
-    while (keys_[i] != kEmpty) i = (i + 1) & mask;
-    keys_[i] = old_keys[j];
-    vals_[i] = old_vals[j];
+  std::vector<Slot> old(slots_.size() * 2, Slot{kEmpty, kNone});
+  old.swap(slots_);
+  const size_t mask = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.key == kEmpty) continue;
+    size_t i = mix(s.key) & mask;
+    while (slots_[i].key != kEmpty) i = (i + 1) & mask;
+    slots_[i] = s;
   }
 }
 
@@ -28,13 +25,12 @@ int32_t PrefixTrie::insert(std::u32string_view word) {
       if (node == 0 && c < 0x10000) {
         root_[c] = next;
       } else {
-        if ((used_ + 1) * 2 > keys_.size()) grow();
+        if ((used_ + 1) * 2 > slots_.size()) grow();
         uint64_t k = key(node, c);
-        size_t mask = keys_.size() - 1;
+        size_t mask = slots_.size() - 1;
         size_t i = mix(k) & mask;
-        while (keys_[i] != kEmpty) i = (i + 1) & mask;
-        keys_[i] = k;
-        vals_[i] = next;
+        while (slots_[i].key != kEmpty) i = (i + 1) & mask;
+        slots_[i] = Slot{k, next};
         ++used_;
       }
     }

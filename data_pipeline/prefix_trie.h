@@ -19,6 +19,10 @@ class PrefixTrie {
     if (node == 0 && c < 0x10000) return root_[c];
     return lookup(key(node, c));
   }
+  // Hints the cache about a later child(node, c) (segmentation walks many independent positions).
+  void prefetch(int32_t node, char32_t c) const {
+    if (node > 0 || (node == 0 && c >= 0x10000)) __builtin_prefetch(&slots_[mix(key(node, c)) & (slots_.size() - 1)]);
+  }
   // Node of `word`, or kNone.
   int32_t find(std::u32string_view word) const;
   int32_t num_nodes() const { return num_nodes_; }
@@ -32,17 +36,20 @@ class PrefixTrie {
     return k;
   }
   int32_t lookup(uint64_t k) const {
-    size_t mask = keys_.size() - 1;
+    const size_t mask = slots_.size() - 1;
     for (size_t i = mix(k) & mask;; i = (i + 1) & mask) {
-      if (keys_[i] == k) return vals_[i];
-      if (keys_[i] == kEmpty) return kNone;
+      if (slots_[i].key == k) return slots_[i].val;
+      if (slots_[i].key == kEmpty) return kNone;
     }
   }
   void grow();
   static constexpr uint64_t kEmpty = ~0ULL;
+  struct Slot {  // key and value side by side: one cache line per probe
+    uint64_t key;
+    int32_t val;
+  };
   std::vector<int32_t> root_;  // (0x10000) child of the root per BMP code point
-  std::vector<uint64_t> keys_;  // open addressing, power-of-two capacity
-  std::vector<int32_t> vals_;
+  std::vector<Slot> slots_;    // open addressing, power-of-two capacity, load <= 1/2
   size_t used_ = 0;
   int32_t num_nodes_ = 1;
 };

@@ -171,6 +171,7 @@ void Segmenter::cut_block(std::u32string_view s, uint32_t base, std::vector<uint
   score.assign(n + 1, 0.0);
   best.resize(n);
   for (size_t idx = n; idx-- > 0;) {
+    if (idx >= 1) trie_.prefetch(trie_.child(0, s[idx - 1]), s[idx]);  // the next walk's second step
     double best_score = 0;
     int64_t best_x = -1;
     int32_t node = 0;

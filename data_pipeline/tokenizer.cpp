@@ -18,7 +18,8 @@ BertTokenizer BertTokenizer::from_file(const std::string& vocab_path, bool lower
   return BertTokenizer(std::make_shared<const Vocab>(Vocab::load(vocab_path)), lowercase);
 }
 
-void BertTokenizer::encode(std::u32string_view text, Encoding& out, uint32_t offset_base) const {
+template <typename Sink>
+void BertTokenizer::for_each_basic_token(std::u32string_view text, Sink&& sink) const {
   // Cleaning (drop controls, whitespace -> space) and CJK splitting only decide token boundaries here:
   // scan for maximal runs of kept, non-space, non-CJK characters; every CJK character is a token of its own.
   thread_local std::u32string word;        // cleaned characters of the current whitespace token
@@ -33,10 +34,7 @@ void BertTokenizer::encode(std::u32string_view text, Encoding& out, uint32_t off
       continue;
     }
     if (f & kCjk) {  // never lowercased or split further
-      int32_t id = vocab_->find_char(c, false);
-      out.ids.push_back(id >= 0 ? id : vocab_->unk_id());
-      out.starts.push_back(offset_base + static_cast<uint32_t>(i));
-      out.first_piece.push_back(1);
+      sink(text.substr(i, 1), static_cast<uint32_t>(i));
       ++i;
       continue;
     }
@@ -50,12 +48,12 @@ void BertTokenizer::encode(std::u32string_view text, Encoding& out, uint32_t off
       word.push_back(c);
       pos.push_back(static_cast<uint32_t>(i));
     }
-    encode_word(word, pos, out, offset_base);
+    split_word(word, pos, sink);
   }
 }
 
-void BertTokenizer::encode_word(std::u32string_view w, const std::vector<uint32_t>& pos, Encoding& out,
-                                uint32_t offset_base) const {
+template <typename Sink>
+void BertTokenizer::split_word(std::u32string_view w, const std::vector<uint32_t>& pos, Sink&& sink) const {
   thread_local std::u32string norm;             // lowercased / accent-stripped characters
   thread_local std::vector<uint32_t> norm_pos;  // (norm.size()) input offset each came from
   norm.clear();
@@ -85,14 +83,7 @@ void BertTokenizer::encode_word(std::u32string_view w, const std::vector<uint32_
     norm_pos.assign(pos.begin(), pos.end());
   }
   auto emit = [&](size_t pb, size_t pe) {
-    if (pe <= pb) return;
-    size_t before = out.ids.size();
-    wordpiece_.encode(std::u32string_view(norm).substr(pb, pe - pb), out.ids);
-    uint32_t start = offset_base + norm_pos[pb];
-    for (size_t t = before; t < out.ids.size(); ++t) {
-      out.starts.push_back(start);
-      out.first_piece.push_back(t == before ? 1 : 0);
-    }
+    if (pe > pb) sink(std::u32string_view(norm).substr(pb, pe - pb), norm_pos[pb]);
   };
   // Punctuation split: every punctuation character is a piece of its own.
   const size_t m = norm.size();
@@ -105,6 +96,25 @@ void BertTokenizer::encode_word(std::u32string_view w, const std::vector<uint32_
     }
   }
   emit(s, m);
+}
+
+void BertTokenizer::encode(std::u32string_view text, Encoding& out, uint32_t offset_base) const {
+  for_each_basic_token(text, [&](std::u32string_view piece, uint32_t start) {
+    size_t before = out.ids.size();
+    wordpiece_.encode(piece, out.ids);
+    for (size_t t = before; t < out.ids.size(); ++t) {
+      out.starts.push_back(offset_base + start);
+      out.first_piece.push_back(t == before ? 1 : 0);
+    }
+  });
+}
+
+void BertTokenizer::basic_tokenize(std::u32string_view text, std::vector<std::u32string>& pieces,
+                                   std::vector<uint32_t>* starts) const {
+  for_each_basic_token(text, [&](std::u32string_view piece, uint32_t start) {
+    pieces.emplace_back(piece);
+    if (starts) starts->push_back(start);
+  });
 }
 
 std::vector<int32_t> BertTokenizer::encode(std::string_view utf8) const {

@@ -37,6 +37,9 @@ class BertTokenizer {
 
   // Tokenizes code points; appends to `out`. Offsets are relative to `text` plus `offset_base`.
   void encode(std::u32string_view text, Encoding& out, uint32_t offset_base = 0) const;
+  // Basic tokens (before WordPiece) with the input offset of each, for vocabulary building.
+  void basic_tokenize(std::u32string_view text, std::vector<std::u32string>& pieces,
+                      std::vector<uint32_t>* starts = nullptr) const;
   // Convenience: UTF-8 in (invalid bytes become U+FFFD, which cleaning removes), ids / token strings out.
   std::vector<int32_t> encode(std::string_view utf8) const;
   std::vector<std::string> tokenize(std::string_view utf8) const;
@@ -51,8 +54,11 @@ class BertTokenizer {
  private:
   // Lowercases / strips one whitespace-delimited token `w` (cleaned characters; pos[i] = input offset of w[i]),
   // splits it on punctuation and appends the WordPieces of each piece.
-  void encode_word(std::u32string_view w, const std::vector<uint32_t>& pos, Encoding& out,
-                   uint32_t offset_base) const;
+  // `sink(piece, input_offset)` receives every basic token in order.
+  template <typename Sink>
+  void for_each_basic_token(std::u32string_view text, Sink&& sink) const;
+  template <typename Sink>
+  void split_word(std::u32string_view w, const std::vector<uint32_t>& pos, Sink&& sink) const;
   std::shared_ptr<const Vocab> vocab_;
   bool lowercase_;
   const CharTable& chars_;
