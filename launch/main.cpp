@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   erlangshen::cli::register_pretrain(app, exit_code);
   erlangshen::cli::register_bench(app, exit_code);
   erlangshen::cli::register_print_config(app, exit_code);
+  erlangshen::cli::register_preprocess(app, exit_code);
+  erlangshen::cli::register_tokenize(app, exit_code);
+  erlangshen::cli::register_build_vocab(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
