@@ -209,6 +209,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(number_key("data.num_classes", &C::data, &DataConfig::num_classes, 2, 1 << 16));
     t.push_back(number_key("data.max_len", &C::data, &DataConfig::max_len, 8, 1 << 16));
     t.push_back(bool_key("data.skip_bad_lines", &C::data, &DataConfig::skip_bad_lines));
+    t.push_back(list_key("data.labels", &C::data, &DataConfig::labels));
     {
       auto field = [&](const std::string& name, std::string DataFieldsConfig::*m) {
         KeyDef k;
@@ -338,6 +339,9 @@ void Config::validate() const {
     fail("parallel.tp (" + std::to_string(tp) + ") must divide model.ffn (" + std::to_string(model.ffn) + ")");
   if (!loss.propensities.empty() && static_cast<int>(loss.propensities.size()) != data.num_classes)
     fail("loss.propensities has " + std::to_string(loss.propensities.size()) + " entries but data.num_classes is " +
+         std::to_string(data.num_classes));
+  if (!data.labels.empty() && static_cast<int>(data.labels.size()) != data.num_classes)
+    fail("data.labels has " + std::to_string(data.labels.size()) + " names but data.num_classes is " +
          std::to_string(data.num_classes));
   for (double p : loss.propensities)
     if (!(p > 0.0 && p <= 1.0)) fail("loss.propensities entries must be in (0, 1]");

@@ -91,6 +91,7 @@ struct DataConfig {
   int num_classes = 3;
   int max_len = 128;
   bool skip_bad_lines = false;
+  std::vector<std::string> labels;  // fine-tuning: class names (index = class); empty: integers 0..num_classes-1
   DataFieldsConfig fields;
 };
 
