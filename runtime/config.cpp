@@ -252,6 +252,12 @@ const KeyDef* find_key(const std::string& name) {
   return nullptr;
 }
 
+bool is_section(const std::string& name) {
+  for (const auto& k : key_table())
+    if (k.name.compare(0, name.size() + 1, name + ".") == 0) return true;
+  return false;
+}
+
 [[noreturn]] void unknown_key(const std::string& source, const std::string& key) {
   // Suggest the known key that shares the longest prefix, to catch typos.
   std::string best;
@@ -275,6 +281,8 @@ void apply_node(Config& c, const std::string& source, const std::string& prefix,
       k->set(c, it->second, where_of(source, name));
     } else if (it->second.IsMap()) {
       apply_node(c, source, name, it->second);
+    } else if (is_section(name)) {
+      throw Error(where_of(source, name) + " is a section: expected a map of its keys");
     } else {
       unknown_key(source, name);
     }
