@@ -1,0 +1,188 @@
+// CUDA vs CPU: GEMMs (fp32 parity path and bf16 math), LayerNorm, bias+GeLU, tanh, AdamW and vector reductions.
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+using cuda::MathMode;
+
+struct MatmulCase {
+  int N, C, OC;
+};
+
+class CudaMatmul : public CudaTest {
+ protected:
+  // Runs forward (with bias, then accumulating) and backward on both backends; compares with `rtol`.
+  void check(const MatmulCase& k, double rtol) {
+    const auto inp = randn(size_t(k.N) * k.C, 1), w = randn(size_t(k.OC) * k.C, 2, 0.05f), b = randn(k.OC, 3),
+               dout = randn(size_t(k.N) * k.OC, 4), out0 = randn(size_t(k.N) * k.OC, 5),
+               dinp0 = randn(size_t(k.N) * k.C, 6), dw0 = randn(w.size(), 7), db0 = randn(k.OC, 8);
+    // forward, overwrite with bias
+    std::vector<float> out_c(out0.size());
+    ops::matmul_forward(cpu(), out_c.data(), inp.data(), w.data(), b.data(), k.N, k.C, k.OC);
+    Dev<float> d_inp(inp), d_w(w), d_b(b), d_out(out0.size()), d_dout(dout);
+    ops::matmul_forward(gpu(), d_out.get(), d_inp.get(), d_w.get(), d_b.get(), k.N, k.C, k.OC);
+    EXPECT_TRUE(close(d_out.host(), out_c, rtol)) << "forward with bias";
+    // forward, accumulate, no bias
+    std::vector<float> acc_c = out0;
+    ops::matmul_forward(cpu(), acc_c.data(), inp.data(), w.data(), static_cast<const float*>(nullptr), k.N, k.C, k.OC,
+                        true);
+    Dev<float> d_acc(out0);
+    ops::matmul_forward(gpu(), d_acc.get(), d_inp.get(), d_w.get(), static_cast<const float*>(nullptr), k.N, k.C,
+                        k.OC, true);
+    EXPECT_TRUE(close(d_acc.host(), acc_c, rtol)) << "forward accumulate";
+    // backward: dinp accumulates, dweight and dbias accumulate
+    std::vector<float> dinp_c = dinp0, dw_c = dw0, db_c = db0;
+    ops::matmul_backward(cpu(), dinp_c.data(), dw_c.data(), db_c.data(), dout.data(), inp.data(), w.data(), k.N, k.C,
+                         k.OC, true);
+    Dev<float> d_dinp(dinp0), d_dw(dw0), d_db(db0);
+    ops::matmul_backward(gpu(), d_dinp.get(), d_dw.get(), d_db.get(), d_dout.get(), d_inp.get(), d_w.get(), k.N, k.C,
+                         k.OC, true);
+    EXPECT_TRUE(close(d_dinp.host(), dinp_c, rtol)) << "dinp";
+    EXPECT_TRUE(close(d_dw.host(), dw_c, rtol)) << "dweight";
+    EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias (fp32 column sum in every math mode)";
+  }
+};
+
+TEST_F(CudaMatmul, Fp32MatchesCpu) {
+  for (const MatmulCase& k : {MatmulCase{64, 128, 96}, MatmulCase{37, 53, 29}, MatmulCase{512, 256, 1024}}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " OC=" << k.OC);
+    check(k, kFp32Rtol);
+  }
+}
+
+// bf16 math: inputs rounded to 8 significant bits (relative error 2^-9 each), products accumulated in fp32. A dot
+// product of K terms then carries a relative error of about 2^-8 / sqrt(K) * sqrt(K) ~ 4e-3 of its natural scale
+// (sum of |a_k b_k|); against the element plus the tensor's largest magnitude, 1e-2 leaves a factor ~2.5 margin.
+TEST_F(CudaMatmul, Bf16WithinBf16Tolerance) {
+  ctx_->set_math(MathMode::BF16);
+  check(MatmulCase{256, 512, 384}, 1e-2);
+}
+
+TEST_F(CudaMatmul, FusedBiasGeluMatchesUnfused) {
+  const int N = 96, C = 128, OC = 256;
+  const auto inp = randn(size_t(N) * C, 11), w = randn(size_t(OC) * C, 12, 0.1f), b = randn(OC, 13);
+  std::vector<float> pre_c(size_t(N) * OC), act_c(pre_c.size());
+  ops::matmul_forward(cpu(), pre_c.data(), inp.data(), w.data(), static_cast<const float*>(nullptr), N, C, OC);
+  ops::bias_gelu_forward(cpu(), act_c.data(), pre_c.data(), b.data(), N, OC, Activation::GeluTanh);
+  Dev<float> d_inp(inp), d_w(w), d_b(b), d_pre(pre_c.size()), d_act(act_c.size());
+  cuda::matmul_bias_gelu_forward(cuda::Launch(ctx_->stream(), ctx_.get()), d_act, d_pre, d_inp, d_w, d_b, N, C, OC);
+  EXPECT_TRUE(close(d_pre.host(), pre_c, kFp32Rtol)) << "pre-activation";
+  // cuBLASLt's GeLU epilogue evaluates tanh with its own approximation (a few ulp of fp32): 1e-5 of the tensor
+  // scale is kept, per-element relative error may reach ~1e-5 near zero crossings, hence 2e-5.
+  EXPECT_TRUE(close(d_act.host(), act_c, 2e-5)) << "activation";
+}
+
+TEST_F(CudaTest, LayerNormForwardBackward) {
+  for (int C : {64, 768, 2048, 2560}) {
+    SCOPED_TRACE(::testing::Message() << "C=" << C);
+    const int N = 67;
+    const auto x = randn(size_t(N) * C, 21, 2.0f, 0.5f), w = randn(C, 22, 0.2f, 1.0f), b = randn(C, 23),
+               dy = randn(x.size(), 24), dx0 = randn(x.size(), 25), dw0 = randn(C, 26), db0 = randn(C, 27);
+    std::vector<float> y_c(x.size()), mean_c(N), rstd_c(N), dx_c = dx0, dw_c = dw0, db_c = db0;
+    ops::layernorm_forward(cpu(), y_c.data(), mean_c.data(), rstd_c.data(), x.data(), w.data(), b.data(), N, C, 1e-12);
+    ops::layernorm_backward(cpu(), dx_c.data(), dw_c.data(), db_c.data(), dy.data(), x.data(), w.data(),
+                            mean_c.data(), rstd_c.data(), N, C);
+    Dev<float> d_x(x), d_w(w), d_b(b), d_y(x.size()), d_mean(N), d_rstd(N), d_dy(dy), d_dx(dx0), d_dw(dw0), d_db(db0);
+    ops::layernorm_forward(gpu(), d_y.get(), d_mean.get(), d_rstd.get(), d_x.get(), d_w.get(), d_b.get(), N, C, 1e-12);
+    ops::layernorm_backward(gpu(), d_dx.get(), d_dw.get(), d_db.get(), d_dy.get(), d_x.get(), d_w.get(), d_mean.get(),
+                            d_rstd.get(), N, C);
+    EXPECT_TRUE(close(d_y.host(), y_c, kFp32Rtol)) << "y";
+    EXPECT_TRUE(close(d_mean.host(), mean_c, kFp32Rtol)) << "mean";
+    EXPECT_TRUE(close(d_rstd.host(), rstd_c, kFp32Rtol)) << "rstd";
+    EXPECT_TRUE(close(d_dx.host(), dx_c, kFp32Rtol)) << "dx";
+    EXPECT_TRUE(close(d_dw.host(), dw_c, kFp32Rtol)) << "dw";
+    EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "db";
+  }
+}
+
+TEST_F(CudaTest, BiasGeluAndTanhForwardBackward) {
+  const int N = 129, C = 300;
+  for (Activation kind : {Activation::GeluTanh, Activation::GeluExact}) {
+    SCOPED_TRACE(activation_name(kind));
+    const auto pre0 = randn(size_t(N) * C, 31, 2.0f), bias = randn(C, 32), dact = randn(pre0.size(), 33),
+               db0 = randn(C, 34);
+    std::vector<float> pre_c = pre0, act_c(pre0.size()), dpre_c(pre0.size()), db_c = db0;
+    ops::bias_gelu_forward(cpu(), act_c.data(), pre_c.data(), bias.data(), N, C, kind);
+    ops::bias_gelu_backward(cpu(), dpre_c.data(), db_c.data(), dact.data(), pre_c.data(), N, C, kind);
+    Dev<float> d_pre(pre0), d_bias(bias), d_act(pre0.size()), d_dact(dact), d_dpre(pre0.size()), d_db(db0);
+    ops::bias_gelu_forward(gpu(), d_act.get(), d_pre.get(), d_bias.get(), N, C, kind);
+    ops::bias_gelu_backward(gpu(), d_dpre.get(), d_db.get(), d_dact.get(), d_pre.get(), N, C, kind);
+    EXPECT_TRUE(close(d_pre.host(), pre_c, kFp32Rtol));
+    EXPECT_TRUE(close(d_act.host(), act_c, kFp32Rtol));
+    EXPECT_TRUE(close(d_dpre.host(), dpre_c, kFp32Rtol));
+    EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol));
+  }
+  const auto x = randn(1000, 35, 1.5f), dy = randn(1000, 36);
+  std::vector<float> y_c(1000), dx_c(1000);
+  ops::tanh_forward(cpu(), y_c.data(), x.data(), 1000);
+  ops::tanh_backward(cpu(), dx_c.data(), dy.data(), y_c.data(), 1000);
+  Dev<float> d_x(x), d_y(1000), d_dy(dy), d_dx(1000);
+  ops::tanh_forward(gpu(), d_y.get(), d_x.get(), 1000);
+  ops::tanh_backward(gpu(), d_dx.get(), d_dy.get(), d_y.get(), 1000);
+  EXPECT_TRUE(close(d_y.host(), y_c, kFp32Rtol));
+  EXPECT_TRUE(close(d_dx.host(), dx_c, kFp32Rtol));
+}
+
+TEST_F(CudaTest, AdamWAndVectorOps) {
+  const int64_t n = 100003;
+  const auto p0 = randn(n, 41, 0.02f), g = randn(n, 42, 1e-3f), m0 = randn(n, 43, 1e-4f);
+  std::vector<float> v0(n);
+  for (int64_t i = 0; i < n; ++i) v0[i] = std::fabs(m0[i]) * 1e-3f;
+  std::vector<float> p_c = p0, m_c = m0, v_c = v0;
+  Dev<float> d_p(p0), d_g(g), d_m(m0), d_v(v0);
+  for (int64_t step = 1; step <= 3; ++step) {
+    ops::adamw_update(cpu(), p_c.data(), g.data(), m_c.data(), v_c.data(), n, 1e-3, 0.9, 0.999, 1e-8, 0.01, step, 0.5);
+    ops::adamw_update(gpu(), d_p.get(), d_g.get(), d_m.get(), d_v.get(), n, 1e-3, 0.9, 0.999, 1e-8, 0.01, step, 0.5);
+  }
+  EXPECT_TRUE(close(d_p.host(), p_c, kFp32Rtol)) << "param";
+  EXPECT_TRUE(close(d_m.host(), m_c, kFp32Rtol)) << "m";
+  EXPECT_TRUE(close(d_v.host(), v_c, kFp32Rtol)) << "v";
+
+  const double ss_c = ops::sum_squares(cpu(), g.data(), n);
+  const double ss_g1 = ops::sum_squares(gpu(), d_g.get(), n), ss_g2 = ops::sum_squares(gpu(), d_g.get(), n);
+  EXPECT_NEAR(ss_g1, ss_c, 1e-12 * ss_c) << "double accumulation: only the order differs";
+  EXPECT_EQ(std::memcmp(&ss_g1, &ss_g2, sizeof(double)), 0) << "sum_squares must be deterministic";
+
+  std::vector<float> y_c = p0;
+  ops::add_inplace(cpu(), y_c.data(), g.data(), n);
+  ops::scale(cpu(), y_c.data(), n, 0.37);
+  Dev<float> d_y(p0);
+  ops::add_inplace(gpu(), d_y.get(), d_g.get(), n);
+  ops::scale(gpu(), d_y.get(), n, 0.37);
+  EXPECT_TRUE(bit_equal(d_y.host(), y_c)) << "add + scale are exact element-wise ops";
+  ops::fill(gpu(), d_y.get(), n, 2.5f);
+  EXPECT_TRUE(bit_equal(d_y.host(), std::vector<float>(n, 2.5f)));
+}
+
+TEST_F(CudaTest, ReductionsAreBitwiseRepeatable) {
+  // Column sums (bias / LayerNorm gradients) use a fixed two-stage partition: two runs give the same bits.
+  const int N = 8192 + 17, C = 1000;
+  const auto dout = randn(size_t(N) * C, 51);
+  Dev<float> d_dout(dout), d_a(C), d_b(C);
+  Dev<float> d_inp(randn(size_t(N) * 8, 52)), d_w(randn(size_t(C) * 8, 53));
+  ops::matmul_backward(gpu(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_a.get(), d_dout.get(),
+                       d_inp.get(), d_w.get(), N, 8, C);
+  ops::matmul_backward(gpu(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_b.get(), d_dout.get(),
+                       d_inp.get(), d_w.get(), N, 8, C);
+  EXPECT_TRUE(bit_equal(d_a.host(), d_b.host()));
+}
+
+TEST_F(CudaTest, Bf16ConversionRoundsToNearestEven) {
+  const std::vector<float> x = {1.0f, 1.00390625f /* halfway: ties to even -> 1 */, 1.01171875f /* -> 1.015625 */,
+                                -3.14159265f, 0.0f};
+  Dev<float> d_x(x), d_back(x.size());
+  Dev<uint16_t> d_h(x.size());
+  cuda::Launch l(ctx_->stream(), ctx_.get());
+  cuda::float_to_bf16(l, d_h, d_x, int64_t(x.size()));
+  cuda::bf16_to_float(l, d_back, d_h, int64_t(x.size()));
+  const auto back = d_back.host();
+  EXPECT_EQ(back[0], 1.0f);
+  EXPECT_EQ(back[1], 1.0f);
+  EXPECT_EQ(back[2], 1.015625f);
+  EXPECT_NEAR(back[3], -3.14159265f, 3.14159265f / 256);
+  EXPECT_EQ(back[4], 0.0f);
+}
+
+}  // namespace
+}  // namespace erlangshen::testing

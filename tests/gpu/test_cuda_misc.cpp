@@ -1,0 +1,90 @@
+// CUDA vs CPU: embeddings (vocab-parallel lookup, deterministic scatter), cross-entropy pieces, row gather/scatter,
+// and the ops dispatch itself.
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+TEST_F(CudaTest, EmbeddingsForwardBackward) {
+  const int B = 3, T = 50, N = B * T, C = 96, V_local = 40, vocab_start = 20, TV = 2;
+  std::vector<int32_t> ids(N), types(N);
+  std::mt19937 gen(91);
+  for (int n = 0; n < N; ++n) {
+    ids[n] = static_cast<int32_t>(gen() % 80);  // about half outside the shard [20, 60); many repeats
+    types[n] = static_cast<int32_t>(gen() % TV);
+  }
+  const auto word = randn(size_t(V_local) * C, 92), pos = randn(size_t(T) * C, 93), type = randn(size_t(TV) * C, 94),
+             dout = randn(size_t(N) * C, 95), dword0 = randn(word.size(), 96), dpos0 = randn(pos.size(), 97),
+             dtype0 = randn(type.size(), 98);
+  std::vector<float> out_c(size_t(N) * C), dword_c = dword0, dpos_c = dpos0, dtype_c = dtype0;
+  ops::word_embedding_forward(cpu(), out_c.data(), ids.data(), word.data(), N, C, vocab_start, V_local);
+  ops::position_type_embedding_forward(cpu(), out_c.data(), types.data(), pos.data(), type.data(), B, T, C);
+  ops::word_embedding_backward(cpu(), dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
+  ops::position_type_embedding_backward(cpu(), dpos_c.data(), dtype_c.data(), dout.data(), types.data(), B, T, C, TV);
+
+  Dev<int32_t> d_ids(ids), d_types(types);
+  Dev<float> d_word(word), d_pos(pos), d_type(type), d_dout(dout), d_out(out_c.size()), d_dword(dword0),
+      d_dpos(dpos0), d_dtype(dtype0);
+  ops::word_embedding_forward(gpu(), d_out.get(), d_ids.get(), d_word.get(), N, C, vocab_start, V_local);
+  ops::position_type_embedding_forward(gpu(), d_out.get(), d_types.get(), d_pos.get(), d_type.get(), B, T, C);
+  ops::word_embedding_backward(gpu(), d_dword.get(), d_dout.get(), d_ids.get(), N, C, vocab_start, V_local);
+  ops::position_type_embedding_backward(gpu(), d_dpos.get(), d_dtype.get(), d_dout.get(), d_types.get(), B, T, C, TV);
+  EXPECT_TRUE(close(d_out.host(), out_c, kFp32Rtol));
+  // Word rows are summed in token order on both backends: the same float additions, the same bits.
+  EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
+  EXPECT_TRUE(close(d_dpos.host(), dpos_c, kFp32Rtol));
+  EXPECT_TRUE(close(d_dtype.host(), dtype_c, kFp32Rtol));
+}
+
+TEST_F(CudaTest, CrossEntropyPieces) {
+  const int M = 33, V = 1000, vocab_start = 500;
+  const auto logits = randn(size_t(M) * V, 101, 3.0f), dloss = randn(M, 102);
+  std::vector<int32_t> targets(M);
+  for (int m = 0; m < M; ++m) targets[m] = (m * 97) % 2000;  // some local, some on other shards
+  std::vector<float> mx_c(M), se_c(M), tl_c(M), dl_c(logits.size());
+  ops::ce_rowmax(cpu(), mx_c.data(), logits.data(), M, V);
+  ops::ce_sumexp_target(cpu(), se_c.data(), tl_c.data(), logits.data(), mx_c.data(), targets.data(), M, V, vocab_start);
+  ops::ce_backward(cpu(), dl_c.data(), logits.data(), mx_c.data(), se_c.data(), targets.data(), dloss.data(), M, V,
+                   vocab_start);
+  Dev<float> d_logits(logits), d_dloss(dloss), d_mx(M), d_se(M), d_tl(M), d_dl(logits.size());
+  Dev<int32_t> d_targets(targets);
+  ops::ce_rowmax(gpu(), d_mx.get(), d_logits.get(), M, V);
+  ops::ce_sumexp_target(gpu(), d_se.get(), d_tl.get(), d_logits.get(), d_mx.get(), d_targets.get(), M, V, vocab_start);
+  ops::ce_backward(gpu(), d_dl.get(), d_logits.get(), d_mx.get(), d_se.get(), d_targets.get(), d_dloss.get(), M, V,
+                   vocab_start);
+  EXPECT_TRUE(bit_equal(d_mx.host(), mx_c)) << "max is exact";
+  EXPECT_TRUE(close(d_se.host(), se_c, kFp32Rtol));
+  EXPECT_TRUE(bit_equal(d_tl.host(), tl_c)) << "target logit is a copy";
+  EXPECT_TRUE(close(d_dl.host(), dl_c, kFp32Rtol));
+}
+
+TEST_F(CudaTest, GatherScatterRows) {
+  const int N = 200, C = 130, M = 31;
+  std::vector<int32_t> idx(M);
+  for (int m = 0; m < M; ++m) idx[m] = (m * 37 + 5) % N;  // distinct
+  const auto inp = randn(size_t(N) * C, 111), g = randn(size_t(M) * C, 112), d0 = randn(inp.size(), 113);
+  std::vector<float> out_c(size_t(M) * C), d_c = d0;
+  ops::gather_rows(cpu(), out_c.data(), inp.data(), idx.data(), M, C);
+  ops::scatter_add_rows(cpu(), d_c.data(), g.data(), idx.data(), M, C);
+  Dev<float> d_inp(inp), d_g(g), d_out(out_c.size()), d_d(d0);
+  Dev<int32_t> d_idx(idx);
+  ops::gather_rows(gpu(), d_out.get(), d_inp.get(), d_idx.get(), M, C);
+  ops::scatter_add_rows(gpu(), d_d.get(), d_g.get(), d_idx.get(), M, C);
+  EXPECT_TRUE(bit_equal(d_out.host(), out_c));
+  EXPECT_TRUE(bit_equal(d_d.host(), d_c));
+}
+
+TEST_F(CudaTest, OpsWithoutContextNameTheMissingContext) {
+  Dev<float> x(16), y(16);
+  const Exec bare{Device::CUDA, ctx_->stream(), nullptr};
+  ops::fill(bare, x.get(), 16, 1.0f);  // element-wise ops need only the stream
+  try {
+    ops::matmul_forward(bare, y.get(), x.get(), x.get(), static_cast<const float*>(nullptr), 4, 4, 4);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("backend context"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace erlangshen::testing

@@ -1,0 +1,97 @@
+// Device memory planning: category sizes, recompute savings and the "will not fit" message. Pure host
+// arithmetic: runs without a GPU.
+#include <gtest/gtest.h>
+
+#include "runtime/check.h"
+#include "runtime/cuda/memory.h"
+
+namespace erlangshen::cuda {
+namespace {
+
+constexpr int64_t kGiB = int64_t(1) << 30;
+
+TrainingMemoryRequest erlangshen_1_3b(int micro_batch) {
+  TrainingMemoryRequest q;
+  q.params = 1257367552 + 2048 * 2048 + 2 * 2048 + 21248;  // encoder + MLM transform/bias + SOP (approximate)
+  q.shape.hidden = 2048;
+  q.shape.layers = 24;
+  q.shape.heads_local = 8;
+  q.shape.head_dim = 256;
+  q.shape.ffn_local = 8192;
+  q.shape.vocab_local = 21248;
+  q.micro_batch = micro_batch;
+  q.seq_len = 512;
+  return q;
+}
+
+TEST(MemoryPlan, CategoriesFollowTheParameterCount) {
+  const auto q = erlangshen_1_3b(8);
+  const MemoryPlan plan = plan_training_memory(q);
+  ASSERT_EQ(plan.items.size(), 6u);
+  EXPECT_EQ(plan.items[0].bytes, 2 * q.params);
+  EXPECT_EQ(plan.items[1].bytes, 4 * q.params);
+  EXPECT_EQ(plan.items[2].bytes, 4 * q.params);
+  EXPECT_EQ(plan.items[3].bytes, 8 * q.params);
+  EXPECT_GT(plan.items[4].bytes, 0);
+  const std::string r = plan.report();
+  EXPECT_NE(r.find("master weights"), std::string::npos) << r;
+  EXPECT_NE(r.find("total"), std::string::npos) << r;
+}
+
+TEST(MemoryPlan, RecomputeAndZeroShrinkThePlan) {
+  auto q = erlangshen_1_3b(16);
+  const int64_t none = plan_training_memory(q).total();
+  q.recompute = Recompute::Selective;
+  const int64_t selective = plan_training_memory(q).total();
+  q.recompute = Recompute::Full;
+  const int64_t full = plan_training_memory(q).total();
+  EXPECT_LT(selective, none);
+  EXPECT_LT(full, selective);
+  q.optimizer_shards = 8;
+  EXPECT_LT(plan_training_memory(q).total(), full);
+  EXPECT_EQ(parse_recompute("selective"), Recompute::Selective);
+  EXPECT_THROW(parse_recompute("some"), Error);
+}
+
+TEST(MemoryPlan, TooLargeMicroBatchNamesTheMicroBatchThatFits) {
+  const int64_t h100 = 79 * kGiB;
+  const auto q = erlangshen_1_3b(256);
+  const int fit = largest_fitting_micro_batch(q, h100);
+  ASSERT_GE(fit, 1);
+  ASSERT_LT(fit, 256);
+  try {
+    check_fits(q, h100);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("train.micro_batch=" + std::to_string(fit)), std::string::npos) << msg;
+  }
+  auto ok = q;
+  ok.micro_batch = fit;
+  EXPECT_NO_THROW(check_fits(ok, h100));
+}
+
+TEST(MemoryPlan, NothingFitsNamesRecomputeOrSharding) {
+  auto q = erlangshen_1_3b(1);
+  // Enough for the parameter state and a full-recompute micro-batch, not for every saved activation.
+  q.seq_len = 512;
+  const int64_t state = plan_training_memory(q).total() - plan_training_memory(q).items[4].bytes;
+  auto full = q;
+  full.recompute = Recompute::Full;
+  const int64_t available = state + plan_training_memory(full).items[4].bytes + 1;
+  try {
+    check_fits(q, available);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.recompute="), std::string::npos) << e.what();
+  }
+  try {
+    check_fits(q, 4 * kGiB);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parallel.tp"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace erlangshen::cuda
