@@ -1,0 +1,56 @@
+// Small POSIX file helpers for checkpoints: whole-buffer writes and positioned reads that report the file and
+// the system error, fsync of files and directories, and atomic replacement of small text files.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace erlangshen::ckpt {
+
+// A file opened for writing (created or truncated). Every failure throws Error naming the path.
+class OutputFile {
+ public:
+  explicit OutputFile(const std::string& path);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  void write(const void* data, size_t n);
+  void sync();   // fsync: data and size are on disk
+  void close();  // idempotent
+  const std::string& path() const { return path_; }
+  uint64_t written() const { return written_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+};
+
+// A file opened for positioned reads.
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  uint64_t size() const { return size_; }
+  // Reads exactly n bytes at `offset` (throws naming the file when it is shorter).
+  void read_at(uint64_t offset, void* dst, size_t n) const;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+// fsync of a directory (makes renames and new entries in it durable).
+void sync_directory(const std::string& dir);
+// Writes `text` to `path` durably and atomically: `path`.tmp, fsync, rename over `path`, fsync the directory.
+void write_file_atomic(const std::string& path, const std::string& text);
+// Whole file as a string (throws naming the file).
+std::string read_text_file(const std::string& path);
+// Copies a file durably (fsync).
+void copy_file_synced(const std::string& from, const std::string& to);
+
+}  // namespace erlangshen::ckpt
