@@ -60,12 +60,25 @@ void Masker::mask(SampleTokens& s, PhiloxStream& rng, MaskResult& out) const {
       order.resize(static_cast<size_t>(kspans));
       for (int32_t i = 0; i < kspans; ++i) order[i] = i;
       rng.shuffle(order.data(), order.size());
+      int32_t shortest = -1;  // the shortest span that did not fit (first in the random order)
       for (int32_t i : order) {
-        if (masked >= kbudget) break;
         int32_t b = s.spans[3 * i], e = s.spans[3 * i + 1];
-        if (masked + (e - b) > kbudget) continue;
+        if (masked + (e - b) > kbudget) {
+          if (shortest < 0 || e - b < s.spans[3 * shortest + 1] - s.spans[3 * shortest]) shortest = i;
+          continue;
+        }
         take(b, e, 2);
         out.units.push_back({b, e, static_cast<uint8_t>(s.spans[3 * i + 2]), 1, 1});
+      }
+      // r tokens of the knowledge budget are left and every remaining span is longer: take the shortest one with
+      // probability r / length, so the expected number of knowledge tokens is the knowledge budget.
+      const int32_t r = kbudget - masked;
+      if (r > 0 && shortest >= 0) {
+        int32_t b = s.spans[3 * shortest], e = s.spans[3 * shortest + 1];
+        if (masked + (e - b) <= budget && rng.uniform() * (e - b) < r) {
+          take(b, e, 2);
+          out.units.push_back({b, e, static_cast<uint8_t>(s.spans[3 * shortest + 2]), 1, 1});
+        }
       }
     }
     // 2) whole-word n-grams
@@ -90,6 +103,7 @@ void Masker::mask(SampleTokens& s, PhiloxStream& rng, MaskResult& out) const {
       int n = 1;
       while (n < opt_.max_ngram && u >= ngram_cdf_[n - 1]) ++n;
       const int n_drawn = n;
+      ++out.ngram_drawn[n_drawn];
       // words i .. i+n-1 must be contiguous (no [SEP] between)
       int avail = 1;
       while (avail < n && i + avail < W && wb[i + avail] == we[i + avail - 1]) ++avail;

@@ -1,6 +1,8 @@
 // Dynamic masking of one sample (DESIGN §4). Budget: round(mask_prob x real tokens), stochastically rounded so
 // the expected masked share is exactly mask_prob.
-//   kdm:   whole knowledge spans in random order while they fit in knowledge_share of the budget, then
+//   kdm:   whole knowledge spans in random order while they fit in knowledge_share of the budget (the last,
+//          shortest non-fitting span is taken with probability remaining / length, so the expected knowledge
+//          share equals knowledge_share wherever the sample has enough spans), then
 //          whole-word n-grams (n <= max_ngram, p(n) ∝ 1/n, never across [SEP]) in random order until the budget
 //          is met; an n-gram that would overshoot is shortened, one that touches a masked token is skipped.
 //   wwm:   kdm with knowledge_share = 0.
@@ -8,7 +10,9 @@
 // Each chosen token becomes [MASK] (80%), a random non-special token (10%) or stays (10%).
 // All draws come from one PhiloxStream keyed by (seed, Masking, epoch) at the sample id.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -48,7 +52,11 @@ struct MaskResult {
   std::vector<uint8_t> knowledge;  // (M) 1 when the position came from a knowledge span
   std::vector<MaskedUnit> units;   // in the order chosen
   int32_t budget = 0;
-  void clear() { positions.clear(), labels.clear(), knowledge.clear(), units.clear(), budget = 0; }
+  int32_t ngram_drawn[17] = {};    // n-gram lengths drawn (including candidates then skipped), by n
+  void clear() {
+    positions.clear(), labels.clear(), knowledge.clear(), units.clear(), budget = 0;
+    std::fill(std::begin(ngram_drawn), std::end(ngram_drawn), 0);
+  }
 };
 
 class Masker {
