@@ -15,6 +15,7 @@ MaskMode parse_mask_mode(const std::string& s) {
 }
 
 Masker::Masker(const Vocab& vocab, MaskOptions options) : vocab_(vocab), opt_(options) {
+  if (vocab.replacement_ids().empty()) throw Error("vocabulary " + vocab.name() + " has only special tokens");
   if (opt_.mode == MaskMode::Wwm) opt_.knowledge_share = 0.0;
   opt_.max_ngram = std::clamp(opt_.max_ngram, 1, 16);
   double z = 0;

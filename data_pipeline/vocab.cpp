@@ -79,7 +79,6 @@ void Vocab::build(std::string name) {
   replacement_ids_.clear();
   for (size_t i = 0; i < tokens_.size(); ++i)
     if (!special_[i]) replacement_ids_.push_back(static_cast<int32_t>(i));
-  if (replacement_ids_.empty()) throw Error("vocabulary " + name_ + " has only special tokens");
 }
 
 int32_t Vocab::find_char(char32_t c, bool continuation) const {
