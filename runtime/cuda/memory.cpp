@@ -54,10 +54,10 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // Recomputed probabilities of the live layer still need one (B, NH, T, T) block.
   if (r != Recompute::None) saved += int64_t(B) * s.heads_local * T * T;
   // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dtmp, dln, dctx,
-  // dqkv, dact), attention scratch (2 NH T^2), output layer on the masked rows (4 C + V per row + stats).
+  // dqkv, dact), attention scratch (2 NH T^2), output layer on the masked rows (6 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
   const int64_t other = 3 * N * C + 2 * N + 3 * N * C + N * Cl + 3 * N * Cl + N * Fl +
-                        2 * int64_t(s.heads_local) * T * T + M * (4 * C + s.vocab_local + 6);
+                        2 * int64_t(s.heads_local) * T * T + M * (6 * C + s.vocab_local + 6);
   return (saved + other) * s.storage_bytes;
 }
 
