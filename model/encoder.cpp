@@ -92,6 +92,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   ops::fill(exec_, dres, NC, T(0));
   ops::layernorm_backward(exec_, dres, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
                           param("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd, N, C);
+  grads_ready(layer_bounds_[config_.layers], table_.total());  // heads + final LayerNorm are final
 
   for (int l = config_.layers - 1; l >= 0; --l) {
     LayerActs& a = s.layers[l];
@@ -123,6 +124,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     ops::layernorm_backward(exec_, dres, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
                             param(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd, N, C);
+    grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
   // embeddings
   ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_),
@@ -132,6 +134,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
                                         config_.type_vocab);
   ops::word_embedding_backward(exec_, grad("bert.embeddings.word_embeddings.weight"), s.dtmp, in.ids, N, C,
                                vocab_start_, vocab_local_);
+  grads_ready(0, layer_bounds_[0]);  // embeddings are final
 }
 
 template const float* MegatronBert<float>::encode_forward(const EncoderInputs&, const RngContext&);

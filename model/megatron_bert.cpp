@@ -25,6 +25,28 @@ MegatronBert<T>::MegatronBert(const ModelConfig& config, ModelHeads heads, Commu
   vocab_local_ = static_cast<int>(word.local_shape[0]);
   vocab_start_ = static_cast<int>(word.local_offset);
   acts_ = std::make_unique<Acts>();
+  // Layer l's parameters are contiguous in the table; the embeddings come before layer 0 and the final
+  // LayerNorm + heads after layer L-1 (grad_ready_segments relies on it).
+  for (int l = 0; l < config.layers; ++l) layer_bounds_.push_back(table_.at(layer_prefix(l) + "attention.ln.weight").offset);
+  layer_bounds_.push_back(table_.at("bert.encoder.ln.weight").offset);
+  for (const auto& e : table_.entries()) {
+    int layer = -1;
+    for (int l = 0; l < config.layers && layer < 0; ++l)
+      if (e.spec.name.rfind(layer_prefix(l), 0) == 0) layer = l;
+    const size_t lo = layer < 0 ? 0 : layer_bounds_[layer], hi = layer < 0 ? 0 : layer_bounds_[layer + 1];
+    const bool inside = e.offset >= lo && e.offset + e.numel <= hi;
+    const bool in_any = e.offset >= layer_bounds_.front() && e.offset < layer_bounds_.back();
+    ERL_CHECK(layer < 0 ? !in_any : inside, "parameter " << e.spec.name << " breaks the layer-contiguous table layout");
+  }
+}
+
+template <class T>
+std::vector<std::pair<size_t, size_t>> MegatronBert<T>::grad_ready_segments() const {
+  const int L = config_.layers;
+  std::vector<std::pair<size_t, size_t>> s{{layer_bounds_[L], table_.total()}};
+  for (int l = L - 1; l >= 0; --l) s.push_back({layer_bounds_[l], layer_bounds_[l + 1]});
+  s.push_back({0, layer_bounds_[0]});
+  return s;
 }
 
 template <class T>

@@ -11,7 +11,9 @@
 // The replicated bias of a row-parallel layer is added on TP rank 0 only, before the all-reduce.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "data_pipeline/batch.h"
@@ -86,6 +88,14 @@ class MegatronBert {
   int vocab_start() const { return vocab_start_; }
   int vocab_local() const { return vocab_local_; }
 
+  // Gradient-ready hook (lets the DP reducer overlap communication with backward): while a hook is set,
+  // every backward calls it with the flat range [begin, end) of parameters whose gradients are final for that
+  // micro-batch, in the order of grad_ready_segments(): heads + final LayerNorm, layer L-1, ..., layer 0,
+  // embeddings. The ranges tile [0, num_params()).
+  using GradReadyHook = std::function<void(size_t begin, size_t end)>;
+  void set_grad_ready_hook(GradReadyHook hook) { grad_ready_ = std::move(hook); }
+  std::vector<std::pair<size_t, size_t>> grad_ready_segments() const;
+
  private:
   struct LayerActs;
   struct Acts;
@@ -110,6 +120,11 @@ class MegatronBert {
   std::unique_ptr<Acts> acts_;
   RngContext rng_;      // of the last forward (backward reuses it)
   EncoderInputs in_;    // of the last forward
+  GradReadyHook grad_ready_;
+  std::vector<size_t> layer_bounds_;  // (L + 1): flat offset of layer l's first parameter; [L]: end of layer L-1
+  void grads_ready(size_t begin, size_t end) {
+    if (grad_ready_) grad_ready_(begin, end);
+  }
 };
 
 }  // namespace erlangshen

@@ -1,5 +1,6 @@
 #include "model/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -28,16 +29,33 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
       model_(config.model, ModelHeads::Pretraining, *groups.tp, config.train.dropout, config.train.attention_dropout,
              exec) {
   model_.initialize(config.train.seed);
-  optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train);
+  make_reducer(static_cast<size_t>(config.parallel.bucket_mb) * (1u << 20) / sizeof(float));
   global_batch_ = static_cast<int64_t>(config.train.micro_batch) * groups.dp->size() * config.train.grad_accum;
   model_.reserve(config.train.micro_batch, config.train.seq_len);
+}
+
+void PretrainTrainer::make_reducer(size_t bucket_elems) {
+  if (groups_.dp->size() > 1) {
+    std::vector<FlatRange> segments;
+    for (const auto& [b, e] : model_.grad_ready_segments()) segments.push_back(FlatRange{b, e});
+    reducer_ = std::make_unique<GradReducer<float>>(*groups_.dp, std::move(segments), model_.num_params(), bucket_elems,
+                                                    config_.parallel.zero1);
+  }
+  // Without ZeRO-1 every DP rank updates the whole buffer; with it, its shard only (master weights + AdamW state).
+  const FlatRange own = reducer_ ? reducer_->shard() : FlatRange{0, model_.num_params()};
+  optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config_.train, own.begin, own.end);
+}
+
+void PretrainTrainer::set_dp_bucket_elems(size_t elems) {
+  ERL_CHECK(step_ == 0 && optimizer_->step_count() == 0, "set_dp_bucket_elems after training started");
+  make_reducer(elems);
 }
 
 StepReport PretrainTrainer::train_step() {
   Stopwatch watch;
   Communicator& dp = *groups_.dp;
   Communicator& tp = *groups_.tp;
-  const double comm_before = dp.comm_seconds() + tp.comm_seconds();
+  const CommStats dp_before = dp.stats(), tp_before = tp.stats();
   std::vector<PretrainBatch> batches = data_.next_step();
   const int64_t step = step_ + 1;  // 1-based index of the update being computed
 
@@ -56,6 +74,13 @@ StepReport PretrainTrainer::train_step() {
   double sums[4] = {0, 0, 0, 0};  // mlm loss, sop loss, mlm correct, sop correct
   const int64_t rank_base = static_cast<int64_t>(dp.rank()) * config_.train.micro_batch * config_.train.grad_accum;
   for (size_t j = 0; j < batches.size(); ++j) {
+    // Gradients accumulate locally; the DP reduction runs once per step, overlapped with the last backward:
+    // each bucket starts as soon as backward has made its gradients final.
+    const bool last = j + 1 == batches.size();
+    if (reducer_ && last) {
+      reducer_->begin(model_.grads());
+      model_.set_grad_ready_hook([this](size_t b, size_t e) { reducer_->segment_ready(b, e); });
+    }
     RngContext rng{config_.train.seed, step, rank_base + static_cast<int64_t>(j) * config_.train.micro_batch, true};
     PretrainLosses l = model_.pretrain_forward_backward(batches[j], rng, mlm_den, sop_den, true);
     sums[0] += l.mlm_sum;
@@ -63,35 +88,45 @@ StepReport PretrainTrainer::train_step() {
     sums[2] += l.mlm_correct;
     sums[3] += l.sop_correct;
   }
-  // Gradients: sum over DP (global denominators make the sum the global-batch gradient).
-  dp.all_reduce(model_.grads(), model_.num_params(), ReduceOp::Sum);
-  dp.all_reduce(sums, 4, ReduceOp::Sum);
+  // Gradients: g = sum over DP of g_r (global denominators make the sum the global-batch gradient); under
+  // ZeRO-1 this rank holds g on its shard only.
+  if (reducer_) {
+    model_.set_grad_ready_hook(nullptr);
+    reducer_->finish();
+  }
+  const FlatRange own = reducer_ ? reducer_->shard() : FlatRange{0, model_.num_params()};
+  const bool zero1 = reducer_ && reducer_->zero1();
 
-  // Global grad norm: shards summed over TP, replicated tensors counted once.
-  double norm_sq = grad_sq_sum_local(exec_, model_.table(), model_.grads(), 0, model_.num_params());
+  // Global grad norm: ||g||^2 = sum over TP ranks (shards; replicated tensors on TP rank 0 only) and, under
+  // ZeRO-1, over DP ranks (disjoint shards). One DP all-reduce carries it with the loss sums and token count.
+  double totals[6] = {sums[0], sums[1], sums[2], sums[3], static_cast<double>(tokens), 0.0};
+  totals[5] = grad_sq_sum_local(exec_, model_.table(), model_.grads(), own.begin, own.end);
+  dp.all_reduce(totals, zero1 ? 6 : 5, ReduceOp::Sum);
+  double norm_sq = totals[5];
   tp.all_reduce(&norm_sq, 1, ReduceOp::Sum);
   const double norm = std::sqrt(norm_sq);
   const double clip = config_.train.clip_grad;
   const double grad_scale = (clip > 0 && norm > clip) ? clip / (norm + 1e-6) : 1.0;
   const double lr = lr_at(config_.train, step);
   optimizer_->step(exec_, model_.params(), model_.grads(), lr, grad_scale);
+  if (zero1) reducer_->all_gather_params(model_.params());
   step_ = step;
 
   StepReport r;
   r.step = step;
-  r.mlm_loss = sums[0] / mlm_den;
-  r.sop_loss = sums[1] / sop_den;
+  r.mlm_loss = totals[0] / mlm_den;
+  r.sop_loss = totals[1] / sop_den;
   r.loss = r.mlm_loss + r.sop_loss;
-  r.mlm_acc = sums[2] / mlm_den;
-  r.sop_acc = sums[3] / sop_den;
+  r.mlm_acc = totals[2] / mlm_den;
+  r.sop_acc = totals[3] / sop_den;
   r.lr = lr;
   r.grad_norm = norm;
-  double token_count = static_cast<double>(tokens);
-  dp.all_reduce(&token_count, 1, ReduceOp::Sum);
-  r.tokens = static_cast<int64_t>(token_count);
+  r.tokens = static_cast<int64_t>(totals[4]);
   r.step_seconds = watch.seconds();
-  r.tokens_per_s = token_count / r.step_seconds;
-  r.comm_seconds = dp.comm_seconds() + tp.comm_seconds() - comm_before;
+  r.tokens_per_s = totals[4] / r.step_seconds;
+  const CommStats dp_after = dp.stats(), tp_after = tp.stats();
+  r.comm_seconds = dp_after.exposed() - dp_before.exposed() + tp_after.exposed() - tp_before.exposed();
+  r.comm_hidden_seconds = std::max(0.0, dp_after.hidden() - dp_before.hidden());
   return r;
 }
 
@@ -107,7 +142,27 @@ void PretrainTrainer::log_step(const StepReport& r) {
                 (long long)r.step, (long long)end, r.loss, r.mlm_loss, r.sop_loss, r.mlm_acc, r.lr, r.grad_norm,
                 r.tokens_per_s, 100.0 * r.comm_seconds / std::max(1e-9, r.step_seconds),
                 format_duration(per_step * (end - r.step)).c_str());
-  log_.info(line);
+  std::string text = line;
+  const int tp = groups_.tp->size(), dp = groups_.dp->size();
+  if (tp * dp > 1) {
+    // Layout, then exposed communication per rank this step and the share of communication hidden behind compute.
+    std::snprintf(line, sizeof line, " | tp%d x dp%d%s | comm/rank", tp, dp, reducer_ && reducer_->zero1() ? " zero1" : "");
+    text += line;
+    const auto& c = r.rank_comm_seconds;
+    if (c.size() <= 8) {
+      for (size_t i = 0; i < c.size(); ++i) {
+        std::snprintf(line, sizeof line, " r%zu %.3fs", i, c[i]);
+        text += line;
+      }
+    } else if (!c.empty()) {
+      std::snprintf(line, sizeof line, " min %.3fs max %.3fs (%zu ranks)", *std::min_element(c.begin(), c.end()),
+                    *std::max_element(c.begin(), c.end()), c.size());
+      text += line;
+    }
+    std::snprintf(line, sizeof line, " | overlap %.0f%%", 100.0 * r.overlap());
+    text += line;
+  }
+  log_.info(text);
   if (!config_.log.metrics.empty()) {
     std::ofstream f(config_.log.metrics, std::ios::app);
     if (!f) throw Error("log.metrics: cannot write " + config_.log.metrics);
@@ -116,10 +171,35 @@ void PretrainTrainer::log_step(const StepReport& r) {
                         {"mlm_acc", r.mlm_acc},    {"sop_acc", r.sop_acc},
                         {"lr", r.lr},              {"grad_norm", r.grad_norm},
                         {"tokens_per_s", r.tokens_per_s}, {"step_seconds", r.step_seconds},
-                        {"comm_seconds", r.comm_seconds}, {"tokens", r.tokens},
+                        {"comm_seconds", r.comm_seconds}, {"comm_hidden_seconds", r.comm_hidden_seconds},
+                        {"overlap", r.overlap()},         {"rank_comm_seconds", r.rank_comm_seconds},
+                        {"tokens", r.tokens},
                         {"consumed_samples", consumed_samples()}};
     f << j.dump() << "\n";
   }
+}
+
+bool PretrainTrainer::agree_to_stop(bool stop) {
+  // A signal may reach some ranks only: every rank must leave the loop after the same step.
+  double flag = stop ? 1.0 : 0.0;
+  if (groups_.world != nullptr) {
+    groups_.world->all_reduce(&flag, 1, ReduceOp::Max);
+  } else {
+    groups_.dp->all_reduce(&flag, 1, ReduceOp::Max);
+    groups_.tp->all_reduce(&flag, 1, ReduceOp::Max);
+  }
+  return flag > 0;
+}
+
+void PretrainTrainer::gather_rank_comm(StepReport& r) {
+  Communicator* world = groups_.world;
+  if (world == nullptr || world->size() == 1) {
+    r.rank_comm_seconds = {r.comm_seconds};
+    return;
+  }
+  r.rank_comm_seconds.assign(world->size(), 0.0);
+  r.rank_comm_seconds[world->rank()] = r.comm_seconds;
+  world->all_gather(r.rank_comm_seconds.data(), std::vector<size_t>(world->size(), 1));
 }
 
 StepReport PretrainTrainer::run() {
@@ -133,8 +213,11 @@ StepReport PretrainTrainer::run() {
     if (!std::isfinite(last.loss))
       throw Error("loss became " + std::to_string(last.loss) + " at step " + std::to_string(last.step) +
                   " (try a lower train.lr or train.clip_grad)");
-    if (last.step % config_.log.every == 0 || last.step == end) log_step(last);
-    const bool stop = should_stop && should_stop(last);
+    if (last.step % config_.log.every == 0 || last.step == end) {
+      gather_rank_comm(last);
+      log_step(last);
+    }
+    const bool stop = agree_to_stop(should_stop && should_stop(last));
     const bool periodic = config_.checkpoint.every > 0 && last.step % config_.checkpoint.every == 0;
     if (save_checkpoint && (periodic || stop || last.step == end)) save_checkpoint(last.step);
     if (stop) break;

@@ -1,15 +1,18 @@
 // The pretraining loop: for each optimizer step, the DP rank's micro-batches run forward + backward with
 // gradients accumulated; gradients are summed over DP (loss denominators are global, so a sum is the
-// global gradient); the global gradient norm is clipped; AdamW updates; rank 0 prints a progress line and
-// writes a metrics record.
+// global gradient) in buckets that start during the last micro-batch's backward (parallel/grad_reducer.h);
+// the global gradient norm is clipped; AdamW updates (under ZeRO-1 only this DP rank's shard, then the
+// parameters are all-gathered); rank 0 prints a progress line and writes a metrics record.
 #pragma once
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/adamw.h"
 #include "model/data_source.h"
 #include "model/megatron_bert.h"
+#include "parallel/grad_reducer.h"
 #include "runtime/config.h"
 #include "runtime/logging.h"
 
@@ -19,14 +22,23 @@ namespace erlangshen {
 struct TrainerGroups {
   Communicator* tp;
   Communicator* dp;
+  Communicator* world = nullptr;  // optional: stop agreement and per-rank communication times in the log
 };
 
 struct StepReport {
   int64_t step = 0;
   double loss = 0, mlm_loss = 0, sop_loss = 0, mlm_acc = 0, sop_acc = 0;
   double lr = 0, grad_norm = 0;
-  double step_seconds = 0, tokens_per_s = 0, comm_seconds = 0;
+  double step_seconds = 0, tokens_per_s = 0;
+  double comm_seconds = 0;         // exposed: this rank waited on TP + DP collectives
+  double comm_hidden_seconds = 0;  // DP collectives in flight while backward computed
   int64_t tokens = 0;
+  std::vector<double> rank_comm_seconds;  // exposed comm of every world rank (filled on logged steps)
+  // hidden / (hidden + exposed): the share of communication that overlapped computation
+  double overlap() const {
+    const double total = comm_hidden_seconds + comm_seconds;
+    return total > 0 ? comm_hidden_seconds / total : 0.0;
+  }
 };
 
 class PretrainTrainer {
@@ -45,6 +57,10 @@ class PretrainTrainer {
   std::function<void(int64_t step)> save_checkpoint;
 
   MegatronBert<float>& model() { return model_; }
+  // DP gradient bucket size in elements (default: parallel.bucket_mb); finer than 1 MB for tests and tuning.
+  // Call before the first step.
+  void set_dp_bucket_elems(size_t elems);
+  // Under ZeRO-1 the optimizer holds this DP rank's shard [optimizer().begin(), optimizer().end()) only.
   AdamW<float>& optimizer() { return *optimizer_; }
   PretrainDataSource& data() { return data_; }
   int64_t step() const { return step_; }
@@ -54,6 +70,9 @@ class PretrainTrainer {
 
  private:
   void log_step(const StepReport& r);
+  void make_reducer(size_t bucket_elems);
+  bool agree_to_stop(bool stop);         // true on every rank when any rank wants to stop
+  void gather_rank_comm(StepReport& r);  // fills r.rank_comm_seconds (collective over world)
 
   Config config_;
   TrainerGroups groups_;
@@ -62,6 +81,7 @@ class PretrainTrainer {
   Exec exec_;
   MegatronBert<float> model_;
   std::unique_ptr<AdamW<float>> optimizer_;
+  std::unique_ptr<GradReducer<float>> reducer_;  // DP > 1 only
   int64_t step_ = 0;
   int64_t global_batch_;
   double run_start_ = 0;
