@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# GPU checks on a fresh device machine (x86-64, one H100/H200, CUDA 13, cmake, ninja, python3 with PyTorch +
+# transformers; no Debian packages, no network), in about 8 minutes:
+#   1. unpack the carried .deb files (OpenBLAS, GoogleTest, Random123, libgfortran) into a private sysroot
+#      (dpkg -x, never into /);
+#   2. build the GPU-only project tests/gpu/standalone (CPU reference kernels + CUDA backend + tests + bench);
+#   3. run the CUDA-vs-CPU tests (ctest, label gpu);
+#   4. run the training-step bench: erlangshen-1.3b at seq 512 (largest micro-batch that fits) and bert-base at
+#      seq 128, and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch.
+# Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
+#
+# Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
+#     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev)
+# On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"], timeout_s 540.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BUDGET_S=${CHECKS_BUDGET_S:-470}
+RESULTS="${OUT:-$ROOT/build-gpu/checks}"
+mkdir -p "$RESULTS"
+SUMMARY="$RESULTS/summary.txt"
+: >"$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+# Seconds a stage may take: its own cap, or what is left of the budget minus a reserve for the later stages.
+allow() { local cap=$1 reserve=$2 left=$((BUDGET_S - SECONDS - reserve)); ((left < cap)) && cap=$left; ((cap < 5)) && cap=5; echo "$cap"; }
+
+note "== device"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$SUMMARY"
+nvcc --version | tail -1 | tee -a "$SUMMARY"
+
+note "== sysroot"
+SYSROOT=/tmp/erlangshen-sysroot
+rm -rf "$SYSROOT" && mkdir -p "$SYSROOT"
+if ! ls .debs/*.deb >/dev/null 2>&1; then note "no .debs/ folder: carry it (see the header of this script)"; exit 1; fi
+for f in .debs/*.deb; do dpkg -x "$f" "$SYSROOT" || { note "cannot unpack $f"; exit 1; }; done
+export LD_LIBRARY_PATH="$SYSROOT/usr/lib/x86_64-linux-gnu/openblas-pthread:$SYSROOT/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+
+note "== build (budget ${BUDGET_S}s, t=${SECONDS}s)"
+BUILD=build-gpu
+GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+timeout "$(allow 60 400)" cmake -S tests/gpu/standalone -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$SYSROOT/usr" -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" \
+  >"$RESULTS/configure.log" 2>&1 || { note "configure FAILED"; tail -30 "$RESULTS/configure.log"; exit 1; }
+timeout "$(allow 300 200)" cmake --build "$BUILD" -j "$(nproc)" >"$RESULTS/build.log" 2>&1 \
+  || { note "build FAILED"; grep -E "error|Error" "$RESULTS/build.log" | head -40; exit 1; }
+note "build ok (t=${SECONDS}s)"
+
+note "== tests"
+(cd "$BUILD" && timeout "$(allow 120 170)" ctest -L gpu --output-on-failure -j 4) >"$RESULTS/tests.log" 2>&1
+TEST_RC=$?
+grep -E "tests passed|tests failed|\(Failed\)|\(Skipped\)|Timeout" "$RESULTS/tests.log" | tee -a "$SUMMARY"
+note "tests rc=$TEST_RC (t=${SECONDS}s)"
+
+BENCH="$BUILD/gpu/erlangshen_gpu_bench"
+note "== bench: erlangshen-1.3b, seq 512, largest micro-batch"
+timeout "$(allow 100 110)" "$BENCH" --model 1.3b --seq 512 --steps 4 --warmup 2 >"$RESULTS/bench.log" 2>&1
+note "rc=$? (t=${SECONDS}s)"; cat "$RESULTS/bench.log" | tee -a "$SUMMARY"
+B13=$(sed -n 's/.*"batch":\([0-9]*\).*/\1/p' "$RESULTS/bench.log" | head -1)
+note "== bench: bert-base, seq 128"
+timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 >>"$RESULTS/bench.log" 2>&1
+note "rc=$? (t=${SECONDS}s)"; tail -3 "$RESULTS/bench.log" | tee -a "$SUMMARY"
+
+note "== peer: HF transformers MegatronBertForPreTraining (eager), same shape and batch"
+export PYTHONUNBUFFERED=1
+timeout "$(allow 120 30)" python3 tests/bench/hf_megatron_bert_bench.py --model 1.3b --seq 512 --batch "${B13:-8}" \
+  --steps 3 --warmup 1 >"$RESULTS/hf_bench.log" 2>&1
+note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY"
+timeout "$(allow 45 0)" python3 tests/bench/hf_megatron_bert_bench.py --model base --seq 128 --batch 128 --steps 5 \
+  >>"$RESULTS/hf_bench.log" 2>&1
+note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY"
+
+note "== done in ${SECONDS}s; logs in $RESULTS"
+exit "$TEST_RC"
