@@ -21,11 +21,10 @@ const char* span_kind_name(SpanKind k) {
 
 void LexiconMatcher::add_term(std::u32string_view term, SpanKind kind) {
   if (term.size() < static_cast<size_t>(rules_.min_chars) || kind == SpanKind::None) return;
-  int32_t node = trie_.insert(term);
-  if (static_cast<size_t>(trie_.num_nodes()) > kind_.size()) kind_.resize(static_cast<size_t>(trie_.num_nodes()) * 2, 0);
-  uint8_t& k = kind_[static_cast<size_t>(node)];
+  trie_.insert(term);
+  int32_t& k = trie_.find_step(term)->tag;
   if (k == 0) ++num_terms_;
-  if (k == 0 || kind == SpanKind::Entity) k = static_cast<uint8_t>(kind);
+  if (k == 0 || kind == SpanKind::Entity) k = static_cast<int32_t>(kind);
 }
 
 namespace {
@@ -118,12 +117,13 @@ void LexiconMatcher::match(std::u32string_view text, const std::vector<uint32_t>
     SpanKind best_kind = SpanKind::None;
     size_t cur_w = w;
     for (uint32_t i = begin; i < text.size(); ++i) {
-      node = trie_.child(node, text[i]);
+      const PrefixTrie::Step& st = trie_.step(node, text[i]);
+      node = st.node;
       if (node == PrefixTrie::kNone) break;
       while (cur_w < nw && word_ends[cur_w] < i + 1) ++cur_w;
-      if (cur_w < nw && word_ends[cur_w] == i + 1 && kind_[static_cast<size_t>(node)] != 0) {
+      if (st.tag != 0 && cur_w < nw && word_ends[cur_w] == i + 1) {
         best_w = cur_w;
-        best_kind = static_cast<SpanKind>(kind_[static_cast<size_t>(node)]);
+        best_kind = static_cast<SpanKind>(st.tag);
       }
     }
     if (best_w < nw) {

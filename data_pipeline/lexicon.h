@@ -47,8 +47,7 @@ class LexiconMatcher {
   const std::string& sha256() const { return sha256_; }  // fingerprint of the sources and rules
 
  private:
-  PrefixTrie trie_;
-  std::vector<uint8_t> kind_;  // (nodes) SpanKind of the term ending there, 0 if none
+  PrefixTrie trie_;  // payload tag: SpanKind of the term ending at the node, 0 if none
   PosRules rules_;
   size_t num_terms_ = 0;
   std::string sha256_;

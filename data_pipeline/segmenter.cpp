@@ -100,9 +100,11 @@ Segmenter Segmenter::load(const std::string& dict_path) {
 
 void Segmenter::rebuild_weights() {
   log_total_ = std::log(static_cast<double>(total_));
-  weight_.assign(freq_.size(), 0.0);
-  for (size_t i = 0; i < freq_.size(); ++i)
-    if (freq_[i] > 0) weight_[i] = std::log(static_cast<double>(freq_[i])) - log_total_;
+  trie_.for_each_node([&](PrefixTrie::Step& s) {
+    const int64_t f = freq_[static_cast<size_t>(s.node)];
+    s.tag = f > 0 ? 1 : 0;
+    s.weight = f > 0 ? std::log(static_cast<double>(f)) - log_total_ : 0.0;
+  });
 }
 
 void Segmenter::add_word(std::u32string_view word, int64_t freq) {
@@ -176,10 +178,11 @@ void Segmenter::cut_block(std::u32string_view s, uint32_t base, std::vector<uint
     int64_t best_x = -1;
     int32_t node = 0;
     for (size_t i = idx; i < n; ++i) {
-      node = trie_.child(node, s[i]);
+      const PrefixTrie::Step& st = trie_.step(node, s[i]);
+      node = st.node;
       if (node == PrefixTrie::kNone) break;
-      if (freq_[node] > 0) {
-        double v = weight_[node] + score[i + 1];
+      if (st.tag) {  // a word (freq > 0)
+        double v = st.weight + score[i + 1];
         if (best_x < 0 || v > best_score || (v == best_score && static_cast<int64_t>(i) > best_x))
           best_score = v, best_x = static_cast<int64_t>(i);
       }

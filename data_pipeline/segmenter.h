@@ -43,7 +43,7 @@ class Segmenter {
 
   PrefixTrie trie_;
   std::vector<int64_t> freq_;   // (nodes) frequency; 0 for prefixes that are not words
-  std::vector<double> weight_;  // (nodes) log(freq) - log(total) for words
+                                // (the trie's payload holds tag = freq > 0 and weight = log(freq) - log(total))
   int64_t total_ = 0;
   double log_total_ = 0;
   size_t num_words_ = 0;
