@@ -97,6 +97,7 @@ __global__ void softmax_backward_kernel(float* ds, const float* probs, RowGeomet
       keep4(keep, key, base + j0, threshold, min(4, T - j0));
       for (int w = 0; w < 4 && j0 + w < T; ++w) d[j0 + w] = keep[w] ? d[j0 + w] * scale : 0.0f;
     }
+    __syncthreads();  // the loops below read d with a different thread-to-element mapping
   }
   float dot = 0.0f;
   for (int j = threadIdx.x; j < T; j += blockDim.x) dot += p[j] * d[j];

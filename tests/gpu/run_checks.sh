@@ -22,7 +22,13 @@ SUMMARY="$RESULTS/summary.txt"
 : >"$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
 # Seconds a stage may take: its own cap, or what is left of the budget minus a reserve for the later stages.
-allow() { local cap=$1 reserve=$2 left=$((BUDGET_S - SECONDS - reserve)); ((left < cap)) && cap=$left; ((cap < 5)) && cap=5; echo "$cap"; }
+allow() {
+  local cap=$1 reserve=$2
+  local left=$((BUDGET_S - SECONDS - reserve))
+  if ((left < cap)); then cap=$left; fi
+  if ((cap < 5)); then cap=5; fi
+  echo "$cap"
+}
 
 note "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$SUMMARY"

@@ -12,6 +12,11 @@ struct AttnCase {
   int head_offset, total_heads;
 };
 
+void PrintTo(const AttnCase& k, std::ostream* os) {
+  *os << "B=" << k.B << " T=" << k.T << " NH=" << k.NH << " HS=" << k.HS << " p=" << k.p
+      << " sample_offset=" << k.sample_offset << " heads " << k.head_offset << "/" << k.total_heads;
+}
+
 class CudaAttention : public CudaTest, public ::testing::WithParamInterface<AttnCase> {};
 
 TEST_P(CudaAttention, ForwardBackwardMatchCpu) {
