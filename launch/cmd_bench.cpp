@@ -10,6 +10,7 @@
 #include "launch/run_options.h"
 #include "model/flops.h"
 #include "model/trainer.h"
+#include "runtime/blas_select.h"
 #include "runtime/threading.h"
 #include "runtime/timer.h"
 
@@ -77,13 +78,15 @@ void register_bench(CLI::App& app, int& exit_code) {
     const double mfu = gflops / gemm_rate;
     if (*json_out) {
       std::printf(
-          "{\"config\": \"%s\", \"threads\": %d, \"micro_batch\": %d, \"seq_len\": %d, \"step_s\": %.6f, "
+          "{\"config\": \"%s\", \"blas\": \"%s\", \"threads\": %d, \"micro_batch\": %d, \"seq_len\": %d, \"step_s\": %.6f, "
           "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"mfu_vs_sgemm\": %.4f, \"peak_rss_mib\": %.1f}\n",
-          config.source.c_str(), threads, config.train.micro_batch, config.train.seq_len, median, tokens / median,
+          config.source.c_str(), blas_core_name().c_str(), threads, config.train.micro_batch, config.train.seq_len,
+          median, tokens / median,
           gflops, gemm_rate, mfu, peak_rss_mib());
     } else {
-      std::printf("bench %s: %d threads, micro_batch %d x seq %d, %d timed steps\n", config.source.c_str(), threads,
-                  config.train.micro_batch, config.train.seq_len, *steps);
+      std::printf("bench %s: %d threads (OpenBLAS %s), micro_batch %d x seq %d, %d timed steps\n",
+                  config.source.c_str(), threads, blas_core_name().c_str(), config.train.micro_batch,
+                  config.train.seq_len, *steps);
       std::printf("  step time (median)   %.4f s\n", median);
       std::printf("  tokens/s             %.1f\n", tokens / median);
       std::printf("  model GFLOP/s        %.2f\n", gflops);

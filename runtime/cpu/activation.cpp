@@ -4,6 +4,7 @@
 //   exact GeLU: g(x) = x Phi(x),  g'(x) = Phi(x) + x phi(x)
 #include <cmath>
 
+#include "runtime/cpu/fast_math.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/parallel_for.h"
 
@@ -18,7 +19,7 @@ template <class T>
 inline T gelu(T x, Activation kind) {
   if (kind == Activation::GeluTanh) {
     const T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-    return T(0.5) * x * (T(1) + std::tanh(u));
+    return T(0.5) * x * (T(1) + tanh_fast(u));
   }
   return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2)));
 }
@@ -27,7 +28,7 @@ template <class T>
 inline T gelu_grad(T x, Activation kind) {
   if (kind == Activation::GeluTanh) {
     const T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-    const T th = std::tanh(u);
+    const T th = tanh_fast(u);
     return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
   }
   const T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
@@ -42,6 +43,7 @@ void bias_gelu_forward(T* act, T* pre, const T* bias, int N, int C, Activation k
   for (int n = 0; n < N; ++n) {
     T* p = pre + static_cast<int64_t>(n) * C;
     T* a = act + static_cast<int64_t>(n) * C;
+#pragma omp simd
     for (int c = 0; c < C; ++c) {
       const T x = bias ? p[c] + bias[c] : p[c];
       p[c] = x;
@@ -55,6 +57,7 @@ void bias_gelu_backward(T* dpre, T* dbias, const T* dact, const T* pre, int N, i
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const int64_t o = static_cast<int64_t>(n) * C;
+#pragma omp simd
     for (int c = 0; c < C; ++c) dpre[o + c] = dact[o + c] * gelu_grad(pre[o + c], kind);
   }
   if (dbias) {
@@ -70,7 +73,7 @@ void bias_gelu_backward(T* dpre, T* dbias, const T* dact, const T* pre, int N, i
 template <class T>
 void tanh_forward(T* out, const T* inp, int64_t n) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(inp[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = tanh_fast(inp[i]);
 }
 
 template <class T>

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/cpu/fast_math.h"
 #include "runtime/cpu/kernels.h"
 
 namespace erlangshen::cpu {
@@ -46,12 +47,17 @@ HeadView head_view(const AttentionShape& s, int b, int h) {
   return v;
 }
 
-// x[i] = keep(base + i) ? src[i] * scale : 0 over Tn*Tn elements
+// x[i] = keep(base + i) ? src[i] * scale : 0 over n elements (one Philox block serves 4 elements)
 template <class T>
 void apply_dropout(T* x, const T* src, int64_t n, const DropoutSpec& d, uint64_t base) {
   const uint32_t threshold = dropout_threshold(d.p);
   const T scale = T(1) / (T(1) - T(d.p));
-  for (int64_t i = 0; i < n; ++i) x[i] = dropout_keep(d.key, base + i, threshold) ? src[i] * scale : T(0);
+  Philox4 r = philox_at(d.key, base >> 2);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t g = base + static_cast<uint64_t>(i);
+    if ((g & 3) == 0) r = philox_at(d.key, g >> 2);
+    x[i] = r.v[g & 3] >= threshold ? src[i] * scale : T(0);
+  }
 }
 
 }  // namespace
@@ -80,8 +86,9 @@ void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t
       for (int j = 0; j < Tn; ++j)
         if (valid[j] && row[j] > mx) mx = row[j];
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int j = 0; j < Tn; ++j) {
-        const T e = valid[j] ? std::exp(row[j] - mx) : T(0);
+        const T e = valid[j] ? exp_fast(row[j] - mx) : T(0);
         row[j] = e;
         sum += e;
       }

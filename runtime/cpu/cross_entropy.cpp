@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/cpu/fast_math.h"
 #include "runtime/cpu/kernels.h"
 
 namespace erlangshen::cpu {
@@ -27,7 +28,8 @@ void ce_sumexp_target(T* sumexp, T* target_logit, const T* logits, const T* rowm
     const T* l = logits + static_cast<int64_t>(m) * V;
     const T mx = rowmax[m];
     T s = 0;
-    for (int v = 0; v < V; ++v) s += std::exp(l[v] - mx);
+#pragma omp simd reduction(+ : s)
+    for (int v = 0; v < V; ++v) s += exp_fast(l[v] - mx);
     sumexp[m] = s;
     const int local = targets[m] - vocab_start;
     target_logit[m] = (local >= 0 && local < V) ? l[local] : T(0);
@@ -42,7 +44,8 @@ void ce_backward(T* dlogits, const T* logits, const T* rowmax, const T* sumexp, 
     const T* l = logits + static_cast<int64_t>(m) * V;
     T* d = dlogits + static_cast<int64_t>(m) * V;
     const T mx = rowmax[m], inv = T(1) / sumexp[m], g = dloss[m];
-    for (int v = 0; v < V; ++v) d[v] = std::exp(l[v] - mx) * inv * g;
+#pragma omp simd
+    for (int v = 0; v < V; ++v) d[v] = exp_fast(l[v] - mx) * inv * g;
     const int local = targets[m] - vocab_start;
     if (local >= 0 && local < V) d[local] -= g;
   }

@@ -79,6 +79,13 @@ def torch_step_time(cfg, threads, steps):
 
 
 def main():
+    # Debian's OpenBLAS 0.3.21 falls back to generic SSE3 kernels on CPUs newer than itself; erlangshen then
+    # picks a kernel family itself (runtime/blas_select.h). Give PyTorch (which also calls OpenBLAS) the same.
+    if "OPENBLAS_CORETYPE" not in os.environ:
+        out = subprocess.run([os.path.join(ROOT, "build", "launch", "erlangshen"), "bench", "--config",
+                              os.path.join(ROOT, "configs", "tiny.yaml"), "--steps", "1", "--warmup", "0", "--json",
+                              "train.micro_batch=1", "train.seq_len=8"], check=True, capture_output=True, text=True)
+        os.environ["OPENBLAS_CORETYPE"] = json.loads(out.stdout.strip().splitlines()[-1])["blas"]
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
     ap.add_argument("--threads", type=int, default=2)
@@ -100,7 +107,7 @@ def main():
               f"peak RSS {rec['peak_rss_mib']:.0f} MiB), pytorch {tokens / t:.0f} tok/s", flush=True)
     mo, mt = statistics.median(ours), statistics.median(theirs)
     print(f"median: erlangshen {mo:.0f} tok/s, pytorch {mt:.0f} tok/s, ratio {mo / mt:.2f}x "
-          f"({a.config} {' '.join(a.set)}, {a.threads} threads)")
+          f"({a.config} {' '.join(a.set)}, {a.threads} threads, OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})")
 
 
 if __name__ == "__main__":
