@@ -16,5 +16,8 @@ void register_print_config(CLI::App& app, int& exit_code);
 void register_preprocess(CLI::App& app, int& exit_code);
 void register_tokenize(CLI::App& app, int& exit_code);
 void register_build_vocab(CLI::App& app, int& exit_code);
+void register_export(CLI::App& app, int& exit_code);
+void register_import(CLI::App& app, int& exit_code);
+void register_fill_mask(CLI::App& app, int& exit_code);
 
 }  // namespace erlangshen::cli
