@@ -6,6 +6,7 @@
 #include "launch/commands.h"
 #include "launch/run_options.h"
 #include "launch/stop_signal.h"
+#include "model/shard_data_source.h"
 #include "model/trainer.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_group.h"
@@ -42,7 +43,7 @@ void register_pretrain(CLI::App& app, int& exit_code) {
                                                      config.train.seq_len, config.model.vocab_size,
                                                      config.data.mask_prob, config.train.seed, groups.dp_rank);
       } else {
-        throw Error("data.shards: the HDF5 loader is not wired into pretrain yet");
+        data = std::make_unique<ShardDataSource>(config, groups.dp_rank, groups.dp);
       }
       PretrainTrainer trainer(config, TrainerGroups{groups.tp_group.get(), groups.dp_group.get(), groups.world.get()},
                               *data, log);
