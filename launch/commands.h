@@ -13,6 +13,10 @@ constexpr int kExitPreempted = 85;  // stopped by SIGTERM/SIGUSR1 after writing 
 void register_pretrain(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);
 void register_print_config(CLI::App& app, int& exit_code);
+void register_finetune(CLI::App& app, int& exit_code);
+void register_evaluate(CLI::App& app, int& exit_code);
+void register_predict(CLI::App& app, int& exit_code);
+void register_qbqtc_split(CLI::App& app, int& exit_code);
 void register_preprocess(CLI::App& app, int& exit_code);
 void register_tokenize(CLI::App& app, int& exit_code);
 void register_build_vocab(CLI::App& app, int& exit_code);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "model/finetune_weights.h"
@@ -97,6 +98,9 @@ FinetuneTrainer::FinetuneTrainer(const Config& config, Communicator& tp, const L
     log_.info(msg);
   }
   optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train);
+  const std::filesystem::path metrics_dir = std::filesystem::path(config.log.metrics).parent_path();
+  std::error_code ec;
+  if (!config.log.metrics.empty() && !metrics_dir.empty()) std::filesystem::create_directories(metrics_dir, ec);
 }
 
 int64_t FinetuneTrainer::steps_per_epoch(int64_t n) const {
