@@ -1,5 +1,5 @@
 // erlangshen_bench_comm --config FILE [key=value ...] [--dp 1,8,64] [--gpu-tflops 989] [--mfu 0.4]
-//   [--act-bytes 2] [--grad-bytes 4] [--measure]
+//   [--act-bytes 2] [--grad-bytes 4] [--nvlink-gbs 360] [--net-gbs 50] [--measure]
 //
 // Prints the communication volume of one optimizer step per GPU under parallel.tp x DP, from the formula
 // below, and the link bandwidth it needs; with --measure under mpirun it also times our MPI all-reduce on
@@ -17,6 +17,7 @@
 //   step time per GPU T = 6-ish training FLOPs of the step / (t d) / (peak x MFU)    (model/flops.h)
 //   required bandwidth:  B_tp >= V_tp / (0.1 T)  (TP traffic at most 10% of the step)
 //                        B_dp >= V_dp / (2/3 T)  (DP traffic hidden behind backward = 2/3 of the step)
+//   and the time the traffic takes at given link speeds: t_tp = V_tp / B_nvlink, t_dp = V_dp / B_net.
 #include <CLI/CLI.hpp>
 #include <mpi.h>
 
@@ -32,7 +33,8 @@
 namespace erlangshen {
 namespace {
 
-void print_formula(const Config& c, const std::vector<int>& dps, double gpu_tflops, double mfu, double wa, double wg) {
+void print_formula(const Config& c, const std::vector<int>& dps, double gpu_tflops, double mfu, double wa, double wg,
+                   double nvlink_gbs, double net_gbs) {
   const ModelConfig& m = c.model;
   const int t = c.parallel.tp;
   const double b = c.train.micro_batch, s = c.train.seq_len, h = m.hidden, L = m.layers, acc = c.train.grad_accum;
@@ -49,14 +51,17 @@ void print_formula(const Config& c, const std::vector<int>& dps, double gpu_tflo
               acc, t - 1, t, wa, tp_elems / acc, V_tp / 1e9);
   std::printf("V_dp = 2(d-1)/d x w_g x P_t  (ZeRO-1: (d-1)/d x (w_g + w_g) x P_t, the same bytes)\n");
   std::printf("T    = training FLOPs of the step per GPU / (%.0f TFLOP/s x MFU %.2f)\n\n", gpu_tflops, mfu);
-  std::printf("%6s %8s %10s %10s %10s %12s %12s\n", "dp", "GPUs", "V_dp GB", "T s", "tok/s", "B_tp GB/s", "B_dp GB/s");
+  std::printf("t_tp = V_tp / %.0f GB/s (NVLink) = %.2f ms; t_dp = V_dp / %.0f GB/s (network per GPU)\n\n", nvlink_gbs,
+              V_tp / (nvlink_gbs * 1e9) * 1e3, net_gbs);
+  std::printf("%6s %7s %9s %9s %11s %11s %11s %10s\n", "dp", "GPUs", "V_dp GB", "T ms", "tok/s", "B_tp GB/s",
+              "B_dp GB/s", "t_dp ms");
   for (int d : dps) {
     const double V_dp = d > 1 ? 2.0 * (d - 1) / d * wg * Pt : 0.0;
     const double tokens = b * s * acc;  // per DP rank
     const double flops = training_flops(m, c.train.seq_len, tokens, c.data.mask_prob * tokens, b * acc) / t;
     const double T = flops / (gpu_tflops * 1e12 * mfu);
-    std::printf("%6d %8d %10.3f %10.4f %10.0f %12.1f %12.1f\n", d, t * d, V_dp / 1e9, T, tokens * d / T,
-                V_tp / (0.1 * T) / 1e9, V_dp / (2.0 / 3.0 * T) / 1e9);
+    std::printf("%6d %7d %9.3f %9.2f %11.0f %11.1f %11.1f %10.2f\n", d, t * d, V_dp / 1e9, T * 1e3, tokens * d / T,
+                V_tp / (0.1 * T) / 1e9, V_dp / (2.0 / 3.0 * T) / 1e9, V_dp / (net_gbs * 1e9) * 1e3);
   }
 }
 
@@ -93,7 +98,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::vector<std::string> overrides;
   std::string dp_list = "1,2,8,32,128";
-  double gpu_tflops = 989, mfu = 0.4, wa = 2, wg = 4;
+  double gpu_tflops = 989, mfu = 0.4, wa = 2, wg = 4, nvlink_gbs = 360, net_gbs = 50;
   bool do_measure = false;
   int repeats = 5;
   app.add_option("--config", config_path, "YAML config (configs/erlangshen-1.3b.yaml)");
@@ -103,6 +108,8 @@ int main(int argc, char** argv) {
   app.add_option("--mfu", mfu, "model-FLOPs utilisation assumed for the step time");
   app.add_option("--act-bytes", wa, "bytes per activation element in TP collectives (bf16: 2)");
   app.add_option("--grad-bytes", wg, "bytes per gradient element in DP collectives (fp32: 4)");
+  app.add_option("--nvlink-gbs", nvlink_gbs, "TP link bus bandwidth per GPU (H100 NVLink, NCCL busbw: ~360)");
+  app.add_option("--net-gbs", net_gbs, "DP network bandwidth per GPU (400 Gb/s InfiniBand: 50)");
   app.add_flag("--measure", do_measure, "also time MPI all-reduce on 1..64 MB (run under mpirun)");
   app.add_option("--repeats", repeats, "timed repeats for --measure");
   CLI11_PARSE(app, argc, argv);
@@ -113,7 +120,7 @@ int main(int argc, char** argv) {
     for (std::string item; std::getline(ss, item, ',');) dps.push_back(std::stoi(item));
     const bool root = !MpiSession::launched_by_mpi() || std::getenv("OMPI_COMM_WORLD_RANK") == nullptr ||
                       std::string(std::getenv("OMPI_COMM_WORLD_RANK")) == "0";
-    if (root) print_formula(c, dps, gpu_tflops, mfu, wa, wg);
+    if (root) print_formula(c, dps, gpu_tflops, mfu, wa, wg, nvlink_gbs, net_gbs);
     if (do_measure) measure(repeats);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "erlangshen_bench_comm: error: %s\n", e.what());

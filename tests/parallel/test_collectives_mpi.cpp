@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "parallel/grad_reducer.h"
+#include "parallel/mappings.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_group.h"
 #include "parallel_test_util.h"
@@ -141,6 +142,29 @@ TEST(MpiCollectives, NonBlockingInFlightTogether) {
   EXPECT_EQ(after.bytes - before.bytes, 3 * n * sizeof(float) + n * sizeof(double));
   EXPECT_GT(after.async_busy_s, before.async_busy_s);
   EXPECT_GE(after.hidden(), 0.0);
+}
+
+// gather_from_tp forward rebuilds X from the column chunks; its backward (split) returns this rank's chunk;
+// copy_to_tp backward / reduce_from_tp forward sum over the group.
+TEST(MpiMappings, GatherSplitAndReducePairs) {
+  auto tp = make_world();
+  const int p = tp->size(), r = tp->rank();
+  const size_t N = 5, C = 4 * static_cast<size_t>(p), Cl = C / p;
+  std::vector<float> full(N * C), local(N * Cl), scratch(N * C), back(N * Cl);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t c = 0; c < C; ++c) full[n * C + c] = static_cast<float>(100 * n + c);
+  tp::scatter_to_tp_forward(*tp, full.data(), local.data(), N, C);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t c = 0; c < Cl; ++c) ASSERT_EQ(local[n * Cl + c], full[n * C + r * Cl + c]);
+  std::vector<float> gathered(N * C, -1.0f);
+  tp::gather_from_tp_forward(*tp, local.data(), gathered.data(), scratch.data(), N, C);
+  EXPECT_EQ(gathered, full);
+  tp::gather_from_tp_backward(*tp, gathered.data(), back.data(), N, C);
+  EXPECT_EQ(back, local);
+  std::vector<double> y(7, r + 1.0);
+  tp::reduce_from_tp_forward(*tp, y.data(), y.size());
+  tp::copy_to_tp_backward(*tp, y.data(), y.size());
+  EXPECT_EQ(y, std::vector<double>(7, p * p * (p + 1) / 2.0));
 }
 
 TEST(MpiGroups, TpConsecutiveDpAcross) {
