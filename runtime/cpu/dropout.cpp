@@ -3,25 +3,24 @@
 #include <algorithm>
 
 #include "runtime/cpu/kernels.h"
+#include "runtime/cpu/philox_batch.h"
 
 namespace erlangshen::cpu {
 namespace {
 
-// Calls fn(i, keep_i) for i in [0, n), threads on blocks of 1024 elements; one Philox block gives the
-// decisions of 4 consecutive global indices.
+// Calls fn(i0, count, keep) for consecutive chunks of up to 2048 elements (threads take chunks); keep[j] is the
+// decision for element i0 + j, from the vectorised Philox (one block gives 4 consecutive global indices).
 template <class Fn>
-void for_each_keep(int64_t n, const DropoutSpec& d, int64_t index_offset, uint32_t threshold, Fn&& fn) {
-  constexpr int64_t kBlock = 1024;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+void for_each_keep_chunk(int64_t n, const DropoutSpec& d, int64_t index_offset, uint32_t threshold, Fn&& fn) {
+  constexpr int64_t kChunk = 2048;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t end = std::min(n, (b + 1) * kBlock);
-    uint64_t g = static_cast<uint64_t>(index_offset + b * kBlock);
-    Philox4 r = philox_at(d.key, g >> 2);
-    for (int64_t i = b * kBlock; i < end; ++i, ++g) {
-      if ((g & 3) == 0) r = philox_at(d.key, g >> 2);
-      fn(i, r.v[g & 3] >= threshold);
-    }
+  for (int64_t b = 0; b < chunks; ++b) {
+    uint8_t keep[kChunk];
+    const int64_t i0 = b * kChunk;
+    const int count = static_cast<int>(std::min(kChunk, n - i0));
+    dropout_keep_mask(d.key, static_cast<uint64_t>(index_offset + i0), count, threshold, keep);
+    fn(i0, count, keep);
   }
 }
 
@@ -36,8 +35,14 @@ void dropout_residual_forward(T* out, const T* resid, const T* x, int64_t n, con
   }
   const uint32_t threshold = dropout_threshold(d.p);
   const T scale = T(1) / (T(1) - T(d.p));
-  for_each_keep(n, d, index_offset, threshold, [&](int64_t i, bool keep) {
-    out[i] = (resid ? resid[i] : T(0)) + (keep ? x[i] * scale : T(0));
+  for_each_keep_chunk(n, d, index_offset, threshold, [&](int64_t i0, int count, const uint8_t* keep) {
+    if (resid) {
+#pragma omp simd
+      for (int j = 0; j < count; ++j) out[i0 + j] = resid[i0 + j] + (keep[j] ? x[i0 + j] * scale : T(0));
+    } else {
+#pragma omp simd
+      for (int j = 0; j < count; ++j) out[i0 + j] = keep[j] ? x[i0 + j] * scale : T(0);
+    }
   });
 }
 
@@ -51,7 +56,10 @@ void dropout_backward(T* dx, const T* dout, int64_t n, const DropoutSpec& d, int
   }
   const uint32_t threshold = dropout_threshold(d.p);
   const T scale = T(1) / (T(1) - T(d.p));
-  for_each_keep(n, d, index_offset, threshold, [&](int64_t i, bool keep) { dx[i] = keep ? dout[i] * scale : T(0); });
+  for_each_keep_chunk(n, d, index_offset, threshold, [&](int64_t i0, int count, const uint8_t* keep) {
+#pragma omp simd
+    for (int j = 0; j < count; ++j) dx[i0 + j] = keep[j] ? dout[i0 + j] * scale : T(0);
+  });
 }
 
 template void dropout_residual_forward<float>(float*, const float*, const float*, int64_t, const DropoutSpec&, int64_t);

@@ -2,6 +2,8 @@
 // separates purposes, and uniform/dropout statistics.
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "runtime/philox.h"
 
 namespace erlangshen {
@@ -48,6 +50,29 @@ TEST(Philox, DropoutKeepRateAndUniformMean) {
   EXPECT_NEAR(kept / double(n), 0.9, 0.003);  // 6 sigma
   EXPECT_NEAR(sum / n, 0.5, 0.003);
   EXPECT_EQ(dropout_threshold(0.0f), 0u);
+}
+
+}  // namespace
+}  // namespace erlangshen
+
+#include "runtime/cpu/philox_batch.h"
+
+namespace erlangshen {
+namespace {
+
+TEST(Philox, VectorisedBlocksAndMaskMatchScalar) {
+  const PhiloxKey key = derive_key(11, RngPurpose::HiddenDropout, 3, 1, 0);
+  std::vector<uint32_t> out(4 * 37);
+  const uint64_t first = (uint64_t{1} << 32) - 5;  // crosses the 32-bit boundary of the counter
+  cpu::philox_blocks(key, first, 37, out.data());
+  for (int i = 0; i < 37; ++i) {
+    Philox4 r = philox_at(key, first + i);
+    for (int w = 0; w < 4; ++w) ASSERT_EQ(out[4 * i + w], r.v[w]) << i << " " << w;
+  }
+  const uint32_t threshold = dropout_threshold(0.3f);
+  std::vector<uint8_t> keep(1001);
+  cpu::dropout_keep_mask(key, 12345, 1001, threshold, keep.data());
+  for (int i = 0; i < 1001; ++i) ASSERT_EQ(keep[i] != 0, dropout_keep(key, 12345 + i, threshold)) << i;
 }
 
 }  // namespace
