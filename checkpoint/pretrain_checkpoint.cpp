@@ -158,7 +158,8 @@ std::optional<std::string> prepare_resume(Config& config, const std::string& exp
   if (m.rng.contains("seed")) {
     const uint64_t seed = m.rng.at("seed").get<uint64_t>();
     if (seed != config.train.seed) {
-      log.warn("resume: train.seed " + std::to_string(config.train.seed) + " replaced by the checkpoint's seed " +
+      if (log.is_root())
+        log.warn("resume: train.seed " + std::to_string(config.train.seed) + " replaced by the checkpoint's seed " +
                std::to_string(seed) + " so that the run continues the same random streams");
       config.train.seed = seed;
     }
@@ -180,10 +181,10 @@ ResumeInfo restore_pretrain_checkpoint(PretrainTrainer& trainer, const std::stri
   info.relayout = m.tp != g.tp->size() || m.dp != g.dp->size() || m.zero1 != sharded;
 
   const LoadReport params = reader.load_params(table, trainer.model().params());
-  if (params.padding_rows_added > 0)
+  if (params.padding_rows_added > 0 && log.is_root())
     log.info("resume: " + std::to_string(params.padding_rows_added) +
              " vocab padding rows added for parallel.tp=" + std::to_string(g.tp->size()) + " (inert: no probability mass)");
-  if (params.padding_rows_dropped > 0)
+  if (params.padding_rows_dropped > 0 && log.is_root())
     log.warn("resume: " + std::to_string(params.padding_rows_dropped) +
              " saved vocab padding rows dropped for parallel.tp=" + std::to_string(g.tp->size()) +
              "; they held trained logits, so the MLM loss can differ slightly from the saved layout's");
@@ -191,7 +192,7 @@ ResumeInfo restore_pretrain_checkpoint(PretrainTrainer& trainer, const std::stri
     reader.load_optimizer(table, opt.begin(), opt.end(), opt.exp_avg().data(), opt.exp_avg_sq().data());
     opt.set_step_count(m.optimizer.value("step_count", m.step));
     info.optimizer = true;
-  } else {
+  } else if (log.is_root()) {
     log.warn("resume: " + info.folder + " has no optimizer state (imported weights?): AdamW starts fresh");
   }
   trainer.set_step(m.step);
@@ -200,15 +201,17 @@ ResumeInfo restore_pretrain_checkpoint(PretrainTrainer& trainer, const std::stri
     if (static_cast<int>(m.data_cursors.size()) == dp) {
       trainer.data().restore(m.data_cursors[static_cast<size_t>(rank)]);
     } else {
-      if (rank == 0)
-        log.warn("resume: data cursors were saved for parallel.dp=" + std::to_string(m.data_cursors.size()) +
-                 "; every DP rank restores DP rank 0's cursor (global-step positioned)");
+      if (log.is_root())
+        log.info("resume: data cursors were saved for parallel.dp=" + std::to_string(m.data_cursors.size()) +
+                 "; every DP rank restores DP rank 0's cursor (the loader's cursor is a global position)");
       trainer.data().restore(m.data_cursors.front());
     }
   }
-  if (m.schedule.contains("global_batch") && m.schedule.at("global_batch").get<int64_t>() != trainer.global_batch())
+  if (m.schedule.contains("global_batch") && m.schedule.at("global_batch").get<int64_t>() != trainer.global_batch() &&
+      log.is_root())
     log.warn("resume: global batch was " + std::to_string(m.schedule.at("global_batch").get<int64_t>()) + ", now " +
-             std::to_string(trainer.global_batch()));
+             std::to_string(trainer.global_batch()) +
+             " (micro_batch is per DP rank: scale it with parallel.dp to keep the run's batches)");
   info.seconds = watch.seconds();
   log.info("resume: step " + std::to_string(m.step) + " from " + info.folder + " (saved tp=" + std::to_string(m.tp) +
            " dp=" + std::to_string(m.dp) + (m.zero1 ? " zero1" : "") + (info.relayout ? ", re-sharded" : "") + ") in " +
