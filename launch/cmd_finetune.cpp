@@ -43,6 +43,7 @@ void register_finetune(CLI::App& app, int& exit_code) {
     ClassificationLoss loss(config.loss, K, pi);
     SelfCommunicator tp("tp");
     FinetuneTrainer trainer(config, tp, log, loss, tokenizer.vocab().pad_id());
+    load_init_weights(config, trainer.model(), log);
     log.info("finetune: " + std::to_string(trainer.model().table().total()) + " parameters, " +
              std::to_string(threads) + " threads");
     const std::string sha = tokenizer.vocab_sha256();

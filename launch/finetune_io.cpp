@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint/checkpoint_dir.h"
+#include "checkpoint/reader.h"
 #include "model/finetune_weights.h"
 #include "runtime/check.h"
 #include "runtime/timer.h"
@@ -83,6 +85,29 @@ void save_finetuned(const std::string& dir, const MegatronBert<float>& model, co
   if (!out) throw Error(path + ": write failed");
   fs::rename(path + ".tmp", path, ec);
   if (ec) throw Error(path + ": cannot rename: " + ec.message());
+}
+
+void load_init_weights(const Config& config, MegatronBert<float>& model, const Logger& log) {
+  const std::string& path = config.checkpoint.init;
+  if (path.empty()) return;
+  const bool is_pretrain_checkpoint =
+      ckpt::is_complete(path) || (fs::is_directory(path) && ckpt::find_latest(path).has_value());
+  if (!is_pretrain_checkpoint) {  // HF folder (erlangshen export), fine-tuned folder, or a .safetensors file
+    WeightLoadReport r = load_weights_by_name(path, model.table(), model.params(), {"bert."});
+    log.info("checkpoint.init: loaded " + std::to_string(r.loaded.size()) + " tensors from " + r.file + ", ignored " +
+             std::to_string(r.unused.size()) + ", " + std::to_string(r.missing.size()) + " freshly initialised");
+    return;
+  }
+  const ckpt::CheckpointReader reader(path);
+  const ckpt::LoadReport r = reader.load_params(model.table(), model.params(), /*allow_missing=*/true);
+  std::vector<std::string> absent;
+  for (const auto& name : r.missing)
+    if (name.compare(0, 5, "bert.") == 0) absent.push_back(name);
+  if (!absent.empty())
+    throw Error("checkpoint.init: " + reader.folder() + " lacks " + std::to_string(absent.size()) +
+                " encoder tensors, e.g. " + absent.front() + " (is it a checkpoint of this model shape?)");
+  log.info("checkpoint.init: loaded the encoder from " + reader.folder() + " (" + std::to_string(r.unused.size()) +
+           " pretraining-head tensors ignored, " + std::to_string(r.missing.size()) + " classifier tensors initialised)");
 }
 
 std::unique_ptr<MegatronBert<float>> load_classifier(const Config& config, const std::string& checkpoint,

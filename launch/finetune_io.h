@@ -31,6 +31,10 @@ std::string best_checkpoint_dir(const Config& config);
 // Writes model.safetensors + finetune.json (config, labels, vocab hash, `info`) into `dir` (created).
 void save_finetuned(const std::string& dir, const MegatronBert<float>& model, const Config& config,
                     const std::string& vocab_sha256, const nlohmann::json& info);
+// Loads checkpoint.init (when set) into a classification model: a DESIGN §6 checkpoint (directory or step
+// folder, any TP layout, through ckpt::CheckpointReader) or a safetensors file / folder (HF export, fine-tuned
+// folder). Every bert.* tensor must be present; the classifier is taken when present, else keeps its init.
+void load_init_weights(const Config& config, MegatronBert<float>& model, const Logger& log);
 // A classification model per the config, weights from `checkpoint` (a fine-tuned folder; classifier required),
 // or freshly initialised from train.seed when `checkpoint` is empty.
 std::unique_ptr<MegatronBert<float>> load_classifier(const Config& config, const std::string& checkpoint,

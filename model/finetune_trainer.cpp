@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model/finetune_weights.h"
 #include "model/lr_schedule.h"
 #include "model/trainer.h"
 #include "runtime/timer.h"
@@ -90,13 +89,6 @@ FinetuneTrainer::FinetuneTrainer(const Config& config, Communicator& tp, const L
                 ") and data.num_classes (" + std::to_string(config.data.num_classes) + ") differ");
   if (config.train.grad_accum < 1 || config.train.micro_batch < 1) throw Error("train.micro_batch/grad_accum must be >= 1");
   model_.initialize(config.train.seed);
-  if (!config.checkpoint.init.empty()) {
-    WeightLoadReport r = load_weights_by_name(config.checkpoint.init, model_.table(), model_.params(), {"bert."});
-    std::string msg = "checkpoint.init: loaded " + std::to_string(r.loaded.size()) + " tensors from " + r.file;
-    if (!r.unused.empty()) msg += ", ignored " + std::to_string(r.unused.size()) + " (pretraining heads)";
-    if (!r.missing.empty()) msg += ", " + std::to_string(r.missing.size()) + " freshly initialised (classifier)";
-    log_.info(msg);
-  }
   optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train);
   const std::filesystem::path metrics_dir = std::filesystem::path(config.log.metrics).parent_path();
   std::error_code ec;

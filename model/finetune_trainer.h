@@ -58,8 +58,8 @@ struct FinetuneSummary {
 
 class FinetuneTrainer {
  public:
-  // The model is initialised from train.seed, then from checkpoint.init when set (bert.* tensors required;
-  // classifier.* taken when present).
+  // The model is initialised from train.seed; the caller then loads checkpoint.init into model() (launch/:
+  // load_init_weights) before run().
   FinetuneTrainer(const Config& config, Communicator& tp, const Logger& log, ClassificationLoss loss, int32_t pad_id,
                   Exec exec = {});
 
