@@ -15,10 +15,12 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "parallel/communicator.h"
+#include "parallel/process_group.h"
 
 namespace erlangshen {
 
@@ -66,5 +68,13 @@ class NcclCommunicator final : public Communicator {
   mutable std::mutex stats_mutex_;
   CommStats stats_;
 };
+
+// Device-buffer groups over the same ranks as the host (MPI) groups of `g`, bootstrapped over them. The GPU
+// (local rank) must be selected first. Host scalars (loss sums, counts, norms, stop flags) stay on the MPI
+// groups; gradients and activations go through these.
+struct NcclGroups {
+  std::unique_ptr<NcclCommunicator> world, tp, dp;
+};
+NcclGroups make_nccl_groups(const ProcessGroups& g, double timeout_s, MpiSession* session);
 
 }  // namespace erlangshen
