@@ -1,7 +1,9 @@
 // MegatronBert heads: MLM (vocab-parallel, masked positions only), pooler + SOP, pooler + classifier.
 //   MLM:  u = LN(gelu(h[masked] Wt^T + bt));  logits_i = u Wword_i^T + b_i (this rank's vocab shard)
-//         loss_m = log sum_v exp(l_mv) - l_m,target   with max / sum-exp / target logit all-reduced over TP
+//         loss_m = log sum_v exp(l_mv) - l_m,target   with max / sum-exp / target logit all-reduced over TP;
+//         v runs over the real vocabulary (padding rows of the embedding are not classes)
 //   pooler: pooled = tanh(h[:, 0] Wp^T + bp);  SOP logits = pooled Ws^T + bs;  classifier = dropout(pooled) Wc^T + bc
+#include <algorithm>
 #include <cmath>
 
 #include "model/activations.h"
@@ -36,7 +38,10 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
                                                           double mlm_denominator, double sop_denominator,
                                                           bool backward) {
   ERL_CHECK(heads_ == ModelHeads::Pretraining, "pretraining step on a model without pretraining heads");
-  const int B = batch.batch, Tn = batch.seq_len, C = config_.hidden, Vl = vocab_local_;
+  const int B = batch.batch, Tn = batch.seq_len, C = config_.hidden;
+  // Classes of the MLM softmax: the real vocabulary only. Embedding rows are padded to a multiple of 128 x TP,
+  // so the padding differs between layouts; leaving it out of the softmax keeps every layout's loss identical.
+  const int Vl = std::clamp(config_.vocab_size - vocab_start_, 0, vocab_local_);
   const int M = static_cast<int>(batch.mlm_positions.size());
   ERL_CHECK(static_cast<int>(batch.input_ids.size()) == B * Tn, "batch input_ids has the wrong size");
   EncoderInputs in{B, Tn, batch.input_ids.data(), batch.token_types.data(), batch.attention_mask.data()};
@@ -58,8 +63,9 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
                            param("cls.predictions.transform.LayerNorm.weight"),
                            param("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
     tp::copy_to_tp_forward(tp_, s.mlm_u, static_cast<size_t>(M) * C);
-    ops::matmul_forward(exec_, s.mlm_logits, s.mlm_u, param("bert.embeddings.word_embeddings.weight"),
-                        param("cls.predictions.bias"), M, C, Vl);
+    if (Vl > 0)  // a TP shard made only of padding rows has no classes
+      ops::matmul_forward(exec_, s.mlm_logits, s.mlm_u, param("bert.embeddings.word_embeddings.weight"),
+                          param("cls.predictions.bias"), M, C, Vl);
     ops::ce_rowmax(exec_, rowmax, s.mlm_logits, M, Vl);
     if (tp_.size() > 1) tp_.all_reduce(rowmax, M, ReduceOp::Max);
     ops::ce_sumexp_target(exec_, sumexp, target, s.mlm_logits, rowmax, batch.mlm_labels.data(), M, Vl, vocab_start_);
@@ -94,11 +100,15 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
                      vocab_start_);
     // dWword and dbias first (they read u), then dU into u's own buffer (dU = dlogits Wword does not read u).
     T* du = s.mlm_u;
-    ops::matmul_backward(exec_, static_cast<T*>(nullptr), grad("bert.embeddings.word_embeddings.weight"),
-                         grad("cls.predictions.bias"), s.mlm_logits, s.mlm_u, param("bert.embeddings.word_embeddings.weight"),
-                         M, C, Vl);
-    ops::matmul_backward(exec_, du, static_cast<T*>(nullptr), static_cast<T*>(nullptr), s.mlm_logits, s.mlm_u,
-                         param("bert.embeddings.word_embeddings.weight"), M, C, Vl);
+    if (Vl > 0) {
+      ops::matmul_backward(exec_, static_cast<T*>(nullptr), grad("bert.embeddings.word_embeddings.weight"),
+                           grad("cls.predictions.bias"), s.mlm_logits, s.mlm_u,
+                           param("bert.embeddings.word_embeddings.weight"), M, C, Vl);
+      ops::matmul_backward(exec_, du, static_cast<T*>(nullptr), static_cast<T*>(nullptr), s.mlm_logits, s.mlm_u,
+                           param("bert.embeddings.word_embeddings.weight"), M, C, Vl);
+    } else {
+      ops::fill(exec_, du, static_cast<int64_t>(M) * C, T(0));
+    }
     tp::copy_to_tp_backward(tp_, du, static_cast<size_t>(M) * C);
     // LayerNorm backward accumulates: da must start at 0; `a` (its input) is still needed, so use a scratch:
     // dt := 0, dt += dLN/da, then dt = dt * gelu'(t) in place.

@@ -58,6 +58,7 @@ TEST(ReferenceParity, LossesGradientsAndAdamWCurveMatchPyTorch) {
   write_floats(dir + "/params.bin", model.params(), model.num_params());
   nlohmann::json meta;
   meta["config"] = {{"hidden", config.model.hidden}, {"layers", config.model.layers}, {"heads", config.model.heads},
+                    {"vocab_size", config.model.vocab_size},
                     {"layernorm_eps", config.model.layernorm_eps},
                     {"activation", activation_name(config.model.activation)}};
   for (const auto& e : table.entries())

@@ -71,7 +71,8 @@ def forward(cfg, p, batch):
     logits = F.linear(t, p["bert.embeddings.word_embeddings.weight"], p["cls.predictions.bias"])  # (B, T, V)
     labels = torch.full((B * T,), -100, dtype=torch.long)
     labels[torch.tensor(batch["mlm_positions"], dtype=torch.long)] = torch.tensor(batch["mlm_labels"], dtype=torch.long)
-    mlm_loss = F.cross_entropy(logits.view(B * T, -1), labels, ignore_index=-100)
+    # the softmax runs over the real vocabulary; embedding rows padded beyond vocab_size are not classes
+    mlm_loss = F.cross_entropy(logits.view(B * T, -1)[:, :cfg["vocab_size"]], labels, ignore_index=-100)
 
     pooled = torch.tanh(F.linear(hidden[:, 0], p["bert.pooler.dense.weight"], p["bert.pooler.dense.bias"]))
     sop_logits = F.linear(pooled, p["cls.seq_relationship.weight"], p["cls.seq_relationship.bias"])
