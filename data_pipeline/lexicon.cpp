@@ -20,6 +20,18 @@ const char* span_kind_name(SpanKind k) {
 }
 
 void LexiconMatcher::add_term(std::u32string_view term, SpanKind kind) {
+  insert_term(term, kind);
+  freeze();
+}
+
+void LexiconMatcher::freeze() {
+  dat_.build(trie_, [](const PrefixTrie::Step& edge, int32_t& tag, double& weight) {
+    tag = edge.tag;
+    weight = 0;
+  });
+}
+
+void LexiconMatcher::insert_term(std::u32string_view term, SpanKind kind) {
   if (term.size() < static_cast<size_t>(rules_.min_chars) || kind == SpanKind::None) return;
   trie_.insert(term);
   int32_t& k = trie_.find_step(term)->tag;
@@ -62,10 +74,11 @@ void LexiconMatcher::add_file(const std::string& path, SpanKind kind) {
       throw Error("lexicon " + path + " line " + std::to_string(line_no) + " is not valid UTF-8");
     term.clear();
     decode_utf8(line, term);
-    add_term(term, kind);
+    insert_term(term, kind);
     ++added;
   }
   if (added == 0) throw Error("lexicon " + path + " has no terms");
+  freeze();
   sha256_ = sha256_hex(sha256_ + span_kind_name(kind) + ":" + sha256_hex(bytes));
 }
 
@@ -92,8 +105,9 @@ void LexiconMatcher::add_dict_pos(const std::string& dict_path) {
     if (kind == SpanKind::None || !is_valid_utf8(line.substr(0, sp1))) continue;
     term.clear();
     decode_utf8(line.substr(0, sp1), term);
-    add_term(term, kind);
+    insert_term(term, kind);
   }
+  freeze();
   std::string rules;
   for (auto& t : rules_.entity_tags) rules += t + ",";
   rules += "|";
@@ -106,24 +120,30 @@ void LexiconMatcher::match(std::u32string_view text, const std::vector<uint32_t>
                            std::vector<CharSpan>& out) const {
   if (num_terms_ == 0) return;
   const size_t nw = word_ends.size();
+  const size_t n = text.size();
+  thread_local std::vector<uint32_t> codes;  // (n) dense trie codes of text
+  codes.resize(n);
+  for (size_t i = 0; i < n; ++i) codes[i] = dat_.code(text[i]);
   size_t w = 0;
   while (w < nw) {
     const uint32_t begin = w == 0 ? 0 : word_ends[w - 1];
-    if (w + 1 < nw && word_ends[w] + 1 < text.size())  // the next walk's second step
-      trie_.prefetch(trie_.child(0, text[word_ends[w]]), text[word_ends[w] + 1]);
+    if (w + 1 < nw && word_ends[w] + 1 < n) {  // the next walk's second step
+      const int32_t u = dat_.child(DoubleArrayTrie::kRoot, codes[word_ends[w]]);
+      if (u >= 0) dat_.prefetch(u, codes[word_ends[w] + 1]);
+    }
     // Walk the trie from `begin`; at each word end reached, remember the longest term.
-    int32_t node = 0;
+    int32_t unit = DoubleArrayTrie::kRoot;
     size_t best_w = nw;  // index of the last word of the best match
     SpanKind best_kind = SpanKind::None;
     size_t cur_w = w;
-    for (uint32_t i = begin; i < text.size(); ++i) {
-      const PrefixTrie::Step& st = trie_.step(node, text[i]);
-      node = st.node;
-      if (node == PrefixTrie::kNone) break;
+    for (uint32_t i = begin; i < n; ++i) {
+      unit = dat_.child(unit, codes[i]);
+      if (unit < 0) break;
       while (cur_w < nw && word_ends[cur_w] < i + 1) ++cur_w;
-      if (st.tag != 0 && cur_w < nw && word_ends[cur_w] == i + 1) {
+      const int32_t tag = DoubleArrayTrie::tag(dat_.unit(unit));
+      if (tag != 0 && cur_w < nw && word_ends[cur_w] == i + 1) {
         best_w = cur_w;
-        best_kind = static_cast<SpanKind>(st.tag);
+        best_kind = static_cast<SpanKind>(tag);
       }
     }
     if (best_w < nw) {

@@ -47,7 +47,11 @@ class LexiconMatcher {
   const std::string& sha256() const { return sha256_; }  // fingerprint of the sources and rules
 
  private:
-  PrefixTrie trie_;  // payload tag: SpanKind of the term ending at the node, 0 if none
+  void insert_term(std::u32string_view term, SpanKind kind);
+  void freeze();  // rebuilds dat_ from trie_
+
+  PrefixTrie trie_;      // payload tag: SpanKind of the term ending at the node, 0 if none
+  DoubleArrayTrie dat_;  // read-only copy used by match (same tags)
   PosRules rules_;
   size_t num_terms_ = 0;
   std::string sha256_;

@@ -1,10 +1,19 @@
-// A trie over code points: node 0 is the root; children of the root sit in a direct table for the Basic
-// Multilingual Plane, deeper edges in an open-addressing hash table keyed by (node, code point). Each node's
-// payload (a tag and a weight, e.g. "is a word" and its log-probability) is stored with the edge that leads to
-// it, so a walk touches one cache line per character.
+// Tries over code points.
+//
+// PrefixTrie is the mutable form (insertions, lookups by word): node 0 is the root; children of the root sit in a
+// direct table for the Basic Multilingual Plane, deeper edges in an open-addressing hash table keyed by
+// (node, code point). Each node's payload (a tag and a weight) is stored with the edge that leads to it.
+//
+// DoubleArrayTrie is the read-only form used by the hot walks (segmentation DAG, lexicon matching, WordPiece):
+// built from a PrefixTrie with code points mapped to dense codes (the most frequent edge labels first, so the
+// root's children and the busy nodes sit together), one 16-byte unit per node holding base, parent check and
+// payload: a step is one load of units[base(s) + code]. On jieba's dictionary it is ~9 MB against the hash
+// table's ~24 MB, and the children of a node are adjacent.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace erlangshen::data {
@@ -29,17 +38,13 @@ class PrefixTrie {
   // Node of `word` (kNone when absent) and its payload for update; `word` must be non-empty and present.
   Step* find_step(std::u32string_view word);
   int32_t find(std::u32string_view word) const;
-  // Calls f(Step&) for every node except the root.
+  // Calls f(parent, c, const Step&) for every edge.
   template <typename F>
-  void for_each_node(F&& f) {
-    for (Step& s : root_)
-      if (s.node != kNone) f(s);
-    for (Slot& s : slots_)
-      if (s.key != kEmpty) f(s.step);
-  }
-  // Hints the cache about a later step(node, c) (segmentation walks many independent positions).
-  void prefetch(int32_t node, char32_t c) const {
-    if (node > 0 || (node == 0 && c >= 0x10000)) __builtin_prefetch(&slots_[mix(key(node, c)) & (slots_.size() - 1)]);
+  void for_each_edge(F&& f) const {
+    for (size_t c = 0; c < root_.size(); ++c)
+      if (root_[c].node != kNone) f(0, static_cast<char32_t>(c), root_[c]);
+    for (const Slot& s : slots_)
+      if (s.key != kEmpty) f(static_cast<int32_t>(s.key >> 21), static_cast<char32_t>(s.key & 0x1FFFFF), s.step);
   }
   int32_t num_nodes() const { return num_nodes_; }
 
@@ -67,6 +72,43 @@ class PrefixTrie {
   std::vector<Slot> slots_;  // open addressing, power-of-two capacity, load <= 1/2
   size_t used_ = 0;
   int32_t num_nodes_ = 1;
+};
+
+class DoubleArrayTrie {
+ public:
+  struct Unit {
+    int32_t check;      // unit of the parent; -1 for a free unit, -2 for the root
+    uint32_t base_tag;  // base << 2 | tag
+    double weight;
+  };
+  static constexpr int32_t kRoot = 0;
+  // Payload of a PrefixTrie node given the edge leading to it (never called for the root).
+  using PayloadFn = std::function<void(const PrefixTrie::Step& edge, int32_t& tag, double& weight)>;
+  // Builds from `trie`; tags must be in [0, 3].
+  void build(const PrefixTrie& trie, const PayloadFn& payload);
+  bool empty() const { return units_.empty(); }
+  // Dense code of `c`; 0 for a character on no edge (which then has no child anywhere).
+  uint32_t code(char32_t c) const {
+    if (c < 0x10000) return bmp_codes_[c];
+    auto it = astral_codes_.find(c);
+    return it == astral_codes_.end() ? 0 : it->second;
+  }
+  // Child unit of unit `s` along `code`, or -1.
+  int32_t child(int32_t s, uint32_t code) const {
+    const int32_t t = static_cast<int32_t>((units_[static_cast<size_t>(s)].base_tag >> 2) + code);
+    return units_[static_cast<size_t>(t)].check == s ? t : -1;
+  }
+  const Unit& unit(int32_t s) const { return units_[static_cast<size_t>(s)]; }
+  static int32_t tag(const Unit& u) { return static_cast<int32_t>(u.base_tag & 3); }
+  void prefetch(int32_t s, uint32_t code) const {
+    __builtin_prefetch(&units_[(units_[static_cast<size_t>(s)].base_tag >> 2) + code]);
+  }
+  size_t num_units() const { return units_.size(); }
+
+ private:
+  std::vector<Unit> units_;           // padded so base + any code is in range
+  std::vector<uint32_t> bmp_codes_;   // (0x10000)
+  std::unordered_map<char32_t, uint32_t> astral_codes_;
 };
 
 }  // namespace erlangshen::data

@@ -94,20 +94,26 @@ Segmenter Segmenter::load(const std::string& dict_path) {
   }
   if (s.num_words_ == 0) throw Error("jieba dictionary " + dict_path + " has no words with a positive frequency");
   s.sha256_ = sha256_hex(bytes);
-  s.rebuild_weights();
+  s.freeze();
   return s;
 }
 
-void Segmenter::rebuild_weights() {
+void Segmenter::freeze() {
   log_total_ = std::log(static_cast<double>(total_));
-  trie_.for_each_node([&](PrefixTrie::Step& s) {
-    const int64_t f = freq_[static_cast<size_t>(s.node)];
-    s.tag = f > 0 ? 1 : 0;
-    s.weight = f > 0 ? std::log(static_cast<double>(f)) - log_total_ : 0.0;
+  dat_.build(trie_, [&](const PrefixTrie::Step& edge, int32_t& tag, double& weight) {
+    const int64_t f = freq_[static_cast<size_t>(edge.node)];
+    tag = f > 0 ? 1 : 0;
+    weight = f > 0 ? std::log(static_cast<double>(f)) - log_total_ : 0.0;
   });
+  frozen_ = true;
 }
 
 void Segmenter::add_word(std::u32string_view word, int64_t freq) {
+  add_word_only(word, freq);
+  if (!frozen_) freeze();
+}
+
+void Segmenter::add_word_only(std::u32string_view word, int64_t freq) {
   if (word.empty()) return;
   if (freq < 0) {  // suggest_freq(word, tune=False)
     double ftotal = static_cast<double>(total_);
@@ -127,7 +133,8 @@ void Segmenter::add_word(std::u32string_view word, int64_t freq) {
   }
   set_word(word, freq);
   total_ += freq;
-  rebuild_weights();
+  log_total_ = std::log(static_cast<double>(total_));
+  frozen_ = false;
 }
 
 void Segmenter::load_user_dict(const std::string& path) {
@@ -161,38 +168,93 @@ void Segmenter::load_user_dict(const std::string& path) {
     std::u32string_view freq = take_suffix(word, true);
     int64_t f = -1;
     if (!freq.empty()) parse_int(encode_utf8(freq), f);
-    add_word(word, f);
+    add_word_only(word, f);
   }
+  if (!frozen_) freeze();
   sha256_ = sha256_hex(sha256_ + sha256_hex(bytes));
 }
 
-void Segmenter::cut_block(std::u32string_view s, uint32_t base, std::vector<uint32_t>& word_ends) const {
-  const size_t n = s.size();
-  thread_local std::vector<double> score;  // (n+1) route[i][0]
-  thread_local std::vector<uint32_t> best;  // (n) route[i][1]: end index (inclusive) of the word from i
+namespace {
+
+// The DAG scoring of cut_block: route[idx] = max over words idx..x of weight(idx..x) + route[x + 1] (ties to
+// the larger x); a position where no word starts takes the character alone with weight -log(total).
+// Walker: reset(idx) starts at idx; next(i, tag, weight) steps over character i (false when there is no edge).
+template <typename Walker>
+void score_dag(size_t n, double log_total, Walker&& walk, std::vector<double>& score, std::vector<uint32_t>& best) {
   score.assign(n + 1, 0.0);
   best.resize(n);
   for (size_t idx = n; idx-- > 0;) {
-    if (idx >= 1) trie_.prefetch(trie_.child(0, s[idx - 1]), s[idx]);  // the next walk's second step
+    walk.reset(idx);
     double best_score = 0;
     int64_t best_x = -1;
-    int32_t node = 0;
-    for (size_t i = idx; i < n; ++i) {
-      const PrefixTrie::Step& st = trie_.step(node, s[i]);
-      node = st.node;
-      if (node == PrefixTrie::kNone) break;
-      if (st.tag) {  // a word (freq > 0)
-        double v = st.weight + score[i + 1];
+    int32_t tag;
+    double weight;
+    for (size_t i = idx; i < n && walk.next(i, tag, weight); ++i) {
+      if (tag) {  // a word (freq > 0)
+        double v = weight + score[i + 1];
         if (best_x < 0 || v > best_score || (v == best_score && static_cast<int64_t>(i) > best_x))
           best_score = v, best_x = static_cast<int64_t>(i);
       }
     }
     if (best_x < 0) {  // no word starts here: the character alone, FREQ.get(c) or 1
-      best_score = -log_total_ + score[idx + 1];
+      best_score = -log_total + score[idx + 1];
       best_x = static_cast<int64_t>(idx);
     }
     score[idx] = best_score;
     best[idx] = static_cast<uint32_t>(best_x);
+  }
+}
+
+}  // namespace
+
+void Segmenter::cut_block(std::u32string_view s, uint32_t base, std::vector<uint32_t>& word_ends) const {
+  const size_t n = s.size();
+  thread_local std::vector<double> score;  // (n+1) route[i][0]
+  thread_local std::vector<uint32_t> best;  // (n) route[i][1]: end index (inclusive) of the word from i
+  if (frozen_) {
+    thread_local std::vector<uint32_t> codes;  // (n) dense trie codes of s
+    codes.resize(n);
+    for (size_t i = 0; i < n; ++i) codes[i] = dat_.code(s[i]);
+    struct DatWalker {
+      const DoubleArrayTrie& dat;
+      const uint32_t* codes;
+      int32_t unit;
+      void reset(size_t idx) {
+        unit = DoubleArrayTrie::kRoot;
+        constexpr size_t kAhead = 3;
+        if (idx >= kAhead) {  // the second step of the walk kAhead positions on
+          const int32_t u = dat.child(DoubleArrayTrie::kRoot, codes[idx - kAhead]);
+          if (u >= 0) dat.prefetch(u, codes[idx - kAhead + 1]);
+        }
+      }
+      bool next(size_t i, int32_t& tag, double& weight) {
+        unit = dat.child(unit, codes[i]);
+        if (unit < 0) return false;
+        const DoubleArrayTrie::Unit& u = dat.unit(unit);
+        tag = DoubleArrayTrie::tag(u);
+        weight = u.weight;
+        return true;
+      }
+    };
+    score_dag(n, log_total_, DatWalker{dat_, codes.data(), 0}, score, best);
+  } else {  // between add_word_only calls (user dictionaries): walk the mutable trie
+    struct TrieWalker {
+      const PrefixTrie& trie;
+      const std::vector<int64_t>& freq;
+      std::u32string_view s;
+      double log_total;
+      int32_t node;
+      void reset(size_t) { node = 0; }
+      bool next(size_t i, int32_t& tag, double& weight) {
+        node = trie.child(node, s[i]);
+        if (node == PrefixTrie::kNone) return false;
+        const int64_t f = freq[static_cast<size_t>(node)];
+        tag = f > 0 ? 1 : 0;
+        weight = f > 0 ? std::log(static_cast<double>(f)) - log_total : 0.0;
+        return true;
+      }
+    };
+    score_dag(n, log_total_, TrieWalker{trie_, freq_, s, log_total_, 0}, score, best);
   }
   size_t x = 0;
   bool in_buf = false;  // a run of single ASCII letters/digits being merged

@@ -37,13 +37,17 @@ class Segmenter {
 
  private:
   void set_word(std::u32string_view word, int64_t freq);
-  void rebuild_weights();
+  // add_word without rebuilding the double-array trie (cut then walks trie_ directly).
+  void add_word_only(std::u32string_view word, int64_t freq);
+  // Rebuilds dat_ from trie_ and freq_ (weights log(freq) - log(total)).
+  void freeze();
   // cut of one [\u4E00-\u9FD5a-zA-Z0-9+#&._%-]+ block starting at `base` (no HMM).
   void cut_block(std::u32string_view block, uint32_t base, std::vector<uint32_t>& word_ends) const;
 
-  PrefixTrie trie_;
+  PrefixTrie trie_;             // mutable form (insertions, lookups by word)
+  DoubleArrayTrie dat_;         // read-only form used by cut: tag = freq > 0, weight = log(freq) - log(total)
+  bool frozen_ = false;         // dat_ reflects trie_, freq_ and total_
   std::vector<int64_t> freq_;   // (nodes) frequency; 0 for prefixes that are not words
-                                // (the trie's payload holds tag = freq > 0 and weight = log(freq) - log(total))
   int64_t total_ = 0;
   double log_total_ = 0;
   size_t num_words_ = 0;
