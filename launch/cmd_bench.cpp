@@ -1,5 +1,7 @@
 // `erlangshen bench --config FILE [key=value ...]`: times training steps on synthetic batches and reports
 // tokens/s, achieved GFLOP/s and model-FLOPs utilisation against an SGEMM rate measured on the spot.
+// With train.device=cuda the step runs on the GPU (runtime/backend.h) and MFU is against the GPU's dense bf16
+// peak (runtime/cuda/device.h); peak device memory is reported.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -10,7 +12,12 @@
 #include "launch/run_options.h"
 #include "model/flops.h"
 #include "model/trainer.h"
+#include "runtime/backend.h"
 #include "runtime/blas_select.h"
+#if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/device.h"
+#include "runtime/cuda/memory.h"
+#endif
 #include "runtime/threading.h"
 #include "runtime/timer.h"
 
@@ -38,6 +45,41 @@ double peak_rss_mib() {
   return u.ru_maxrss / 1024.0;
 }
 
+// GPU report: tokens/s, model TFLOP/s, MFU against the dense bf16 peak of the device ("unknown" when the name is
+// not in the table), peak device memory (the trainer's allocations, and all in use incl. CUDA/cuBLASLt).
+void print_gpu_report(const Config& config, const Backend& backend, int steps, double median, double tokens,
+                      double flops, bool json) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  const double tflops = flops / median / 1e12;
+  const double peak = cuda::dense_bf16_peak_tflops(backend.gpu_name());
+  const double mfu = peak > 0 ? tflops / peak : -1.0;
+  int64_t free_b = 0, total_b = 0;
+  cuda::device_memory_info(&free_b, &total_b);
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const double alloc_gib = cuda::allocation_stats().peak / gib, used_gib = (total_b - free_b) / gib;
+  if (json) {
+    std::printf(
+        "{\"config\": \"%s\", \"device\": \"%s\", \"micro_batch\": %d, \"seq_len\": %d, \"step_s\": %.6f, "
+        "\"tokens_per_s\": %.1f, \"tflops\": %.3f, \"peak_tflops\": %.0f, \"mfu\": %.4f, "
+        "\"peak_alloc_gib\": %.3f, \"device_used_gib\": %.3f}\n",
+        config.source.c_str(), backend.gpu_name().c_str(), config.train.micro_batch, config.train.seq_len, median,
+        tokens / median, tflops, peak, mfu, alloc_gib, used_gib);
+    return;
+  }
+  std::printf("bench %s: %s, micro_batch %d x seq %d, %d timed steps\n", config.source.c_str(),
+              backend.describe().c_str(), config.train.micro_batch, config.train.seq_len, steps);
+  std::printf("  step time (median)   %.4f s\n", median);
+  std::printf("  tokens/s             %.1f\n", tokens / median);
+  std::printf("  model TFLOP/s        %.2f\n", tflops);
+  if (peak > 0) std::printf("  MFU                  %.1f%%  (dense bf16 peak %.0f TFLOP/s)\n", 100.0 * mfu, peak);
+  else std::printf("  MFU                  unknown (no dense bf16 peak for this GPU name)\n");
+  std::printf("  peak device memory   %.2f GiB allocated by the trainer, %.2f GiB in use on the device\n", alloc_gib,
+              used_gib);
+#else
+  throw Error("bench: no CUDA backend in this build");
+#endif
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app, int& exit_code) {
@@ -58,9 +100,10 @@ void register_bench(CLI::App& app, int& exit_code) {
     SelfCommunicator tp("tp"), dp("dp");
     SyntheticDataSource data(config.train.micro_batch, config.train.grad_accum, config.train.seq_len,
                              config.model.vocab_size, config.data.mask_prob, config.train.seed, 0, true);
-    PretrainTrainer trainer(config, TrainerGroups{&tp, &dp}, data, log);
+    Backend backend(config.train.device, 0, config.source);
+    PretrainTrainer trainer(config, TrainerGroups{&tp, &dp}, data, log, backend.exec());
     const int N = config.train.micro_batch * config.train.seq_len;
-    const double gemm_rate = measure_sgemm_gflops(N, config.model.hidden, config.model.ffn, 5);
+    const double gemm_rate = backend.cuda() ? 0.0 : measure_sgemm_gflops(N, config.model.hidden, config.model.ffn, 5);
     std::vector<double> secs, flops;
     for (int i = 0; i < *warmup + *steps; ++i) {
       StepReport r = trainer.train_step();
@@ -74,6 +117,11 @@ void register_bench(CLI::App& app, int& exit_code) {
     std::sort(sorted.begin(), sorted.end());
     const double median = sorted[sorted.size() / 2];
     const double tokens = static_cast<double>(config.train.micro_batch) * config.train.grad_accum * config.train.seq_len;
+    if (backend.cuda()) {
+      print_gpu_report(config, backend, *steps, median, tokens, flops[0], *json_out);
+      exit_code = kExitOk;
+      return;
+    }
     const double gflops = flops[0] / median / 1e9;
     const double mfu = gflops / gemm_rate;
     if (*json_out) {

@@ -43,12 +43,16 @@ struct MegatronBert<T>::Acts {
   T* head_logits;          // (B, max(2, num_classes))
   T *head_rowmax, *head_sumexp, *head_target, *head_dloss;  // (B)
   int32_t* head_labels;    // (B)
+  // inputs staged from the host on CUDA (unused on the CPU, where the host arrays are read directly)
+  int32_t *in_ids, *in_types;  // (N)
+  uint8_t* in_valid;           // (N)
   // MLM head (sized by M in the head arena)
   T *mlm_g, *mlm_t, *mlm_a, *mlm_u;  // (M, C)
   T *mlm_mean, *mlm_rstd;            // (M)
   T* mlm_logits;                     // (M, V_local)
   T* mlm_stats;                      // (3M): rowmax | sumexp | target logit
   T* mlm_dloss;                      // (M)
+  int32_t *mlm_positions, *mlm_labels;  // (M) staged on CUDA
 };
 
 }  // namespace erlangshen

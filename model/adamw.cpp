@@ -5,8 +5,12 @@
 namespace erlangshen {
 
 template <class T>
-AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& config, size_t begin, size_t end)
-    : config_(config), begin_(begin), end_(end), m_(end - begin, T(0)), v_(end - begin, T(0)) {
+AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& config, size_t begin, size_t end, const Exec& exec)
+    : config_(config),
+      begin_(begin),
+      end_(end),
+      m_(exec, end - begin, "AdamW exp_avg"),
+      v_(exec, end - begin, "AdamW exp_avg_sq") {
   for (const auto& e : table.entries()) {
     const size_t b = std::max(begin, e.offset), en = std::min(end, e.offset + e.numel);
     if (b < en) ranges_.push_back({b, en, e.spec.weight_decay});

@@ -1,11 +1,13 @@
 // AdamW over the flat parameter buffer, walking the parameter table so biases and LayerNorm parameters get
 // no weight decay. It updates the element range [begin, end) of the buffer: the whole buffer on one rank,
-// or this DP rank's ZeRO-1 shard.
+// or this DP rank's ZeRO-1 shard. The moments live where the Exec given at construction runs (device memory
+// on CUDA); checkpoints read and write them through download_state() / upload_state().
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "runtime/config.h"
+#include "runtime/device_buffer.h"
 #include "runtime/ops.h"
 #include "runtime/param_table.h"
 
@@ -14,8 +16,9 @@ namespace erlangshen {
 template <class T>
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const TrainConfig& config, size_t begin, size_t end);
-  AdamW(const ParamTable& table, const TrainConfig& config) : AdamW(table, config, 0, table.total()) {}
+  AdamW(const ParamTable& table, const TrainConfig& config, size_t begin, size_t end, const Exec& exec = {});
+  AdamW(const ParamTable& table, const TrainConfig& config, const Exec& exec = {})
+      : AdamW(table, config, 0, table.total(), exec) {}
 
   // One update of params[begin, end) from grads[begin, end) (same flat indexing), g = grad * grad_scale.
   void step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale);
@@ -24,8 +27,18 @@ class AdamW {
   void set_step_count(int64_t n) { step_count_ = n; }
   size_t begin() const { return begin_; }
   size_t end() const { return end_; }
-  std::vector<T>& exp_avg() { return m_; }      // (end - begin)
-  std::vector<T>& exp_avg_sq() { return v_; }   // (end - begin)
+  // (end - begin) elements each, in the Exec's memory (host memory on the CPU).
+  Buffer<T>& exp_avg() { return m_; }
+  Buffer<T>& exp_avg_sq() { return v_; }
+  // Host copies of the moments, (end - begin) elements each: plain copies on the CPU, device <-> host on CUDA.
+  void download_state(T* m, T* v) const {
+    m_.copy_to_host(m, 0, m_.size());
+    v_.copy_to_host(v, 0, v_.size());
+  }
+  void upload_state(const T* m, const T* v) {
+    m_.copy_from_host(m, 0, m_.size());
+    v_.copy_from_host(v, 0, v_.size());
+  }
 
  private:
   struct Range {
@@ -36,7 +49,7 @@ class AdamW {
   TrainConfig config_;
   size_t begin_, end_;
   int64_t step_count_ = 0;
-  std::vector<T> m_, v_;
+  Buffer<T> m_, v_;
 };
 
 // Sum of squared gradients that this rank contributes to the global norm: sharded tensors always, replicated

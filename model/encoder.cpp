@@ -17,13 +17,18 @@ struct LayerParams {
 }  // namespace
 
 template <class T>
-const T* MegatronBert<T>::encode_forward(const EncoderInputs& in, const RngContext& rng) {
-  reserve(in.B, in.T);
+const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const RngContext& rng) {
+  reserve(host_in.B, host_in.T);
   rng_ = rng;
-  in_ = in;
   Acts& s = *acts_;
-  const int B = in.B, Tn = in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
+  const int B = host_in.B, Tn = host_in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
   const int N = B * Tn;
+  // Token inputs where the ops run (the host arrays themselves on the CPU); backward reuses them.
+  in_ = host_in;
+  in_.ids = stage_input(exec_, s.in_ids, host_in.ids, N);
+  in_.types = stage_input(exec_, s.in_types, host_in.types, N);
+  in_.valid = stage_input(exec_, s.in_valid, host_in.valid, N);
+  const EncoderInputs& in = in_;
   const int64_t NC = static_cast<int64_t>(N) * C;
   const int64_t hidden_offset = rng.sample_base * Tn * C;
   const bool rank0 = tp_.rank() == 0;

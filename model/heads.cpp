@@ -15,7 +15,9 @@ template <class T>
 void MegatronBert<T>::pooler_forward(const T* hidden, int B, int Tn) {
   Acts& s = *acts_;
   const int C = config_.hidden;
-  for (int b = 0; b < B; ++b) s.cls_index[b] = b * Tn;
+  host_index_.resize(B);
+  for (int b = 0; b < B; ++b) host_index_[b] = b * Tn;
+  copy_from_host(exec_, s.cls_index, host_index_.data(), B);
   ops::gather_rows(exec_, s.pool_in, hidden, s.cls_index, B, C);
   ops::matmul_forward(exec_, s.pool_pre, s.pool_in, param("bert.pooler.dense.weight"), param("bert.pooler.dense.bias"),
                       B, C, C);
@@ -49,13 +51,16 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   ensure_head_capacity(std::max(M, 1));
   Acts& s = *acts_;
   PretrainLosses out;
+  // Masked positions and their labels where the ops run (the host arrays themselves on the CPU).
+  const int32_t* positions = stage_input(exec_, s.mlm_positions, batch.mlm_positions.data(), M);
+  const int32_t* labels = stage_input(exec_, s.mlm_labels, batch.mlm_labels.data(), M);
 
   // ---- MLM on masked positions ----
   T* rowmax = s.mlm_stats;
   T* sumexp = s.mlm_stats + M;
   T* target = s.mlm_stats + 2 * M;
   if (M > 0) {
-    ops::gather_rows(exec_, s.mlm_g, hidden, batch.mlm_positions.data(), M, C);
+    ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
     ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, param("cls.predictions.transform.dense.weight"),
                         param("cls.predictions.transform.dense.bias"), M, C, C);
     ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
@@ -68,11 +73,13 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
                           param("cls.predictions.bias"), M, C, Vl);
     ops::ce_rowmax(exec_, rowmax, s.mlm_logits, M, Vl);
     if (tp_.size() > 1) tp_.all_reduce(rowmax, M, ReduceOp::Max);
-    ops::ce_sumexp_target(exec_, sumexp, target, s.mlm_logits, rowmax, batch.mlm_labels.data(), M, Vl, vocab_start_);
+    ops::ce_sumexp_target(exec_, sumexp, target, s.mlm_logits, rowmax, labels, M, Vl, vocab_start_);
     if (tp_.size() > 1) tp_.all_reduce(sumexp, 2 * static_cast<size_t>(M), ReduceOp::Sum);
+    // The (3M) statistics on the host: rowmax | sumexp | target logit.
+    const T* st = host_view(exec_, s.mlm_stats, 3 * static_cast<size_t>(M), host_stats_[0]);
     for (int m = 0; m < M; ++m) {
-      out.mlm_sum += std::log(static_cast<double>(sumexp[m])) + rowmax[m] - target[m];
-      out.mlm_correct += target[m] >= rowmax[m];
+      out.mlm_sum += std::log(static_cast<double>(st[M + m])) + st[m] - st[2 * M + m];
+      out.mlm_correct += st[2 * M + m] >= st[m];
     }
   }
   out.mlm_count = M;
@@ -81,12 +88,16 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   pooler_forward(hidden, B, Tn);
   ops::matmul_forward(exec_, s.head_logits, s.pooled, param("cls.seq_relationship.weight"),
                       param("cls.seq_relationship.bias"), B, C, 2);
-  for (int b = 0; b < B; ++b) s.head_labels[b] = batch.sop_labels[b];
+  ERL_CHECK(static_cast<int>(batch.sop_labels.size()) == B, "batch sop_labels has the wrong size");
+  copy_from_host(exec_, s.head_labels, batch.sop_labels.data(), B);
   ops::ce_rowmax(exec_, s.head_rowmax, s.head_logits, B, 2);
   ops::ce_sumexp_target(exec_, s.head_sumexp, s.head_target, s.head_logits, s.head_rowmax, s.head_labels, B, 2, 0);
+  const T* sop_rowmax = host_view(exec_, s.head_rowmax, B, host_stats_[0]);
+  const T* sop_sumexp = host_view(exec_, s.head_sumexp, B, host_stats_[1]);
+  const T* sop_target = host_view(exec_, s.head_target, B, host_stats_[2]);
   for (int b = 0; b < B; ++b) {
-    out.sop_sum += std::log(static_cast<double>(s.head_sumexp[b])) + s.head_rowmax[b] - s.head_target[b];
-    out.sop_correct += s.head_target[b] >= s.head_rowmax[b];
+    out.sop_sum += std::log(static_cast<double>(sop_sumexp[b])) + sop_rowmax[b] - sop_target[b];
+    out.sop_correct += sop_target[b] >= sop_rowmax[b];
   }
   out.sop_count = B;
   if (!backward) return out;
@@ -96,8 +107,7 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   ops::fill(exec_, dhidden, static_cast<int64_t>(B) * Tn * C, T(0));
   if (M > 0) {
     ops::fill(exec_, s.mlm_dloss, M, static_cast<T>(1.0 / mlm_denominator));
-    ops::ce_backward(exec_, s.mlm_logits, s.mlm_logits, rowmax, sumexp, batch.mlm_labels.data(), s.mlm_dloss, M, Vl,
-                     vocab_start_);
+    ops::ce_backward(exec_, s.mlm_logits, s.mlm_logits, rowmax, sumexp, labels, s.mlm_dloss, M, Vl, vocab_start_);
     // dWword and dbias first (they read u), then dU into u's own buffer (dU = dlogits Wword does not read u).
     T* du = s.mlm_u;
     if (Vl > 0) {
@@ -121,7 +131,7 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
     ops::matmul_backward(exec_, s.mlm_a, grad("cls.predictions.transform.dense.weight"),
                          grad("cls.predictions.transform.dense.bias"), dt, s.mlm_g,
                          param("cls.predictions.transform.dense.weight"), M, C, C);
-    ops::scatter_add_rows(exec_, dhidden, s.mlm_a, batch.mlm_positions.data(), M, C);
+    ops::scatter_add_rows(exec_, dhidden, s.mlm_a, positions, M, C);
   }
   ops::fill(exec_, s.head_dloss, B, static_cast<T>(1.0 / sop_denominator));
   ops::ce_backward(exec_, s.head_logits, s.head_logits, s.head_rowmax, s.head_sumexp, s.head_labels, s.head_dloss, B, 2, 0);
@@ -168,6 +178,7 @@ void MegatronBert<T>::mlm_logits(const EncoderInputs& in, const int32_t* positio
   ensure_head_capacity(std::max(M, 1));
   Acts& s = *acts_;
   const int C = config_.hidden;
+  positions = stage_input(exec_, s.mlm_positions, positions, M);
   ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
   ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, param("cls.predictions.transform.dense.weight"),
                       param("cls.predictions.transform.dense.bias"), M, C, C);

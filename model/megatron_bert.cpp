@@ -16,8 +16,8 @@ MegatronBert<T>::MegatronBert(const ModelConfig& config, ModelHeads heads, Commu
   ERL_CHECK(config.heads % p == 0, "parallel.tp must divide model.heads");
   ERL_CHECK(config.ffn % p == 0, "parallel.tp must divide model.ffn");
   table_ = build_param_table(config, heads, tp.rank(), p);
-  params_.assign(table_.total(), T(0));
-  grads_.assign(table_.total(), T(0));
+  params_ = Buffer<T>(exec, table_.total(), "parameters");
+  grads_ = Buffer<T>(exec, table_.total(), "gradients");
   heads_local_ = config.heads / p;
   hidden_local_ = heads_local_ * config.head_dim();
   ffn_local_ = config.ffn / p;
@@ -54,7 +54,14 @@ MegatronBert<T>::~MegatronBert() = default;
 
 template <class T>
 void MegatronBert<T>::initialize(uint64_t seed) {
-  initialize_parameters(table_, params_.data(), seed);
+  if (!exec_.on_device()) {
+    initialize_parameters(table_, params_.data(), seed);
+    return;
+  }
+  std::vector<T> host(params_.size(), T(0));
+  initialize_parameters(table_, host.data(), seed);
+  upload_params(host.data());
+  synchronize(exec_);  // `host` is freed on return
 }
 
 template <class T>
@@ -106,7 +113,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.dqkv = a.alloc<T>(N * 3 * Cl);
   s.dact = a.alloc<T>(N * Fl);
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
-  s.attn_scratch = a.alloc<T>(cpu::attention_scratch_elems(shape), "attention scratch");
+  s.attn_scratch = a.alloc<T>(ops::attention_scratch_elems(exec_, shape), "attention scratch");
   s.cls_index = a.alloc<int32_t>(B);
   s.pool_in = a.alloc<T>(B * C);
   s.pool_pre = a.alloc<T>(B * C);
@@ -121,6 +128,10 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.head_target = a.alloc<T>(B);
   s.head_dloss = a.alloc<T>(B);
   s.head_labels = a.alloc<int32_t>(B);
+  // Staging for the host inputs on CUDA (last, so the CPU layout above is unchanged).
+  s.in_ids = a.alloc<int32_t>(N, "input ids");
+  s.in_types = a.alloc<int32_t>(N, "token types");
+  s.in_valid = a.alloc<uint8_t>(N, "attention mask");
 }
 
 template <class T>
@@ -130,7 +141,7 @@ void MegatronBert<T>::reserve(int B, int Tn) {
   Tn = std::max(Tn, cap_T_);
   Arena measure;
   plan_arena(measure, B, Tn);
-  arena_.reserve(measure.bytes_needed());
+  arena_.reserve(measure.bytes_needed(), exec_.device);
   plan_arena(arena_, B, Tn);
   cap_B_ = B;
   cap_T_ = Tn;
@@ -151,10 +162,12 @@ void MegatronBert<T>::ensure_head_capacity(int M) {
     s.mlm_logits = a.alloc<T>(Mc * vocab_local_, "MLM logits");
     s.mlm_stats = a.alloc<T>(3 * Mc);
     s.mlm_dloss = a.alloc<T>(Mc);
+    s.mlm_positions = a.alloc<int32_t>(Mc);  // staging on CUDA
+    s.mlm_labels = a.alloc<int32_t>(Mc);
   };
   Arena measure;
   plan(measure);
-  head_arena_.reserve(measure.bytes_needed());
+  head_arena_.reserve(measure.bytes_needed(), exec_.device);
   plan(head_arena_);
   cap_M_ = static_cast<int>(Mc);
 }

@@ -1,6 +1,11 @@
 // MegatronBERT (DESIGN §3): pre-LN encoder, no embedding LayerNorm, final LayerNorm; MLM head with the
 // decoder tied to the word embeddings, pooler + SOP head, or pooler + classifier for fine-tuning.
 // One TP rank's shard of the model: parameters and gradients live in two flat buffers carved by the table.
+// Memory: parameters, gradients and the activation arenas live where the Exec runs (host memory on the CPU,
+// device memory on CUDA; runtime/device_buffer.h). params()/grads() point there; host code that reads or writes
+// parameter values (checkpoints, export, fine-tuning weight loading) goes through download_params() /
+// upload_params(), which are plain copies on the CPU. Batch inputs are host arrays: the model stages them into
+// the arena (no copy on the CPU) and reads back only the small loss statistics.
 //
 // Tensor parallelism (Megatron), per layer with TP group size p:
 //   QKV (column-parallel):   [Q K V]_i = LN(x) [Wq_i Wk_i Wv_i]^T   (heads split across ranks; input via copy_to_tp)
@@ -20,6 +25,7 @@
 #include "model/param_layout.h"
 #include "parallel/communicator.h"
 #include "runtime/arena.h"
+#include "runtime/device_buffer.h"
 #include "runtime/ops.h"
 
 namespace erlangshen {
@@ -58,12 +64,21 @@ class MegatronBert {
 
   const ModelConfig& config() const { return config_; }
   const ParamTable& table() const { return table_; }
+  const Exec& exec() const { return exec_; }
+  // Flat buffers in the Exec's memory (device pointers on CUDA).
   T* params() { return params_.data(); }
   T* grads() { return grads_.data(); }
   const T* params() const { return params_.data(); }
   size_t num_params() const { return params_.size(); }
   T* param(const std::string& name) { return params_.data() + table_.at(name).offset; }
   T* grad(const std::string& name) { return grads_.data() + table_.at(name).offset; }
+  // Host copies of the flat buffers (num_params() elements): checkpoint save/load, export, weight loading,
+  // tests. On the CPU plain copies (no-ops when `host` is params() itself); on CUDA device <-> host.
+  void download_params(T* host) const { params_.copy_to_host(host, 0, params_.size()); }
+  void upload_params(const T* host) { params_.copy_from_host(host, 0, params_.size()); }
+  std::vector<T> params_to_host() const { return params_.to_host(); }
+  std::vector<T> grads_to_host() const { return grads_.to_host(); }
+  // Weight init keyed by global index (DESIGN §2), computed on the host, then copied to the device on CUDA.
   void initialize(uint64_t seed);
   void zero_grads();
 
@@ -79,11 +94,12 @@ class MegatronBert {
                                            double sop_denominator, bool backward);
 
   // Classification: logits (B, num_classes) on every TP rank; then backward from dlogits (B, num_classes).
+  // logits and dlogits are in the Exec's memory.
   void classify_forward(const EncoderInputs& in, const RngContext& rng, T* logits);
   void classify_backward(const T* dlogits);
 
-  // MLM logits of this TP rank's vocab shard at flat positions (M): out (M, V_local); vocab_start() gives the
-  // first id of the shard.
+  // MLM logits of this TP rank's vocab shard at flat positions (M, host array): out (M, V_local, in the Exec's
+  // memory); vocab_start() gives the first id of the shard.
   void mlm_logits(const EncoderInputs& in, const int32_t* positions, int M, T* out);
   int vocab_start() const { return vocab_start_; }
   int vocab_local() const { return vocab_local_; }
@@ -113,7 +129,7 @@ class MegatronBert {
   double dropout_, attention_dropout_;
   Exec exec_;
   ParamTable table_;
-  std::vector<T> params_, grads_;
+  Buffer<T> params_, grads_;
   int heads_local_, hidden_local_, ffn_local_, vocab_start_, vocab_local_;
   Arena arena_, head_arena_;
   int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;
@@ -122,6 +138,8 @@ class MegatronBert {
   EncoderInputs in_;    // of the last forward
   GradReadyHook grad_ready_;
   std::vector<size_t> layer_bounds_;  // (L + 1): flat offset of layer l's first parameter; [L]: end of layer L-1
+  std::vector<T> host_stats_[3];      // host copies of loss statistics read back from the device (CUDA only)
+  std::vector<int32_t> host_index_;   // cls_index built on the host before it is copied into the arena
   void grads_ready(size_t begin, size_t end) {
     if (grad_ready_) grad_ready_(begin, end);
   }

@@ -7,8 +7,45 @@
 
 #include "model/lr_schedule.h"
 #include "runtime/timer.h"
+#if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/memory.h"
+#endif
 
 namespace erlangshen {
+
+namespace {
+
+// On CUDA, before anything is allocated: the device memory plan of this configuration (runtime/cuda/memory.h),
+// logged on rank 0 and checked against free device memory (check_fits fails with the setting that would fit).
+// The plan also counts a bf16 parameter copy that the fp32 ops do not allocate yet, so it errs on the safe side.
+Exec check_device_memory(const Config& config, const TrainerGroups& groups, const Logger& log, Exec exec) {
+  if (!exec.on_device()) return exec;
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  const ModelConfig& m = config.model;
+  const int p = groups.tp->size();
+  const ParamTable table = build_param_table(m, ModelHeads::Pretraining, groups.tp->rank(), p);
+  cuda::TrainingMemoryRequest q;
+  q.params = static_cast<int64_t>(table.total());
+  q.shape.hidden = m.hidden;
+  q.shape.layers = m.layers;
+  q.shape.heads_local = m.heads / p;
+  q.shape.head_dim = m.head_dim();
+  q.shape.ffn_local = m.ffn / p;
+  q.shape.vocab_local = static_cast<int>(table.at("bert.embeddings.word_embeddings.weight").local_shape[0]);
+  q.shape.masked_fraction = config.data.mask_prob;
+  q.micro_batch = config.train.micro_batch;
+  q.seq_len = config.train.seq_len;
+  q.recompute = cuda::Recompute::None;  // the encoder keeps every activation
+  q.optimizer_shards = config.parallel.zero1 ? groups.dp->size() : 1;
+  int64_t free_bytes = 0, total_bytes = 0;
+  cuda::device_memory_info(&free_bytes, &total_bytes);
+  if (log.is_root()) log.info(cuda::plan_training_memory(q).report());
+  cuda::check_fits(q, free_bytes);
+#endif
+  return exec;
+}
+
+}  // namespace
 
 std::string format_duration(double s) {
   char buf[32];
@@ -25,7 +62,7 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
       groups_(groups),
       data_(data),
       log_(log),
-      exec_(exec),
+      exec_(check_device_memory(config, groups, log, exec)),
       model_(config.model, ModelHeads::Pretraining, *groups.tp, config.train.dropout, config.train.attention_dropout,
              exec) {
   model_.initialize(config.train.seed);
@@ -43,7 +80,7 @@ void PretrainTrainer::make_reducer(size_t bucket_elems) {
   }
   // Without ZeRO-1 every DP rank updates the whole buffer; with it, its shard only (master weights + AdamW state).
   const FlatRange own = reducer_ ? reducer_->shard() : FlatRange{0, model_.num_params()};
-  optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config_.train, own.begin, own.end);
+  optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config_.train, own.begin, own.end, exec_);
 }
 
 void PretrainTrainer::set_dp_bucket_elems(size_t elems) {
@@ -110,6 +147,7 @@ StepReport PretrainTrainer::train_step() {
   const double lr = lr_at(config_.train, step);
   optimizer_->step(exec_, model_.params(), model_.grads(), lr, grad_scale);
   if (zero1) reducer_->all_gather_params(model_.params());
+  synchronize(exec_);  // CUDA: the step's kernels are done before the clock stops (no-op on the CPU)
   step_ = step;
 
   StepReport r;

@@ -1,15 +1,15 @@
-// Activation arena: one block sized once per (micro-batch, seq-len) shape; no allocation inside a step.
+// Activation arena: one block sized once per (micro-batch, seq-len) shape; no allocation inside a step. The block
+// is host memory, or device memory when reserved for Device::CUDA (runtime/device_buffer.h).
 //
 // Usage: construct in measuring mode, run the allocation sequence once (alloc() returns nullptr-backed
 // spans and only counts bytes), then reserve(bytes_needed()) and run the same sequence for real.
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <string>
 
 #include "runtime/check.h"
+#include "runtime/device_buffer.h"
 
 namespace erlangshen {
 
@@ -20,10 +20,10 @@ class Arena {
   Arena() = default;
   explicit Arena(size_t bytes) { reserve(bytes); }
 
-  void reserve(size_t bytes) {
+  void reserve(size_t bytes, Device device = Device::CPU) {
     bytes = round_up(bytes);
-    storage_.reset(static_cast<char*>(std::aligned_alloc(kAlign, bytes == 0 ? kAlign : bytes)));
-    ERL_CHECK(storage_, "cannot allocate the activation arena (" << bytes << " bytes)");
+    storage_ = RawMemory();  // free the old block first
+    storage_ = RawMemory(device, bytes, "the activation arena");
     capacity_ = bytes;
     used_ = 0;
     peak_ = 0;
@@ -39,7 +39,7 @@ class Arena {
     if (measuring()) return nullptr;
     ERL_CHECK(used_ <= capacity_, "activation arena overflow allocating " << what << " (" << used_ << " > "
                                                                            << capacity_ << " bytes)");
-    return reinterpret_cast<T*>(storage_.get() + offset);
+    return reinterpret_cast<T*>(storage_.data() + offset);
   }
   // Marks let a phase release what it allocated (scratch reused between layers).
   size_t mark() const { return used_; }
@@ -51,10 +51,7 @@ class Arena {
 
  private:
   static size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-  struct Free {
-    void operator()(char* p) const { std::free(p); }
-  };
-  std::unique_ptr<char, Free> storage_;
+  RawMemory storage_;
   size_t capacity_ = 0, used_ = 0, peak_ = 0;
 };
 

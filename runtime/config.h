@@ -52,6 +52,7 @@ struct TrainConfig {
   double attention_dropout = 0.1;
   int64_t stop_at = 0;           // 0: run to `steps`; N: stop after step N (schedule unchanged)
   int threads = 0;               // 0: all cores
+  std::string device = "cpu";    // cpu | cuda: where the training step runs (cuda: one GPU per rank)
   int epochs = 3;                // fine-tuning
   int64_t eval_every = 0;        // fine-tuning: evaluate every N steps (0: each epoch)
   int early_stop = 0;            // fine-tuning: stop after N evaluations without improvement (0: never)

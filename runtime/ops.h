@@ -7,25 +7,14 @@
 
 #include "runtime/check.h"
 #include "runtime/cpu/kernels.h"
+#include "runtime/exec.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
 #include "runtime/cuda/kernels.h"
 #endif
 
 namespace erlangshen {
 
-enum class Device { CPU, CUDA };
-
-// Where ops run: the device and, for CUDA, the stream (cudaStream_t as void*) and the caller-owned backend
-// context (a cuda::Context*, runtime/cuda/context.h: cuBLASLt handle, workspace, math and deterministic modes).
-// With a Context: Exec{Device::CUDA, ctx.stream(), &ctx}.
-struct Exec {
-  Device device = Device::CPU;
-  void* stream = nullptr;
-  void* backend_context = nullptr;
-};
-
-// True when this build has the CUDA backend and a GPU is visible.
-bool cuda_available();
+// Device, Exec and cuda_available() live in runtime/exec.h.
 
 #if defined(ERLANGSHEN_HAVE_CUDA)
 #define ERL_CUDA_CALL(fn, ...) cuda::fn(cuda::Launch(x.stream, x.backend_context), __VA_ARGS__)

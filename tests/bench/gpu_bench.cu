@@ -1,7 +1,7 @@
 // GPU training-step benchmark: one pre-LN BERT encoder training step (embeddings, L layers, final LayerNorm, MLM
 // head on 15% of the tokens with vocab cross-entropy, full backward, global grad norm, AdamW) on the CUDA backend
 // ops (runtime/cuda/kernels.h), bf16 math by default. Prints tokens/s, model TFLOP/s, MFU against the dense bf16
-// peak of the GPU (table below; "unknown" otherwise) and peak memory.
+// peak of the GPU (runtime/cuda/device.h; "unknown" otherwise) and peak memory.
 //
 //   erlangshen_gpu_bench [--model 1.3b|base] [--seq T] [--batch B (0: largest that fits)] [--steps S]
 //                        [--warmup W] [--math bf16|fp32] [--max-batch B]
@@ -23,6 +23,7 @@
 #include "runtime/check.h"
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/context.h"
+#include "runtime/cuda/device.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/memory.h"
 
@@ -41,16 +42,6 @@ ModelShape model_shape(const std::string& name) {
   if (name == "1.3b") return {"erlangshen-1.3b", 2048, 24, 8, 8192, 21248, 512, Activation::GeluTanh};
   if (name == "base") return {"bert-base", 768, 12, 12, 3072, 21248, 512, Activation::GeluExact};
   throw Error("unknown --model " + name + " (1.3b | base)");
-}
-
-// Dense bf16 tensor-core peak (TFLOP/s, no sparsity) by device name.
-double dense_bf16_peak(const std::string& name) {
-  struct Row { const char* key; double tflops; };
-  const Row rows[] = {{"H100 PCIe", 756}, {"H100 NVL", 835}, {"H100", 989}, {"H200", 989}, {"H800", 989},
-                      {"GH200", 989},     {"A100", 312},      {"L40S", 362}, {"A10", 125}};
-  for (const Row& r : rows)
-    if (name.find(r.key) != std::string::npos) return r.tflops;
-  return 0.0;
 }
 
 __global__ void init_uniform(float* p, int64_t n, PhiloxKey key, float lo, float hi) {
@@ -319,7 +310,7 @@ int run(const Options& o) {
                                     4.0 * B * NH * double(T) * T * HS) +
                      2.0 * M * C * C + 2.0 * M * double(C) * V;
   const double tflops = 3.0 * fwd / secs / 1e12;
-  const double peak = dense_bf16_peak(prop.name);
+  const double peak = dense_bf16_peak_tflops(prop.name);
   char mfu[32];
   if (peak > 0) std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / peak);
   else std::snprintf(mfu, sizeof mfu, "unknown");

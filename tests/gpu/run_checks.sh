@@ -3,14 +3,17 @@
 # transformers; no Debian packages, no network), in about 8 minutes:
 #   1. unpack the carried .deb files (OpenBLAS, GoogleTest, Random123, libgfortran) into a private sysroot
 #      (dpkg -x, never into /);
-#   2. build the GPU-only project tests/gpu/standalone (CPU reference kernels + CUDA backend + tests + bench);
-#   3. run the CUDA-vs-CPU tests (ctest, label gpu);
+#   2. build the GPU-only project tests/gpu/standalone (CPU reference kernels + CUDA backend + tests + bench, and
+#      with yaml-cpp / nlohmann-json / CLI11 also the model + trainer and a bench-only `erlangshen`);
+#   3. run the CUDA-vs-CPU tests (ctest, label gpu), including the whole-model step parity test_model_gpu_parity;
 #   4. run the training-step bench: erlangshen-1.3b at seq 512 (largest micro-batch that fits) and bert-base at
-#      seq 128, and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch.
+#      seq 128, and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch;
+#   5. run the real trainer on the GPU: `erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda`.
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
 #
 # Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
-#     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev)
+#     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
+#     libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev)
 # On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"], timeout_s 540.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -65,6 +68,18 @@ B13=$(sed -n 's/.*"batch":\([0-9]*\).*/\1/p' "$RESULTS/bench.log" | head -1)
 note "== bench: bert-base, seq 128"
 timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 >>"$RESULTS/bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -3 "$RESULTS/bench.log" | tee -a "$SUMMARY"
+
+# The trainer itself (model/, MegatronBert + AdamW + PretrainTrainer on device memory) through the CLI: bf16 GEMMs,
+# fp32 storage, memory plan checked first. Built only when the standalone project found yaml-cpp/json/CLI11.
+ERL="$BUILD/erlangshen"
+if [[ -x "$ERL" ]]; then
+  note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda"
+  timeout "$(allow 90 80)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda --steps 3 --warmup 1 \
+    >"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -12 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+else
+  note "== erlangshen bench train.device=cuda: SKIPPED (no $ERL: carry libyaml-cpp-dev, libyaml-cpp0.7, nlohmann-json3-dev, libcli11-dev)"
+fi
 
 note "== peer: HF transformers MegatronBertForPreTraining (eager), same shape and batch"
 export PYTHONUNBUFFERED=1

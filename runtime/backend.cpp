@@ -1,0 +1,57 @@
+#include "runtime/backend.h"
+
+#include "runtime/check.h"
+#if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/context.h"
+#include "runtime/cuda/device.h"
+#endif
+
+namespace erlangshen {
+
+struct Backend::Impl {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  std::unique_ptr<cuda::Context> context;
+  int gpu = 0;
+#endif
+};
+
+Backend::Backend(const std::string& device, int gpu, const std::string& source) : impl_(std::make_unique<Impl>()) {
+  const std::string where = source.empty() ? std::string("train.device") : source + ": train.device";
+  if (device == "cpu") return;
+  ERL_CHECK(device == "cuda", where << ": '" << device << "' is not one of: cpu, cuda");
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (!cuda_available())
+    throw Error(where + "=cuda but no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), or use "
+                        "train.device=cpu");
+  cuda::ContextOptions options;
+  options.device = gpu;
+  options.math = cuda::MathMode::BF16;
+  impl_->context = std::make_unique<cuda::Context>(options);
+  impl_->gpu = gpu;
+  exec_ = Exec{Device::CUDA, impl_->context->stream(), impl_->context.get()};
+#else
+  (void)gpu;
+  throw Error(where + "=cuda but this build has no CUDA backend (rebuild with -DERLANGSHEN_CUDA=ON), or use "
+                      "train.device=cpu");
+#endif
+}
+
+Backend::~Backend() = default;
+
+std::string Backend::describe() const {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (impl_->context)
+    return "cuda: " + cuda::device_description(impl_->gpu) + ", " + cuda::math_mode_name(impl_->context->math()) +
+           " GEMMs";
+#endif
+  return "cpu";
+}
+
+std::string Backend::gpu_name() const {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (impl_->context) return cuda::device_name(impl_->gpu);
+#endif
+  return "";
+}
+
+}  // namespace erlangshen

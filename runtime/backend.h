@@ -1,0 +1,35 @@
+// The compute backend of a run, chosen by `train.device`: the CPU, or one CUDA GPU with its backend Context
+// (runtime/cuda/context.h: stream, cuBLASLt, bf16 tensor-core GEMMs). Owned by the launch command and handed to
+// the trainer as an Exec; nothing here is global.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "runtime/exec.h"
+
+namespace erlangshen {
+
+class Backend {
+ public:
+  // device: "cpu" or "cuda" (the value of train.device); gpu: the CUDA device ordinal (the local rank);
+  // source: the config file, for messages. Throws an Error naming train.device when the build has no CUDA
+  // backend or no GPU is visible.
+  Backend(const std::string& device, int gpu = 0, const std::string& source = "");
+  ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  Exec exec() const { return exec_; }
+  bool cuda() const { return exec_.on_device(); }
+  // "cpu", or the GPU's name, SMs, memory and the GEMM math mode.
+  std::string describe() const;
+  // CUDA: the GPU's name (for the dense peak table, runtime/cuda/device.h); "" on the CPU.
+  std::string gpu_name() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Exec exec_;
+};
+
+}  // namespace erlangshen

@@ -1,0 +1,34 @@
+// Device memory and device facts for host code: counted allocations, copies on a stream, the dense bf16 peak of
+// known GPUs. Plain C++ header (the implementation uses the CUDA runtime API); runtime/device_buffer.h builds
+// the typed host-or-device buffers of the model on it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace erlangshen::cuda {
+
+// cudaMalloc of `bytes` (counted in allocation_stats()); the error names `what` and the size.
+void* device_malloc(size_t bytes, const char* what);
+void device_free(void* p, size_t bytes);
+// dst (host) <- src (device), enqueued on `stream` after its earlier work; returns when the copy is done.
+void copy_device_to_host(void* dst, const void* src, size_t bytes, void* stream);
+// dst (device) <- src (host), enqueued on `stream`; `src` may be reused as soon as this returns.
+void copy_host_to_device(void* dst, const void* src, size_t bytes, void* stream);
+void copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream);
+void memset_zero(void* p, size_t bytes, void* stream);
+void stream_synchronize(void* stream);
+
+// Bytes held by device_malloc now and at most so far in this process.
+struct AllocationStats {
+  int64_t current = 0, peak = 0;
+};
+AllocationStats allocation_stats();
+
+// Dense bf16 tensor-core peak in TFLOP/s (no sparsity) for a device name ("NVIDIA H100 80GB HBM3", ...);
+// 0 when the name is not in the table.
+double dense_bf16_peak_tflops(const std::string& device_name);
+// cudaGetDeviceProperties(device).name
+std::string device_name(int device = 0);
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,151 @@
+// Whole-model parity, CPU vs GPU (fp32 math): the same MegatronBert<float> (small config, dropout on) runs one
+// pretraining micro-batch forward + backward on both backends; the MLM and SOP losses and every parameter
+// gradient agree within 1e-4 relative. Dropout is keyed by global element index (Philox), so both backends drop
+// the same elements: a different mask would move the gradients by O(1), far outside the tolerance. Then whole
+// PretrainTrainer steps (staging, device AdamW, global norm, clipping) agree step by step, the host accessors
+// round-trip, and the memory plan rejects a configuration that cannot fit before allocating.
+// Needs the full build (model/, parallel/); skips without a GPU.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "model/megatron_bert.h"
+#include "model/synthetic_batch.h"
+#include "model/trainer.h"
+#include "runtime/backend.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+Config small_config() {
+  Config c;
+  c.model.hidden = 64;
+  c.model.layers = 2;
+  c.model.heads = 4;
+  c.model.ffn = 256;
+  c.model.vocab_size = 1000;  // 1024 rows after padding
+  c.model.max_positions = 64;
+  c.train.micro_batch = 4;
+  c.train.grad_accum = 2;
+  c.train.seq_len = 32;
+  c.train.lr = 1e-3;
+  c.train.warmup_steps = 0;
+  c.train.steps = 3;
+  c.train.dropout = 0.1;
+  c.train.attention_dropout = 0.1;
+  c.train.seed = 20240607;
+  return c;
+}
+
+double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-30); }
+
+class ModelGpuParity : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (IsSkipped()) return;
+    ctx_->set_math(cuda::MathMode::FP32);
+  }
+};
+
+TEST_F(ModelGpuParity, ForwardBackwardLossesAndEveryGradient) {
+  const Config c = small_config();
+  SelfCommunicator tp_cpu("tp"), tp_gpu("tp");
+  MegatronBert<float> cpu_model(c.model, ModelHeads::Pretraining, tp_cpu, c.train.dropout, c.train.attention_dropout);
+  MegatronBert<float> gpu_model(c.model, ModelHeads::Pretraining, tp_gpu, c.train.dropout, c.train.attention_dropout,
+                                gpu());
+  cpu_model.initialize(c.train.seed);
+  gpu_model.initialize(c.train.seed);
+  const std::vector<float> p_cpu(cpu_model.params(), cpu_model.params() + cpu_model.num_params());
+  ASSERT_TRUE(bit_equal(gpu_model.params_to_host(), p_cpu)) << "initialisation differs";
+
+  const PretrainBatch batch = make_synthetic_batch(c.train.micro_batch, c.train.seq_len, c.model.vocab_size, 0.15,
+                                                   c.train.seed, /*step=*/1, /*sample_base=*/4);
+  const double M = static_cast<double>(batch.mlm_positions.size()), B = batch.batch;
+  ASSERT_GT(M, 0);
+  const RngContext rng{c.train.seed, 1, 4, /*train=*/true};
+  for (int rep = 0; rep < 2; ++rep) {  // twice: gradients accumulate (+=) on both backends
+    const PretrainLosses lc = cpu_model.pretrain_forward_backward(batch, rng, M, B, true);
+    const PretrainLosses lg = gpu_model.pretrain_forward_backward(batch, rng, M, B, true);
+    EXPECT_LT(rel(lg.mlm_sum, lc.mlm_sum), 1e-4) << "MLM loss: gpu " << lg.mlm_sum << " cpu " << lc.mlm_sum;
+    EXPECT_LT(rel(lg.sop_sum, lc.sop_sum), 1e-4) << "SOP loss: gpu " << lg.sop_sum << " cpu " << lc.sop_sum;
+    EXPECT_EQ(lg.mlm_count, lc.mlm_count);
+    EXPECT_EQ(lg.sop_count, lc.sop_count);
+  }
+  const std::vector<float> g_gpu = gpu_model.grads_to_host();
+  const float* g_cpu = cpu_model.grads();
+  for (const auto& e : cpu_model.table().entries()) {
+    const std::vector<float> a(g_gpu.begin() + e.offset, g_gpu.begin() + e.offset + e.numel);
+    const std::vector<float> b(g_cpu + e.offset, g_cpu + e.offset + e.numel);
+    EXPECT_TRUE(close(a, b, 1e-4)) << "gradient of " << e.spec.name;
+  }
+}
+
+TEST_F(ModelGpuParity, TrainerStepsMatchTheCpu) {
+  const Config c = small_config();
+  Logger quiet(1, 2);  // not rank 0: no progress lines
+  auto run = [&](Exec exec) {
+    SelfCommunicator tp("tp"), dp("dp");
+    SyntheticDataSource data(c.train.micro_batch, c.train.grad_accum, c.train.seq_len, c.model.vocab_size,
+                             c.data.mask_prob, c.train.seed, 0);
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, exec);
+    std::vector<StepReport> reports;
+    for (int s = 0; s < 3; ++s) reports.push_back(trainer.train_step());
+    return reports;
+  };
+  const std::vector<StepReport> cpu_r = run(cpu()), gpu_r = run(gpu());
+  for (size_t s = 0; s < cpu_r.size(); ++s) {
+    SCOPED_TRACE("step " + std::to_string(s + 1));
+    EXPECT_LT(rel(gpu_r[s].loss, cpu_r[s].loss), 1e-4) << gpu_r[s].loss << " vs " << cpu_r[s].loss;
+    EXPECT_LT(rel(gpu_r[s].mlm_loss, cpu_r[s].mlm_loss), 1e-4);
+    EXPECT_LT(rel(gpu_r[s].sop_loss, cpu_r[s].sop_loss), 1e-4);
+    EXPECT_LT(rel(gpu_r[s].grad_norm, cpu_r[s].grad_norm), 1e-4) << gpu_r[s].grad_norm << " vs " << cpu_r[s].grad_norm;
+    EXPECT_EQ(gpu_r[s].tokens, cpu_r[s].tokens);
+  }
+}
+
+TEST_F(ModelGpuParity, HostAccessorsRoundTrip) {
+  const Config c = small_config();
+  SelfCommunicator tp("tp");
+  MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, 0.0, 0.0, gpu());
+  std::vector<float> host = randn(model.num_params(), 7);
+  model.upload_params(host.data());
+  std::vector<float> back(model.num_params());
+  model.download_params(back.data());
+  EXPECT_TRUE(bit_equal(back, host));
+
+  AdamW<float> opt(model.table(), c.train, gpu());
+  const std::vector<float> m = randn(model.num_params(), 8), v = randn(model.num_params(), 9, 1.0f, 2.0f);
+  opt.upload_state(m.data(), v.data());
+  std::vector<float> m2(m.size()), v2(v.size());
+  opt.download_state(m2.data(), v2.data());
+  EXPECT_TRUE(bit_equal(m2, m));
+  EXPECT_TRUE(bit_equal(v2, v));
+}
+
+TEST_F(ModelGpuParity, MemoryPlanRejectsWhatCannotFitBeforeAllocating) {
+  Config c = small_config();
+  c.model.max_positions = 512;
+  c.train.seq_len = 512;
+  c.train.micro_batch = 1 << 16;  // ~ terabytes of activations
+  SelfCommunicator tp("tp"), dp("dp");
+  SyntheticDataSource data(1, 1, 8, c.model.vocab_size, 0.15, 1, 0);
+  Logger quiet(1, 2);
+  try {
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, gpu());
+    FAIL() << "expected the memory plan to reject micro_batch " << c.train.micro_batch;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.micro_batch="), std::string::npos) << e.what();
+  }
+}
+
+TEST(BackendChoice, CudaBackendGivesADeviceExec) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  Backend b("cuda", 0, "test.yaml");
+  EXPECT_TRUE(b.cuda());
+  EXPECT_FALSE(b.gpu_name().empty());
+}
+
+}  // namespace
+}  // namespace erlangshen::testing
