@@ -10,8 +10,12 @@
 // payload: a step is one load of units[base(s) + code]. On jieba's dictionary it is ~9 MB against the hash
 // table's ~24 MB, and the children of a node are adjacent.
 #pragma once
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <new>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -74,6 +78,33 @@ class PrefixTrie {
   int32_t num_nodes_ = 1;
 };
 
+// Allocator placing large arrays on transparent huge pages (where the kernel allows it with madvise): the
+// walks probe a multi-megabyte array at random, and 4 KiB pages would make most probes a TLB miss too.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
+    void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+    if (!p) throw std::bad_alloc();
+    madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    if (n * sizeof(T) < (size_t{2} << 20)) ::operator delete(p);
+    else std::free(p);
+  }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
 class DoubleArrayTrie {
  public:
   struct Unit {
@@ -106,7 +137,7 @@ class DoubleArrayTrie {
   size_t num_units() const { return units_.size(); }
 
  private:
-  std::vector<Unit> units_;           // padded so base + any code is in range
+  std::vector<Unit, HugePageAllocator<Unit>> units_;  // padded so base + any code is in range
   std::vector<uint32_t> bmp_codes_;   // (0x10000)
   std::unordered_map<char32_t, uint32_t> astral_codes_;
 };
