@@ -99,10 +99,20 @@ std::string save_pretrain_checkpoint(PretrainTrainer& trainer, const Config& con
   const bool sharded = opt.begin() != 0 || opt.end() != table.total();
   const int tp_rank = g.tp->rank(), dp_rank = g.dp->rank();
   uint64_t bytes = 0;
-  if (dp_rank == 0) bytes += write_model_shard(temp, table, trainer.model().params(), pause_hook(config, step)).bytes;
-  if (sharded || dp_rank == 0)
-    bytes += write_optimizer_shard(temp, table, dp_rank, opt.begin(), opt.end(), opt.exp_avg().data(),
-                                   opt.exp_avg_sq().data(), opt.step_count()).bytes;
+  if (dp_rank == 0) {
+    // CUDA: the flat buffers live on the GPU; stage a host copy (on the CPU they are written in place).
+    std::vector<float> staged;
+    const float* params = trainer.model().params();
+    if (trainer.model().exec().on_device()) staged = trainer.model().params_to_host(), params = staged.data();
+    bytes += write_model_shard(temp, table, params, pause_hook(config, step)).bytes;
+  }
+  if (sharded || dp_rank == 0) {
+    std::vector<float> m_host, v_host;
+    const float* m = opt.exp_avg().data();
+    const float* v = opt.exp_avg_sq().data();
+    if (opt.exp_avg().on_device()) m_host = opt.exp_avg().to_host(), v_host = opt.exp_avg_sq().to_host(), m = m_host.data(), v = v_host.data();
+    bytes += write_optimizer_shard(temp, table, dp_rank, opt.begin(), opt.end(), m, v, opt.step_count()).bytes;
+  }
   if (tp_rank == 0) write_data_cursor(temp, dp_rank, trainer.data().cursor());
   grid_barrier(g);
 
@@ -180,7 +190,10 @@ ResumeInfo restore_pretrain_checkpoint(PretrainTrainer& trainer, const std::stri
   const bool sharded = opt.begin() != 0 || opt.end() != table.total();
   info.relayout = m.tp != g.tp->size() || m.dp != g.dp->size() || m.zero1 != sharded;
 
-  const LoadReport params = reader.load_params(table, trainer.model().params());
+  const bool on_device = trainer.model().exec().on_device();
+  std::vector<float> staged(on_device ? table.total() : 0);
+  const LoadReport params = reader.load_params(table, on_device ? staged.data() : trainer.model().params());
+  if (on_device) trainer.model().upload_params(staged.data());
   if (params.padding_rows_added > 0 && log.is_root())
     log.info("resume: " + std::to_string(params.padding_rows_added) +
              " vocab padding rows added for parallel.tp=" + std::to_string(g.tp->size()) + " (inert: no probability mass)");
@@ -189,7 +202,15 @@ ResumeInfo restore_pretrain_checkpoint(PretrainTrainer& trainer, const std::stri
              " saved vocab padding rows dropped for parallel.tp=" + std::to_string(g.tp->size()) +
              "; they held trained logits, so the MLM loss can differ slightly from the saved layout's");
   if (m.has_optimizer()) {
-    reader.load_optimizer(table, opt.begin(), opt.end(), opt.exp_avg().data(), opt.exp_avg_sq().data());
+    if (opt.exp_avg().on_device()) {
+      const size_t n = opt.end() - opt.begin();
+      std::vector<float> m(n), v(n);
+      reader.load_optimizer(table, opt.begin(), opt.end(), m.data(), v.data());
+      opt.exp_avg().copy_from_host(m.data(), 0, n);
+      opt.exp_avg_sq().copy_from_host(v.data(), 0, n);
+    } else {
+      reader.load_optimizer(table, opt.begin(), opt.end(), opt.exp_avg().data(), opt.exp_avg_sq().data());
+    }
     opt.set_step_count(m.optimizer.value("step_count", m.step));
     info.optimizer = true;
   } else if (log.is_root()) {
