@@ -7,8 +7,8 @@
 // DoubleArrayTrie is the read-only form used by the hot walks (segmentation DAG, lexicon matching, WordPiece):
 // built from a PrefixTrie with code points mapped to dense codes (the most frequent edge labels first, so the
 // root's children and the busy nodes sit together), one 16-byte unit per node holding base, parent check and
-// payload: a step is one load of units[base(s) + code]. On jieba's dictionary it is ~9 MB against the hash
-// table's ~24 MB, and the children of a node are adjacent.
+// payload: a step is one load of units[base(s) + code] (no hashing, no probe sequence). On jieba's dictionary
+// (498k nodes, 12k distinct characters) the array has ~1.37M units (~22 MB; wide code spans leave holes).
 #pragma once
 #include <sys/mman.h>
 
