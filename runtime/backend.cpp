@@ -23,6 +23,9 @@ Backend::Backend(const std::string& device, int gpu, const std::string& source) 
   if (!cuda_available())
     throw Error(where + "=cuda but no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), or use "
                         "train.device=cpu");
+  // The GPU of this rank: local rank modulo the visible devices (a launcher that leaves each rank one visible
+  // GPU, like launch/bind-local-rank.sh, makes that device 0).
+  gpu = gpu % cuda::device_count();
   cuda::ContextOptions options;
   options.device = gpu;
   options.math = cuda::MathMode::BF16;

@@ -4,7 +4,8 @@
 
 namespace erlangshen {
 
-// Sets the number of compute threads (0 = all cores) and returns the number in effect.
+// Sets the number of compute threads and returns the number in effect. 0: OMP_NUM_THREADS when set, else the
+// cores of this node divided by the ranks the launcher put on it.
 int set_compute_threads(int threads);
 int compute_threads();
 

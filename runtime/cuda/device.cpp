@@ -87,4 +87,13 @@ std::string device_name(int device) {
   return p.name;
 }
 
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 }  // namespace erlangshen::cuda

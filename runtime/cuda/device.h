@@ -30,5 +30,7 @@ AllocationStats allocation_stats();
 double dense_bf16_peak_tflops(const std::string& device_name);
 // cudaGetDeviceProperties(device).name
 std::string device_name(int device = 0);
+// Visible CUDA devices (0 when none or no driver).
+int device_count();
 
 }  // namespace erlangshen::cuda
