@@ -43,9 +43,11 @@ class Appender {
     if (buf_.size() >= kFlushElements) flush();
   }
   int64_t size() const { return written_ + static_cast<int64_t>(buf_.size()) / cols_; }
+  // Writes the whole rows buffered so far; a partly pushed row (push() of single elements of a multi-column
+  // dataset) stays buffered for the next flush.
   void flush() {
-    if (buf_.empty()) return;
     const hsize_t rows = buf_.size() / static_cast<size_t>(cols_);
+    if (rows == 0) return;
     hsize_t new_dims[2] = {static_cast<hsize_t>(written_) + rows, static_cast<hsize_t>(cols_)};
     int rank = cols_ == 1 ? 1 : 2;
     if (H5Dset_extent(ds_.get(), new_dims) < 0) throw Error("cannot extend dataset '" + name_ + "' in " + path_);
@@ -57,10 +59,11 @@ class Appender {
     if (H5Dwrite(ds_.get(), h5::native_type<T>(), mspace.get(), fspace.get(), H5P_DEFAULT, buf_.data()) < 0)
       throw Error("cannot write dataset '" + name_ + "' in " + path_);
     written_ += static_cast<int64_t>(rows);
-    buf_.clear();
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(rows * static_cast<size_t>(cols_)));
   }
   void close() {
     flush();
+    if (!buf_.empty()) throw Error("dataset '" + name_ + "' in " + path_ + ": a partial row was left unwritten");
     ds_.reset();
   }
 

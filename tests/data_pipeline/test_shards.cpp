@@ -130,6 +130,37 @@ TEST(Shards, BadInputIsCountedAndReported) {
   EXPECT_EQ(reader.num_docs(), 4);
 }
 
+// The writer buffers each dataset and flushes every 2^20 values; a flush used to drop the partial (K, 3) span
+// row at the boundary, shifting every later span by one column (found with the THUOCL lexicons on the corpus).
+TEST(Shards, SpansStayAlignedAcrossWriterFlushes) {
+  Tiny t;
+  t.opt.lexicons = {t.tmp.file("entities.txt")};
+  write_file(t.tmp.file("entities.txt"), "北京\n上海\n");
+  std::string doc;
+  for (int i = 0; i < 200; ++i) doc += "北京是首都。上海是首都。";
+  std::string text;
+  for (int d = 0; d < 1000; ++d) text += doc + "\n\n";  // 400k spans: 1.2M values, past one flush
+  write_file(t.tmp.file("in.txt"), text);
+  TextPipeline pipeline(t.opt);
+  PreprocessOptions p;
+  p.inputs = {t.tmp.file("in.txt")};
+  p.out_dir = t.tmp.file("out");
+  p.shard_tokens = int64_t{1} << 30;
+  p.progress = false;
+  PreprocessReport r = run_preprocess(pipeline, p);
+  ASSERT_EQ(r.shards.size(), 1u);
+  ShardReader reader(r.shards.at(0), pipeline.tokenizer().vocab_sha256());
+  ASSERT_EQ(reader.num_spans(), 400000);
+  std::vector<int32_t> spans(static_cast<size_t>(reader.num_spans()) * 3);
+  reader.read_spans(0, reader.num_spans(), spans.data());
+  for (int64_t k = 0; k < reader.num_spans(); ++k) {
+    const int32_t* s = &spans[static_cast<size_t>(k) * 3];
+    ASSERT_EQ(s[1] - s[0], 2) << "span " << k;  // 北京 / 上海: two tokens
+    ASSERT_EQ(s[2], 1) << "span " << k;          // entity
+    if (k > 0) ASSERT_GT(s[0], spans[static_cast<size_t>(k - 1) * 3]) << "span " << k;
+  }
+}
+
 TEST(Shards, CorruptTruncatedAndMismatchedShardsAreRefused) {
   Tiny t;
   write_file(t.tmp.file("in.txt"), "北京是首都。上海是首都。\n\n上海。北京。\n");
