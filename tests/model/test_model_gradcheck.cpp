@@ -48,7 +48,21 @@ double grad_error(double analytic, double numeric) {
 // of every parameter tensor, reported per tensor.
 template <class Loss>
 void expect_fd_gradients(MegatronBert<double>& model, const std::vector<double>& grads, Loss&& loss) {
-  expect_fd_gradients(model, grads, loss);
+  const double h = 1e-5;
+  for (const auto& e : model.table().entries()) {
+    double worst = 0;
+    for (size_t i : probe_indices(e.numel, e.site)) {
+      double& w = model.params()[e.offset + i];
+      const double saved = w;
+      w = saved + h;
+      const double up = loss();
+      w = saved - h;
+      const double down = loss();
+      w = saved;
+      worst = std::max(worst, grad_error(grads[e.offset + i], (up - down) / (2 * h)));
+    }
+    EXPECT_LT(worst, 1.0) << e.spec.name;
+  }
 }
 
 void run_pretrain_gradcheck(Activation activation) {
@@ -96,21 +110,7 @@ TEST(ModelGradcheck, ClassificationHead) {
   loss();
   model.classify_backward(R.data());
   std::vector<double> grads(model.grads(), model.grads() + model.num_params());
-  const double h = 1e-5;
-  for (const auto& e : model.table().entries()) {
-    double worst = 0;
-    for (size_t i : probe_indices(e.numel, e.site)) {
-      double& w = model.params()[e.offset + i];
-      const double saved = w;
-      w = saved + h;
-      const double up = loss();
-      w = saved - h;
-      const double down = loss();
-      w = saved;
-      worst = std::max(worst, grad_error(grads[e.offset + i], (up - down) / (2 * h)));
-    }
-    EXPECT_LT(worst, 1.0) << e.spec.name;
-  }
+  expect_fd_gradients(model, grads, loss);
 }
 
 }  // namespace
