@@ -21,7 +21,7 @@ inline T gelu(T x, Activation kind) {
     const T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
     return T(0.5) * x * (T(1) + tanh_fast(u));
   }
-  return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2)));
+  return T(0.5) * x * (T(1) + erf_fast(x * T(kInvSqrt2)));
 }
 
 template <class T>
@@ -31,8 +31,8 @@ inline T gelu_grad(T x, Activation kind) {
     const T th = tanh_fast(u);
     return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
   }
-  const T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
-  return cdf + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+  const T cdf = T(0.5) * (T(1) + erf_fast(x * T(kInvSqrt2)));
+  return cdf + x * T(kInvSqrt2Pi) * exp_fast(T(-0.5) * x * x);
 }
 
 }  // namespace

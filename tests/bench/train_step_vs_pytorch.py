@@ -63,7 +63,7 @@ def torch_step_time(cfg, threads, steps):
     batch = {"B": B, "T": T, "input_ids": ids.tolist(), "token_types": [0] * (B * T),
              "attention_mask": [1] * (B * T), "mlm_positions": masked.tolist(),
              "mlm_labels": ids[masked].tolist(), "sop_labels": [0, 1] * (B // 2) + [0] * (B % 2)}
-    cfgd = {"hidden": C, "layers": L, "heads": H, "layernorm_eps": 1e-12,
+    cfgd = {"hidden": C, "layers": L, "heads": H, "layernorm_eps": 1e-12, "vocab_size": int(cfg["model.vocab_size"]),
             "activation": "gelu_tanh" if cfg["model.activation"] == "gelu_tanh" else "gelu"}
     times = []
     for i in range(steps + 2):

@@ -51,6 +51,32 @@ TEST(KernelValues, SumSquaresIsExactlyRepeatable) {
   EXPECT_EQ(a, sum_squares(x.data(), static_cast<int64_t>(x.size())));
 }
 
+// The float GeLU uses vectorised exp / erf polynomials (runtime/cpu/fast_math.h); compare with libm in double.
+TEST(KernelValues, FloatGeluMatchesLibmWithinFloatRounding) {
+  const int n = 4001;
+  std::vector<float> pre(n), act(n), dpre(n), ones(n, 1.0f);
+  for (Activation kind : {Activation::GeluTanh, Activation::GeluExact}) {
+    for (int i = 0; i < n; ++i) pre[i] = -10.0f + 20.0f * i / (n - 1);
+    std::vector<float> x = pre;
+    bias_gelu_forward(act.data(), pre.data(), static_cast<const float*>(nullptr), 1, n, kind);
+    bias_gelu_backward(dpre.data(), static_cast<float*>(nullptr), ones.data(), pre.data(), 1, n, kind);
+    for (int i = 0; i < n; ++i) {
+      const double v = x[i];
+      double g, dg;
+      if (kind == Activation::GeluTanh) {
+        const double k = std::sqrt(2.0 / M_PI), u = k * (v + 0.044715 * v * v * v), th = std::tanh(u);
+        g = 0.5 * v * (1 + th);
+        dg = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * k * (1 + 3 * 0.044715 * v * v);
+      } else {
+        g = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+        dg = 0.5 * (1 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
+      }
+      EXPECT_NEAR(act[i], g, 2e-6 * std::max(1.0, std::abs(g))) << v;
+      EXPECT_NEAR(dpre[i], dg, 2e-6 * std::max(1.0, std::abs(dg))) << v;
+    }
+  }
+}
+
 TEST(KernelValues, LayerNormOutputHasUnitStatistics) {
   const int N = 3, C = 64;
   std::vector<float> x(N * C), w(C, 1.0f), b(C, 0.0f), out(N * C), mean(N), rstd(N);
