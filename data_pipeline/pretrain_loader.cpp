@@ -26,6 +26,7 @@ LoaderOptions LoaderOptions::from_config(const Config& c, int dp_rank, int dp_si
   o.masking = c.data.masking;
   o.max_ngram = c.data.max_ngram;
   o.threads = c.data.loader_threads;
+  o.one_sentence_docs = c.data.one_sentence_docs;
   return o;
 }
 

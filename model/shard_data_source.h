@@ -16,8 +16,11 @@ class ShardDataSource final : public PretrainDataSource {
   nlohmann::json cursor() const override { return loader_->cursor(); }
   void restore(const nlohmann::json& c) override { loader_->restore(c.get<LoaderCursor>()); }
   std::string describe() const override {
-    return std::to_string(loader_->samples_per_epoch()) + " samples per epoch (" +
-           std::to_string(loader_->steps_per_epoch()) + " steps)";
+    std::string d = std::to_string(loader_->samples_per_epoch()) + " samples per epoch (" +
+                    std::to_string(loader_->steps_per_epoch()) + " steps)";
+    if (loader_->skipped_one_sentence_docs() > 0)
+      d += ", " + std::to_string(loader_->skipped_one_sentence_docs()) + " one-sentence documents skipped";
+    return d;
   }
   PretrainLoader& loader() { return *loader_; }
 

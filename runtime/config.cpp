@@ -202,6 +202,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(string_key("data.masking", &C::data, &DataConfig::masking, {"kdm", "wwm", "token"}));
     t.push_back(number_key("data.short_seq_prob", &C::data, &DataConfig::short_seq_prob, 0.0, 1.0));
     t.push_back(number_key("data.max_ngram", &C::data, &DataConfig::max_ngram, 1, 16));
+    t.push_back(bool_key("data.one_sentence_docs", &C::data, &DataConfig::one_sentence_docs));
     t.push_back(number_key("data.loader_threads", &C::data, &DataConfig::loader_threads, 0, 256));
     t.push_back(bool_key("data.lowercase", &C::data, &DataConfig::lowercase));
     t.push_back(string_key("data.train", &C::data, &DataConfig::train));

@@ -83,6 +83,7 @@ struct DataConfig {
   std::string masking = "kdm";      // kdm | wwm | token
   double short_seq_prob = 0.1;
   int max_ngram = 3;
+  bool one_sentence_docs = true;    // false: skip documents of a single sentence (no SOP pair across sentences)
   int loader_threads = 1;
   bool lowercase = true;
   // fine-tuning

@@ -10,6 +10,7 @@
 #include "data_pipeline/preprocess.h"
 #include "data_pipeline/pretrain_loader.h"
 #include "runtime/check.h"
+#include "runtime/config.h"
 #include "tests/data_pipeline/test_util.h"
 
 namespace erlangshen {
@@ -291,6 +292,43 @@ TEST_F(LoaderTest, RefusesShardsOfAnotherVocabulary) {
     EXPECT_NE(m.find(Vocab::load(o.vocab_path).sha256()), std::string::npos) << m;
     EXPECT_NE(m.find(Vocab::load(shared_path("data/vocab/vocab.txt")).sha256()), std::string::npos) << m;
   }
+}
+
+}  // namespace
+}  // namespace erlangshen
+
+namespace erlangshen {
+namespace {
+
+// data.one_sentence_docs=false (via LoaderOptions::from_config) skips single-sentence documents and counts them.
+TEST(LoaderConfig, OneSentenceDocumentsCanBeSkipped) {
+  data::testing::TempDir tmp("one-sentence");
+  data::testing::write_file(tmp.file("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n北\n京\n是\n首\n都\n。\n上\n海\n");
+  data::testing::write_file(tmp.file("dict.txt"), "北京 100 ns\n首都 50 n\n上海 80 ns\n是 200 v\n");
+  std::string text;
+  for (int d = 0; d < 40; ++d) text += d % 2 ? "北京是首都。上海是首都。北京。\n\n" : "上海是首都。\n\n";
+  data::testing::write_file(tmp.file("in.txt"), text);
+  data::TextPipelineOptions t;
+  t.vocab = tmp.file("vocab.txt");
+  t.dict = tmp.file("dict.txt");
+  data::TextPipeline pipeline(t);
+  data::PreprocessOptions p;
+  p.inputs = {tmp.file("in.txt")};
+  p.out_dir = tmp.file("shards");
+  p.progress = false;
+  data::run_preprocess(pipeline, p);
+  Config c;
+  c.data.shards = {tmp.file("shards")};
+  c.data.vocab = tmp.file("vocab.txt");
+  c.train.seq_len = 16;
+  c.train.micro_batch = 2;
+  PretrainLoader keep(LoaderOptions::from_config(c, 0, 1));
+  c.data.one_sentence_docs = false;
+  PretrainLoader skip(LoaderOptions::from_config(c, 0, 1));
+  EXPECT_EQ(keep.skipped_one_sentence_docs(), 0);
+  EXPECT_EQ(skip.skipped_one_sentence_docs(), 20);
+  EXPECT_LT(skip.samples_per_epoch(), keep.samples_per_epoch());
+  EXPECT_GT(skip.samples_per_epoch(), 0);
 }
 
 }  // namespace
