@@ -114,6 +114,15 @@ std::string read_text_file(const std::string& path) {
   return s;
 }
 
+nlohmann::json read_json_file(const std::string& path) {
+  const std::string text = read_text_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw Error(path + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
 void copy_file_synced(const std::string& from, const std::string& to) {
   const std::string data = read_text_file(from);
   OutputFile f(to);

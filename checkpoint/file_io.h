@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace erlangshen::ckpt {
@@ -50,6 +51,8 @@ void sync_directory(const std::string& dir);
 void write_file_atomic(const std::string& path, const std::string& text);
 // Whole file as a string (throws naming the file).
 std::string read_text_file(const std::string& path);
+// Whole file parsed as JSON (throws naming the file, also for malformed JSON).
+nlohmann::json read_json_file(const std::string& path);
 // Copies a file durably (fsync).
 void copy_file_synced(const std::string& from, const std::string& to);
 

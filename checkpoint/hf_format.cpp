@@ -167,14 +167,7 @@ ExportReport export_hf(const std::string& checkpoint, const std::string& out_dir
 }
 
 ModelConfig model_config_from_hf(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Error(path + ": malformed JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = read_json_file(path);
   const std::string type = j.value("model_type", std::string());
   if (type != "megatron-bert")
     throw Error(path + ": model_type is '" + type + "', expected 'megatron-bert' (MegatronBert*)");

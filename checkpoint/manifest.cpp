@@ -164,14 +164,7 @@ Manifest Manifest::from_json(const nlohmann::json& j, const std::string& where) 
 
 Manifest Manifest::load(const std::string& dir) {
   const std::string path = dir + "/manifest.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Error(path + ": malformed JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = read_json_file(path);
   return from_json(j, path);
 }
 
