@@ -1,4 +1,5 @@
 #include "data_pipeline/lexicon.h"
+#include "data_pipeline/text_file.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -39,14 +40,6 @@ void LexiconMatcher::insert_term(std::u32string_view term, SpanKind kind) {
   if (k == 0 || kind == SpanKind::Entity) k = static_cast<int32_t>(kind);
 }
 
-namespace {
-std::string read_all(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-}  // namespace
-
 void LexiconMatcher::add_spec(const std::string& spec) {
   if (spec.rfind("entity:", 0) == 0) add_file(spec.substr(7), SpanKind::Entity);
   else if (spec.rfind("event:", 0) == 0) add_file(spec.substr(6), SpanKind::Event);
@@ -54,8 +47,7 @@ void LexiconMatcher::add_spec(const std::string& spec) {
 }
 
 void LexiconMatcher::add_file(const std::string& path, SpanKind kind) {
-  std::string bytes = read_all(path, "lexicon");
-  if (bytes.empty()) throw Error("lexicon " + path + " is empty");
+  std::string bytes = read_nonempty_file(path, "lexicon");
   size_t start = 0, line_no = 0, added = 0;
   std::u32string term;
   while (start < bytes.size()) {
@@ -83,7 +75,7 @@ void LexiconMatcher::add_file(const std::string& path, SpanKind kind) {
 }
 
 void LexiconMatcher::add_dict_pos(const std::string& dict_path) {
-  std::string bytes = read_all(dict_path, "jieba dictionary");
+  std::string bytes = read_text_file(dict_path, "jieba dictionary");
   size_t start = 0;
   std::u32string term;
   while (start < bytes.size()) {

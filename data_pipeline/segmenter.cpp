@@ -1,4 +1,5 @@
 #include "data_pipeline/segmenter.h"
+#include "data_pipeline/text_file.h"
 
 #include <cerrno>
 #include <cmath>
@@ -23,13 +24,6 @@ inline bool is_eng(char32_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c
 inline bool py_isspace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return s;
 }
 
 // Python int() on a stripped ASCII token of digits (optionally signed); false when it is not an integer.
@@ -60,8 +54,7 @@ void Segmenter::set_word(std::u32string_view word, int64_t freq) {
 
 Segmenter Segmenter::load(const std::string& dict_path) {
   Segmenter s;
-  std::string bytes = read_file(dict_path, "jieba dictionary");
-  if (bytes.empty()) throw Error("jieba dictionary " + dict_path + " is empty");
+  std::string bytes = read_nonempty_file(dict_path, "jieba dictionary");
   size_t start = 0, line_no = 0;
   std::u32string word;
   while (start < bytes.size()) {
@@ -138,7 +131,7 @@ void Segmenter::add_word_only(std::u32string_view word, int64_t freq) {
 }
 
 void Segmenter::load_user_dict(const std::string& path) {
-  std::string bytes = read_file(path, "user dictionary");
+  std::string bytes = read_text_file(path, "user dictionary");
   if (!is_valid_utf8(bytes)) throw Error("user dictionary " + path + " must be UTF-8");
   std::u32string all;
   decode_utf8(bytes, all);

@@ -1,4 +1,5 @@
 #include "data_pipeline/vocab.h"
+#include "data_pipeline/text_file.h"
 
 #include <cerrno>
 #include <cstring>
@@ -12,12 +13,7 @@
 namespace erlangshen::data {
 
 Vocab Vocab::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open vocabulary " + path + ": " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string bytes = ss.str();
-  if (bytes.empty()) throw Error("vocabulary " + path + " is empty");
+  const std::string bytes = read_nonempty_file(path, "vocabulary");
   Vocab v;
   size_t start = 0;
   while (start < bytes.size()) {
