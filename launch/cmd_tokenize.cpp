@@ -8,6 +8,7 @@
 #include "data_pipeline/text_pipeline.h"
 #include "data_pipeline/utf8.h"
 #include "launch/commands.h"
+#include "launch/text_pipeline_args.h"
 #include "runtime/check.h"
 #include "runtime/config.h"
 
@@ -16,28 +17,17 @@ namespace erlangshen::cli {
 void register_tokenize(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("tokenize", "Show segmentation, WordPieces and knowledge spans of stdin lines as JSON");
   struct Args {
-    std::string config, vocab, dict;
-    std::vector<std::string> lexicons, user_dicts, overrides;
-    bool no_pos = false;
+    std::string config;
+    TextPipelineArgs text;
+    std::vector<std::string> overrides;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--config", a->config, "YAML config file");
-  cmd->add_option("--vocab", a->vocab, "WordPiece vocab.txt");
-  cmd->add_option("--dict", a->dict, "jieba dictionary");
-  cmd->add_option("--user-dict", a->user_dicts, "jieba user dictionary (repeatable)");
-  cmd->add_option("--lexicon", a->lexicons, "knowledge lexicon: FILE, entity:FILE or event:FILE (repeatable)");
-  cmd->add_flag("--no-pos-lexicon", a->no_pos, "do not use dictionary POS tags as knowledge terms");
+  a->text.add_to(cmd);
   cmd->add_option("overrides", a->overrides, "key.sub=value overrides");
   cmd->callback([a, &exit_code] {
     Config c = load_config(a->config, a->overrides);
-    data::TextPipelineOptions t;
-    t.vocab = a->vocab.empty() ? c.data.vocab : a->vocab;
-    t.dict = a->dict.empty() ? c.data.dict : a->dict;
-    t.lexicons = a->lexicons.empty() ? c.data.lexicons : a->lexicons;
-    t.user_dicts = a->user_dicts;
-    t.pos_lexicon = !a->no_pos;
-    t.lowercase = c.data.lowercase;
-    data::TextPipeline pipeline(t);
+    data::TextPipeline pipeline(a->text.options(c));
     const data::TextProcessor proc = pipeline.processor();
     const data::Vocab& vocab = pipeline.tokenizer().vocab();
     std::string line;
