@@ -20,12 +20,16 @@ struct MegatronBert<T>::LayerActs {
   T* pre;                  // (N, F_local) FFN-in output + bias (pre-activation)
   T* act;                  // (N, F_local) GeLU(pre)
   T* x2;                   // (N, C)   residual after the MLP = next layer's input
+  // dropout keep masks stored by forward for backward (CPU; nullptr on CUDA, which redraws)
+  uint8_t* attn_keep;      // (B, NH_local, T, T)
+  uint8_t *keep1, *keep2;  // (N, C)   after the attention / MLP output projections
 };
 
 template <class T>
 struct MegatronBert<T>::Acts {
   int B = 0, T_ = 0;
   T* emb;                  // (N, C) embeddings after dropout = layer 0 input
+  uint8_t* emb_keep;       // (N, C) its dropout keep mask (CPU; nullptr on CUDA)
   std::vector<LayerActs> layers;
   T* hidden;               // (N, C) final LayerNorm output
   T *lnf_mean, *lnf_rstd;  // (N)

@@ -40,7 +40,7 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   ops::position_type_embedding_forward(exec_, s.tmp, in.types, param("bert.embeddings.position_embeddings.weight"),
                                        param("bert.embeddings.token_type_embeddings.weight"), B, Tn, C);
   ops::dropout_residual_forward(exec_, s.emb, static_cast<const T*>(nullptr), s.tmp, NC,
-                                dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_), hidden_offset);
+                                dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
 
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng.sample_base, tp_.rank() * heads_local_,
                             config_.heads};
@@ -55,11 +55,11 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
     ops::matmul_forward(exec_, a.qkv, a.ln1, param(P("attention.self.query.weight")),
                         param(P("attention.self.query.bias")), N, C, 3 * Cl);
     ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
-                           dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_));
+                           dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
     ops::matmul_forward(exec_, s.tmp, a.ctx, param(P("attention.output.dense.weight")),
                         rank0 ? param(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
     tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-    ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_),
+    ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1),
                                   hidden_offset);
     // MLP block
     ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, param(P("ln.weight")), param(P("ln.bias")), N, C,
@@ -71,7 +71,7 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
     ops::matmul_forward(exec_, s.tmp, a.act, param(P("output.dense.weight")),
                         rank0 ? param(P("output.dense.bias")) : nullptr, N, Fl, C);
     tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-    ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_),
+    ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2),
                                   hidden_offset);
     x = a.x2;
   }
@@ -104,7 +104,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     LayerParams P(l);
     const T* x = l > 0 ? s.layers[l - 1].x2 : s.emb;
     // MLP block: x2 = x1 + dropout(act W2^T + b2), act = gelu(ln2 W1^T + b1), ln2 = LN(x1)
-    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_),
+    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2),
                           hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")), s.dtmp, a.act,
@@ -117,13 +117,13 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     ops::layernorm_backward(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dln, a.x1, param(P("ln.weight")),
                             a.ln2_mean, a.ln2_rstd, N, C);
     // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x)
-    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_),
+    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1),
                           hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")), grad(P("attention.output.dense.bias")),
                          s.dtmp, a.ctx, param(P("attention.output.dense.weight")), N, Cl, C);
     ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape,
-                            dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_));
+                            dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
     ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),
                          s.dqkv, a.ln1, param(P("attention.self.query.weight")), N, C, 3 * Cl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
@@ -132,8 +132,8 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
   // embeddings
-  ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_),
-                        hidden_offset);
+  ops::dropout_backward(exec_, s.dtmp, dres, NC,
+                        dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
   ops::position_type_embedding_backward(exec_, grad("bert.embeddings.position_embeddings.weight"),
                                         grad("bert.embeddings.token_type_embeddings.weight"), s.dtmp, in.types, B, Tn, C,
                                         config_.type_vocab);

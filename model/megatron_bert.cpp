@@ -70,9 +70,11 @@ void MegatronBert<T>::zero_grads() {
 }
 
 template <class T>
-DropoutSpec MegatronBert<T>::dropout_spec(RngPurpose purpose, int layer, int site, double p) const {
+DropoutSpec MegatronBert<T>::dropout_spec(RngPurpose purpose, int layer, int site, double p,
+                                          uint8_t* keep_mask) const {
   DropoutSpec d;
   d.p = rng_.train ? static_cast<float>(p) : 0.0f;
+  d.keep_mask = keep_mask;
   d.key = derive_key(rng_.seed, purpose, static_cast<uint64_t>(rng_.step), static_cast<uint32_t>(layer),
                      static_cast<uint32_t>(site));
   return d;
@@ -86,8 +88,16 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.B = B;
   s.T_ = Tn;
   s.emb = a.alloc<T>(N * C, "emb");
+  // Dropout keep masks (1 byte per element) so backward need not redraw Philox: CPU only (the GPU redraws faster
+  // than it could read them back). nullptr = redraw.
+  const bool keep_masks = exec_.device == Device::CPU;
+  auto mask = [&](int64_t n, const char* what) { return keep_masks ? a.alloc<uint8_t>(n, what) : nullptr; };
+  s.emb_keep = mask(N * C, "embedding dropout mask");
   s.layers.resize(config_.layers);
   for (auto& l : s.layers) {
+    l.attn_keep = mask(static_cast<int64_t>(B) * heads_local_ * Tn * Tn, "attention dropout mask");
+    l.keep1 = mask(N * C, "dropout mask");
+    l.keep2 = mask(N * C, "dropout mask");
     l.ln1 = a.alloc<T>(N * C, "ln1");
     l.ln1_mean = a.alloc<T>(N);
     l.ln1_rstd = a.alloc<T>(N);

@@ -121,7 +121,7 @@ class MegatronBert {
   void pooler_forward(const T* hidden, int B, int Tn);
   void pooler_backward(const T* dpooled, T* dhidden, int B, int Tn);
   void ensure_head_capacity(int M);
-  DropoutSpec dropout_spec(RngPurpose purpose, int layer, int site, double p) const;
+  DropoutSpec dropout_spec(RngPurpose purpose, int layer, int site, double p, uint8_t* keep_mask = nullptr) const;
 
   ModelConfig config_;
   ModelHeads heads_;

@@ -77,9 +77,13 @@ ERL_HD bool dropout_keep(PhiloxKey key, uint64_t index, uint32_t threshold) {
 }
 
 // Key + probability of one dropout site; p == 0 means identity.
+// keep_mask (optional, CPU backend): forward stores each element's keep decision there (1 byte per element, laid out
+// like the tensor it drops) and backward reads it back instead of redrawing Philox. The bits are the same either
+// way; it trades one byte per element for the redraw. The CUDA backend ignores it and redraws.
 struct DropoutSpec {
   PhiloxKey key;
   float p = 0.0f;
+  uint8_t* keep_mask = nullptr;
 };
 
 }  // namespace erlangshen

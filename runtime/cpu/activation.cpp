@@ -35,10 +35,8 @@ inline T gelu_grad(T x, Activation kind) {
   return cdf + x * T(kInvSqrt2Pi) * exp_fast(T(-0.5) * x * x);
 }
 
-}  // namespace
-
-template <class T>
-void bias_gelu_forward(T* act, T* pre, const T* bias, int N, int C, Activation kind) {
+template <Activation kKind, class T>
+void bias_gelu_forward_kind(T* act, T* pre, const T* bias, int N, int C) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     T* p = pre + static_cast<int64_t>(n) * C;
@@ -47,27 +45,45 @@ void bias_gelu_forward(T* act, T* pre, const T* bias, int N, int C, Activation k
     for (int c = 0; c < C; ++c) {
       const T x = bias ? p[c] + bias[c] : p[c];
       p[c] = x;
-      a[c] = gelu(x, kind);
+      a[c] = gelu(x, kKind);
     }
   }
 }
 
+// One pass over (N, C): each thread owns a block of columns, so it can also sum dbias for them without a
+// cross-thread reduction (the sum runs over n in order: independent of the thread count).
+template <Activation kKind, class T>
+void bias_gelu_backward_kind(T* dpre, T* dbias, const T* dact, const T* pre, int N, int C) {
+  parallel_blocks(C, 16, [&](int64_t c0, int64_t c1) {
+    const int w = static_cast<int>(c1 - c0);
+    for (int n = 0; n < N; ++n) {
+      const int64_t o = static_cast<int64_t>(n) * C + c0;
+      T* d = dpre + o;
+      const T* da = dact + o;
+      const T* x = pre + o;
+#pragma omp simd
+      for (int c = 0; c < w; ++c) d[c] = da[c] * gelu_grad(x[c], kKind);
+      if (dbias) {
+        T* db = dbias + c0;
+#pragma omp simd
+        for (int c = 0; c < w; ++c) db[c] += d[c];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+void bias_gelu_forward(T* act, T* pre, const T* bias, int N, int C, Activation kind) {
+  if (kind == Activation::GeluTanh) bias_gelu_forward_kind<Activation::GeluTanh>(act, pre, bias, N, C);
+  else bias_gelu_forward_kind<Activation::GeluExact>(act, pre, bias, N, C);
+}
+
 template <class T>
 void bias_gelu_backward(T* dpre, T* dbias, const T* dact, const T* pre, int N, int C, Activation kind) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    const int64_t o = static_cast<int64_t>(n) * C;
-#pragma omp simd
-    for (int c = 0; c < C; ++c) dpre[o + c] = dact[o + c] * gelu_grad(pre[o + c], kind);
-  }
-  if (dbias) {
-    parallel_blocks(C, 16, [&](int64_t c0, int64_t c1) {
-      for (int n = 0; n < N; ++n) {
-        const T* d = dpre + static_cast<int64_t>(n) * C;
-        for (int64_t c = c0; c < c1; ++c) dbias[c] += d[c];
-      }
-    });
-  }
+  if (kind == Activation::GeluTanh) bias_gelu_backward_kind<Activation::GeluTanh>(dpre, dbias, dact, pre, N, C);
+  else bias_gelu_backward_kind<Activation::GeluExact>(dpre, dbias, dact, pre, N, C);
 }
 
 template <class T>

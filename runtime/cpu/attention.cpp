@@ -1,6 +1,7 @@
 // Multi-head self-attention for one TP rank's heads, one (sample, head) pair per task.
 //   S = Q K^T / sqrt(HS), padded keys -> -inf;  P = softmax(S) (saved);  O = dropout(P) V
-// Backward (Pd = dropout(P), dropout recomputed from Philox):
+// Backward (Pd = dropout(P); the mask is redrawn from Philox, or read from dropout.keep_mask, laid out like probs,
+// where forward stored it):
 //   dV = Pd^T dO;  dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP));
 //   dQ = dS K / sqrt(HS);  dK = dS^T Q / sqrt(HS)
 // Q, K, V are strided views into qkv (B, Tn, 3, NH, HS); GEMMs go through CBLAS with leading dimensions.
@@ -49,15 +50,18 @@ HeadView head_view(const AttentionShape& s, int b, int h) {
   return v;
 }
 
-// x[i] = keep(base + i) ? src[i] * scale : 0 over n elements (vectorised Philox, 2048 at a time)
+// x[i] = keep(base + i) ? src[i] * scale : 0 over n elements. keep is drawn (vectorised Philox, 2048 at a time)
+// unless `stored` is non-null: then stored[i] holds it (read when `read_stored`, else written there as drawn).
 template <class T>
-void apply_dropout(T* x, const T* src, int64_t n, const DropoutSpec& d, uint64_t base) {
+void apply_dropout(T* x, const T* src, int64_t n, const DropoutSpec& d, uint64_t base, uint8_t* stored,
+                   bool read_stored) {
   const uint32_t threshold = dropout_threshold(d.p);
   const T scale = T(1) / (T(1) - T(d.p));
-  uint8_t keep[2048];
+  uint8_t local[2048];
   for (int64_t i0 = 0; i0 < n; i0 += 2048) {
     const int count = static_cast<int>(std::min<int64_t>(2048, n - i0));
-    dropout_keep_mask(d.key, base + static_cast<uint64_t>(i0), count, threshold, keep);
+    uint8_t* keep = stored ? stored + i0 : local;
+    if (!(stored && read_stored)) dropout_keep_mask(d.key, base + static_cast<uint64_t>(i0), count, threshold, keep);
 #pragma omp simd
     for (int j = 0; j < count; ++j) x[i0 + j] = keep[j] ? src[i0 + j] * scale : T(0);
   }
@@ -101,7 +105,8 @@ void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t
     const T* Pd = P;
     if (dropout.p > 0.0f) {
       T* work = scratch + static_cast<int64_t>(omp_get_thread_num()) * 2 * Tn * Tn;
-      apply_dropout(work, P, static_cast<int64_t>(Tn) * Tn, dropout, v.drop_base);
+      apply_dropout(work, P, static_cast<int64_t>(Tn) * Tn, dropout, v.drop_base,
+                    dropout.keep_mask ? dropout.keep_mask + v.p : nullptr, false);
       Pd = work;
     }
     gemm(CblasNoTrans, CblasNoTrans, Tn, HS, Tn, T(1), Pd, Tn, qkv + v.v, ld, T(0), out + v.o, ldo);
@@ -125,12 +130,13 @@ void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const 
     T* Pd = work;       // dropped probabilities
     T* dP = work + TT;  // gradient w.r.t. P, then dS in place
     const bool drop = dropout.p > 0.0f;
-    if (drop) apply_dropout(Pd, P, TT, dropout, v.drop_base);
+    uint8_t* keep = dropout.keep_mask ? dropout.keep_mask + v.p : nullptr;
+    if (drop) apply_dropout(Pd, P, TT, dropout, v.drop_base, keep, true);
     // dV = Pd^T dO
     gemm(CblasTrans, CblasNoTrans, Tn, HS, Tn, T(1), drop ? Pd : P, Tn, dout + v.o, ldo, T(0), dqkv + v.v, ld);
     // dPd = dO V^T, then through dropout
     gemm(CblasNoTrans, CblasTrans, Tn, Tn, HS, T(1), dout + v.o, ldo, qkv + v.v, ld, T(0), dP, Tn);
-    if (drop) apply_dropout(dP, dP, TT, dropout, v.drop_base);
+    if (drop) apply_dropout(dP, dP, TT, dropout, v.drop_base, keep, true);
     // dS = P * (dP - rowsum(P * dP))
     for (int i = 0; i < Tn; ++i) {
       const T* p = P + static_cast<int64_t>(i) * Tn;
