@@ -17,11 +17,50 @@ struct LayerParams {
 }  // namespace
 
 template <class T>
+void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
+  Acts& s = *acts_;
+  const EncoderInputs& in = in_;
+  const int B = in.B, Tn = in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
+  const int N = B * Tn;
+  const int64_t NC = static_cast<int64_t>(N) * C;
+  const int64_t hidden_offset = rng_.sample_base * Tn * C;
+  const bool rank0 = tp_.rank() == 0;
+  const cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng_.sample_base,
+                                  tp_.rank() * heads_local_, config_.heads};
+  LayerParams P(l);
+  // attention block
+  ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, param(P("attention.ln.weight")),
+                         param(P("attention.ln.bias")), N, C, config_.layernorm_eps);
+  tp::copy_to_tp_forward(tp_, a.ln1, NC);
+  ops::matmul_forward(exec_, a.qkv, a.ln1, param(P("attention.self.query.weight")),
+                      param(P("attention.self.query.bias")), N, C, 3 * Cl);
+  ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
+                         dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
+  ops::matmul_forward(exec_, s.tmp, a.ctx, param(P("attention.output.dense.weight")),
+                      rank0 ? param(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
+  tp::reduce_from_tp_forward(tp_, s.tmp, NC);
+  ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC,
+                                dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
+  // MLP block
+  ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, param(P("ln.weight")), param(P("ln.bias")), N, C,
+                         config_.layernorm_eps);
+  tp::copy_to_tp_forward(tp_, a.ln2, NC);
+  ops::matmul_forward(exec_, a.pre, a.ln2, param(P("intermediate.dense.weight")), static_cast<const T*>(nullptr), N, C,
+                      Fl);
+  ops::bias_gelu_forward(exec_, a.act, a.pre, param(P("intermediate.dense.bias")), N, Fl, config_.activation);
+  ops::matmul_forward(exec_, s.tmp, a.act, param(P("output.dense.weight")),
+                      rank0 ? param(P("output.dense.bias")) : nullptr, N, Fl, C);
+  tp::reduce_from_tp_forward(tp_, s.tmp, NC);
+  ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC,
+                                dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2), hidden_offset);
+}
+
+template <class T>
 const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const RngContext& rng) {
   reserve(host_in.B, host_in.T);
   rng_ = rng;
   Acts& s = *acts_;
-  const int B = host_in.B, Tn = host_in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
+  const int B = host_in.B, Tn = host_in.T, C = config_.hidden;
   const int N = B * Tn;
   // Token inputs where the ops run (the host arrays themselves on the CPU); backward reuses them.
   in_ = host_in;
@@ -31,7 +70,6 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   const EncoderInputs& in = in_;
   const int64_t NC = static_cast<int64_t>(N) * C;
   const int64_t hidden_offset = rng.sample_base * Tn * C;
-  const bool rank0 = tp_.rank() == 0;
 
   // embeddings (word lookup is vocab-parallel: rows outside this shard contribute 0, then all-reduce)
   ops::word_embedding_forward(exec_, s.tmp, in.ids, param("bert.embeddings.word_embeddings.weight"), N, C, vocab_start_,
@@ -42,38 +80,10 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   ops::dropout_residual_forward(exec_, s.emb, static_cast<const T*>(nullptr), s.tmp, NC,
                                 dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
 
-  cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng.sample_base, tp_.rank() * heads_local_,
-                            config_.heads};
   const T* x = s.emb;
   for (int l = 0; l < config_.layers; ++l) {
-    LayerActs& a = s.layers[l];
-    LayerParams P(l);
-    // attention block
-    ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, param(P("attention.ln.weight")),
-                           param(P("attention.ln.bias")), N, C, config_.layernorm_eps);
-    tp::copy_to_tp_forward(tp_, a.ln1, NC);
-    ops::matmul_forward(exec_, a.qkv, a.ln1, param(P("attention.self.query.weight")),
-                        param(P("attention.self.query.bias")), N, C, 3 * Cl);
-    ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
-                           dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
-    ops::matmul_forward(exec_, s.tmp, a.ctx, param(P("attention.output.dense.weight")),
-                        rank0 ? param(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
-    tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-    ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1),
-                                  hidden_offset);
-    // MLP block
-    ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, param(P("ln.weight")), param(P("ln.bias")), N, C,
-                           config_.layernorm_eps);
-    tp::copy_to_tp_forward(tp_, a.ln2, NC);
-    ops::matmul_forward(exec_, a.pre, a.ln2, param(P("intermediate.dense.weight")), static_cast<const T*>(nullptr), N, C,
-                        Fl);
-    ops::bias_gelu_forward(exec_, a.act, a.pre, param(P("intermediate.dense.bias")), N, Fl, config_.activation);
-    ops::matmul_forward(exec_, s.tmp, a.act, param(P("output.dense.weight")),
-                        rank0 ? param(P("output.dense.bias")) : nullptr, N, Fl, C);
-    tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-    ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2),
-                                  hidden_offset);
-    x = a.x2;
+    layer_forward(l, x, s.layers[l]);
+    x = s.layers[l].x2;
   }
   ops::layernorm_forward(exec_, s.hidden, s.lnf_mean, s.lnf_rstd, x, param("bert.encoder.ln.weight"),
                          param("bert.encoder.ln.bias"), N, C, config_.layernorm_eps);
@@ -103,6 +113,9 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     LayerActs& a = s.layers[l];
     LayerParams P(l);
     const T* x = l > 0 ? s.layers[l - 1].x2 : s.emb;
+    // Full recompute: the layer's saved tensors live in buffers shared by all layers; rebuild layer l's from its
+    // input (same dropout keys, so the same bits; a.x2 is rewritten with the value it already holds).
+    if (recompute_ == Recompute::Full) layer_forward(l, x, a);
     // MLP block: x2 = x1 + dropout(act W2^T + b2), act = gelu(ln2 W1^T + b1), ln2 = LN(x1)
     ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2),
                           hidden_offset);
@@ -122,6 +135,11 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")), grad(P("attention.output.dense.bias")),
                          s.dtmp, a.ctx, param(P("attention.output.dense.weight")), N, Cl, C);
+    // Selective recompute: one probability block serves every layer; rebuild layer l's (a.ctx is rewritten with
+    // the value it already holds; the out-projection gradient above has read it).
+    if (recompute_ == Recompute::Selective)
+      ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
+                             dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
     ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape,
                             dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
     ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),

@@ -93,24 +93,43 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   const bool keep_masks = exec_.device == Device::CPU;
   auto mask = [&](int64_t n, const char* what) { return keep_masks ? a.alloc<uint8_t>(n, what) : nullptr; };
   s.emb_keep = mask(N * C, "embedding dropout mask");
-  s.layers.resize(config_.layers);
-  for (auto& l : s.layers) {
-    l.attn_keep = mask(static_cast<int64_t>(B) * heads_local_ * Tn * Tn, "attention dropout mask");
-    l.keep1 = mask(N * C, "dropout mask");
-    l.keep2 = mask(N * C, "dropout mask");
-    l.ln1 = a.alloc<T>(N * C, "ln1");
-    l.ln1_mean = a.alloc<T>(N);
-    l.ln1_rstd = a.alloc<T>(N);
-    l.qkv = a.alloc<T>(N * 3 * Cl, "qkv");
-    l.probs = a.alloc<T>(static_cast<int64_t>(B) * heads_local_ * Tn * Tn, "attention probs");
-    l.ctx = a.alloc<T>(N * Cl, "ctx");
-    l.x1 = a.alloc<T>(N * C, "x1");
-    l.ln2 = a.alloc<T>(N * C, "ln2");
-    l.ln2_mean = a.alloc<T>(N);
-    l.ln2_rstd = a.alloc<T>(N);
-    l.pre = a.alloc<T>(N * Fl, "ffn pre");
-    l.act = a.alloc<T>(N * Fl, "ffn act");
+  // Per-layer saved tensors. Under recompute some are allocated once and shared by every layer (they are rebuilt
+  // before each layer's backward): Selective shares the attention probabilities (and their dropout mask); Full
+  // shares everything but the layer output x2 (= the next layer's input).
+  const Recompute rc = recompute_;
+  const int64_t probs_n = static_cast<int64_t>(B) * heads_local_ * Tn * Tn;
+  LayerActs shared{};
+  auto plan_layer = [&](LayerActs& l, bool first) {
+    const bool own = rc != Recompute::Full || first;
+    if (own) {
+      l.ln1 = a.alloc<T>(N * C, "ln1");
+      l.ln1_mean = a.alloc<T>(N);
+      l.ln1_rstd = a.alloc<T>(N);
+      l.qkv = a.alloc<T>(N * 3 * Cl, "qkv");
+    }
+    if (rc == Recompute::None || first) {
+      l.probs = a.alloc<T>(probs_n, "attention probs");
+      l.attn_keep = mask(probs_n, "attention dropout mask");
+    }
+    if (own) {
+      l.ctx = a.alloc<T>(N * Cl, "ctx");
+      l.x1 = a.alloc<T>(N * C, "x1");
+      l.ln2 = a.alloc<T>(N * C, "ln2");
+      l.ln2_mean = a.alloc<T>(N);
+      l.ln2_rstd = a.alloc<T>(N);
+      l.pre = a.alloc<T>(N * Fl, "ffn pre");
+      l.act = a.alloc<T>(N * Fl, "ffn act");
+      l.keep1 = mask(N * C, "dropout mask");
+      l.keep2 = mask(N * C, "dropout mask");
+    }
+  };
+  s.layers.assign(config_.layers, LayerActs{});
+  for (int i = 0; i < config_.layers; ++i) {
+    LayerActs& l = s.layers[i];
+    if (i > 0) l = shared;  // pointers of the shared tensors; plan_layer overwrites the ones this layer owns
+    plan_layer(l, i == 0);
     l.x2 = a.alloc<T>(N * C, "x2");
+    if (i == 0) shared = l;
   }
   s.hidden = a.alloc<T>(N * C, "hidden");
   s.lnf_mean = a.alloc<T>(N);
@@ -142,6 +161,13 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.in_ids = a.alloc<int32_t>(N, "input ids");
   s.in_types = a.alloc<int32_t>(N, "token types");
   s.in_valid = a.alloc<uint8_t>(N, "attention mask");
+}
+
+template <class T>
+void MegatronBert<T>::set_recompute(Recompute r) {
+  if (r == recompute_) return;
+  recompute_ = r;
+  cap_B_ = cap_T_ = 0;  // the next reserve re-plans the arena
 }
 
 template <class T>

@@ -82,6 +82,11 @@ class MegatronBert {
   void initialize(uint64_t seed);
   void zero_grads();
 
+  // Activation recompute (runtime/config.h): trades backward FLOPs for activation memory; gradients are the
+  // same bits under every mode. Set before the first step (a change re-plans the arena at the next reserve).
+  void set_recompute(Recompute r);
+  Recompute recompute() const { return recompute_; }
+
   // Sizes the activation arena for micro-batches of up to B x T tokens (called once; again only if larger).
   void reserve(int B, int Tn);
   size_t activation_bytes() const { return arena_.capacity() + head_arena_.capacity(); }
@@ -117,6 +122,8 @@ class MegatronBert {
   struct Acts;
   void plan_arena(Arena& arena, int B, int Tn);
   const T* encode_forward(const EncoderInputs& in, const RngContext& rng);
+  // Layer l from its input x (N, C) to a.x2, saving what backward reads into `a`.
+  void layer_forward(int l, const T* x, LayerActs& a);
   void encode_backward(T* dhidden);  // dhidden (N, C) = gradient at the final LayerNorm output; consumed
   void pooler_forward(const T* hidden, int B, int Tn);
   void pooler_backward(const T* dpooled, T* dhidden, int B, int Tn);
@@ -133,6 +140,7 @@ class MegatronBert {
   int heads_local_, hidden_local_, ffn_local_, vocab_start_, vocab_local_;
   Arena arena_, head_arena_;
   int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;
+  Recompute recompute_ = Recompute::None;
   std::unique_ptr<Acts> acts_;
   RngContext rng_;      // of the last forward (backward reuses it)
   EncoderInputs in_;    // of the last forward

@@ -35,7 +35,7 @@ Exec check_device_memory(const Config& config, const TrainerGroups& groups, cons
   q.shape.masked_fraction = config.data.mask_prob;
   q.micro_batch = config.train.micro_batch;
   q.seq_len = config.train.seq_len;
-  q.recompute = cuda::Recompute::None;  // the encoder keeps every activation
+  q.recompute = parse_recompute(config.train.recompute);
   q.optimizer_shards = config.parallel.zero1 ? groups.dp->size() : 1;
   int64_t free_bytes = 0, total_bytes = 0;
   cuda::device_memory_info(&free_bytes, &total_bytes);
@@ -66,6 +66,7 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
       model_(config.model, ModelHeads::Pretraining, *groups.tp, config.train.dropout, config.train.attention_dropout,
              exec) {
   model_.initialize(config.train.seed);
+  model_.set_recompute(parse_recompute(config.train.recompute));
   make_reducer(static_cast<size_t>(config.parallel.bucket_mb) * (1u << 20) / sizeof(float));
   global_batch_ = static_cast<int64_t>(config.train.micro_batch) * groups.dp->size() * config.train.grad_accum;
   model_.reserve(config.train.micro_batch, config.train.seq_len);

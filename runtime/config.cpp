@@ -15,6 +15,22 @@ namespace erlangshen {
 
 const char* activation_name(Activation a) { return a == Activation::GeluTanh ? "gelu_tanh" : "gelu"; }
 
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::None;
+  if (name == "selective") return Recompute::Selective;
+  if (name == "full") return Recompute::Full;
+  throw Error("unknown recompute mode '" + name + "' (expected none, selective or full)");
+}
+
+const char* recompute_name(Recompute r) {
+  switch (r) {
+    case Recompute::None: return "none";
+    case Recompute::Selective: return "selective";
+    case Recompute::Full: return "full";
+  }
+  return "?";
+}
+
 int ModelConfig::padded_vocab(int tp) const {
   const int multiple = vocab_pad_multiple * tp;
   return (vocab_size + multiple - 1) / multiple * multiple;
@@ -183,6 +199,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(number_key("train.stop_at", &C::train, &TrainConfig::stop_at, 0, kBig));
     t.push_back(number_key("train.threads", &C::train, &TrainConfig::threads, 0, 4096));
     t.push_back(string_key("train.device", &C::train, &TrainConfig::device, {"cpu", "cuda"}));
+    t.push_back(string_key("train.recompute", &C::train, &TrainConfig::recompute, {"none", "selective", "full"}));
     t.push_back(number_key("train.epochs", &C::train, &TrainConfig::epochs, 1, 1e6));
     t.push_back(number_key("train.eval_every", &C::train, &TrainConfig::eval_every, 0, kBig));
     t.push_back(number_key("train.early_stop", &C::train, &TrainConfig::early_stop, 0, 1e6));

@@ -14,6 +14,15 @@ namespace erlangshen {
 enum class Activation { GeluTanh, GeluExact };
 const char* activation_name(Activation a);
 
+// Activation recompute (train.recompute): None keeps every tensor the backward pass reads; Selective keeps one
+// attention-probability block (B, NH, T, T) for all layers and recomputes a layer's attention forward just before
+// its backward (Megatron's selective recompute: the biggest tensors, the cheapest FLOPs); Full keeps only each
+// layer's input and reruns the whole layer forward before its backward (one layer's activations live at a time).
+// Dropout bits are keyed by global coordinates (DESIGN §2), so recomputed tensors equal the originals bit for bit.
+enum class Recompute { None, Selective, Full };
+Recompute parse_recompute(const std::string& name);  // "none" | "selective" | "full"; throws otherwise
+const char* recompute_name(Recompute r);
+
 struct ModelConfig {
   int hidden = 256;
   int layers = 4;
@@ -53,6 +62,7 @@ struct TrainConfig {
   int64_t stop_at = 0;           // 0: run to `steps`; N: stop after step N (schedule unchanged)
   int threads = 0;               // 0: all cores
   std::string device = "cpu";    // cpu | cuda: where the training step runs (cuda: one GPU per rank)
+  std::string recompute = "none";  // none | selective | full (see Recompute)
   int epochs = 3;                // fine-tuning
   int64_t eval_every = 0;        // fine-tuning: evaluate every N steps (0: each epoch)
   int early_stop = 0;            // fine-tuning: stop after N evaluations without improvement (0: never)

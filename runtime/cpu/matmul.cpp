@@ -1,5 +1,8 @@
 // GEMM through CBLAS (OpenBLAS, single-threaded per OpenMP thread). Work is split into blocks of output rows
-// (or columns, when the other side is small) so both cores stay busy with no cross-thread reduction.
+// or columns so both cores stay busy with no cross-thread reduction. Each thread's sgemm packs (copies into
+// its kernel layout) its slice of the split operand plus all of the other one, so we split the side that makes
+// the shared operand the smaller: for out (M, N) = A (M, K) B (K, N), a row split packs M*K/t + K*N per thread,
+// a column split M*K + K*N/t; rows win iff M >= N.
 #include <cblas.h>
 
 #include <cstring>
@@ -24,7 +27,7 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double al
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias
 template <class T>
 void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC, bool accumulate) {
-  const bool split_rows = N >= 64 && N >= OC / 8;
+  const bool split_rows = N >= OC;
   auto block = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     T beta = accumulate ? T(1) : T(0);
     if (bias) {
@@ -46,7 +49,7 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                      bool accumulate_dinp) {
   // dinp (N, C) = dout (N, OC) @ weight (OC, C)
   if (dinp) {
-    const bool split_rows = N >= 64 && N >= C / 8;
+    const bool split_rows = N >= C;
     const T beta = accumulate_dinp ? T(1) : T(0);
     if (split_rows) {
       parallel_blocks(N, 16, [&](int64_t r0, int64_t r1) {
@@ -61,6 +64,13 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     }
   }
   // dweight (OC, C) += dout^T (OC, N) @ inp (N, C);  dbias (OC) += column sums of dout
+  if (dweight && C > OC) {
+    parallel_blocks(C, 64, [&](int64_t c0, int64_t c1) {
+      gemm(CblasTrans, CblasNoTrans, OC, static_cast<int>(c1 - c0), N, T(1), dout, OC, inp + c0, C, T(1),
+           dweight + c0, C);
+    });
+    dweight = nullptr;  // done; dbias below
+  }
   if (dweight || dbias) {
     parallel_blocks(OC, 16, [&](int64_t o0, int64_t o1) {
       if (dweight)

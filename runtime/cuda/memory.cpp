@@ -29,22 +29,6 @@ int64_t layer_elems_per_token(const EncoderShape& s, int seq_len, bool keep_prob
 
 }  // namespace
 
-Recompute parse_recompute(const std::string& name) {
-  if (name == "none") return Recompute::None;
-  if (name == "selective") return Recompute::Selective;
-  if (name == "full") return Recompute::Full;
-  throw Error("unknown recompute mode '" + name + "' (expected none, selective or full)");
-}
-
-const char* recompute_name(Recompute r) {
-  switch (r) {
-    case Recompute::None: return "none";
-    case Recompute::Selective: return "selective";
-    case Recompute::Full: return "full";
-  }
-  return "?";
-}
-
 int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   const int64_t N = int64_t(B) * T, C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
   const int64_t layer_full = layer_elems_per_token(s, T, r != Recompute::Selective) * N;

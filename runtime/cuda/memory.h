@@ -17,14 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "runtime/config.h"
+
 namespace erlangshen::cuda {
 
-// Activation recompute: None keeps every saved tensor; Selective drops the attention probabilities (B, NH, T, T)
-// and recomputes softmax(QK^T) in backward (Megatron's selective recompute); Full keeps only each layer's input
-// and reruns the layer's forward during backward.
-enum class Recompute { None, Selective, Full };
-Recompute parse_recompute(const std::string& name);  // "none" | "selective" | "full"; throws otherwise
-const char* recompute_name(Recompute r);
+// Activation recompute modes (runtime/config.h).
+using erlangshen::parse_recompute;
+using erlangshen::Recompute;
+using erlangshen::recompute_name;
 
 // Geometry of a pre-LN transformer encoder on one TP rank (generic: no model names here).
 struct EncoderShape {

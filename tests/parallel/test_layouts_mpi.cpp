@@ -54,8 +54,9 @@ const RunResult& reference(int micro_batches) {
   return cache.emplace(micro_batches, std::move(r)).first->second;
 }
 
-void check_layout_equivalence(int tp, int dp, bool zero1, int grad_accum) {
+void check_layout_equivalence(int tp, int dp, bool zero1, int grad_accum, const std::string& recompute = "none") {
   Config c = equivalence_config();
+  c.train.recompute = recompute;  // the reference keeps every activation
   c.parallel.tp = tp;
   c.parallel.dp = dp;
   c.parallel.zero1 = zero1;
@@ -70,7 +71,9 @@ void check_layout_equivalence(int tp, int dp, bool zero1, int grad_accum) {
   trainer.set_dp_bucket_elems(kBucketElems);
   ASSERT_EQ(trainer.global_batch(), static_cast<int64_t>(c.train.micro_batch) * dp * grad_accum);
   const std::string what = "tp" + std::to_string(tp) + " x dp" + std::to_string(dp) + (zero1 ? " zero1" : "") +
-                           " grad_accum " + std::to_string(grad_accum) + " (rank " + std::to_string(g.world_rank) + ")";
+                           " grad_accum " + std::to_string(grad_accum) +
+                           (recompute != "none" ? " recompute " + recompute : std::string()) + " (rank " +
+                           std::to_string(g.world_rank) + ")";
 
   double worst_loss = 0;
   for (int s = 0; s < kSteps; ++s) {
@@ -102,6 +105,9 @@ bool world_is(int n) { return mpi_session().world_size() == n; }
 TEST(LayoutEquivalence, Tp2) {
   if (!world_is(2)) GTEST_SKIP() << "needs 2 ranks";
   for (int ga : {1, 2}) check_layout_equivalence(2, 1, false, ga);
+  // recompute reruns the TP all-reduces of the forward inside backward
+  check_layout_equivalence(2, 1, false, 2, "selective");
+  check_layout_equivalence(2, 1, false, 2, "full");
 }
 
 TEST(LayoutEquivalence, Dp2) {
