@@ -46,7 +46,7 @@ void register_pretrain(CLI::App& app, int& exit_code) {
       if (config.train.device == "cuda" && (!config.checkpoint.dir.empty() || !resume->empty()))
         throw Error(config.source + ": train.device=cuda does not save or resume checkpoints yet (checkpoint.dir / "
                     "--resume): checkpoint/ must copy parameters and optimizer state through the host first");
-      Backend backend(config.train.device, groups.local_rank, config.source);
+      Backend backend(config.train.device, groups.local_rank, config.source, config.train.deterministic);
       const auto resume_from = ckpt::prepare_resume(config, *resume, log);  // may set train.seed: before data
       std::unique_ptr<PretrainDataSource> data;
       if (config.data.shards.empty()) {

@@ -15,7 +15,8 @@ struct Backend::Impl {
 #endif
 };
 
-Backend::Backend(const std::string& device, int gpu, const std::string& source) : impl_(std::make_unique<Impl>()) {
+Backend::Backend(const std::string& device, int gpu, const std::string& source, bool deterministic)
+    : impl_(std::make_unique<Impl>()) {
   const std::string where = source.empty() ? std::string("train.device") : source + ": train.device";
   if (device == "cpu") return;
   ERL_CHECK(device == "cuda", where << ": '" << device << "' is not one of: cpu, cuda");
@@ -29,11 +30,13 @@ Backend::Backend(const std::string& device, int gpu, const std::string& source) 
   cuda::ContextOptions options;
   options.device = gpu;
   options.math = cuda::MathMode::BF16;
+  options.deterministic = deterministic;
   impl_->context = std::make_unique<cuda::Context>(options);
   impl_->gpu = gpu;
   exec_ = Exec{Device::CUDA, impl_->context->stream(), impl_->context.get()};
 #else
   (void)gpu;
+  (void)deterministic;
   throw Error(where + "=cuda but this build has no CUDA backend (rebuild with -DERLANGSHEN_CUDA=ON), or use "
                       "train.device=cpu");
 #endif
@@ -45,7 +48,7 @@ std::string Backend::describe() const {
 #if defined(ERLANGSHEN_HAVE_CUDA)
   if (impl_->context)
     return "cuda: " + cuda::device_description(impl_->gpu) + ", " + cuda::math_mode_name(impl_->context->math()) +
-           " GEMMs";
+           " GEMMs" + (impl_->context->deterministic() ? ", deterministic" : "");
 #endif
   return "cpu";
 }

@@ -14,7 +14,8 @@ class Backend {
   // device: "cpu" or "cuda" (the value of train.device); gpu: the CUDA device ordinal (the local rank);
   // source: the config file, for messages. Throws an Error naming train.device when the build has no CUDA
   // backend or no GPU is visible.
-  Backend(const std::string& device, int gpu = 0, const std::string& source = "");
+  // deterministic (cuda): GEMM algorithms without atomic split-K reductions, fixed per shape (train.deterministic)
+  Backend(const std::string& device, int gpu = 0, const std::string& source = "", bool deterministic = false);
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

@@ -63,6 +63,7 @@ struct TrainConfig {
   int threads = 0;               // 0: all cores
   std::string device = "cpu";    // cpu | cuda: where the training step runs (cuda: one GPU per rank)
   std::string recompute = "none";  // none | selective | full (see Recompute)
+  bool deterministic = false;    // cuda: GEMM algorithms without atomic split-K, fixed per shape (bit-exact reruns)
   int epochs = 3;                // fine-tuning
   int64_t eval_every = 0;        // fine-tuning: evaluate every N steps (0: each epoch)
   int early_stop = 0;            // fine-tuning: stop after N evaluations without improvement (0: never)
