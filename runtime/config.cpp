@@ -15,21 +15,6 @@ namespace erlangshen {
 
 const char* activation_name(Activation a) { return a == Activation::GeluTanh ? "gelu_tanh" : "gelu"; }
 
-Recompute parse_recompute(const std::string& name) {
-  if (name == "none") return Recompute::None;
-  if (name == "selective") return Recompute::Selective;
-  if (name == "full") return Recompute::Full;
-  throw Error("unknown recompute mode '" + name + "' (expected none, selective or full)");
-}
-
-const char* recompute_name(Recompute r) {
-  switch (r) {
-    case Recompute::None: return "none";
-    case Recompute::Selective: return "selective";
-    case Recompute::Full: return "full";
-  }
-  return "?";
-}
 
 int ModelConfig::padded_vocab(int tp) const {
   const int multiple = vocab_pad_multiple * tp;

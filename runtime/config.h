@@ -9,19 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "runtime/recompute.h"
+
 namespace erlangshen {
 
 enum class Activation { GeluTanh, GeluExact };
 const char* activation_name(Activation a);
 
-// Activation recompute (train.recompute): None keeps every tensor the backward pass reads; Selective keeps one
-// attention-probability block (B, NH, T, T) for all layers and recomputes a layer's attention forward just before
-// its backward (Megatron's selective recompute: the biggest tensors, the cheapest FLOPs); Full keeps only each
-// layer's input and reruns the whole layer forward before its backward (one layer's activations live at a time).
-// Dropout bits are keyed by global coordinates (DESIGN §2), so recomputed tensors equal the originals bit for bit.
-enum class Recompute { None, Selective, Full };
-Recompute parse_recompute(const std::string& name);  // "none" | "selective" | "full"; throws otherwise
-const char* recompute_name(Recompute r);
 
 struct ModelConfig {
   int hidden = 256;

@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "runtime/config.h"
+#include "runtime/recompute.h"
 
 namespace erlangshen::cuda {
 
-// Activation recompute modes (runtime/config.h).
+// Activation recompute modes (runtime/recompute.h).
 using erlangshen::parse_recompute;
 using erlangshen::Recompute;
 using erlangshen::recompute_name;
