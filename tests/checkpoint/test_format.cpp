@@ -42,6 +42,32 @@ TEST(Crc32c, KnownValuesAndPieces) {
   EXPECT_EQ(crc32c_hex(0xE3069283u), "e3069283");
 }
 
+// Bit-at-a-time CRC-32C: the definition, against which the fast paths are checked.
+uint32_t crc32c_bitwise(const unsigned char* p, size_t n) {
+  uint32_t c = ~0u;
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+TEST(Crc32c, LargeAndUnalignedInputsMatchTheDefinition) {
+  // Long enough for the three-chain path (3 x 8 KiB blocks) several times over, at odd offsets and lengths,
+  // and continued across pieces whose boundaries fall inside a block.
+  std::vector<unsigned char> data(200000);
+  uint32_t x = 12345;
+  for (auto& b : data) x = x * 1664525u + 1013904223u, b = static_cast<unsigned char>(x >> 24);
+  for (size_t offset : {0, 1, 7}) {
+    for (size_t n : {24575, 24576, 24577, 49153, 199990}) {
+      const uint32_t want = crc32c_bitwise(data.data() + offset, n);
+      EXPECT_EQ(crc32c(data.data() + offset, n), want) << "offset " << offset << " length " << n;
+      const size_t cut = n / 3 + 5;
+      EXPECT_EQ(crc32c(data.data() + offset + cut, n - cut, crc32c(data.data() + offset, cut)), want);
+    }
+  }
+}
+
 TEST(Safetensors, RoundTripWithMetadataAndAdjacentTensors) {
   ScratchDir dir("st_roundtrip");
   std::vector<float> flat(6 + 4 + 3);
