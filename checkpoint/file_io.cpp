@@ -41,8 +41,26 @@ void OutputFile::write(const void* data, size_t n) {
     }
     p += w;
     n -= static_cast<size_t>(w);
-    written_ += static_cast<uint64_t>(w);
   }
+}
+
+void OutputFile::write_at(uint64_t offset, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, p, std::min(n, kMaxIo), static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw Error(sys_error("cannot write", path_));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+}
+
+void OutputFile::start_writeback(uint64_t offset, uint64_t n) {
+  // Errors are left to sync(): the kernel records a failed writeback and fsync reports it.
+  (void)::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(n), SYNC_FILE_RANGE_WRITE);
 }
 
 void OutputFile::sync() {

@@ -1,5 +1,6 @@
-// Small POSIX file helpers for checkpoints: whole-buffer writes and positioned reads that report the file and
-// the system error, fsync of files and directories, and atomic replacement of small text files.
+// Small POSIX file helpers for checkpoints: whole-buffer and positioned writes, positioned reads, all reporting
+// the file and the system error; early writeback, fsync of files and directories, and atomic replacement of
+// small text files.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,16 +16,21 @@ class OutputFile {
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
+  // Appends at the current position (not to be mixed with write_at on the same file).
   void write(const void* data, size_t n);
+  // Writes at `offset`, leaving the position alone.
+  void write_at(uint64_t offset, const void* data, size_t n);
+  // Asks the kernel to start writing bytes [offset, offset + n) to disk now, without waiting (sync_file_range):
+  // the disk then works while the caller produces the next bytes, instead of all at the final sync(). Only a
+  // hint: it promises nothing about durability, and a write error shows up at sync().
+  void start_writeback(uint64_t offset, uint64_t n);
   void sync();   // fsync: data and size are on disk
   void close();  // idempotent
   const std::string& path() const { return path_; }
-  uint64_t written() const { return written_; }
 
  private:
   std::string path_;
   int fd_ = -1;
-  uint64_t written_ = 0;
 };
 
 // A file opened for positioned reads.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/crc32c.h"
+#include "checkpoint/stream_write.h"
 #include "runtime/check.h"
 
 namespace erlangshen::ckpt {
@@ -55,60 +56,45 @@ void SafetensorsWriter::add(std::string name, std::vector<int64_t> shape, const 
   items_.push_back({std::move(name), std::move(shape), data, static_cast<size_t>(n) * sizeof(float)});
 }
 
-SafetensorsWriter::Written SafetensorsWriter::write(const std::string& path, const std::function<void()>& mid_write) const {
-  Written out;
-  // Checksums first (the header carries them), in parallel over tensors.
-  std::vector<uint32_t> crcs(items_.size());
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t i = 0; i < items_.size(); ++i) crcs[i] = crc32c(items_[i].data, items_[i].bytes);
-
+std::string SafetensorsWriter::header(const std::vector<uint32_t>& crcs) const {
   nlohmann::ordered_json header;
   nlohmann::ordered_json meta = nlohmann::ordered_json::object();
   for (const auto& [k, v] : metadata_) meta[k] = v;
-  for (size_t i = 0; i < items_.size(); ++i) {
-    meta[crc_key(items_[i].name)] = crc32c_hex(crcs[i]);
-    out.crc[items_[i].name] = crcs[i];
-  }
+  for (size_t i = 0; i < items_.size(); ++i) meta[crc_key(items_[i].name)] = crc32c_hex(crcs[i]);
   header["__metadata__"] = meta;
-  uint64_t offset = 0, total = 0;
+  uint64_t offset = 0;
   for (const auto& it : items_) {
     header[it.name] = {{"dtype", "F32"}, {"shape", it.shape}, {"data_offsets", {offset, offset + it.bytes}}};
     offset += it.bytes;
   }
-  total = offset;
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  uint64_t n = text.size();
-  unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+  const uint64_t n = text.size();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(n >> (8 * i));
+  return out + text;
+}
+
+SafetensorsWriter::Written SafetensorsWriter::write(const std::string& path, const std::function<void()>& mid_write) const {
+  // The header carries the checksums, but its length does not depend on their values (8 hex digits each): it
+  // is laid out with zeros to place the data, the data is checksummed while it is written, and the real header
+  // is written over the start of the file last.
+  const uint64_t data_start = header(std::vector<uint32_t>(items_.size(), 0)).size();
+  std::vector<FilePiece> pieces;
+  uint64_t total = 0;
+  for (const auto& it : items_) pieces.push_back({it.data, it.bytes}), total += it.bytes;
 
   OutputFile f(path);
-  f.write(len, 8);
-  f.write(text.data(), text.size());
-  // Coalesce tensors that are adjacent in memory (the flat parameter buffer) into one write each.
-  uint64_t done = 0;
-  bool hooked = !mid_write;
-  size_t i = 0;
-  while (i < items_.size()) {
-    const char* start = reinterpret_cast<const char*>(items_[i].data);
-    size_t bytes = items_[i].bytes, j = i + 1;
-    while (j < items_.size() && reinterpret_cast<const char*>(items_[j].data) == start + bytes) bytes += items_[j++].bytes;
-    if (!hooked && done + bytes > total / 2) {  // split this run at the half-way point for the test hook
-      const size_t first = static_cast<size_t>(total / 2 - done);
-      f.write(start, first);
-      mid_write();
-      hooked = true;
-      f.write(start + first, bytes - first);
-    } else {
-      f.write(start, bytes);
-    }
-    done += bytes;
-    i = j;
-  }
-  if (!hooked) mid_write();
+  const std::vector<uint32_t> crcs = write_pieces(f, data_start, pieces, mid_write);
+  const std::string head = header(crcs);
+  ERL_CHECK(head.size() == data_start, "safetensors header changed length when its checksums were filled in");
+  f.write_at(0, head.data(), head.size());
   f.sync();
   f.close();
-  out.bytes = 8 + n + total;
+
+  Written out;
+  out.bytes = data_start + total;
+  for (size_t i = 0; i < items_.size(); ++i) out.crc[items_[i].name] = crcs[i];
   return out;
 }
 

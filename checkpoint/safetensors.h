@@ -38,8 +38,9 @@ class SafetensorsWriter {
     uint64_t bytes = 0;
     std::map<std::string, uint32_t> crc;  // tensor name -> CRC-32C of its bytes
   };
-  // Writes and fsyncs `path`. `mid_write`, when set, is called once after about half the data is written
-  // (a test hook for crash-safety tests).
+  // Writes and fsyncs `path`: the tensors straight from their memory, checksummed on the way (see
+  // stream_write.h). `mid_write`, when set, is called once after about half the data is written (a test hook
+  // for crash-safety tests).
   Written write(const std::string& path, const std::function<void()>& mid_write = {}) const;
 
  private:
@@ -49,6 +50,9 @@ class SafetensorsWriter {
     const float* data;
     size_t bytes;
   };
+  // The 8-byte length and the JSON header (padded to a multiple of 8) with these checksums of the items.
+  std::string header(const std::vector<uint32_t>& crcs) const;
+
   std::vector<Item> items_;
   std::map<std::string, std::string> metadata_;
 };

@@ -102,6 +102,40 @@ TEST(Safetensors, RoundTripWithMetadataAndAdjacentTensors) {
   EXPECT_THROW(r.at("nope"), Error);
 }
 
+TEST(Safetensors, LargeTensorsAreStreamedInChunksAndChecksummedOnTheWay) {
+  // 3.5 MiB + a few bytes spans several write chunks (1 MiB) and writeback windows; the small tensors come after it
+  // and sit between chunk boundaries. The file must hold the bytes as laid out by the header, with each
+  // tensor's checksum, and the mid-write hook must run exactly once.
+  ScratchDir dir("st_stream");
+  std::vector<float> big((size_t(7) << 17) + 3), small(5);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i % 4099) * 0.25f;
+  for (size_t i = 0; i < small.size(); ++i) small[i] = -static_cast<float>(i);
+  SafetensorsWriter w;
+  w.add("big", {static_cast<int64_t>(big.size())}, big.data());
+  w.add("small", {5}, small.data());
+  int hooks = 0;
+  const std::string path = dir.file("big.safetensors");
+  const auto written = w.write(path, [&] { ++hooks; });
+  EXPECT_EQ(hooks, 1);
+  EXPECT_EQ(written.crc.at("big"), crc32c(big.data(), big.size() * 4));
+  EXPECT_EQ(written.crc.at("small"), crc32c(small.data(), small.size() * 4));
+
+  const std::string bytes = ckpt_testing::read_file(path);
+  ASSERT_EQ(bytes.size(), written.bytes);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const size_t data = 8 + n;
+  EXPECT_EQ(0, std::memcmp(bytes.data() + data, big.data(), big.size() * 4));
+  EXPECT_EQ(0, std::memcmp(bytes.data() + data + big.size() * 4, small.data(), small.size() * 4));
+  SafetensorsReader r(path);
+  uint32_t stored = 0;
+  ASSERT_TRUE(r.stored_crc("big", &stored));
+  EXPECT_EQ(stored, written.crc.at("big"));
+  std::vector<float> back(big.size());
+  r.read_f32("big", back.data());  // verifies the checksum
+  EXPECT_EQ(back, big);
+}
+
 TEST(Safetensors, FlippedByteIsDetectedNamingFileAndTensor) {
   ScratchDir dir("st_flip");
   std::vector<float> a(1000, 1.25f), b(10, -3.0f);
