@@ -1,5 +1,7 @@
 // Vectorisable exp / tanh / erf for the CPU kernels. glibc's expf/tanhf are scalar calls that block
-// auto-vectorisation; these are branch-free polynomials that GCC vectorises under `#pragma omp simd`.
+// auto-vectorisation; these are branch-free polynomials that GCC vectorises under `#pragma omp simd` — provided
+// FP traps are not observable (-fno-trapping-math, set in CMakeLists.txt): otherwise it will not if-convert the
+// clamps below and the loops stay scalar ("control flow in loop" under -fopt-info-vec-missed).
 //   exp(x) = 2^n * p(r),  n = round(x / ln 2),  r = x - n ln 2 (Cody-Waite split), p = Cephes' degree-6
 //   minimax polynomial: relative error < 2 ulp on [-87, 88]. Inputs below -87.3 flush to ~0.
 // double keeps the libm functions (gradient checks run in double and need full precision).
