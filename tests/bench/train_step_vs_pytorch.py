@@ -78,7 +78,19 @@ def torch_step_time(cfg, threads, steps):
     return statistics.median(times), B * T
 
 
+def reexec_with_torch():
+    """`python3` on PATH may be a pyenv/venv interpreter without torch: use Debian's, which has python3-torch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        debian = "/usr/bin/python3"
+        if os.path.realpath(sys.executable) != os.path.realpath(debian) and os.path.exists(debian):
+            os.execv(debian, [debian] + sys.argv)
+        sys.exit("PyTorch is not installed: apt-get install python3-torch (scripts/setup.sh does)")
+
+
 def main():
+    reexec_with_torch()
     # Debian's OpenBLAS 0.3.21 falls back to generic SSE3 kernels on CPUs newer than itself; erlangshen then
     # picks a kernel family itself (runtime/blas_select.h). Give PyTorch (which also calls OpenBLAS) the same.
     if "OPENBLAS_CORETYPE" not in os.environ:
