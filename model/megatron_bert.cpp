@@ -93,25 +93,20 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   const bool keep_masks = exec_.device == Device::CPU;
   auto mask = [&](int64_t n, const char* what) { return keep_masks ? a.alloc<uint8_t>(n, what) : nullptr; };
   s.emb_keep = mask(N * C, "embedding dropout mask");
-  // Per-layer saved tensors. Under recompute some are allocated once and shared by every layer (they are rebuilt
-  // before each layer's backward): Selective shares the attention probabilities (and their dropout mask); Full
-  // shares everything but the layer output x2 (= the next layer's input).
-  const Recompute rc = recompute_;
+  // Per-layer saved tensors. Under recompute some are allocated for layer 0 only and shared by every layer (they
+  // are rebuilt before each layer's backward): Selective shares the attention probabilities (and their dropout
+  // mask); Full shares everything but the layer output x2 (= the next layer's input).
   const int64_t probs_n = static_cast<int64_t>(B) * heads_local_ * Tn * Tn;
-  LayerActs shared{};
-  auto plan_layer = [&](LayerActs& l, bool first) {
-    const bool own = rc != Recompute::Full || first;
-    if (own) {
+  s.layers.assign(config_.layers, LayerActs{});
+  for (int i = 0; i < config_.layers; ++i) {
+    LayerActs& l = s.layers[i];
+    const bool first = i == 0;
+    if (!first) l = s.layers[0];  // the shared pointers; the tensors this layer owns are replaced below
+    if (first || recompute_ != Recompute::Full) {
       l.ln1 = a.alloc<T>(N * C, "ln1");
       l.ln1_mean = a.alloc<T>(N);
       l.ln1_rstd = a.alloc<T>(N);
       l.qkv = a.alloc<T>(N * 3 * Cl, "qkv");
-    }
-    if (rc == Recompute::None || first) {
-      l.probs = a.alloc<T>(probs_n, "attention probs");
-      l.attn_keep = mask(probs_n, "attention dropout mask");
-    }
-    if (own) {
       l.ctx = a.alloc<T>(N * Cl, "ctx");
       l.x1 = a.alloc<T>(N * C, "x1");
       l.ln2 = a.alloc<T>(N * C, "ln2");
@@ -122,14 +117,11 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.keep1 = mask(N * C, "dropout mask");
       l.keep2 = mask(N * C, "dropout mask");
     }
-  };
-  s.layers.assign(config_.layers, LayerActs{});
-  for (int i = 0; i < config_.layers; ++i) {
-    LayerActs& l = s.layers[i];
-    if (i > 0) l = shared;  // pointers of the shared tensors; plan_layer overwrites the ones this layer owns
-    plan_layer(l, i == 0);
+    if (first || recompute_ == Recompute::None) {
+      l.probs = a.alloc<T>(probs_n, "attention probs");
+      l.attn_keep = mask(probs_n, "attention dropout mask");
+    }
     l.x2 = a.alloc<T>(N * C, "x2");
-    if (i == 0) shared = l;
   }
   s.hidden = a.alloc<T>(N * C, "hidden");
   s.lnf_mean = a.alloc<T>(N);

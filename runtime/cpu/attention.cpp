@@ -50,18 +50,18 @@ HeadView head_view(const AttentionShape& s, int b, int h) {
   return v;
 }
 
-// x[i] = keep(base + i) ? src[i] * scale : 0 over n elements. keep is drawn (vectorised Philox, 2048 at a time)
-// unless `stored` is non-null: then stored[i] holds it (read when `read_stored`, else written there as drawn).
+// x[i] = keep(base + i) ? src[i] * scale : 0 over n elements, the decisions from `source` (with a stored mask,
+// element i's is d.keep_mask[mask_at + i]: the mask is laid out like probs).
 template <class T>
-void apply_dropout(T* x, const T* src, int64_t n, const DropoutSpec& d, uint64_t base, uint8_t* stored,
-                   bool read_stored) {
+void apply_dropout(T* x, const T* src, int64_t n, const DropoutSpec& d, uint64_t base, MaskSource source,
+                   int64_t mask_at) {
   const uint32_t threshold = dropout_threshold(d.p);
   const T scale = T(1) / (T(1) - T(d.p));
   uint8_t local[2048];
   for (int64_t i0 = 0; i0 < n; i0 += 2048) {
     const int count = static_cast<int>(std::min<int64_t>(2048, n - i0));
-    uint8_t* keep = stored ? stored + i0 : local;
-    if (!(stored && read_stored)) dropout_keep_mask(d.key, base + static_cast<uint64_t>(i0), count, threshold, keep);
+    const uint8_t* keep = keep_decisions(d.key, base + static_cast<uint64_t>(i0), count, threshold, source,
+                                         d.keep_mask, mask_at + i0, local);
 #pragma omp simd
     for (int j = 0; j < count; ++j) x[i0 + j] = keep[j] ? src[i0 + j] * scale : T(0);
   }
@@ -105,8 +105,8 @@ void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t
     const T* Pd = P;
     if (dropout.p > 0.0f) {
       T* work = scratch + static_cast<int64_t>(omp_get_thread_num()) * 2 * Tn * Tn;
-      apply_dropout(work, P, static_cast<int64_t>(Tn) * Tn, dropout, v.drop_base,
-                    dropout.keep_mask ? dropout.keep_mask + v.p : nullptr, false);
+      const MaskSource source = dropout.keep_mask ? MaskSource::DrawAndStore : MaskSource::Draw;
+      apply_dropout(work, P, static_cast<int64_t>(Tn) * Tn, dropout, v.drop_base, source, v.p);
       Pd = work;
     }
     gemm(CblasNoTrans, CblasNoTrans, Tn, HS, Tn, T(1), Pd, Tn, qkv + v.v, ld, T(0), out + v.o, ldo);
@@ -130,13 +130,13 @@ void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const 
     T* Pd = work;       // dropped probabilities
     T* dP = work + TT;  // gradient w.r.t. P, then dS in place
     const bool drop = dropout.p > 0.0f;
-    uint8_t* keep = dropout.keep_mask ? dropout.keep_mask + v.p : nullptr;
-    if (drop) apply_dropout(Pd, P, TT, dropout, v.drop_base, keep, true);
+    const MaskSource source = dropout.keep_mask ? MaskSource::Stored : MaskSource::Draw;
+    if (drop) apply_dropout(Pd, P, TT, dropout, v.drop_base, source, v.p);
     // dV = Pd^T dO
     gemm(CblasTrans, CblasNoTrans, Tn, HS, Tn, T(1), drop ? Pd : P, Tn, dout + v.o, ldo, T(0), dqkv + v.v, ld);
     // dPd = dO V^T, then through dropout
     gemm(CblasNoTrans, CblasTrans, Tn, Tn, HS, T(1), dout + v.o, ldo, qkv + v.v, ld, T(0), dP, Tn);
-    if (drop) apply_dropout(dP, dP, TT, dropout, v.drop_base, keep, true);
+    if (drop) apply_dropout(dP, dP, TT, dropout, v.drop_base, source, v.p);
     // dS = P * (dP - rowsum(P * dP))
     for (int i = 0; i < Tn; ++i) {
       const T* p = P + static_cast<int64_t>(i) * Tn;

@@ -10,10 +10,8 @@ namespace erlangshen::cpu {
 namespace {
 
 // Calls fn(i0, count, keep) for consecutive chunks of up to 2048 elements (threads take chunks); keep[j] is the
-// decision for element i0 + j: drawn from the vectorised Philox (one block gives 4 consecutive global indices)
-// and stored into d.keep_mask when `store`, or read from d.keep_mask when `stored`.
-enum class MaskSource { Draw, DrawAndStore, Stored };
-
+// decision for element i0 + j, from the vectorised Philox (one block gives 4 consecutive global indices) or
+// d.keep_mask, as `source` says.
 template <class Fn>
 void for_each_keep_chunk(int64_t n, const DropoutSpec& d, int64_t index_offset, MaskSource source, Fn&& fn) {
   constexpr int64_t kChunk = 2048;
@@ -24,9 +22,8 @@ void for_each_keep_chunk(int64_t n, const DropoutSpec& d, int64_t index_offset, 
     uint8_t local[kChunk];
     const int64_t i0 = b * kChunk;
     const int count = static_cast<int>(std::min(kChunk, n - i0));
-    uint8_t* keep = source == MaskSource::Draw ? local : d.keep_mask + i0;
-    if (source != MaskSource::Stored)
-      dropout_keep_mask(d.key, static_cast<uint64_t>(index_offset + i0), count, threshold, keep);
+    const uint8_t* keep =
+        keep_decisions(d.key, static_cast<uint64_t>(index_offset + i0), count, threshold, source, d.keep_mask, i0, local);
     fn(i0, count, keep);
   }
 }

@@ -58,4 +58,17 @@ inline void dropout_keep_mask(PhiloxKey key, uint64_t first_index, int n, uint32
   for (int i = 0; i < n; ++i) keep[i] = bits[skip + i] >= threshold;
 }
 
+// Where the keep decisions of a run of elements come from (DropoutSpec::keep_mask): drawn into a scratch buffer;
+// drawn and stored into the mask (forward); or read back from the mask (backward).
+enum class MaskSource { Draw, DrawAndStore, Stored };
+
+// Keep decisions of elements [first_index, first_index + n), n <= 4096: for DrawAndStore / Stored they are
+// mask[at .. at + n) (mask unused, may be null, for Draw); `scratch` holds n bytes. Returns the n decisions.
+inline const uint8_t* keep_decisions(PhiloxKey key, uint64_t first_index, int n, uint32_t threshold,
+                                     MaskSource source, uint8_t* mask, int64_t at, uint8_t* scratch) {
+  uint8_t* keep = source == MaskSource::Draw ? scratch : mask + at;
+  if (source != MaskSource::Stored) dropout_keep_mask(key, first_index, n, threshold, keep);
+  return keep;
+}
+
 }  // namespace erlangshen::cpu
