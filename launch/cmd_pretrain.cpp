@@ -4,6 +4,7 @@
 
 #include "checkpoint/pretrain_checkpoint.h"
 #include "launch/commands.h"
+#include "launch/device_groups.h"
 #include "launch/run_options.h"
 #include "launch/stop_signal.h"
 #include "model/shard_data_source.h"
@@ -35,18 +36,10 @@ void register_pretrain(CLI::App& app, int& exit_code) {
     ProcessGroups groups = mpi ? make_mpi_groups(*mpi, config) : make_self_groups();
     Logger log(groups.world_rank, groups.world_size);
     try {
-      // train.device=cuda: one GPU per rank, chosen by local rank. Several ranks would need the NCCL groups
-      // (parallel/nccl_communicator.h make_nccl_groups) for the model's device buffers next to the MPI groups
-      // the trainer uses for host scalars (loss sums, counts); not wired yet.
-      if (config.train.device == "cuda" && groups.world_size > 1)
-        throw Error(config.source + ": train.device=cuda runs one rank for now (parallel.tp = parallel.dp = 1); "
-                    "multi-GPU needs NCCL groups for the device buffers in the trainer");
-      // Checkpoint save/load reads model().params() and the AdamW moments as host memory; on the GPU they must go
-      // through MegatronBert::download_params/upload_params and AdamW::download_state/upload_state first.
-      if (config.train.device == "cuda" && (!config.checkpoint.dir.empty() || !resume->empty()))
-        throw Error(config.source + ": train.device=cuda does not save or resume checkpoints yet (checkpoint.dir / "
-                    "--resume): checkpoint/ must copy parameters and optimizer state through the host first");
+      // train.device=cuda: one GPU per rank, chosen by local rank; model buffers and gradients go through NCCL
+      // groups over the same ranks, host scalars through the MPI groups (model/trainer.h TrainerGroups).
       Backend backend(config.train.device, groups.local_rank, config.source, config.train.deterministic);
+      DeviceGroups device_groups(config, groups, backend, mpi.get());
       const auto resume_from = ckpt::prepare_resume(config, *resume, log);  // may set train.seed: before data
       std::unique_ptr<PretrainDataSource> data;
       if (config.data.shards.empty()) {
@@ -58,9 +51,11 @@ void register_pretrain(CLI::App& app, int& exit_code) {
       } else {
         data = std::make_unique<ShardDataSource>(config, groups.dp_rank, groups.dp);
       }
-      PretrainTrainer trainer(config, TrainerGroups{groups.tp_group.get(), groups.dp_group.get(), groups.world.get()},
-                              *data, log, backend.exec());
-      log.info("pretrain: " + backend.describe());
+      PretrainTrainer trainer(
+          config, device_groups.attach(TrainerGroups{groups.tp_group.get(), groups.dp_group.get(), groups.world.get()}),
+          *data, log, backend.exec());
+      log.info("pretrain: " + backend.describe() +
+               (device_groups.describe().empty() ? "" : ", " + device_groups.describe()));
       log.info("pretrain: " + std::to_string(trainer.model().table().total()) + " parameters per rank, layout " +
                groups.layout() + (config.parallel.zero1 && groups.dp > 1 ? " zero1" : "") + ", " +
                std::to_string(threads) + " threads per rank, global batch " + std::to_string(trainer.global_batch()) +

@@ -90,6 +90,9 @@ class MegatronBert {
   // Sizes the activation arena for micro-batches of up to B x T tokens (called once; again only if larger).
   void reserve(int B, int Tn);
   size_t activation_bytes() const { return arena_.capacity() + head_arena_.capacity(); }
+  // True when [p, p + bytes) lies in the model's memory in the Exec: parameters, gradients or an activation
+  // arena (what device collectives may touch; host scalars never do).
+  bool owns(const void* p, size_t bytes) const;
 
   // Pretraining micro-batch: forward, and when `backward`, gradients of
   //   loss = mlm_sum / mlm_denominator + sop_sum / sop_denominator

@@ -45,6 +45,24 @@ Exec check_device_memory(const Config& config, const TrainerGroups& groups, cons
   return exec;
 }
 
+// Communication time so far over the trainer's distinct communicators (host groups, and the device groups when
+// they are separate objects): exposed = the caller waited, hidden = async collectives overlapped with compute.
+struct CommTotals {
+  double exposed = 0, hidden = 0;
+};
+CommTotals comm_totals(const TrainerGroups& g) {
+  CommTotals t;
+  std::vector<const Communicator*> seen;
+  for (const Communicator* c : {g.tp, g.dp, g.device_tp, g.device_dp}) {
+    if (c == nullptr || std::find(seen.begin(), seen.end(), c) != seen.end()) continue;
+    seen.push_back(c);
+    const CommStats s = c->stats();
+    t.exposed += s.exposed();
+    t.hidden += s.hidden();
+  }
+  return t;
+}
+
 }  // namespace
 
 std::string format_duration(double s) {
@@ -63,7 +81,7 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
       data_(data),
       log_(log),
       exec_(check_device_memory(config, groups, log, exec)),
-      model_(config.model, ModelHeads::Pretraining, *groups.tp, config.train.dropout, config.train.attention_dropout,
+      model_(config.model, ModelHeads::Pretraining, groups.model_tp(), config.train.dropout, config.train.attention_dropout,
              exec) {
   model_.initialize(config.train.seed);
   model_.set_recompute(parse_recompute(config.train.recompute));
@@ -76,7 +94,7 @@ void PretrainTrainer::make_reducer(size_t bucket_elems) {
   if (groups_.dp->size() > 1) {
     std::vector<FlatRange> segments;
     for (const auto& [b, e] : model_.grad_ready_segments()) segments.push_back(FlatRange{b, e});
-    reducer_ = std::make_unique<GradReducer<float>>(*groups_.dp, std::move(segments), model_.num_params(), bucket_elems,
+    reducer_ = std::make_unique<GradReducer<float>>(groups_.model_dp(), std::move(segments), model_.num_params(), bucket_elems,
                                                     config_.parallel.zero1);
   }
   // Without ZeRO-1 every DP rank updates the whole buffer; with it, its shard only (master weights + AdamW state).
@@ -93,7 +111,7 @@ StepReport PretrainTrainer::train_step() {
   Stopwatch watch;
   Communicator& dp = *groups_.dp;
   Communicator& tp = *groups_.tp;
-  const CommStats dp_before = dp.stats(), tp_before = tp.stats();
+  const CommTotals comm_before = comm_totals(groups_);
   std::vector<PretrainBatch> batches = data_.next_step();
   const int64_t step = step_ + 1;  // 1-based index of the update being computed
 
@@ -163,9 +181,9 @@ StepReport PretrainTrainer::train_step() {
   r.tokens = static_cast<int64_t>(totals[4]);
   r.step_seconds = watch.seconds();
   r.tokens_per_s = totals[4] / r.step_seconds;
-  const CommStats dp_after = dp.stats(), tp_after = tp.stats();
-  r.comm_seconds = dp_after.exposed() - dp_before.exposed() + tp_after.exposed() - tp_before.exposed();
-  r.comm_hidden_seconds = std::max(0.0, dp_after.hidden() - dp_before.hidden());
+  const CommTotals comm_after = comm_totals(groups_);
+  r.comm_seconds = comm_after.exposed - comm_before.exposed;
+  r.comm_hidden_seconds = std::max(0.0, comm_after.hidden - comm_before.hidden);
   return r;
 }
 

@@ -18,11 +18,20 @@
 
 namespace erlangshen {
 
-// Process groups the trainer uses, passed explicitly (parallel/ builds them).
+// Process groups the trainer uses, passed explicitly (parallel/ builds them). Two kinds of collectives:
+//   host groups (tp, dp, world): scalars the trainer reads on the host (loss sums, token counts, the squared
+//     gradient norm, stop flags, per-rank communication times) -- MPI on host memory;
+//   device groups (device_tp, device_dp): buffers in the Exec's memory (the model's TP activations and
+//     vocab-parallel statistics, the DP gradient buckets, ZeRO-1's parameter all-gather) -- NCCL on the GPU.
+// On the CPU the Exec's memory is host memory, so the device groups default to the host groups (null = same).
 struct TrainerGroups {
   Communicator* tp;
   Communicator* dp;
   Communicator* world = nullptr;  // optional: stop agreement and per-rank communication times in the log
+  Communicator* device_tp = nullptr;
+  Communicator* device_dp = nullptr;
+  Communicator& model_tp() const { return device_tp ? *device_tp : *tp; }
+  Communicator& model_dp() const { return device_dp ? *device_dp : *dp; }
 };
 
 struct StepReport {

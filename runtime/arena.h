@@ -46,6 +46,12 @@ class Arena {
   void release(size_t mark) { used_ = mark; }
   void reset() { used_ = 0; }
 
+  // True when [p, p + bytes) lies inside the reserved block.
+  bool contains(const void* p, size_t bytes) const {
+    const char* c = static_cast<const char*>(p);
+    return storage_ && c >= storage_.data() && c + bytes <= storage_.data() + capacity_;
+  }
+
   size_t bytes_needed() const { return peak_; }
   size_t capacity() const { return capacity_; }
 

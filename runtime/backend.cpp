@@ -60,4 +60,11 @@ std::string Backend::gpu_name() const {
   return "";
 }
 
+std::string Backend::gpu_bus_id() const {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (impl_->context) return cuda::device_pci_bus_id(impl_->gpu);
+#endif
+  return "";
+}
+
 }  // namespace erlangshen

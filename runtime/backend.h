@@ -26,6 +26,9 @@ class Backend {
   std::string describe() const;
   // CUDA: the GPU's name (for the dense peak table, runtime/cuda/device.h); "" on the CPU.
   std::string gpu_name() const;
+  // CUDA: the PCI bus id of this rank's GPU (one physical device, whatever CUDA_VISIBLE_DEVICES renumbers);
+  // "" on the CPU.
+  std::string gpu_bus_id() const;
 
  private:
   struct Impl;

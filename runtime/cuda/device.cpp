@@ -96,4 +96,10 @@ int device_count() {
   return n;
 }
 
+std::string device_pci_bus_id(int device) {
+  char id[32] = {};
+  check(cudaDeviceGetPCIBusId(id, sizeof id, device), "cudaDeviceGetPCIBusId");
+  return id;
+}
+
 }  // namespace erlangshen::cuda

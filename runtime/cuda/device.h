@@ -32,5 +32,7 @@ double dense_bf16_peak_tflops(const std::string& device_name);
 std::string device_name(int device = 0);
 // Visible CUDA devices (0 when none or no driver).
 int device_count();
+// PCI bus id of a device ("0000:1B:00.0"): names one physical GPU whatever CUDA_VISIBLE_DEVICES renumbers.
+std::string device_pci_bus_id(int device);
 
 }  // namespace erlangshen::cuda

@@ -6,6 +6,7 @@
 
 #include "model/megatron_bert.h"
 #include "model/synthetic_batch.h"
+#include "parallel/gpu_placement.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_group.h"
 #include "parallel_test_util.h"
@@ -66,6 +67,17 @@ TEST(ProcessGroups, LayoutChecksNameTheKeys) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.heads"), std::string::npos) << e.what();
   }
+}
+
+// Two ranks on one physical GPU are refused with both ranks, the GPU and the host named; the same bus id on two
+// hosts, or two GPUs of one host, are fine.
+TEST(GpuPlacement, SharedGpuIsRefusedNamingRanksHostAndGpu) {
+  EXPECT_EQ(shared_gpu_conflict({"a/0000:1B:00.0", "a/0000:2C:00.0", "b/0000:1B:00.0", "b/0000:2C:00.0"}), "");
+  EXPECT_EQ(shared_gpu_conflict({"a/0000:1B:00.0"}), "");
+  const std::string m = shared_gpu_conflict({"a/0000:1B:00.0", "b/0000:1B:00.0", "a/0000:2C:00.0", "b/0000:1B:00.0"});
+  EXPECT_NE(m.find("world ranks 1 and 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("GPU 0000:1B:00.0 of host b"), std::string::npos) << m;
+  EXPECT_NE(m.find("one GPU per rank"), std::string::npos) << m;
 }
 
 TEST(Pieces, BalancedCountsAndOffsets) {
