@@ -35,8 +35,9 @@ struct Descs {
   }
 };
 
-void make_layout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int batch, int64_t stride) {
-  ERL_LT_CHECK(cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, rows, cols, ld));
+void make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int rows, int cols, int ld, int batch,
+                 int64_t stride) {
+  ERL_LT_CHECK(cublasLtMatrixLayoutCreate(layout, type, rows, cols, ld));
   if (batch > 1) {
     int32_t count = batch;
     ERL_LT_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
@@ -50,8 +51,9 @@ void make_layout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int
 bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
   Context& ctx = need_context(l, op);
   if (g.m == 0 || g.n == 0) return true;
+  const bool fp32_operands = g.ab_type == CUDA_R_32F;
   const cublasComputeType_t compute =
-      ctx.math() == MathMode::FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
+      fp32_operands && ctx.math() == MathMode::BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
   Descs d;
   ERL_LT_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
   cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -68,18 +70,18 @@ bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
       ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
     }
   }
-  make_layout(&d.a, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
-  make_layout(&d.b, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
-  make_layout(&d.c, g.m, g.n, g.ldc, g.batch, g.stride_c);
+  make_layout(&d.a, g.ab_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
+  make_layout(&d.b, g.ab_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
+  make_layout(&d.c, g.c_type, g.m, g.n, g.ldc, g.batch, g.stride_c);
 
   const uint32_t al_a = alignment(g.A), al_b = alignment(g.B), al_c = alignment(g.C),
                  al_bias = g.bias ? alignment(g.bias) : 256, al_aux = g.aux ? alignment(g.aux) : 256;
   char key[256];
-  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d", g.trans_a,
+  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d", g.trans_a,
                 g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<long long>(g.stride_a),
                 static_cast<long long>(g.stride_b), static_cast<long long>(g.stride_c), g.batch,
                 static_cast<int>(g.epilogue), al_a, al_b, al_c, al_bias, al_aux, static_cast<int>(ctx.math()),
-                g.beta != 0.0f, g.ldaux);
+                g.beta != 0.0f, g.ldaux, static_cast<int>(g.ab_type), static_cast<int>(g.c_type));
   auto& cache = ctx.algo_cache().entries;
   auto it = cache.find(key);
   if (it == cache.end()) {

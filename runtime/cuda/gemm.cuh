@@ -1,7 +1,9 @@
 // One cuBLASLt GEMM entry point for the backend (matmul and attention), column-major like cuBLAS:
 //   C[b] (m, n) = alpha * op(A[b]) (m, k) @ op(B[b]) (k, n) + beta * C[b]  (+ epilogue),  b < batch
-// Row-major callers swap operands (row-major X is column-major X^T). The Context's math mode picks the compute
-// type (FP32: COMPUTE_32F; BF16: COMPUTE_32F_FAST_16BF). Algorithms come from the cuBLASLt heuristic once per
+// Row-major callers swap operands (row-major X is column-major X^T). With fp32 operands (the backend's storage)
+// the Context's math mode picks the compute type (FP32: COMPUTE_32F; BF16: COMPUTE_32F_FAST_16BF); bf16
+// operands (ab_type = CUDA_R_16BF: the GEMM probe of tests/bench/gpu_bench.cu, and bf16 storage later) always
+// compute in fp32 on the bf16 tensor cores (COMPUTE_32F), C/D in c_type. Algorithms come from the cuBLASLt heuristic once per
 // (shape, alignment, mode, epilogue) and are cached in the Context, so a shape always runs the same algorithm.
 #pragma once
 #include <cublasLt.h>
@@ -31,13 +33,15 @@ struct GemmArgs {
   bool trans_a = false, trans_b = false;
   int m = 0, n = 0, k = 0;
   float alpha = 1.0f, beta = 0.0f;
-  const float* A = nullptr;
+  cudaDataType_t ab_type = CUDA_R_32F;  // element type of A and B
+  cudaDataType_t c_type = CUDA_R_32F;   // element type of C (= D)
+  const void* A = nullptr;
   int lda = 0;
   int64_t stride_a = 0;
-  const float* B = nullptr;
+  const void* B = nullptr;
   int ldb = 0;
   int64_t stride_b = 0;
-  float* C = nullptr;
+  void* C = nullptr;
   int ldc = 0;
   int64_t stride_c = 0;
   int batch = 1;

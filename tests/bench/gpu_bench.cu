@@ -4,7 +4,10 @@
 // peak of the GPU (runtime/cuda/device.h; "unknown" otherwise) and peak memory.
 //
 //   erlangshen_gpu_bench [--model 1.3b|base] [--seq T] [--batch B (0: largest that fits)] [--steps S]
-//                        [--warmup W] [--math bf16|fp32] [--max-batch B]
+//                        [--warmup W] [--math bf16|fp32] [--max-batch B] [--profile]
+//
+// --profile: one more step with a CUDA event after every op, then the GPU time per op category (GEMMs,
+// attention, LayerNorm, dropout+residual, ...) as a table and a PROFILE_JSON line: where the step's time goes.
 //
 // Model FLOPs = 3 x forward GEMM FLOPs (QKV, attention QK^T and PV, attention-out, FFN in/out, MLM transform and
 // decoder): backward = 2 x forward, no recompute counted. The SOP head and pooler (B x C x C) are left out.
@@ -12,6 +15,7 @@
 // and compute in bf16 on the tensor cores; attention materialises S/P per sample.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -108,6 +112,57 @@ int64_t param_count(const ModelShape& m) {
 struct Options {
   std::string model = "1.3b", math = "bf16";
   int seq = 512, batch = 0, steps = 5, warmup = 2, max_batch = 256;
+  bool profile = false;
+};
+
+// GPU time per op category over one step: an event is recorded after every op (tick), and the time between two
+// consecutive events is charged to the op that ended at the second. Recording events does not synchronise, so
+// the step runs as it does untimed; the categories add up to the step's GPU time from begin() on.
+class OpProfile {
+ public:
+  explicit OpProfile(cudaStream_t stream) : stream_(stream) {}
+  ~OpProfile() {
+    for (auto& [e, cat] : marks_) cudaEventDestroy(e);
+  }
+  void begin() {
+    on_ = true;
+    tick(nullptr);
+  }
+  void tick(const char* category) {
+    if (!on_) return;
+    cudaEvent_t e;
+    ERL_CUDA_CHECK(cudaEventCreate(&e));
+    ERL_CUDA_CHECK(cudaEventRecord(e, stream_));
+    marks_.emplace_back(e, category);
+  }
+  void report() {
+    ERL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::vector<std::pair<std::string, double>> ms;
+    double total = 0;
+    for (size_t i = 1; i < marks_.size(); ++i) {
+      float t = 0;
+      ERL_CUDA_CHECK(cudaEventElapsedTime(&t, marks_[i - 1].first, marks_[i].first));
+      total += t;
+      auto it = std::find_if(ms.begin(), ms.end(), [&](const auto& x) { return x.first == marks_[i].second; });
+      if (it == ms.end()) ms.emplace_back(marks_[i].second, t);
+      else it->second += t;
+    }
+    std::sort(ms.begin(), ms.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::printf("profile of one step (GPU time per op category, %zu ops):\n", marks_.size() - 1);
+    std::string json = "PROFILE_JSON {";
+    for (const auto& [cat, t] : ms) {
+      std::printf("  %-18s %9.2f ms  %5.1f%%\n", cat.c_str(), t, 100.0 * t / total);
+      char item[96];
+      std::snprintf(item, sizeof item, "%s\"%s\":%.3f", json.size() > 14 ? "," : "", cat.c_str(), t);
+      json += item;
+    }
+    std::printf("  %-18s %9.2f ms\n%s}\n", "total", total, json.c_str());
+  }
+
+ private:
+  cudaStream_t stream_;
+  bool on_ = false;
+  std::vector<std::pair<cudaEvent_t, const char*>> marks_;
 };
 
 Options parse(int argc, char** argv) {
@@ -125,6 +180,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::stoi(next());
     else if (a == "--math") o.math = next();
     else if (a == "--max-batch") o.max_batch = std::stoi(next());
+    else if (a == "--profile") o.profile = true;
     else throw Error("unknown option " + a);
   }
   return o;
@@ -222,79 +278,128 @@ int run(const Options& o) {
     return d;
   };
   const bool tanh_gelu = m.act == Activation::GeluTanh;
+  OpProfile prof(static_cast<cudaStream_t>(ctx.stream()));
 
   auto step = [&](int64_t s) {
     // ---- forward ----
     word_embedding_forward(l, emb, ids, p.word, N, C, 0, V);
+    prof.tick("embedding");
     position_type_embedding_forward(l, emb, types, p.pos, p.type, B, T, C);
+    prof.tick("embedding");
     dropout_residual_forward(l, emb, nullptr, emb, NC, drop(RngPurpose::EmbeddingDropout, 0, 0, s), 0);
+    prof.tick("dropout+residual");
     const float* x = emb;
     for (int i = 0; i < m.L; ++i) {
       const LayerParams& w = p.layers[i];
       LayerActs& a = la[i];
       layernorm_forward(l, a.ln1, a.ln1m, a.ln1r, x, w.ln1w, w.ln1b, N, C, 1e-12);
+      prof.tick("layernorm");
       matmul_forward(l, a.qkv, a.ln1, w.wqkv, w.bqkv, N, C, 3 * C);
+      prof.tick("gemm");
       cuda::attention_forward(l, a.ctx, a.probs, scratch, a.qkv, valid, as, drop(RngPurpose::AttentionDropout, i, 0, s));
+      prof.tick("attention");
       matmul_forward(l, tmp, a.ctx, w.wo, w.bo, N, C, C);
+      prof.tick("gemm");
       dropout_residual_forward(l, a.x1, x, tmp, NC, drop(RngPurpose::HiddenDropout, i, 0, s), 0);
+      prof.tick("dropout+residual");
       layernorm_forward(l, a.ln2, a.ln2m, a.ln2r, a.x1, w.ln2w, w.ln2b, N, C, 1e-12);
+      prof.tick("layernorm");
       if (tanh_gelu) {
         matmul_bias_gelu_forward(l, a.act, a.pre, a.ln2, w.w1, w.b1, N, C, F);
+        prof.tick("gemm");
       } else {
         matmul_forward(l, a.pre, a.ln2, w.w1, nullptr, N, C, F);
+        prof.tick("gemm");
         bias_gelu_forward(l, a.act, a.pre, w.b1, N, F, m.act);
+        prof.tick("bias+gelu");
       }
       matmul_forward(l, tmp, a.act, w.w2, w.b2, N, F, C);
+      prof.tick("gemm");
       dropout_residual_forward(l, a.x2, a.x1, tmp, NC, drop(RngPurpose::HiddenDropout, i, 1, s), 0);
+      prof.tick("dropout+residual");
       x = a.x2;
     }
     layernorm_forward(l, hidden, lnfm, lnfr, x, p.lnfw, p.lnfb, N, C, 1e-12);
+    prof.tick("layernorm");
     // MLM head on the masked rows: gather -> dense -> GeLU -> LN -> tied decoder + bias -> CE
     gather_rows(l, hg, hidden, mpos, M, C);
+    prof.tick("mlm head");
     matmul_forward(l, hpre, hg, p.hw, nullptr, M, C, C);
+    prof.tick("gemm");
     bias_gelu_forward(l, hact, hpre, p.hb, M, C, m.act);
+    prof.tick("bias+gelu");
     layernorm_forward(l, hln, hm, hr, hact, p.hlnw, p.hlnb, M, C, 1e-12);
+    prof.tick("layernorm");
     matmul_forward(l, logits, hln, p.word, p.dec_b, M, C, V);
+    prof.tick("gemm");
     ce_rowmax(l, rmax, logits, M, V);
+    prof.tick("mlm head");
     ce_sumexp_target(l, sexp, tlog, logits, rmax, mtgt, M, V, 0);
+    prof.tick("mlm head");
     // ---- backward ----
     ce_backward(l, logits, logits, rmax, sexp, mtgt, dloss, M, V, 0);
+    prof.tick("mlm head");
     matmul_backward(l, dh1, g.word, g.dec_b, logits, hln, p.word, M, C, V);
+    prof.tick("gemm");
     fill(l, dh2, int64_t(M) * C, 0.0f);
+    prof.tick("zero-fill");
     layernorm_backward(l, dh2, g.hlnw, g.hlnb, dh1, hact, p.hlnw, hm, hr, M, C);
+    prof.tick("layernorm");
     bias_gelu_backward(l, dh2, g.hb, dh2, hpre, M, C, m.act);
+    prof.tick("bias+gelu");
     matmul_backward(l, dh1, g.hw, nullptr, dh2, hg, p.hw, M, C, C);
+    prof.tick("gemm");
     fill(l, dln, NC, 0.0f);
+    prof.tick("zero-fill");
     scatter_add_rows(l, dln, dh1, mpos, M, C);
+    prof.tick("mlm head");
     fill(l, dres, NC, 0.0f);
+    prof.tick("zero-fill");
     layernorm_backward(l, dres, g.lnfw, g.lnfb, dln, x, p.lnfw, lnfm, lnfr, N, C);
+    prof.tick("layernorm");
     for (int i = m.L - 1; i >= 0; --i) {
       const LayerParams& w = p.layers[i];
       LayerParams& gw = g.layers[i];
       LayerActs& a = la[i];
       const float* xin = i == 0 ? emb : la[i - 1].x2;
       dropout_backward(l, dtmp, dres, NC, drop(RngPurpose::HiddenDropout, i, 1, s), 0);
+      prof.tick("dropout+residual");
       matmul_backward(l, dact, gw.w2, gw.b2, dtmp, a.act, w.w2, N, F, C);
+      prof.tick("gemm");
       bias_gelu_backward(l, dact, gw.b1, dact, a.pre, N, F, m.act);
+      prof.tick("bias+gelu");
       matmul_backward(l, dln, gw.w1, nullptr, dact, a.ln2, w.w1, N, C, F);
+      prof.tick("gemm");
       layernorm_backward(l, dres, gw.ln2w, gw.ln2b, dln, a.x1, w.ln2w, a.ln2m, a.ln2r, N, C);
+      prof.tick("layernorm");
       dropout_backward(l, dtmp, dres, NC, drop(RngPurpose::HiddenDropout, i, 0, s), 0);
+      prof.tick("dropout+residual");
       matmul_backward(l, dctx, gw.wo, gw.bo, dtmp, a.ctx, w.wo, N, C, C);
+      prof.tick("gemm");
       cuda::attention_backward(l, dqkv, scratch, dctx, a.qkv, a.probs, valid, as,
                          drop(RngPurpose::AttentionDropout, i, 0, s));
+      prof.tick("attention");
       matmul_backward(l, dln, gw.wqkv, gw.bqkv, dqkv, a.ln1, w.wqkv, N, C, 3 * C);
+      prof.tick("gemm");
       layernorm_backward(l, dres, gw.ln1w, gw.ln1b, dln, xin, w.ln1w, a.ln1m, a.ln1r, N, C);
+      prof.tick("layernorm");
     }
     dropout_backward(l, dres, dres, NC, drop(RngPurpose::EmbeddingDropout, 0, 0, s), 0);
+    prof.tick("dropout+residual");
     position_type_embedding_backward(l, g.pos, g.type, dres, types, B, T, C, 2);
+    prof.tick("embedding");
     word_embedding_backward(l, g.word, dres, ids, N, C, 0, V);
+    prof.tick("embedding");
     // ---- optimizer: global norm (synchronises), clip, AdamW, zero grads ----
     float* grads = reinterpret_cast<float*>(state.as<char>() + 4 * P);
     const double norm = std::sqrt(sum_squares(l, grads, P));
+    prof.tick("optimizer");
     const double clip = norm > 1.0 ? 1.0 / norm : 1.0;
     adamw_update(l, reinterpret_cast<float*>(state.as<char>()), grads, adam_m, adam_v, P, 1e-4, 0.9, 0.999, 1e-8,
                  0.01, s + 1, clip);
+    prof.tick("optimizer");
     fill(l, grads, P, 0.0f);
+    prof.tick("zero-fill");
   };
 
   for (int s = 0; s < o.warmup; ++s) step(s);
@@ -324,6 +429,11 @@ int run(const Options& o) {
               "\"step_ms\":%.2f,\"tokens_per_s\":%.1f,\"tflops\":%.2f,\"mfu\":%.4f,\"mem_gib\":%.2f}\n",
               m.name.c_str(), prop.name, T, B, secs * 1e3, N / secs, tflops, peak > 0 ? tflops / peak : -1.0,
               (total_b - free_b) / double(1 << 30));
+  if (o.profile) {
+    prof.begin();
+    step(o.warmup + o.steps);
+    prof.report();
+  }
   return 0;
 }
 

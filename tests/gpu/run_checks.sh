@@ -6,8 +6,9 @@
 #   2. build the GPU-only project tests/gpu/standalone (CPU reference kernels + CUDA backend + tests + bench, and
 #      with yaml-cpp / nlohmann-json / CLI11 also the model + trainer and a bench-only `erlangshen`);
 #   3. run the CUDA-vs-CPU tests (ctest, label gpu), including the whole-model step parity test_model_gpu_parity;
-#   4. run the training-step bench: erlangshen-1.3b at seq 512 (largest micro-batch that fits) and bert-base at
-#      seq 128, and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch;
+#   4. run the training-step bench: erlangshen-1.3b at seq 512 (largest micro-batch that fits, with a per-op
+#      profile of one step), the GEMM probe (fp32 vs bf16 storage for the layer's GEMMs), bert-base at seq 128,
+#      and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch;
 #   5. run the real trainer on the GPU: `erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda`.
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
 #
@@ -47,8 +48,15 @@ export LD_LIBRARY_PATH="$SYSROOT/usr/lib/x86_64-linux-gnu/openblas-pthread:$SYSR
 note "== build (budget ${BUDGET_S}s, t=${SECONDS}s)"
 BUILD=build-gpu
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+# Package config folders named explicitly too: a compiler without Debian's multiarch layout would not search
+# lib/x86_64-linux-gnu under the prefix.
+PKG_DIRS=()
+for pkg in GTest:lib/x86_64-linux-gnu/cmake/GTest yaml-cpp:lib/x86_64-linux-gnu/cmake/yaml-cpp \
+           nlohmann_json:share/cmake/nlohmann_json CLI11:share/cmake/CLI11; do
+  [[ -d "$SYSROOT/usr/${pkg#*:}" ]] && PKG_DIRS+=("-D${pkg%%:*}_DIR=$SYSROOT/usr/${pkg#*:}")
+done
 timeout "$(allow 60 400)" cmake -S tests/gpu/standalone -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$SYSROOT/usr" -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" \
+  -DCMAKE_PREFIX_PATH="$SYSROOT/usr" "${PKG_DIRS[@]}" -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" \
   >"$RESULTS/configure.log" 2>&1 || { note "configure FAILED"; tail -30 "$RESULTS/configure.log"; exit 1; }
 timeout "$(allow 300 200)" cmake --build "$BUILD" -j "$(nproc)" >"$RESULTS/build.log" 2>&1 \
   || { note "build FAILED"; grep -E "error|Error" "$RESULTS/build.log" | head -40; exit 1; }
@@ -62,9 +70,13 @@ note "tests rc=$TEST_RC (t=${SECONDS}s)"
 
 BENCH="$BUILD/gpu/erlangshen_gpu_bench"
 note "== bench: erlangshen-1.3b, seq 512, largest micro-batch"
-timeout "$(allow 100 110)" "$BENCH" --model 1.3b --seq 512 --steps 4 --warmup 2 >"$RESULTS/bench.log" 2>&1
+timeout "$(allow 100 110)" "$BENCH" --model 1.3b --seq 512 --steps 4 --warmup 2 --profile >"$RESULTS/bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; cat "$RESULTS/bench.log" | tee -a "$SUMMARY"
 B13=$(sed -n 's/.*"batch":\([0-9]*\).*/\1/p' "$RESULTS/bench.log" | head -1)
+note "== GEMM probe: the 1.3B layer's 12 GEMMs under fp32 storage (today) vs bf16 storage"
+timeout "$(allow 30 100)" "$BUILD/gpu/erlangshen_gemm_probe" --model 1.3b --tokens 8192 --reps 10 \
+  >"$RESULTS/gemm_probe.log" 2>&1
+note "rc=$? (t=${SECONDS}s)"; cat "$RESULTS/gemm_probe.log" | tee -a "$SUMMARY"
 note "== bench: bert-base, seq 128"
 timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 >>"$RESULTS/bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -3 "$RESULTS/bench.log" | tee -a "$SUMMARY"
