@@ -10,6 +10,7 @@
 #include "launch/finetune_io.h"
 #include "launch/run_options.h"
 #include "model/finetune_trainer.h"
+#include "runtime/backend.h"
 #include "runtime/threading.h"
 
 namespace erlangshen::cli {
@@ -36,8 +37,9 @@ void register_evaluate(CLI::App& app, int& exit_code) {
     const std::string path = a->data.empty() ? config.data.test : a->data;
     PairSet set = load_pair_set(config, a->data.empty() ? "data.test" : "--data", path, tokenizer, true, log);
     SelfCommunicator tp("tp");
+    const Backend backend(config.train.device, 0, config.source, config.train.deterministic);
     const std::string ckpt = a->random_init ? "" : (a->checkpoint.empty() ? best_checkpoint_dir(config) : a->checkpoint);
-    auto model = load_classifier(config, ckpt, tp, log);
+    auto model = load_classifier(config, ckpt, tp, log, backend.exec());
     const int batch = a->batch > 0 ? a->batch : config.train.micro_batch * config.train.grad_accum;
     const PairPredictions p = predict_pairs(*model, set.encoded, batch, tokenizer.vocab().pad_id());
     const ClassificationMetrics m = score_predictions(p, set.encoded, config.data.num_classes);

@@ -8,6 +8,7 @@
 #include "launch/finetune_io.h"
 #include "launch/run_options.h"
 #include "model/finetune_trainer.h"
+#include "runtime/backend.h"
 #include "runtime/threading.h"
 
 namespace erlangshen::cli {
@@ -42,10 +43,11 @@ void register_finetune(CLI::App& app, int& exit_code) {
       pi = propensities_from_counts(train.file.label_counts, config.data.train + " (data.train)");
     ClassificationLoss loss(config.loss, K, pi);
     SelfCommunicator tp("tp");
-    FinetuneTrainer trainer(config, tp, log, loss, tokenizer.vocab().pad_id());
+    const Backend backend(config.train.device, 0, config.source, config.train.deterministic);
+    FinetuneTrainer trainer(config, tp, log, loss, tokenizer.vocab().pad_id(), backend.exec());
     load_init_weights(config, trainer.model(), log);
     log.info("finetune: " + std::to_string(trainer.model().table().total()) + " parameters, " +
-             std::to_string(threads) + " threads");
+             (backend.cuda() ? backend.describe() : std::to_string(threads) + " threads"));
     const std::string sha = tokenizer.vocab_sha256();
     const std::vector<std::string>& labels = config.data.labels;
     const bool save = !config.checkpoint.dir.empty();

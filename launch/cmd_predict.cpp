@@ -7,6 +7,7 @@
 #include "launch/finetune_io.h"
 #include "launch/run_options.h"
 #include "model/finetune_trainer.h"
+#include "runtime/backend.h"
 #include "runtime/threading.h"
 
 namespace erlangshen::cli {
@@ -31,7 +32,9 @@ void register_predict(CLI::App& app, int& exit_code) {
     const std::string path = a->data.empty() ? config.data.test : a->data;
     PairSet set = load_pair_set(config, a->data.empty() ? "data.test" : "--data", path, tokenizer, false, log);
     SelfCommunicator tp("tp");
-    auto model = load_classifier(config, a->checkpoint.empty() ? best_checkpoint_dir(config) : a->checkpoint, tp, log);
+    const Backend backend(config.train.device, 0, config.source, config.train.deterministic);
+    auto model = load_classifier(config, a->checkpoint.empty() ? best_checkpoint_dir(config) : a->checkpoint, tp, log,
+                                 backend.exec());
     const int batch = a->batch > 0 ? a->batch : config.train.micro_batch * config.train.grad_accum;
     const PairPredictions p = predict_pairs(*model, set.encoded, batch, tokenizer.vocab().pad_id());
     std::ofstream out(a->output, std::ios::trunc);

@@ -70,7 +70,10 @@ void save_finetuned(const std::string& dir, const MegatronBert<float>& model, co
   if (ec) throw Error(dir + ": cannot create: " + ec.message());
   nlohmann::json meta = {{"kind", "erlangshen-finetuned"}, {"num_classes", config.model.num_classes},
                          {"vocab_sha256", vocab_sha256}};
-  save_safetensors((fs::path(dir) / "model.safetensors").string(), model.table(), model.params(), meta);
+  std::vector<float> staged;  // CUDA: the parameters copied to the host first
+  if (model.exec().on_device()) staged = model.params_to_host();
+  save_safetensors((fs::path(dir) / "model.safetensors").string(), model.table(),
+                   staged.empty() ? model.params() : staged.data(), meta);
   nlohmann::json j = info;
   j["format"] = "erlangshen-finetuned";
   j["version"] = 1;
@@ -93,13 +96,15 @@ void load_init_weights(const Config& config, MegatronBert<float>& model, const L
   const bool is_pretrain_checkpoint =
       ckpt::is_complete(path) || (fs::is_directory(path) && ckpt::find_latest(path).has_value());
   if (!is_pretrain_checkpoint) {  // HF folder (erlangshen export), fine-tuned folder, or a .safetensors file
-    WeightLoadReport r = load_weights_by_name(path, model.table(), model.params(), {"bert."});
+    WeightLoadReport r;
+    model.edit_params_on_host([&](float* p) { r = load_weights_by_name(path, model.table(), p, {"bert."}); });
     log.info("checkpoint.init: loaded " + std::to_string(r.loaded.size()) + " tensors from " + r.file + ", ignored " +
              std::to_string(r.unused.size()) + ", " + std::to_string(r.missing.size()) + " freshly initialised");
     return;
   }
   const ckpt::CheckpointReader reader(path);
-  const ckpt::LoadReport r = reader.load_params(model.table(), model.params(), /*allow_missing=*/true);
+  ckpt::LoadReport r;
+  model.edit_params_on_host([&](float* p) { r = reader.load_params(model.table(), p, /*allow_missing=*/true); });
   std::vector<std::string> absent;
   for (const auto& name : r.missing)
     if (name.compare(0, 5, "bert.") == 0) absent.push_back(name);
@@ -111,11 +116,11 @@ void load_init_weights(const Config& config, MegatronBert<float>& model, const L
 }
 
 std::unique_ptr<MegatronBert<float>> load_classifier(const Config& config, const std::string& checkpoint,
-                                                     Communicator& tp, const Logger& log) {
+                                                     Communicator& tp, const Logger& log, Exec exec) {
   if (config.model.num_classes != config.data.num_classes)
     throw Error(config.source + ": model.num_classes (" + std::to_string(config.model.num_classes) +
                 ") and data.num_classes (" + std::to_string(config.data.num_classes) + ") differ");
-  auto model = std::make_unique<MegatronBert<float>>(config.model, ModelHeads::Classification, tp, 0.0, 0.0);
+  auto model = std::make_unique<MegatronBert<float>>(config.model, ModelHeads::Classification, tp, 0.0, 0.0, exec);
   model->initialize(config.train.seed);
   if (checkpoint.empty()) {
     log.warn("no checkpoint: the classifier has random weights (throughput measurement only)");
@@ -127,7 +132,9 @@ std::unique_ptr<MegatronBert<float>> load_classifier(const Config& config, const
     if (!j.is_discarded() && j.contains("labels") && j["labels"].get<std::vector<std::string>>() != config.data.labels)
       throw Error(meta.string() + ": the model was trained with other data.labels than the config gives");
   }
-  WeightLoadReport r = load_weights_by_name(checkpoint, model->table(), model->params(), {"bert.", "classifier."});
+  WeightLoadReport r;
+  model->edit_params_on_host(
+      [&](float* p) { r = load_weights_by_name(checkpoint, model->table(), p, {"bert.", "classifier."}); });
   log.info("loaded " + std::to_string(r.loaded.size()) + " tensors from " + r.file);
   return model;
 }

@@ -36,8 +36,8 @@ void save_finetuned(const std::string& dir, const MegatronBert<float>& model, co
 // folder). Every bert.* tensor must be present; the classifier is taken when present, else keeps its init.
 void load_init_weights(const Config& config, MegatronBert<float>& model, const Logger& log);
 // A classification model per the config, weights from `checkpoint` (a fine-tuned folder; classifier required),
-// or freshly initialised from train.seed when `checkpoint` is empty.
+// or freshly initialised from train.seed when `checkpoint` is empty; its memory where `exec` runs.
 std::unique_ptr<MegatronBert<float>> load_classifier(const Config& config, const std::string& checkpoint,
-                                                     Communicator& tp, const Logger& log);
+                                                     Communicator& tp, const Logger& log, Exec exec = {});
 
 }  // namespace erlangshen::cli

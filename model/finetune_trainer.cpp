@@ -51,12 +51,18 @@ PairPredictions predict_pairs(MegatronBert<float>& model, const std::vector<data
   out.logits.resize(data.size() * K);
   Stopwatch watch;
   std::vector<int64_t> idx(batch);
+  Buffer<float> staged(model.exec(), model.exec().on_device() ? static_cast<size_t>(batch) * K : 0, "logits");
   for (size_t start = 0; start < data.size(); start += batch) {
     const int n = static_cast<int>(std::min<size_t>(batch, data.size() - start));
     for (int i = 0; i < n; ++i) idx[i] = static_cast<int64_t>(start) + i;
     const data::PairBatch b = data::make_pair_batch(data, idx.data(), n, pad_id);
     float* logits = out.logits.data() + start * K;
-    model.classify_forward(inputs_of(b), RngContext{}, logits);
+    if (staged.on_device()) {  // logits come back from device memory
+      model.classify_forward(inputs_of(b), RngContext{}, staged.data());
+      staged.copy_to_host(logits, 0, static_cast<size_t>(n) * K);
+    } else {
+      model.classify_forward(inputs_of(b), RngContext{}, logits);
+    }
     for (int i = 0; i < n; ++i) out.labels[start + i] = argmax_row(logits + static_cast<size_t>(i) * K, K);
     out.tokens += static_cast<int64_t>(b.batch) * b.seq_len;
   }
@@ -90,7 +96,7 @@ FinetuneTrainer::FinetuneTrainer(const Config& config, Communicator& tp, const L
   if (config.train.grad_accum < 1 || config.train.micro_batch < 1) throw Error("train.micro_batch/grad_accum must be >= 1");
   model_.initialize(config.train.seed);
   model_.set_recompute(parse_recompute(config.train.recompute));
-  optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train);
+  optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train, 0, model_.num_params(), exec);
   const std::filesystem::path metrics_dir = std::filesystem::path(config.log.metrics).parent_path();
   std::error_code ec;
   if (!config.log.metrics.empty() && !metrics_dir.empty()) std::filesystem::create_directories(metrics_dir, ec);
@@ -112,14 +118,25 @@ FinetuneTrainer::StepStats FinetuneTrainer::train_step(const std::vector<data::E
     const int n = std::min(config_.train.micro_batch, count - start);
     const data::PairBatch b = data::make_pair_batch(train, indices + start, n, pad_id_);
     // sample_base: the pair's position in this step's batch (dropout keys, DESIGN §2).
-    model_.classify_forward(inputs_of(b), RngContext{config_.train.seed, step, start, true}, logits_.data());
     const size_t nk = static_cast<size_t>(n) * K;
+    const RngContext rng{config_.train.seed, step, start, true};
+    if (exec_.on_device()) {
+      model_.classify_forward(inputs_of(b), rng, logits_dev_.data());
+      logits_dev_.copy_to_host(logits_.data(), 0, nk);
+    } else {
+      model_.classify_forward(inputs_of(b), rng, logits_.data());
+    }
     for (size_t i = 0; i < nk; ++i) logits64_[i] = logits_[i];
     const double l = loss_(logits64_.data(), b.labels.data(), n, dlogits64_.data());
     // The loss functions average over this micro-batch; the step's loss averages over all `count` pairs.
     const double scale = static_cast<double>(n) / count;
     for (size_t i = 0; i < nk; ++i) dlogits_[i] = static_cast<float>(dlogits64_[i] * scale);
-    model_.classify_backward(dlogits_.data());
+    if (exec_.on_device()) {
+      dlogits_dev_.copy_from_host(dlogits_.data(), 0, nk);
+      model_.classify_backward(dlogits_dev_.data());
+    } else {
+      model_.classify_backward(dlogits_.data());
+    }
     st.loss += l * scale;
     for (int i = 0; i < n; ++i) st.correct += argmax_row(logits_.data() + static_cast<size_t>(i) * K, K) == b.labels[i];
     st.tokens += static_cast<int64_t>(b.batch) * b.seq_len;
@@ -165,6 +182,10 @@ FinetuneSummary FinetuneTrainer::run(const std::vector<data::EncodedPair>& train
   logits64_.resize(logits_.size());
   dlogits64_.resize(logits_.size());
   dlogits_.resize(logits_.size());
+  if (exec_.on_device()) {
+    logits_dev_ = Buffer<float>(exec_, logits_.size(), "logits");
+    dlogits_dev_ = Buffer<float>(exec_, logits_.size(), "dlogits");
+  }
 
   const int64_t n = static_cast<int64_t>(train.size());
   const int64_t per_epoch = steps_per_epoch(n);
@@ -228,7 +249,7 @@ FinetuneSummary FinetuneTrainer::run(const std::vector<data::EncodedPair>& train
         if (improved) {
           summary.has_best = true;
           summary.best = e;
-          best_params.assign(model_.params(), model_.params() + model_.num_params());
+          best_params = model_.params_to_host();
           since_best = 0;
           if (on_best) on_best(e);
         } else if (config_.train.early_stop > 0 && ++since_best >= config_.train.early_stop) {
@@ -242,7 +263,7 @@ FinetuneSummary FinetuneTrainer::run(const std::vector<data::EncodedPair>& train
   }
   summary.steps = step;
   summary.seconds = now_seconds() - start;
-  if (summary.has_best) std::copy(best_params.begin(), best_params.end(), model_.params());
+  if (summary.has_best) model_.upload_params(best_params.data());
   return summary;
 }
 

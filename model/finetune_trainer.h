@@ -91,9 +91,10 @@ class FinetuneTrainer {
   int32_t pad_id_;
   MegatronBert<float> model_;
   std::unique_ptr<AdamW<float>> optimizer_;
-  std::vector<float> logits_;
+  std::vector<float> logits_;  // (micro_batch, K) on the host
   std::vector<double> logits64_, dlogits64_;
   std::vector<float> dlogits_;
+  Buffer<float> logits_dev_, dlogits_dev_;  // CUDA: the same in device memory (empty on the CPU)
 };
 
 // Class counts of the labeled pairs (K).

@@ -78,6 +78,18 @@ class MegatronBert {
   void upload_params(const T* host) { params_.copy_from_host(host, 0, params_.size()); }
   std::vector<T> params_to_host() const { return params_.to_host(); }
   std::vector<T> grads_to_host() const { return grads_.to_host(); }
+  // Runs edit(T* host_params) on the parameter values in host memory (weight loading): params() itself on the
+  // CPU; on CUDA a downloaded copy, uploaded again afterwards.
+  template <class F>
+  void edit_params_on_host(F&& edit) {
+    if (!exec_.on_device()) {
+      edit(params());
+      return;
+    }
+    std::vector<T> host = params_to_host();
+    edit(host.data());
+    upload_params(host.data());
+  }
   // Weight init keyed by global index (DESIGN §2), computed on the host, then copied to the device on CUDA.
   void initialize(uint64_t seed);
   void zero_grads();

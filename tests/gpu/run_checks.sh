@@ -14,7 +14,7 @@
 #
 # Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
 #     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
-#     libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev)
+#     libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev libutf8proc2 libutf8proc-dev)
 # On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"], timeout_s 540.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
