@@ -101,16 +101,15 @@ std::string save_pretrain_checkpoint(PretrainTrainer& trainer, const Config& con
   uint64_t bytes = 0;
   if (dp_rank == 0) {
     // CUDA: the flat buffers live on the GPU; stage a host copy (on the CPU they are written in place).
+    const MegatronBert<float>& model = trainer.model();
     std::vector<float> staged;
-    const float* params = trainer.model().params();
-    if (trainer.model().exec().on_device()) staged = trainer.model().params_to_host(), params = staged.data();
+    const float* params = host_view(model.exec(), model.params(), model.num_params(), staged);
     bytes += write_model_shard(temp, table, params, pause_hook(config, step)).bytes;
   }
   if (sharded || dp_rank == 0) {
     std::vector<float> m_host, v_host;
-    const float* m = opt.exp_avg().data();
-    const float* v = opt.exp_avg_sq().data();
-    if (opt.exp_avg().on_device()) m_host = opt.exp_avg().to_host(), v_host = opt.exp_avg_sq().to_host(), m = m_host.data(), v = v_host.data();
+    const float* m = host_view(opt.exp_avg().exec(), opt.exp_avg().data(), opt.exp_avg().size(), m_host);
+    const float* v = host_view(opt.exp_avg_sq().exec(), opt.exp_avg_sq().data(), opt.exp_avg_sq().size(), v_host);
     bytes += write_optimizer_shard(temp, table, dp_rank, opt.begin(), opt.end(), m, v, opt.step_count()).bytes;
   }
   if (tp_rank == 0) write_data_cursor(temp, dp_rank, trainer.data().cursor());

@@ -107,7 +107,7 @@ void register_bench(CLI::App& app, int& exit_code) {
     SelfCommunicator tp("tp"), dp("dp");
     SyntheticDataSource data(config.train.micro_batch, config.train.grad_accum, config.train.seq_len,
                              config.model.vocab_size, config.data.mask_prob, config.train.seed, 0, true);
-    Backend backend(config.train.device, 0, config.source, config.train.deterministic);
+    Backend backend(config);
     PretrainTrainer trainer(config, TrainerGroups{&tp, &dp}, data, log, backend.exec());
     const int N = config.train.micro_batch * config.train.seq_len;
     // The reference rate is measured before and after the timed steps (10 calls each, median) and the higher one

@@ -43,7 +43,7 @@ void register_finetune(CLI::App& app, int& exit_code) {
       pi = propensities_from_counts(train.file.label_counts, config.data.train + " (data.train)");
     ClassificationLoss loss(config.loss, K, pi);
     SelfCommunicator tp("tp");
-    const Backend backend(config.train.device, 0, config.source, config.train.deterministic);
+    const Backend backend(config);
     FinetuneTrainer trainer(config, tp, log, loss, tokenizer.vocab().pad_id(), backend.exec());
     load_init_weights(config, trainer.model(), log);
     log.info("finetune: " + std::to_string(trainer.model().table().total()) + " parameters, " +

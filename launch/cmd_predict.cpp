@@ -32,7 +32,7 @@ void register_predict(CLI::App& app, int& exit_code) {
     const std::string path = a->data.empty() ? config.data.test : a->data;
     PairSet set = load_pair_set(config, a->data.empty() ? "data.test" : "--data", path, tokenizer, false, log);
     SelfCommunicator tp("tp");
-    const Backend backend(config.train.device, 0, config.source, config.train.deterministic);
+    const Backend backend(config);
     auto model = load_classifier(config, a->checkpoint.empty() ? best_checkpoint_dir(config) : a->checkpoint, tp, log,
                                  backend.exec());
     const int batch = a->batch > 0 ? a->batch : config.train.micro_batch * config.train.grad_accum;

@@ -38,7 +38,7 @@ void register_pretrain(CLI::App& app, int& exit_code) {
     try {
       // train.device=cuda: one GPU per rank, chosen by local rank; model buffers and gradients go through NCCL
       // groups over the same ranks, host scalars through the MPI groups (model/trainer.h TrainerGroups).
-      Backend backend(config.train.device, groups.local_rank, config.source, config.train.deterministic);
+      Backend backend(config, groups.local_rank);
       DeviceGroups device_groups(config, groups, backend, mpi.get());
       const auto resume_from = ckpt::prepare_resume(config, *resume, log);  // may set train.seed: before data
       std::unique_ptr<PretrainDataSource> data;

@@ -71,9 +71,8 @@ void save_finetuned(const std::string& dir, const MegatronBert<float>& model, co
   nlohmann::json meta = {{"kind", "erlangshen-finetuned"}, {"num_classes", config.model.num_classes},
                          {"vocab_sha256", vocab_sha256}};
   std::vector<float> staged;  // CUDA: the parameters copied to the host first
-  if (model.exec().on_device()) staged = model.params_to_host();
   save_safetensors((fs::path(dir) / "model.safetensors").string(), model.table(),
-                   staged.empty() ? model.params() : staged.data(), meta);
+                   host_view(model.exec(), model.params(), model.num_params(), staged), meta);
   nlohmann::json j = info;
   j["format"] = "erlangshen-finetuned";
   j["version"] = 1;

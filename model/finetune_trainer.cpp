@@ -57,12 +57,10 @@ PairPredictions predict_pairs(MegatronBert<float>& model, const std::vector<data
     for (int i = 0; i < n; ++i) idx[i] = static_cast<int64_t>(start) + i;
     const data::PairBatch b = data::make_pair_batch(data, idx.data(), n, pad_id);
     float* logits = out.logits.data() + start * K;
-    if (staged.on_device()) {  // logits come back from device memory
-      model.classify_forward(inputs_of(b), RngContext{}, staged.data());
-      staged.copy_to_host(logits, 0, static_cast<size_t>(n) * K);
-    } else {
-      model.classify_forward(inputs_of(b), RngContext{}, logits);
-    }
+    // On the CPU the model writes the host array itself (the copy is a no-op); on CUDA the staging buffer.
+    float* model_out = staged.on_device() ? staged.data() : logits;
+    model.classify_forward(inputs_of(b), RngContext{}, model_out);
+    copy_to_host(model.exec(), logits, model_out, static_cast<size_t>(n) * K);
     for (int i = 0; i < n; ++i) out.labels[start + i] = argmax_row(logits + static_cast<size_t>(i) * K, K);
     out.tokens += static_cast<int64_t>(b.batch) * b.seq_len;
   }
@@ -119,24 +117,18 @@ FinetuneTrainer::StepStats FinetuneTrainer::train_step(const std::vector<data::E
     const data::PairBatch b = data::make_pair_batch(train, indices + start, n, pad_id_);
     // sample_base: the pair's position in this step's batch (dropout keys, DESIGN §2).
     const size_t nk = static_cast<size_t>(n) * K;
-    const RngContext rng{config_.train.seed, step, start, true};
-    if (exec_.on_device()) {
-      model_.classify_forward(inputs_of(b), rng, logits_dev_.data());
-      logits_dev_.copy_to_host(logits_.data(), 0, nk);
-    } else {
-      model_.classify_forward(inputs_of(b), rng, logits_.data());
-    }
+    // Logits and dlogits in the Exec's memory: the host arrays themselves on the CPU (the copies are no-ops).
+    float* logits = exec_.on_device() ? logits_dev_.data() : logits_.data();
+    float* dlogits = exec_.on_device() ? dlogits_dev_.data() : dlogits_.data();
+    model_.classify_forward(inputs_of(b), RngContext{config_.train.seed, step, start, true}, logits);
+    copy_to_host(exec_, logits_.data(), logits, nk);
     for (size_t i = 0; i < nk; ++i) logits64_[i] = logits_[i];
     const double l = loss_(logits64_.data(), b.labels.data(), n, dlogits64_.data());
     // The loss functions average over this micro-batch; the step's loss averages over all `count` pairs.
     const double scale = static_cast<double>(n) / count;
     for (size_t i = 0; i < nk; ++i) dlogits_[i] = static_cast<float>(dlogits64_[i] * scale);
-    if (exec_.on_device()) {
-      dlogits_dev_.copy_from_host(dlogits_.data(), 0, nk);
-      model_.classify_backward(dlogits_dev_.data());
-    } else {
-      model_.classify_backward(dlogits_.data());
-    }
+    copy_from_host(exec_, dlogits, dlogits_.data(), nk);
+    model_.classify_backward(dlogits);
     st.loss += l * scale;
     for (int i = 0; i < n; ++i) st.correct += argmax_row(logits_.data() + static_cast<size_t>(i) * K, K) == b.labels[i];
     st.tokens += static_cast<int64_t>(b.batch) * b.seq_len;

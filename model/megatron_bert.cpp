@@ -54,12 +54,8 @@ MegatronBert<T>::~MegatronBert() = default;
 
 template <class T>
 bool MegatronBert<T>::owns(const void* p, size_t bytes) const {
-  const auto in = [p, bytes](const Buffer<T>& b) {
-    const char* c = static_cast<const char*>(p);
-    const char* base = reinterpret_cast<const char*>(b.data());
-    return !b.empty() && c >= base && c + bytes <= base + b.size() * sizeof(T);
-  };
-  return in(params_) || in(grads_) || arena_.contains(p, bytes) || head_arena_.contains(p, bytes);
+  return params_.contains(p, bytes) || grads_.contains(p, bytes) || arena_.contains(p, bytes) ||
+         head_arena_.contains(p, bytes);
 }
 
 template <class T>

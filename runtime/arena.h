@@ -47,10 +47,7 @@ class Arena {
   void reset() { used_ = 0; }
 
   // True when [p, p + bytes) lies inside the reserved block.
-  bool contains(const void* p, size_t bytes) const {
-    const char* c = static_cast<const char*>(p);
-    return storage_ && c >= storage_.data() && c + bytes <= storage_.data() + capacity_;
-  }
+  bool contains(const void* p, size_t bytes) const { return span_contains(storage_.data(), capacity_, p, bytes); }
 
   size_t bytes_needed() const { return peak_; }
   size_t capacity() const { return capacity_; }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/config.h"
 #include "runtime/exec.h"
 
 namespace erlangshen {
@@ -16,6 +17,9 @@ class Backend {
   // backend or no GPU is visible.
   // deterministic (cuda): GEMM algorithms without atomic split-K reductions, fixed per shape (train.deterministic)
   Backend(const std::string& device, int gpu = 0, const std::string& source = "", bool deterministic = false);
+  // The backend a run's config asks for: train.device and train.deterministic, messages naming config.source.
+  explicit Backend(const Config& config, int gpu = 0)
+      : Backend(config.train.device, gpu, config.source, config.train.deterministic) {}
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

@@ -8,6 +8,7 @@
 #endif
 
 namespace erlangshen {
+#if !defined(ERLANGSHEN_HAVE_CUDA)
 namespace {
 
 [[noreturn]] void no_cuda() {
@@ -15,6 +16,7 @@ namespace {
 }
 
 }  // namespace
+#endif
 
 RawMemory::RawMemory(Device device, size_t bytes, const char* what) : bytes_(bytes), device_(device) {
   if (device == Device::CUDA) {

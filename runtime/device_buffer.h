@@ -14,6 +14,12 @@
 
 namespace erlangshen {
 
+// True when the bytes [p, p + bytes) lie inside the block [base, base + size) (host or device addresses alike).
+inline bool span_contains(const void* base, size_t size, const void* p, size_t bytes) {
+  const char *b = static_cast<const char*>(base), *c = static_cast<const char*>(p);
+  return b != nullptr && c >= b && c + bytes <= b + size;
+}
+
 // Raw bytes on the host (64-byte aligned) or on the CUDA device; freed on destruction.
 class RawMemory {
  public:
@@ -100,6 +106,10 @@ class Buffer {
   bool empty() const { return n_ == 0; }
   bool on_device() const { return exec_.on_device(); }
   const Exec& exec() const { return exec_; }
+  // True when [p, p + bytes) lies inside this buffer.
+  bool contains(const void* p, size_t bytes) const {
+    return !empty() && span_contains(data(), n_ * sizeof(T), p, bytes);
+  }
 
   // host_dst (n) <- elements [offset, offset + n).
   void copy_to_host(T* host_dst, size_t offset, size_t n) const {

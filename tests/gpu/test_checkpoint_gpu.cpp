@@ -13,6 +13,7 @@
 
 #include "checkpoint/pretrain_checkpoint.h"
 #include "model/trainer.h"
+#include "tests/gpu/gpu_model_config.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
@@ -21,22 +22,9 @@ namespace {
 namespace fs = std::filesystem;
 
 Config small_config(const std::string& dir) {
-  Config c;
-  c.source = "<gpu checkpoint test>";
-  c.model.hidden = 64;
-  c.model.layers = 2;
-  c.model.heads = 4;
-  c.model.ffn = 256;
-  c.model.vocab_size = 1000;
-  c.model.max_positions = 64;
-  c.train.micro_batch = 4;
-  c.train.grad_accum = 2;
-  c.train.seq_len = 32;
-  c.train.lr = 1e-3;
+  Config c = small_gpu_model_config();
   c.train.warmup_steps = 1;
   c.train.steps = 4;
-  c.train.dropout = 0.1;
-  c.train.attention_dropout = 0.1;
   c.train.seed = 777;
   c.checkpoint.dir = dir;
   return c;

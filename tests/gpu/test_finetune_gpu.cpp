@@ -9,31 +9,23 @@
 #include <vector>
 
 #include "model/finetune_trainer.h"
+#include "tests/gpu/gpu_model_config.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
 namespace {
 
+// The small model with a 3-class classifier, a 300-token vocabulary and FFN 128; PCL loss.
 Config finetune_config() {
-  Config c;
-  c.source = "<gpu finetune test>";
-  c.model.hidden = 64;
-  c.model.layers = 2;
-  c.model.heads = 4;
+  Config c = small_gpu_model_config();
   c.model.ffn = 128;
   c.model.vocab_size = 300;
-  c.model.max_positions = 64;
   c.model.num_classes = 3;
   c.data.num_classes = 3;
   c.data.labels = {"0", "1", "2"};
-  c.train.micro_batch = 4;
-  c.train.grad_accum = 2;
   c.train.epochs = 2;
   c.train.eval_every = 2;
-  c.train.lr = 1e-3;
   c.train.warmup_steps = 1;
-  c.train.dropout = 0.1;
-  c.train.attention_dropout = 0.1;
   c.train.seed = 99;
   c.loss.type = "pcl";
   return c;

@@ -13,30 +13,11 @@
 #include "model/synthetic_batch.h"
 #include "model/trainer.h"
 #include "runtime/backend.h"
+#include "tests/gpu/gpu_model_config.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
 namespace {
-
-Config small_config() {
-  Config c;
-  c.model.hidden = 64;
-  c.model.layers = 2;
-  c.model.heads = 4;
-  c.model.ffn = 256;
-  c.model.vocab_size = 1000;  // 1024 rows after padding
-  c.model.max_positions = 64;
-  c.train.micro_batch = 4;
-  c.train.grad_accum = 2;
-  c.train.seq_len = 32;
-  c.train.lr = 1e-3;
-  c.train.warmup_steps = 0;
-  c.train.steps = 3;
-  c.train.dropout = 0.1;
-  c.train.attention_dropout = 0.1;
-  c.train.seed = 20240607;
-  return c;
-}
 
 double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-30); }
 
@@ -50,7 +31,7 @@ class ModelGpuParity : public CudaTest {
 };
 
 TEST_F(ModelGpuParity, ForwardBackwardLossesAndEveryGradient) {
-  const Config c = small_config();
+  const Config c = small_gpu_model_config();
   SelfCommunicator tp_cpu("tp"), tp_gpu("tp");
   MegatronBert<float> cpu_model(c.model, ModelHeads::Pretraining, tp_cpu, c.train.dropout, c.train.attention_dropout);
   MegatronBert<float> gpu_model(c.model, ModelHeads::Pretraining, tp_gpu, c.train.dropout, c.train.attention_dropout,
@@ -83,7 +64,7 @@ TEST_F(ModelGpuParity, ForwardBackwardLossesAndEveryGradient) {
 }
 
 TEST_F(ModelGpuParity, TrainerStepsMatchTheCpu) {
-  const Config c = small_config();
+  const Config c = small_gpu_model_config();
   Logger quiet(1, 2);  // not rank 0: no progress lines
   auto run = [&](Exec exec) {
     SelfCommunicator tp("tp"), dp("dp");
@@ -106,7 +87,7 @@ TEST_F(ModelGpuParity, TrainerStepsMatchTheCpu) {
 }
 
 TEST_F(ModelGpuParity, HostAccessorsRoundTrip) {
-  const Config c = small_config();
+  const Config c = small_gpu_model_config();
   SelfCommunicator tp("tp");
   MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, 0.0, 0.0, gpu());
   std::vector<float> host = randn(model.num_params(), 7);
@@ -125,7 +106,7 @@ TEST_F(ModelGpuParity, HostAccessorsRoundTrip) {
 }
 
 TEST_F(ModelGpuParity, MemoryPlanRejectsWhatCannotFitBeforeAllocating) {
-  Config c = small_config();
+  Config c = small_gpu_model_config();
   c.model.max_positions = 512;
   c.train.seq_len = 512;
   c.train.micro_batch = 1 << 16;  // ~ terabytes of activations
@@ -144,7 +125,7 @@ TEST_F(ModelGpuParity, MemoryPlanRejectsWhatCannotFitBeforeAllocating) {
 // rerunning a step gives the same bits, and selective/full recompute (which rerun forward kernels inside
 // backward) give the same losses and gradients bit for bit as keeping every activation.
 TEST_F(ModelGpuParity, DeterministicModeRepeatsAndRecomputeKeepsTheBits) {
-  Config c = small_config();
+  Config c = small_gpu_model_config();
   cuda::ContextOptions o;
   o.math = cuda::MathMode::BF16;
   o.deterministic = true;
