@@ -56,10 +56,15 @@ TEST_F(ModelGpuParity, ForwardBackwardLossesAndEveryGradient) {
   }
   const std::vector<float> g_gpu = gpu_model.grads_to_host();
   const float* g_cpu = cpu_model.grads();
+  // As tests/model/test_reference_parity.cpp: tensors whose exact gradient is 0 (the key biases) hold rounding
+  // noise of either backend (~1e-11 here), so every tensor's scale has a floor of 1e-3 x the model's largest gradient.
+  double largest = 0.0;
+  for (size_t i = 0; i < cpu_model.num_params(); ++i) largest = std::max(largest, std::fabs(double(g_cpu[i])));
+  ASSERT_GT(largest, 0.0);
   for (const auto& e : cpu_model.table().entries()) {
     const std::vector<float> a(g_gpu.begin() + e.offset, g_gpu.begin() + e.offset + e.numel);
     const std::vector<float> b(g_cpu + e.offset, g_cpu + e.offset + e.numel);
-    EXPECT_TRUE(close(a, b, 1e-4)) << "gradient of " << e.spec.name;
+    EXPECT_TRUE(close(a, b, 1e-4, 1e-3 * largest)) << "gradient of " << e.spec.name;
   }
 }
 
