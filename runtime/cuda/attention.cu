@@ -1,14 +1,25 @@
-// Multi-head self-attention for one TP rank's heads (seq <= 512 tested; any T works), per sample b with the
-// heads as a strided cuBLASLt batch (head h of Q/K/V sits at column h*HS of qkv (B, T, 3, NH, HS), rows 3C apart):
-//   S = Q K^T / sqrt(HS)                              GEMM, written straight into probs (B, NH, T, T)
-//   P = softmax(S) with padded keys masked (saved);   Pd = dropout(P)   one fused row kernel (Philox, global index)
-//   O = Pd V                                          GEMM into out (B, T, NH*HS)
+// Multi-head self-attention for one TP rank's heads (seq <= 512 tested; any T works). Layouts (row-major):
+//   qkv (B, T, 3, NH, HS)   probs (B, NH, T, T) saved, before dropout   out (B, T, NH*HS)
+// For each head h, one strided-batched cuBLASLt GEMM over the B samples (the stride between samples is uniform
+// for a fixed head, so NH calls per product instead of B x NH):
+//   S = Q K^T / sqrt(HS)                              GEMM, written straight into probs
+//   P = softmax(S) with padded keys masked (saved);   Pd = dropout(P)   one fused row kernel over all B NH T rows
+//   O = Pd V                                          GEMM into out
 // Backward (Pd recomputed from P and Philox, nothing else stored):
 //   dV = Pd^T dO;  dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP))   (fused row kernel)
 //   dQ = dS K / sqrt(HS);  dK = dS^T Q / sqrt(HS)
+// MathMode::FP32: every operand fp32 (SGEMM). MathMode::BF16 (T and HS multiples of 8): Q/K/V and dO are rounded
+// to bf16 once per call, the row kernels write Pd and dS directly in bf16, S and dPd come out of the GEMMs in fp32
+// and softmax runs in fp32; all GEMMs accumulate in fp32.
 // Dropout element (b, h, i, j) uses global index ((sample_offset + b) * total_heads + head_offset + h) * T*T + i*T + j,
-// exactly as the CPU backend. Scratch: 2 * NH * T * T floats (Pd and dP of one sample).
+// exactly as the CPU backend.
+// Scratch (floats; the bf16 buffers take half a float per element), TT = T*T, C = NH*HS:
+//   [0, B NH TT)          Pd  (fp32)  |  Pd16 + dS16 (bf16)
+//   [B NH TT, 2 B NH TT)  dP / dS (fp32, dS in place)
+//   [2 B NH TT, + 2 B T C) qkv16 (B T 3C bf16) + dO16 (B T C bf16)           (bf16 mode only)
 // Not done yet: a flash-style kernel that never writes S/P to memory (the saved P would then be recomputed).
+#include <cuda_bf16.h>
+
 #include <cmath>
 
 #include "runtime/cuda/gemm.cuh"
@@ -18,14 +29,21 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
+// Row r of the (B, NH, T) rows: sample b = r / (NH T), head h = r / T % NH, query i = r % T.
 struct RowGeometry {
   int T, NH, total_heads, head_offset;
-  int64_t sample;  // global sample id of this sample
-  __device__ uint64_t drop_index(int h, int i) const {
-    return (static_cast<uint64_t>(sample) * total_heads + head_offset + h) * static_cast<uint64_t>(T) * T +
+  int64_t sample_offset;  // global sample id of local sample 0
+  __device__ int sample(int64_t r) const { return static_cast<int>(r / (static_cast<int64_t>(NH) * T)); }
+  __device__ uint64_t drop_index(int64_t r) const {
+    const int64_t b = r / (static_cast<int64_t>(NH) * T);
+    const int h = static_cast<int>(r / T % NH), i = static_cast<int>(r % T);
+    return (static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * static_cast<uint64_t>(T) * T +
            static_cast<uint64_t>(i) * T;
   }
 };
+
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 // keep bits of 4 consecutive row elements j0..j0+3 (global indices g..g+3); one Philox block when aligned.
 __device__ __forceinline__ void keep4(bool keep[4], PhiloxKey key, uint64_t g, uint32_t threshold, int valid_count) {
@@ -39,12 +57,27 @@ __device__ __forceinline__ void keep4(bool keep[4], PhiloxKey key, uint64_t g, u
   }
 }
 
-// One block per (h, i) row of sample b: probs row <- softmax(S row, masked); pd row <- dropout(probs row).
-__global__ void softmax_dropout_kernel(float* probs, float* pd, const uint8_t* valid, RowGeometry geo, PhiloxKey key,
-                                       uint32_t threshold, float scale, bool drop) {
+// pd row <- dropout(p row) (or p itself when !drop), in pd's element type.
+template <class TP>
+__device__ void write_dropped_row(TP* pd, const float* p, int T, uint64_t base, PhiloxKey key, uint32_t threshold,
+                                  float scale, bool drop) {
+  for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
+    bool keep[4] = {true, true, true, true};
+    if (drop) keep4(keep, key, base + j0, threshold, min(4, T - j0));
+    for (int w = 0; w < 4 && j0 + w < T; ++w)
+      store(pd + j0 + w, drop ? (keep[w] ? p[j0 + w] * scale : 0.0f) : p[j0 + w]);
+  }
+}
+
+// One block per row: probs row <- softmax(S row, masked); if write_pd: pd row <- dropout(probs row).
+template <class TP>
+__global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
+                                       PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
   __shared__ float smem[32];
-  const int row = blockIdx.x, T = geo.T;
-  float* p = probs + static_cast<int64_t>(row) * T;
+  const int64_t row = blockIdx.x;
+  const int T = geo.T;
+  const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
+  float* p = probs + row * T;
   float mx = -INFINITY;
   for (int j = threadIdx.x; j < T; j += blockDim.x)
     if (valid[j]) mx = fmaxf(mx, p[j]);
@@ -58,40 +91,30 @@ __global__ void softmax_dropout_kernel(float* probs, float* pd, const uint8_t* v
   const float sum = block_sum(s, smem);
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   for (int j = threadIdx.x; j < T; j += blockDim.x) p[j] *= inv;
-  if (!drop) return;
-  __syncthreads();
-  float* d = pd + static_cast<int64_t>(row) * T;
-  const uint64_t base = geo.drop_index(row / T, row % T);
-  for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
-    bool keep[4];
-    keep4(keep, key, base + j0, threshold, min(4, T - j0));
-    for (int w = 0; w < 4 && j0 + w < T; ++w) d[j0 + w] = keep[w] ? p[j0 + w] * scale : 0.0f;
-  }
+  if (!write_pd) return;
+  __syncthreads();  // the row is re-read with a different thread-to-element mapping
+  write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
 }
 
-// pd = dropout(probs), rows of sample b (backward recomputes Pd).
-__global__ void dropout_rows_kernel(float* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
-                                    float scale) {
-  const int row = blockIdx.x, T = geo.T;
-  const float* p = probs + static_cast<int64_t>(row) * T;
-  float* d = pd + static_cast<int64_t>(row) * T;
-  const uint64_t base = geo.drop_index(row / T, row % T);
-  for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
-    bool keep[4];
-    keep4(keep, key, base + j0, threshold, min(4, T - j0));
-    for (int w = 0; w < 4 && j0 + w < T; ++w) d[j0 + w] = keep[w] ? p[j0 + w] * scale : 0.0f;
-  }
+// pd = dropout(probs) for every row (backward recomputes Pd).
+template <class TP>
+__global__ void dropout_rows_kernel(TP* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
+                                    float scale, bool drop) {
+  const int64_t row = blockIdx.x;
+  write_dropped_row(pd + row * geo.T, probs + row * geo.T, geo.T, geo.drop_index(row), key, threshold, scale, drop);
 }
 
-// ds row (in place over dpd): dP = dropout'(dPd); dS = P * (dP - sum_j P dP).
-__global__ void softmax_backward_kernel(float* ds, const float* probs, RowGeometry geo, PhiloxKey key,
+// dP = dropout'(dPd) (in place in dp); ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp).
+template <class TS>
+__global__ void softmax_backward_kernel(TS* ds, float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
                                         uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
-  const int row = blockIdx.x, T = geo.T;
-  const float* p = probs + static_cast<int64_t>(row) * T;
-  float* d = ds + static_cast<int64_t>(row) * T;
+  const int64_t row = blockIdx.x;
+  const int T = geo.T;
+  const float* p = probs + row * T;
+  float* d = dp + row * T;
   if (drop) {
-    const uint64_t base = geo.drop_index(row / T, row % T);
+    const uint64_t base = geo.drop_index(row);
     for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
       bool keep[4];
       keep4(keep, key, base + j0, threshold, min(4, T - j0));
@@ -102,103 +125,161 @@ __global__ void softmax_backward_kernel(float* ds, const float* probs, RowGeomet
   float dot = 0.0f;
   for (int j = threadIdx.x; j < T; j += blockDim.x) dot += p[j] * d[j];
   dot = block_sum(dot, smem);
-  for (int j = threadIdx.x; j < T; j += blockDim.x) d[j] = p[j] * (d[j] - dot);
+  TS* out = ds + row * T;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) store(out + j, p[j] * (d[j] - dot));
 }
 
-// Per-head views of sample b as column-major matrices for cuBLASLt (see the header comment).
-struct SampleViews {
-  const float *q, *k, *v;  // (HS, T) column-major, ld 3C, head stride HS
-  int ld_qkv, C;
-  int64_t TT;
+// The operands of one call: element type and base pointers of Q/K/V, dO, Pd, dS as the GEMMs read them.
+struct Operands {
+  cudaDataType_t type;   // CUDA_R_32F or CUDA_R_16BF
+  size_t elem;           // bytes per element
+  const char* qkv;       // (B, T, 3C)
+  const char* dout;      // (B, T, C)
+  char* pd;              // (B, NH, T, T)
+  char* ds;              // (B, NH, T, T)
 };
 
-SampleViews views(const float* qkv, const AttentionShape& s, int b) {
-  const int C = s.NH * s.HS;
-  const float* base = qkv + static_cast<int64_t>(b) * s.Tn * 3 * C;
-  return SampleViews{base, base + C, base + 2 * C, 3 * C, C, static_cast<int64_t>(s.Tn) * s.Tn};
-}
+// Head h of every sample as a strided batch, column-major views (see the header comment):
+//   q/k/v: (HS, T), ld 3C, sample stride T*3C;  out/dout: (HS, T), ld C, stride T*C;  T x T blocks: ld T, stride NH*TT.
+struct HeadViews {
+  int T, HS, C;
+  int64_t TT, NH;
+  int64_t qkv_off(int h, int which) const { return static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS; }
+  int64_t o_off(int h) const { return static_cast<int64_t>(h) * HS; }
+  int64_t tt_off(int h) const { return h * TT; }
+};
 
-// C(m, n)[h] = alpha * op(A)[h] op(B)[h], batch over heads.
-void head_gemm(const Launch& l, const char* op, bool ta, bool tb, int m, int n, int k, float alpha, const float* A,
-               int lda, int64_t sa, const float* B, int ldb, int64_t sb, float* C, int ldc, int64_t sc, int heads) {
+// C(m, n)[b] = alpha * op(A)[b] op(B)[b], batch over samples (c_type fp32).
+void sample_gemm(const Launch& l, const char* op, cudaDataType_t ab, bool ta, bool tb, int m, int n, int k, float alpha,
+                 const void* A, int lda, int64_t sa, const void* B, int ldb, int64_t sb, float* C, int ldc, int64_t sc,
+                 int batch) {
   GemmArgs g;
   g.trans_a = ta, g.trans_b = tb;
   g.m = m, g.n = n, g.k = k;
   g.alpha = alpha;
+  g.ab_type = ab;
   g.A = A, g.lda = lda, g.stride_a = sa;
   g.B = B, g.ldb = ldb, g.stride_b = sb;
   g.C = C, g.ldc = ldc, g.stride_c = sc;
-  g.batch = heads;
+  g.batch = batch;
   gemm(l, op, g);
 }
 
-RowGeometry geometry(const AttentionShape& s, int b) {
-  return RowGeometry{s.Tn, s.NH, s.total_heads > 0 ? s.total_heads : s.NH, s.head_offset, s.sample_offset + b};
+RowGeometry geometry(const AttentionShape& s) {
+  return RowGeometry{s.Tn, s.NH, s.total_heads > 0 ? s.total_heads : s.NH, s.head_offset, s.sample_offset};
+}
+
+bool use_bf16(const Launch& l, const AttentionShape& s, const char* op) {
+  return need_context(l, op).math() == MathMode::BF16 && s.Tn % 8 == 0 && s.HS % 8 == 0;
+}
+
+// Scratch carve-up (header comment); bf16 copies of qkv (and dout) made here when bf16.
+Operands operands(const Launch& l, float* scratch, const float* qkv, const float* dout, const AttentionShape& s,
+                  bool bf16) {
+  const int64_t BNTT = static_cast<int64_t>(s.B) * s.NH * s.Tn * s.Tn;
+  const int64_t N3C = static_cast<int64_t>(s.B) * s.Tn * 3 * s.NH * s.HS;
+  if (!bf16) {
+    return Operands{CUDA_R_32F, sizeof(float), reinterpret_cast<const char*>(qkv),
+                    reinterpret_cast<const char*>(dout), reinterpret_cast<char*>(scratch),
+                    reinterpret_cast<char*>(scratch + BNTT)};
+  }
+  auto* pd16 = reinterpret_cast<uint16_t*>(scratch);
+  auto* ds16 = pd16 + BNTT;
+  auto* qkv16 = reinterpret_cast<uint16_t*>(scratch + 2 * BNTT);
+  auto* dout16 = qkv16 + N3C;
+  float_to_bf16(l, qkv16, qkv, N3C);
+  if (dout) float_to_bf16(l, dout16, dout, N3C / 3);
+  return Operands{CUDA_R_16BF, 2, reinterpret_cast<const char*>(qkv16), reinterpret_cast<const char*>(dout16),
+                  reinterpret_cast<char*>(pd16), reinterpret_cast<char*>(ds16)};
 }
 
 }  // namespace
 
-int64_t attention_scratch_elems(const AttentionShape& s) { return 2LL * s.NH * s.Tn * s.Tn; }
+int64_t attention_scratch_elems(const AttentionShape& s) {
+  const int64_t B = s.B, TT = static_cast<int64_t>(s.Tn) * s.Tn, C = static_cast<int64_t>(s.NH) * s.HS;
+  return 2 * B * s.NH * TT + 2 * B * s.Tn * C;
+}
 
 void attention_forward(Launch l, float* out, float* probs, float* scratch, const float* qkv, const uint8_t* key_valid,
                        const AttentionShape& s, const DropoutSpec& dropout) {
-  const int T = s.Tn, HS = s.HS, NH = s.NH;
+  const int T = s.Tn, HS = s.HS, NH = s.NH, C = NH * HS;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const bool drop = dropout.p > 0.0f;
+  const bool drop = dropout.p > 0.0f, bf16 = use_bf16(l, s, "attention_forward");
   const uint32_t threshold = dropout_threshold(dropout.p);
   const float keep_scale = 1.0f / (1.0f - dropout.p);
-  for (int b = 0; b < s.B; ++b) {
-    const SampleViews v = views(qkv, s, b);
-    float* P = probs + static_cast<int64_t>(b) * NH * v.TT;
-    // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
-    head_gemm(l, "attention_forward", true, false, T, T, HS, scale, v.k, v.ld_qkv, HS, v.q, v.ld_qkv, HS, P, T, v.TT,
-              NH);
-    softmax_dropout_kernel<<<NH * T, kRowThreads, 0, stream_of(l)>>>(P, scratch, key_valid + int64_t(b) * T,
-                                                                      geometry(s, b), dropout.key, threshold,
-                                                                      keep_scale, drop);
-    ERL_CUDA_LAUNCHED();
-    // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
-    float* O = out + static_cast<int64_t>(b) * T * v.C;
-    head_gemm(l, "attention_forward", false, false, HS, T, T, 1.0f, v.v, v.ld_qkv, HS, drop ? scratch : P, T, v.TT, O,
-              v.C, HS, NH);
-  }
+  const Operands o = operands(l, scratch, qkv, nullptr, s, bf16);
+  const HeadViews v{T, HS, C, static_cast<int64_t>(T) * T, NH};
+  const int64_t s_qkv = static_cast<int64_t>(T) * 3 * C, s_o = static_cast<int64_t>(T) * C, s_tt = NH * v.TT;
+  const auto at = [&](const char* base, int64_t off) { return base + off * static_cast<int64_t>(o.elem); };
+  for (int h = 0; h < NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
+    sample_gemm(l, "attention_forward", o.type, true, false, T, T, HS, scale, at(o.qkv, v.qkv_off(h, 1)), 3 * C, s_qkv,
+                at(o.qkv, v.qkv_off(h, 0)), 3 * C, s_qkv, probs + v.tt_off(h), T, s_tt, s.B);
+  const int64_t rows = static_cast<int64_t>(s.B) * NH * T;
+  const bool write_pd = drop || bf16;  // fp32 without dropout: O = P V straight from probs
+  if (bf16)
+    softmax_dropout_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(probs, reinterpret_cast<__nv_bfloat16*>(o.pd),
+                                                                   key_valid, geometry(s), dropout.key, threshold,
+                                                                   keep_scale, drop, write_pd);
+  else
+    softmax_dropout_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(probs, reinterpret_cast<float*>(o.pd), key_valid,
+                                                                   geometry(s), dropout.key, threshold, keep_scale,
+                                                                   drop, write_pd);
+  ERL_CUDA_LAUNCHED();
+  const char* pd = write_pd ? o.pd : reinterpret_cast<const char*>(probs);
+  for (int h = 0; h < NH; ++h)  // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
+    sample_gemm(l, "attention_forward", o.type, false, false, HS, T, T, 1.0f, at(o.qkv, v.qkv_off(h, 2)), 3 * C, s_qkv,
+                at(pd, v.tt_off(h)), T, s_tt, out + v.o_off(h), C, s_o, s.B);
 }
 
 void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout, const float* qkv, const float* probs,
                         const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
-  const int T = s.Tn, HS = s.HS, NH = s.NH;
+  const int T = s.Tn, HS = s.HS, NH = s.NH, C = NH * HS;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const bool drop = dropout.p > 0.0f;
+  const bool drop = dropout.p > 0.0f, bf16 = use_bf16(l, s, "attention_backward");
   const uint32_t threshold = dropout_threshold(dropout.p);
   const float keep_scale = 1.0f / (1.0f - dropout.p);
-  const int64_t TT = static_cast<int64_t>(T) * T;
-  float* Pd = scratch;
-  float* dS = scratch + NH * TT;
-  for (int b = 0; b < s.B; ++b) {
-    const SampleViews v = views(qkv, s, b);
-    float* dbase = dqkv + static_cast<int64_t>(b) * T * 3 * v.C;
-    float *dQ = dbase, *dK = dbase + v.C, *dV = dbase + 2 * v.C;
-    const float* dO = dout + static_cast<int64_t>(b) * T * v.C;
-    const float* P = probs + static_cast<int64_t>(b) * NH * TT;
-    const RowGeometry geo = geometry(s, b);
-    if (drop) {
-      dropout_rows_kernel<<<NH * T, kRowThreads, 0, stream_of(l)>>>(Pd, P, geo, dropout.key, threshold, keep_scale);
-      ERL_CUDA_LAUNCHED();
-    }
-    // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
-    head_gemm(l, "attention_backward", false, true, HS, T, T, 1.0f, dO, v.C, HS, drop ? Pd : P, T, TT, dV, v.ld_qkv,
-              HS, NH);
-    // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
-    head_gemm(l, "attention_backward", true, false, T, T, HS, 1.0f, v.v, v.ld_qkv, HS, dO, v.C, HS, dS, T, TT, NH);
-    softmax_backward_kernel<<<NH * T, kRowThreads, 0, stream_of(l)>>>(dS, P, geo, dropout.key, threshold, keep_scale,
-                                                                       drop);
+  const Operands o = operands(l, scratch, qkv, dout, s, bf16);
+  const HeadViews v{T, HS, C, static_cast<int64_t>(T) * T, NH};
+  const int64_t s_qkv = static_cast<int64_t>(T) * 3 * C, s_o = static_cast<int64_t>(T) * C, s_tt = NH * v.TT;
+  const int64_t rows = static_cast<int64_t>(s.B) * NH * T;
+  const auto at = [&](const char* base, int64_t off) { return base + off * static_cast<int64_t>(o.elem); };
+  float* dP = scratch + static_cast<int64_t>(s.B) * NH * v.TT;  // fp32 dPd -> dP (-> dS in place when fp32)
+
+  const bool write_pd = drop || bf16;
+  if (write_pd) {
+    if (bf16)
+      dropout_rows_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(reinterpret_cast<__nv_bfloat16*>(o.pd), probs,
+                                                                  geometry(s), dropout.key, threshold, keep_scale, drop);
+    else
+      dropout_rows_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(reinterpret_cast<float*>(o.pd), probs, geometry(s),
+                                                                  dropout.key, threshold, keep_scale, drop);
     ERL_CUDA_LAUNCHED();
+  }
+  const char* pd = write_pd ? o.pd : reinterpret_cast<const char*>(probs);
+  for (int h = 0; h < NH; ++h) {
+    // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
+    sample_gemm(l, "attention_backward", o.type, false, true, HS, T, T, 1.0f, at(o.dout, v.o_off(h)), C, s_o,
+                at(pd, v.tt_off(h)), T, s_tt, dqkv + v.qkv_off(h, 2), 3 * C, s_qkv, s.B);
+    // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
+    sample_gemm(l, "attention_backward", o.type, true, false, T, T, HS, 1.0f, at(o.qkv, v.qkv_off(h, 2)), 3 * C, s_qkv,
+                at(o.dout, v.o_off(h)), C, s_o, dP + v.tt_off(h), T, s_tt, s.B);
+  }
+  if (bf16)
+    softmax_backward_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(reinterpret_cast<__nv_bfloat16*>(o.ds), dP, probs,
+                                                                    geometry(s), dropout.key, threshold, keep_scale,
+                                                                    drop);
+  else
+    softmax_backward_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(dP, dP, probs, geometry(s), dropout.key,
+                                                                    threshold, keep_scale, drop);
+  ERL_CUDA_LAUNCHED();
+  const char* ds = bf16 ? o.ds : reinterpret_cast<const char*>(dP);
+  for (int h = 0; h < NH; ++h) {
     // dQ^T(col) (HS, T_i) = scale * K^T(col) (HS, T_j) @ dS^T (T_j, T_i)
-    head_gemm(l, "attention_backward", false, false, HS, T, T, scale, v.k, v.ld_qkv, HS, dS, T, TT, dQ, v.ld_qkv, HS,
-              NH);
+    sample_gemm(l, "attention_backward", o.type, false, false, HS, T, T, scale, at(o.qkv, v.qkv_off(h, 1)), 3 * C,
+                s_qkv, at(ds, v.tt_off(h)), T, s_tt, dqkv + v.qkv_off(h, 0), 3 * C, s_qkv, s.B);
     // dK^T(col) (HS, T_j) = scale * Q^T(col) (HS, T_i) @ dS (T_i, T_j)
-    head_gemm(l, "attention_backward", false, true, HS, T, T, scale, v.q, v.ld_qkv, HS, dS, T, TT, dK, v.ld_qkv, HS,
-              NH);
+    sample_gemm(l, "attention_backward", o.type, false, true, HS, T, T, scale, at(o.qkv, v.qkv_off(h, 0)), 3 * C,
+                s_qkv, at(ds, v.tt_off(h)), T, s_tt, dqkv + v.qkv_off(h, 1), 3 * C, s_qkv, s.B);
   }
 }
 

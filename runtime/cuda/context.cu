@@ -32,6 +32,8 @@ struct Context::Impl {
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   void* scratch = nullptr;
+  void* staging = nullptr;
+  size_t staging_bytes = 0;
   AlgoCache algos;
 };
 
@@ -46,6 +48,7 @@ Context::Context(const ContextOptions& options) : options_(options), impl_(std::
 Context::~Context() {
   if (!impl_) return;
   if (impl_->stream) cudaStreamSynchronize(impl_->stream);
+  if (impl_->staging) cudaFree(impl_->staging);
   if (impl_->scratch) cudaFree(impl_->scratch);
   if (impl_->workspace) cudaFree(impl_->workspace);
   if (impl_->lt) cublasLtDestroy(impl_->lt);
@@ -64,6 +67,23 @@ void* Context::scratch(size_t bytes, const char* who) const {
                                                       << " (raise ContextOptions::scratch_bytes)");
   return impl_->scratch;
 }
+
+void* Context::staging(size_t bytes) const {
+  if (bytes > impl_->staging_bytes) {
+    ERL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));  // earlier ops may still read the old block
+    if (impl_->staging) ERL_CUDA_CHECK(cudaFree(impl_->staging));
+    impl_->staging = nullptr;
+    impl_->staging_bytes = 0;
+    const cudaError_t e = cudaMalloc(&impl_->staging, bytes);
+    if (e != cudaSuccess) cudaGetLastError();
+    ERL_CHECK(e == cudaSuccess, "cuda: cannot allocate " << bytes << " bytes of bf16 GEMM operand staging ("
+                                                         << cudaGetErrorString(e)
+                                                         << "): lower train.micro_batch or use train.recompute");
+    impl_->staging_bytes = bytes;
+  }
+  return impl_->staging;
+}
+size_t Context::staging_bytes() const { return impl_->staging_bytes; }
 
 std::string device_description(int device) {
   cudaDeviceProp p{};

@@ -2,6 +2,7 @@
 #include "runtime/cuda/gemm.cuh"
 
 #include <cstdio>
+#include <cstring>
 
 namespace erlangshen::cuda {
 namespace {
@@ -46,14 +47,43 @@ void make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int rows, 
   }
 }
 
-}  // namespace
+// Elements from the first to the last of a column-major operand (rows x cols, leading dimension ld, `batch`
+// matrices `stride` apart): what must be staged to hand cuBLASLt the same layout in bf16.
+int64_t operand_span(int rows, int cols, int ld, int batch, int64_t stride) {
+  return (batch > 1 ? (batch - 1) * stride : 0) + static_cast<int64_t>(cols - 1) * ld + rows;
+}
 
-bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
-  Context& ctx = need_context(l, op);
-  if (g.m == 0 || g.n == 0) return true;
-  const bool fp32_operands = g.ab_type == CUDA_R_32F;
-  const cublasComputeType_t compute =
-      fp32_operands && ctx.math() == MathMode::BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+
+bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
+         bool required);
+
+// MathMode::BF16 on fp32 operands: A and B are rounded to bf16 into the Context's staging (one copy when they are
+// the same tensor) and the GEMM runs on bf16 operands with fp32 accumulation and fp32 C/D. Where cuBLASLt has no
+// bf16 algorithm for the layout (odd leading dimensions of small test shapes), cuBLASLt's own rounding of the
+// fp32 operands (COMPUTE_32F_FAST_16BF) does the same arithmetic, slower.
+bool gemm_staged_bf16(const Launch& l, Context& ctx, const char* op, const GemmArgs& g) {
+  const int64_t na = operand_span(g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
+  const int64_t nb = operand_span(g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
+  const bool same = g.A == g.B && na == nb;
+  const int64_t b_offset = round_up_256(2 * na);
+  auto* stage = static_cast<char*>(ctx.staging(static_cast<size_t>(b_offset + (same ? 0 : round_up_256(2 * nb)))));
+  auto* a16 = reinterpret_cast<uint16_t*>(stage);
+  auto* b16 = same ? a16 : reinterpret_cast<uint16_t*>(stage + b_offset);
+  float_to_bf16(l, a16, static_cast<const float*>(g.A), na);
+  if (!same) float_to_bf16(l, b16, static_cast<const float*>(g.B), nb);
+  GemmArgs s = g;
+  s.ab_type = CUDA_R_16BF;
+  s.A = a16;
+  s.B = b16;
+  if (run(l, ctx, op, s, CUBLAS_COMPUTE_32F, false)) return true;
+  return run(l, ctx, op, g, CUBLAS_COMPUTE_32F_FAST_16BF, g.epilogue == Epilogue::None);
+}
+
+// One cuBLASLt call with the algorithm cached per configuration. No algorithm: throws when `required`, else
+// returns false having done nothing.
+bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
+         bool required) {
   Descs d;
   ERL_LT_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
   cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -82,6 +112,7 @@ bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
                 static_cast<long long>(g.stride_b), static_cast<long long>(g.stride_c), g.batch,
                 static_cast<int>(g.epilogue), al_a, al_b, al_c, al_bias, al_aux, static_cast<int>(ctx.math()),
                 g.beta != 0.0f, g.ldaux, static_cast<int>(g.ab_type), static_cast<int>(g.c_type));
+  std::snprintf(key + std::strlen(key), sizeof key - std::strlen(key), " c%d", static_cast<int>(compute));
   auto& cache = ctx.algo_cache().entries;
   auto it = cache.find(key);
   if (it == cache.end()) {
@@ -109,7 +140,7 @@ bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
     Context::AlgoCache::Entry e;
     e.ok = s == CUBLAS_STATUS_SUCCESS && found > 0;
     if (e.ok) e.algo = result.algo;
-    ERL_CHECK(e.ok || g.epilogue != Epilogue::None,
+    ERL_CHECK(e.ok || !required,
               "cuda::" << op << ": cuBLASLt has no algorithm for GEMM " << key << " (status " << static_cast<int>(s)
                        << ")");
     it = cache.emplace(key, e).first;
@@ -119,6 +150,15 @@ bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
                               &g.beta, g.C, d.c, g.C, d.c, &it->second.algo, ctx.gemm_workspace(),
                               ctx.gemm_workspace_bytes(), stream_of(l)));
   return true;
+}
+
+}  // namespace
+
+bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
+  Context& ctx = need_context(l, op);
+  if (g.m == 0 || g.n == 0) return true;
+  if (g.ab_type == CUDA_R_32F && ctx.math() == MathMode::BF16) return gemm_staged_bf16(l, ctx, op, g);
+  return run(l, ctx, op, g, CUBLAS_COMPUTE_32F, g.epilogue == Epilogue::None);
 }
 
 }  // namespace erlangshen::cuda

@@ -1,9 +1,9 @@
 // One cuBLASLt GEMM entry point for the backend (matmul and attention), column-major like cuBLAS:
 //   C[b] (m, n) = alpha * op(A[b]) (m, k) @ op(B[b]) (k, n) + beta * C[b]  (+ epilogue),  b < batch
-// Row-major callers swap operands (row-major X is column-major X^T). With fp32 operands (the backend's storage)
-// the Context's math mode picks the compute type (FP32: COMPUTE_32F; BF16: COMPUTE_32F_FAST_16BF); bf16
-// operands (ab_type = CUDA_R_16BF: the GEMM probe of tests/bench/gpu_bench.cu, and bf16 storage later) always
-// compute in fp32 on the bf16 tensor cores (COMPUTE_32F), C/D in c_type. Algorithms come from the cuBLASLt heuristic once per
+// Row-major callers swap operands (row-major X is column-major X^T). fp32 operands (the backend's storage) under
+// MathMode::FP32 run as SGEMM (COMPUTE_32F); under MathMode::BF16 they are first rounded to bf16 into the
+// Context's staging (context.h). bf16 operands (ab_type = CUDA_R_16BF: attention's staged Q/K/V and probabilities,
+// the GEMM probe) compute in fp32 on the bf16 tensor cores (COMPUTE_32F), C/D in c_type. Algorithms come from the cuBLASLt heuristic once per
 // (shape, alignment, mode, epilogue) and are cached in the Context, so a shape always runs the same algorithm.
 #pragma once
 #include <cublasLt.h>

@@ -6,8 +6,8 @@
 // that need a GEMM or a reduction scratch (marked [ctx]) throw an Error naming the missing context.
 //
 // Numerics: storage is fp32 everywhere in this interface. GEMMs (matmul and attention) run in the Context's
-// math mode: MathMode::FP32 (plain fp32 SGEMM, the parity path) or MathMode::BF16 (bf16 tensor-core inputs, fp32
-// accumulate and fp32 output: cuBLAS COMPUTE_32F_FAST_16BF). Every reduction is a fixed-order tree or a
+// math mode: MathMode::FP32 (plain fp32 SGEMM, the parity path) or MathMode::BF16 (operands rounded to bf16,
+// bf16 tensor cores with fp32 accumulate and fp32 output; context.h). Every reduction is a fixed-order tree or a
 // fixed-partition two-stage sum, never atomics, so a given (shape, launch) always produces the same bits.
 //
 // This header is plain C++ (no CUDA headers) so host code compiled by the C++ compiler can include it.

@@ -38,11 +38,22 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // Recomputed probabilities of the live layer still need one (B, NH, T, T) block.
   if (r != Recompute::None) saved += int64_t(B) * s.heads_local * T * T;
   // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dtmp, dln, dctx,
-  // dqkv, dact), attention scratch (2 NH T^2), output layer on the masked rows (6 C + V per row + stats).
+  // dqkv, dact), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the masked
+  // rows (6 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
   const int64_t other = 3 * N * C + 2 * N + 3 * N * C + N * Cl + 3 * N * Cl + N * Fl +
-                        2 * int64_t(s.heads_local) * T * T + M * (6 * C + s.vocab_local + 6);
+                        2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl + M * (6 * C + s.vocab_local + 6);
   return (saved + other) * s.storage_bytes;
+}
+
+int64_t gemm_staging_bytes(const EncoderShape& s, int B, int T) {
+  const int64_t N = int64_t(B) * T, C = s.hidden, Fl = s.ffn_local, V = s.vocab_local;
+  const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
+  const int64_t widest = std::max({N * (C + Fl),          // FFN-out wgrad: dout (N, C) + inp (N, Fl)
+                                   N * Fl + C * Fl,       // FFN-out forward, FFN-in dgrad
+                                   N * 4 * C + 3 * C * C,  // QKV wgrad / dgrad
+                                   M * (C + V) + V * C});  // vocab projection on the masked rows
+  return 2 * widest + 512;
 }
 
 int64_t MemoryPlan::total() const {
@@ -70,6 +81,7 @@ MemoryPlan plan_training_memory(const TrainingMemoryRequest& q) {
                 {"activations (micro_batch " + std::to_string(q.micro_batch) + ", seq " + std::to_string(q.seq_len) +
                      ", recompute " + recompute_name(q.recompute) + ")",
                  activation_bytes(q.shape, q.micro_batch, q.seq_len, q.recompute)},
+                {"bf16 GEMM operand staging", gemm_staging_bytes(q.shape, q.micro_batch, q.seq_len)},
                 {"workspace + runtime reserve", q.workspace_bytes + q.reserve_bytes}};
   return plan;
 }

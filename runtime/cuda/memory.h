@@ -8,6 +8,8 @@
 //   gradients (fp32)                 4 P      fp32 accumulation over micro-batches; all-reduced in place
 //   optimizer state (AdamW m, v)     8 P / s  s = DP ranks sharing it (ZeRO-1), else 1
 //   activations                      see activation_bytes(): per-layer saved tensors x layers + backward scratch
+//   bf16 GEMM operand staging        see gemm_staging_bytes(): the largest GEMM's two operands in bf16
+//                                    (Context::staging, MathMode::BF16)
 //   workspace                        cuBLASLt workspace + reduction scratch of the backend Context + a reserve
 //                                    for the CUDA/cuBLAS/NCCL runtime
 // Plain C++ (uses the CUDA runtime API only for allocation and free-memory queries).
@@ -40,6 +42,10 @@ struct EncoderShape {
 
 // Bytes of activations for a (micro_batch, seq_len) step under `recompute`.
 int64_t activation_bytes(const EncoderShape& shape, int micro_batch, int seq_len, Recompute recompute);
+
+// Bytes of the Context's bf16 operand staging for a (micro_batch, seq_len) step: 2 x the largest A + B of the
+// model's GEMMs.
+int64_t gemm_staging_bytes(const EncoderShape& shape, int micro_batch, int seq_len);
 
 struct MemoryPlan {
   struct Item {

@@ -19,8 +19,8 @@ void PrintTo(const AttnCase& k, std::ostream* os) {
 
 class CudaAttention : public CudaTest, public ::testing::WithParamInterface<AttnCase> {};
 
-TEST_P(CudaAttention, ForwardBackwardMatchCpu) {
-  const AttnCase k = GetParam();
+// Runs the CPU reference and the GPU op on the same inputs; compares probs, out and dqkv within the tolerances.
+void check_against_cpu(const AttnCase& k, const Exec& g, double rtol_fwd, double rtol_bwd) {
   cpu::AttentionShape s{k.B, k.T, k.NH, k.HS, k.sample_offset, k.head_offset, k.total_heads};
   DropoutSpec d;
   d.p = k.p;
@@ -33,20 +33,33 @@ TEST_P(CudaAttention, ForwardBackwardMatchCpu) {
 
   std::vector<float> out_c(N * C), probs_c(size_t(k.B) * k.NH * k.T * k.T), dqkv_c(N * 3 * C);
   std::vector<float> scratch_c(cpu::attention_scratch_elems(s));
-  ops::attention_forward(cpu(), out_c.data(), probs_c.data(), scratch_c.data(), qkv.data(), valid.data(), s, d);
-  ops::attention_backward(cpu(), dqkv_c.data(), scratch_c.data(), dout.data(), qkv.data(), probs_c.data(),
+  const Exec cpu_exec{};
+  ops::attention_forward(cpu_exec, out_c.data(), probs_c.data(), scratch_c.data(), qkv.data(), valid.data(), s, d);
+  ops::attention_backward(cpu_exec, dqkv_c.data(), scratch_c.data(), dout.data(), qkv.data(), probs_c.data(),
                           valid.data(), s, d);
 
   Dev<float> d_qkv(qkv), d_dout(dout), d_out(out_c.size()), d_probs(probs_c.size()), d_dqkv(dqkv_c.size()),
-      d_scratch(size_t(ops::attention_scratch_elems(gpu(), s)));
+      d_scratch(size_t(ops::attention_scratch_elems(g, s)));
   Dev<uint8_t> d_valid(valid);
-  ops::attention_forward(gpu(), d_out.get(), d_probs.get(), d_scratch.get(), d_qkv.get(), d_valid.get(), s, d);
-  ops::attention_backward(gpu(), d_dqkv.get(), d_scratch.get(), d_dout.get(), d_qkv.get(), d_probs.get(),
-                          d_valid.get(), s, d);
-  EXPECT_TRUE(close(d_probs.host(), probs_c, kFp32Rtol)) << "probs";
+  ops::attention_forward(g, d_out.get(), d_probs.get(), d_scratch.get(), d_qkv.get(), d_valid.get(), s, d);
+  ops::attention_backward(g, d_dqkv.get(), d_scratch.get(), d_dout.get(), d_qkv.get(), d_probs.get(), d_valid.get(),
+                          s, d);
+  EXPECT_TRUE(close(d_probs.host(), probs_c, rtol_fwd)) << "probs";
   // A single differing dropout bit changes an output by p_ij * v / (1 - p) ~ 1e-3 of the scale: far outside 1e-5.
-  EXPECT_TRUE(close(d_out.host(), out_c, kFp32Rtol)) << "out";
-  EXPECT_TRUE(close(d_dqkv.host(), dqkv_c, kFp32Rtol)) << "dqkv";
+  EXPECT_TRUE(close(d_out.host(), out_c, rtol_fwd)) << "out";
+  EXPECT_TRUE(close(d_dqkv.host(), dqkv_c, rtol_bwd)) << "dqkv";
+}
+
+TEST_P(CudaAttention, ForwardBackwardMatchCpu) { check_against_cpu(GetParam(), gpu(), kFp32Rtol, kFp32Rtol); }
+
+// bf16 math (T and HS multiples of 8; the odd-T case runs the fp32 path and meets these bounds trivially): Q, K, V,
+// dO, Pd and dS rounded to bf16 (relative error 2^-9 each), products accumulated in fp32, softmax in fp32. The
+// scores' error is ~2^-8 of the natural scale sum_k |q_k k_k| / sqrt(HS); a logit error e moves a probability by
+// ~e relatively, so probs and out stay within 1e-2 of the element plus the tensor's largest magnitude (as the
+// bf16 matmul test). Backward chains two rounded GEMMs and the softmax Jacobian: 3e-2.
+TEST_P(CudaAttention, Bf16WithinBf16Tolerance) {
+  ctx_->set_math(cuda::MathMode::BF16);
+  check_against_cpu(GetParam(), gpu(), 1e-2, 3e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -90,7 +103,11 @@ TEST_F(CudaTest, DropoutMasksBitForBit) {
 
 TEST_F(CudaTest, AttentionDropoutMaskBitForBit) {
   // With V = one-hot rows (V[j] = e_j, HS >= T), out row i = dropout(P)[i, :] exactly (one product per element),
-  // so the attention dropout mask is compared bit for bit through the op's output.
+  // so the attention dropout mask is compared bit for bit through the op's output: in fp32 math, and in bf16
+  // math, where Pd is stored in bf16 (a kept p ~ 1/64 stays far from underflow, a dropped one is exactly 0).
+  for (cuda::MathMode math : {cuda::MathMode::FP32, cuda::MathMode::BF16}) {
+  SCOPED_TRACE(cuda::math_mode_name(math));
+  ctx_->set_math(math);
   const int B = 2, T = 64, NH = 2, HS = 64;
   cpu::AttentionShape s{B, T, NH, HS, 9, 1, 4};
   DropoutSpec d;
@@ -113,7 +130,8 @@ TEST_F(CudaTest, AttentionDropoutMaskBitForBit) {
   size_t mismatched = 0;
   for (size_t i = 0; i < out_c.size(); ++i) mismatched += (out_c[i] == 0.0f) != (out_g[i] == 0.0f);
   EXPECT_EQ(mismatched, 0u) << "dropped positions differ between CPU and GPU";
-  EXPECT_TRUE(close(out_g, out_c, kFp32Rtol));
+  EXPECT_TRUE(close(out_g, out_c, math == cuda::MathMode::FP32 ? kFp32Rtol : 1e-2));
+  }
 }
 
 }  // namespace

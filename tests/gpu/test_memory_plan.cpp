@@ -27,13 +27,21 @@ TrainingMemoryRequest erlangshen_1_3b(int micro_batch) {
 TEST(MemoryPlan, CategoriesFollowTheParameterCount) {
   const auto q = erlangshen_1_3b(8);
   const MemoryPlan plan = plan_training_memory(q);
-  ASSERT_EQ(plan.items.size(), 6u);
+  ASSERT_EQ(plan.items.size(), 7u);
   EXPECT_EQ(plan.items[0].bytes, 2 * q.params);
   EXPECT_EQ(plan.items[1].bytes, 4 * q.params);
   EXPECT_EQ(plan.items[2].bytes, 4 * q.params);
   EXPECT_EQ(plan.items[3].bytes, 8 * q.params);
   EXPECT_GT(plan.items[4].bytes, 0);
+  // bf16 staging holds both operands of any one GEMM: FFN-out forward (inp N x F, W F x C), its wgrad (dout N x C,
+  // inp N x F), and the vocab projection (W V x C plus the masked rows).
+  const int64_t N = 8 * 512, C = 2048, F = 8192, V = 21248;
+  EXPECT_GE(plan.items[5].bytes, 2 * (N * F + F * C));
+  EXPECT_GE(plan.items[5].bytes, 2 * (N * C + N * F));
+  EXPECT_GE(plan.items[5].bytes, 2 * (V * C));
+  EXPECT_LT(plan.items[5].bytes, plan.items[4].bytes) << "staging is a small share of the activations";
   const std::string r = plan.report();
+  EXPECT_NE(r.find("staging"), std::string::npos) << r;
   EXPECT_NE(r.find("master weights"), std::string::npos) << r;
   EXPECT_NE(r.find("total"), std::string::npos) << r;
 }
