@@ -20,7 +20,9 @@
 // Not done yet: a flash-style kernel that never writes S/P to memory (the saved P would then be recomputed).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 
 #include "runtime/cuda/gemm.cuh"
 
@@ -129,6 +131,201 @@ __global__ void softmax_backward_kernel(TS* ds, float* dp, const float* probs, R
   for (int j = threadIdx.x; j < T; j += blockDim.x) store(out + j, p[j] * (d[j] - dot));
 }
 
+// ---- Register-resident row kernels: T % 4 == 0, T <= 4 * 128 * kMaxGroups, 16-byte aligned rows ----
+// Thread t owns the groups of 4 consecutive elements g = t + k * blockDim.x (k < G): one float4 load of each
+// input, every pass over the row in registers, one store of each output. A group starts at a multiple of 4 of the
+// global dropout index (T % 4 == 0), so its 4 keep bits are exactly one Philox block, as keep4's aligned case.
+constexpr int kMaxGroups = 2;
+
+__device__ __forceinline__ void store4(float* dst, float a, float b, float c, float d) {
+  *reinterpret_cast<float4*>(dst) = make_float4(a, b, c, d);
+}
+__device__ __forceinline__ void store4(__nv_bfloat16* dst, float a, float b, float c, float d) {
+  const __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
+  uint2 u;
+  u.x = *reinterpret_cast<const uint32_t*>(&lo);
+  u.y = *reinterpret_cast<const uint32_t*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = u;
+}
+__device__ __forceinline__ float& lane(float4& v, int w) { return (&v.x)[w]; }
+
+__device__ __forceinline__ void keep_group(bool keep[4], PhiloxKey key, uint64_t g, uint32_t threshold, bool drop) {
+  if (!drop) {
+    keep[0] = keep[1] = keep[2] = keep[3] = true;
+    return;
+  }
+  const Philox4 r = philox_at(key, g >> 2);
+#pragma unroll
+  for (int w = 0; w < 4; ++w) keep[w] = r.v[w] >= threshold;
+}
+
+template <class TP, int G>
+__global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo, PhiloxKey key,
+                                      uint32_t threshold, float scale, bool drop, bool write_pd) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int T = geo.T, groups = T / 4;
+  const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
+  float* p = probs + row * T;
+  float4 v[G];
+  unsigned valid_bits = 0;
+  float mx = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    v[k] = *reinterpret_cast<const float4*>(p + 4 * g);
+#pragma unroll
+    for (int w = 0; w < 4; ++w)
+      if (valid[4 * g + w]) {
+        valid_bits |= 1u << (4 * k + w);
+        mx = fmaxf(mx, lane(v[k], w));
+      }
+  }
+  mx = block_max(mx, smem);
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < G; ++k)
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const bool on = (valid_bits >> (4 * k + w)) & 1u;
+      lane(v[k], w) = on ? expf(lane(v[k], w) - mx) : 0.0f;
+      sum += lane(v[k], w);
+    }
+  sum = block_sum(sum, smem);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  const uint64_t base = geo.drop_index(row);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    float4 q = v[k];
+    q.x *= inv, q.y *= inv, q.z *= inv, q.w *= inv;
+    store4(p + 4 * g, q.x, q.y, q.z, q.w);
+    if (!write_pd) continue;
+    bool keep[4];
+    keep_group(keep, key, base + 4 * g, threshold, drop);
+    const float f = drop ? scale : 1.0f;
+    store4(pd + row * T + 4 * g, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f,
+           keep[3] ? q.w * f : 0.0f);
+  }
+}
+
+template <class TP, int G>
+__global__ void dropout_rows4(TP* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
+                              float scale, bool drop) {
+  const int64_t row = blockIdx.x;
+  const int T = geo.T, groups = T / 4;
+  const uint64_t base = geo.drop_index(row);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    const float4 q = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
+    bool keep[4];
+    keep_group(keep, key, base + 4 * g, threshold, drop);
+    const float f = drop ? scale : 1.0f;
+    store4(pd + row * T + 4 * g, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f,
+           keep[3] ? q.w * f : 0.0f);
+  }
+}
+
+// ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd).
+template <class TS, int G>
+__global__ void softmax_backward_rows4(TS* ds, const float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
+                                       uint32_t threshold, float scale, bool drop) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int T = geo.T, groups = T / 4;
+  const uint64_t base = geo.drop_index(row);
+  float4 pv[G], dv[G];
+  float dot = 0.0f;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    pv[k] = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
+    dv[k] = *reinterpret_cast<const float4*>(dp + row * T + 4 * g);
+    bool keep[4];
+    keep_group(keep, key, base + 4 * g, threshold, drop);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      if (drop) lane(dv[k], w) = keep[w] ? lane(dv[k], w) * scale : 0.0f;
+      dot += lane(pv[k], w) * lane(dv[k], w);
+    }
+  }
+  dot = block_sum(dot, smem);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    store4(ds + row * T + 4 * g, pv[k].x * (dv[k].x - dot), pv[k].y * (dv[k].y - dot), pv[k].z * (dv[k].z - dot),
+           pv[k].w * (dv[k].w - dot));
+  }
+}
+
+// Launch shape of the register kernels for this T, or groups_per_thread 0 when T needs the generic kernels.
+struct RowLaunch {
+  int groups_per_thread = 0, threads = kRowThreads;
+};
+RowLaunch row_launch(int T, std::initializer_list<const void*> rows) {
+  RowLaunch r;
+  for (const void* p : rows)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return r;
+  if (T % 4 != 0 || T / 4 > kRowThreads * kMaxGroups) return r;
+  const int groups = T / 4;
+  r.groups_per_thread = groups <= kRowThreads ? 1 : 2;
+  const int per = (groups + r.groups_per_thread - 1) / r.groups_per_thread;
+  r.threads = std::max(32, (per + 31) / 32 * 32);
+  return r;
+}
+
+// Row-kernel launches: the register kernels where row_launch allows, else the generic ones.
+template <class TP>
+void softmax_dropout(const Launch& l, int64_t rows, float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
+                     PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
+  const RowLaunch r = row_launch(geo.T, {probs, pd});
+  if (r.groups_per_thread == 1)
+    softmax_dropout_rows4<TP, 1><<<rows, r.threads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+                                                                        scale, drop, write_pd);
+  else if (r.groups_per_thread == 2)
+    softmax_dropout_rows4<TP, 2><<<rows, r.threads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+                                                                        scale, drop, write_pd);
+  else
+    softmax_dropout_kernel<TP><<<rows, kRowThreads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+                                                                        scale, drop, write_pd);
+  ERL_CUDA_LAUNCHED();
+}
+
+template <class TP>
+void dropout_rows(const Launch& l, int64_t rows, TP* pd, const float* probs, RowGeometry geo, PhiloxKey key,
+                  uint32_t threshold, float scale, bool drop) {
+  const RowLaunch r = row_launch(geo.T, {probs, pd});
+  if (r.groups_per_thread == 1)
+    dropout_rows4<TP, 1><<<rows, r.threads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+  else if (r.groups_per_thread == 2)
+    dropout_rows4<TP, 2><<<rows, r.threads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+  else
+    dropout_rows_kernel<TP><<<rows, kRowThreads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+  ERL_CUDA_LAUNCHED();
+}
+
+template <class TS>
+void softmax_backward(const Launch& l, int64_t rows, TS* ds, float* dp, const float* probs, RowGeometry geo,
+                      PhiloxKey key, uint32_t threshold, float scale, bool drop) {
+  const RowLaunch r = row_launch(geo.T, {ds, dp, probs});
+  if (r.groups_per_thread == 1)
+    softmax_backward_rows4<TS, 1><<<rows, r.threads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+                                                                         drop);
+  else if (r.groups_per_thread == 2)
+    softmax_backward_rows4<TS, 2><<<rows, r.threads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+                                                                         drop);
+  else
+    softmax_backward_kernel<TS><<<rows, kRowThreads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+                                                                         drop);
+  ERL_CUDA_LAUNCHED();
+}
+
 // The operands of one call: element type and base pointers of Q/K/V, dO, Pd, dS as the GEMMs read them.
 struct Operands {
   cudaDataType_t type;   // CUDA_R_32F or CUDA_R_16BF
@@ -217,14 +414,11 @@ void attention_forward(Launch l, float* out, float* probs, float* scratch, const
   const int64_t rows = static_cast<int64_t>(s.B) * NH * T;
   const bool write_pd = drop || bf16;  // fp32 without dropout: O = P V straight from probs
   if (bf16)
-    softmax_dropout_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(probs, reinterpret_cast<__nv_bfloat16*>(o.pd),
-                                                                   key_valid, geometry(s), dropout.key, threshold,
-                                                                   keep_scale, drop, write_pd);
+    softmax_dropout(l, rows, probs, reinterpret_cast<__nv_bfloat16*>(o.pd), key_valid, geometry(s), dropout.key,
+                    threshold, keep_scale, drop, write_pd);
   else
-    softmax_dropout_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(probs, reinterpret_cast<float*>(o.pd), key_valid,
-                                                                   geometry(s), dropout.key, threshold, keep_scale,
-                                                                   drop, write_pd);
-  ERL_CUDA_LAUNCHED();
+    softmax_dropout(l, rows, probs, reinterpret_cast<float*>(o.pd), key_valid, geometry(s), dropout.key, threshold,
+                    keep_scale, drop, write_pd);
   const char* pd = write_pd ? o.pd : reinterpret_cast<const char*>(probs);
   for (int h = 0; h < NH; ++h)  // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
     sample_gemm(l, "attention_forward", o.type, false, false, HS, T, T, 1.0f, at(o.qkv, v.qkv_off(h, 2)), 3 * C, s_qkv,
@@ -248,12 +442,11 @@ void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout
   const bool write_pd = drop || bf16;
   if (write_pd) {
     if (bf16)
-      dropout_rows_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(reinterpret_cast<__nv_bfloat16*>(o.pd), probs,
-                                                                  geometry(s), dropout.key, threshold, keep_scale, drop);
+      dropout_rows(l, rows, reinterpret_cast<__nv_bfloat16*>(o.pd), probs, geometry(s), dropout.key, threshold,
+                   keep_scale, drop);
     else
-      dropout_rows_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(reinterpret_cast<float*>(o.pd), probs, geometry(s),
-                                                                  dropout.key, threshold, keep_scale, drop);
-    ERL_CUDA_LAUNCHED();
+      dropout_rows(l, rows, reinterpret_cast<float*>(o.pd), probs, geometry(s), dropout.key, threshold, keep_scale,
+                   drop);
   }
   const char* pd = write_pd ? o.pd : reinterpret_cast<const char*>(probs);
   for (int h = 0; h < NH; ++h) {
@@ -265,13 +458,10 @@ void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout
                 at(o.dout, v.o_off(h)), C, s_o, dP + v.tt_off(h), T, s_tt, s.B);
   }
   if (bf16)
-    softmax_backward_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(reinterpret_cast<__nv_bfloat16*>(o.ds), dP, probs,
-                                                                    geometry(s), dropout.key, threshold, keep_scale,
-                                                                    drop);
+    softmax_backward(l, rows, reinterpret_cast<__nv_bfloat16*>(o.ds), dP, probs, geometry(s), dropout.key, threshold,
+                     keep_scale, drop);
   else
-    softmax_backward_kernel<<<rows, kRowThreads, 0, stream_of(l)>>>(dP, dP, probs, geometry(s), dropout.key,
-                                                                    threshold, keep_scale, drop);
-  ERL_CUDA_LAUNCHED();
+    softmax_backward(l, rows, dP, dP, probs, geometry(s), dropout.key, threshold, keep_scale, drop);
   const char* ds = bf16 ? o.ds : reinterpret_cast<const char*>(dP);
   for (int h = 0; h < NH; ++h) {
     // dQ^T(col) (HS, T_i) = scale * K^T(col) (HS, T_j) @ dS^T (T_j, T_i)
