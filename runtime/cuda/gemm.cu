@@ -2,7 +2,6 @@
 #include "runtime/cuda/gemm.cuh"
 
 #include <cstdio>
-#include <cstring>
 
 namespace erlangshen::cuda {
 namespace {
@@ -21,20 +20,6 @@ uint32_t alignment(const void* p) {
   while (al > 4 && (a % al) != 0) al >>= 1;
   return al;
 }
-
-// RAII holders for the cuBLASLt descriptors of one call.
-struct Descs {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~Descs() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (c) cublasLtMatrixLayoutDestroy(c);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
-  }
-};
 
 void make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int rows, int cols, int ld, int batch,
                  int64_t stride) {
@@ -80,74 +65,97 @@ bool gemm_staged_bf16(const Launch& l, Context& ctx, const char* op, const GemmA
   return run(l, ctx, op, g, CUBLAS_COMPUTE_32F_FAST_16BF, g.epilogue == Epilogue::None);
 }
 
-// One cuBLASLt call with the algorithm cached per configuration. No algorithm: throws when `required`, else
-// returns false having done nothing.
-bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
-         bool required) {
-  Descs d;
-  ERL_LT_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
+// Descriptors of a configuration (the per-call bias and aux pointers are set at each call).
+std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs& g, cublasComputeType_t compute) {
+  auto d = std::make_unique<Context::AlgoCache::Descriptors>();
+  ERL_LT_CHECK(cublasLtMatmulDescCreate(&d->op, compute, CUDA_R_32F));
   cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   if (g.epilogue != Epilogue::None) {
     cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     if (g.epilogue == Epilogue::GeluAuxBias) {
       int64_t ld = g.ldaux;
-      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
-                                                  sizeof(g.aux)));
-      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
+      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
     }
   }
-  make_layout(&d.a, g.ab_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
-  make_layout(&d.b, g.ab_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
-  make_layout(&d.c, g.c_type, g.m, g.n, g.ldc, g.batch, g.stride_c);
+  make_layout(&d->a, g.ab_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
+  make_layout(&d->b, g.ab_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
+  make_layout(&d->c, g.c_type, g.m, g.n, g.ldc, g.batch, g.stride_c);
+  return d;
+}
 
+// One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
+// `required`, else returns false having done nothing.
+bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
+         bool required) {
   const uint32_t al_a = alignment(g.A), al_b = alignment(g.B), al_c = alignment(g.C),
                  al_bias = g.bias ? alignment(g.bias) : 256, al_aux = g.aux ? alignment(g.aux) : 256;
   char key[256];
-  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d", g.trans_a,
-                g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<long long>(g.stride_a),
+  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d c%d",
+                g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<long long>(g.stride_a),
                 static_cast<long long>(g.stride_b), static_cast<long long>(g.stride_c), g.batch,
                 static_cast<int>(g.epilogue), al_a, al_b, al_c, al_bias, al_aux, static_cast<int>(ctx.math()),
-                g.beta != 0.0f, g.ldaux, static_cast<int>(g.ab_type), static_cast<int>(g.c_type));
-  std::snprintf(key + std::strlen(key), sizeof key - std::strlen(key), " c%d", static_cast<int>(compute));
+                g.beta != 0.0f, g.ldaux, static_cast<int>(g.ab_type), static_cast<int>(g.c_type),
+                static_cast<int>(compute));
   auto& cache = ctx.algo_cache().entries;
   auto it = cache.find(key);
   if (it == cache.end()) {
-    ERL_LT_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
+    Context::AlgoCache::Entry e;
+    e.desc = make_descriptors(g, compute);
+    cublasLtMatmulPreference_t pref = nullptr;
+    ERL_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    struct PrefGuard {
+      cublasLtMatmulPreference_t p;
+      ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+    } guard{pref};
     uint64_t ws = ctx.gemm_workspace_bytes();
-    ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
     const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_a},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_b},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_c},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c}};
     for (const auto& [attr, value] : aligns)
-      ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, attr, &value, sizeof(value)));
+      ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
     if (ctx.deterministic()) {
       // Split-K reductions through the workspace (fixed order); no in-place accumulation across CTAs.
       uint32_t mask = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
                       CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
-      ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
+      ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
                                                         sizeof(mask)));
+    }
+    if (g.epilogue != Epilogue::None) {  // the heuristic may look at the epilogue's pointers
+      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
+                                                  sizeof(g.bias)));
+      if (g.epilogue == Epilogue::GeluAuxBias)
+        ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
+                                                    sizeof(g.aux)));
     }
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), d.op, d.a, d.b,
-                                                      d.c, d.c, d.pref, 1, &result, &found);
-    Context::AlgoCache::Entry e;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op,
+                                                      e.desc->a, e.desc->b, e.desc->c, e.desc->c, pref, 1, &result,
+                                                      &found);
     e.ok = s == CUBLAS_STATUS_SUCCESS && found > 0;
     if (e.ok) e.algo = result.algo;
     ERL_CHECK(e.ok || !required,
               "cuda::" << op << ": cuBLASLt has no algorithm for GEMM " << key << " (status " << static_cast<int>(s)
                        << ")");
-    it = cache.emplace(key, e).first;
+    it = cache.emplace(key, std::move(e)).first;
   }
-  if (!it->second.ok) return false;
-  ERL_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), d.op, &g.alpha, g.A, d.a, g.B, d.b,
-                              &g.beta, g.C, d.c, g.C, d.c, &it->second.algo, ctx.gemm_workspace(),
+  const Context::AlgoCache::Entry& e = it->second;
+  if (!e.ok) return false;
+  if (g.epilogue != Epilogue::None) {
+    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
+                                                sizeof(g.bias)));
+    if (g.epilogue == Epilogue::GeluAuxBias)
+      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
+                                                  sizeof(g.aux)));
+  }
+  ERL_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op, &g.alpha, g.A, e.desc->a,
+                              g.B, e.desc->b, &g.beta, g.C, e.desc->c, g.C, e.desc->c, &e.algo, ctx.gemm_workspace(),
                               ctx.gemm_workspace_bytes(), stream_of(l)));
   return true;
 }

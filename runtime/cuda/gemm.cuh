@@ -8,6 +8,7 @@
 #pragma once
 #include <cublasLt.h>
 
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -15,10 +16,26 @@
 
 namespace erlangshen::cuda {
 
+// Per configuration (shape, layouts, alignment, types, epilogue, compute): the cuBLASLt descriptors and the chosen
+// algorithm, made once, so a repeated GEMM costs one key lookup and the matmul call on the host.
 struct Context::AlgoCache {
+  struct Descriptors {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    Descriptors() = default;
+    Descriptors(const Descriptors&) = delete;
+    Descriptors& operator=(const Descriptors&) = delete;
+    ~Descriptors() {
+      if (c) cublasLtMatrixLayoutDestroy(c);
+      if (b) cublasLtMatrixLayoutDestroy(b);
+      if (a) cublasLtMatrixLayoutDestroy(a);
+      if (op) cublasLtMatmulDescDestroy(op);
+    }
+  };
   struct Entry {
     bool ok = false;  // false: no algorithm supports this configuration (caller falls back)
     cublasLtMatmulAlgo_t algo;
+    std::unique_ptr<Descriptors> desc;
   };
   std::unordered_map<std::string, Entry> entries;
 };

@@ -114,8 +114,8 @@ timeout "$(allow 30 100)" "$BIN/gpu/erlangshen_gemm_probe" --model 1.3b --tokens
   >"$RESULTS/gemm_probe.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; cat "$RESULTS/gemm_probe.log" | tee -a "$SUMMARY"
 note "== bench: bert-base, seq 128"
-timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 >>"$RESULTS/bench.log" 2>&1
-note "rc=$? (t=${SECONDS}s)"; tail -3 "$RESULTS/bench.log" | tee -a "$SUMMARY"
+timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 --profile >>"$RESULTS/bench.log" 2>&1
+note "rc=$? (t=${SECONDS}s)"; tail -16 "$RESULTS/bench.log" | tee -a "$SUMMARY"
 
 # The trainer itself (model/, MegatronBert + AdamW + PretrainTrainer on device memory) through the CLI: bf16 GEMMs,
 # fp32 storage, memory plan checked first. Built only when the standalone project found yaml-cpp/json/CLI11.

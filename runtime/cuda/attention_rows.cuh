@@ -1,0 +1,317 @@
+// The row kernels of attention (runtime/cuda/attention.cu), one CUDA block per (sample, head, query) row of T
+// scores, all B x NH x T rows in one launch:
+//   forward   P = softmax(S) over the valid keys (in place in probs);  Pd = dropout(P) (fp32 or bf16)
+//   backward  Pd recomputed from P and Philox;  dP = dropout'(dPd);  dS = P * (dP - sum_j P dP) (fp32 or bf16)
+// Dropout element (b, h, i, j) is keyed by the global index ((sample_offset + b) * total_heads + head_offset + h)
+// * T*T + i*T + j, as the CPU backend (runtime/philox.h). Two implementations: register-resident kernels (each
+// thread holds groups of 4 elements: one read and one write per element) where T % 4 == 0 and T <= 1024 with
+// 16-byte-aligned rows, and generic strided kernels for any T.
+#pragma once
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <initializer_list>
+
+#include "runtime/cuda/common.cuh"
+#include "runtime/philox.h"
+
+namespace erlangshen::cuda::attention_rows {
+
+constexpr int kRowThreads = 128;
+
+// Row r of the (B, NH, T) rows: sample b = r / (NH T), head h = r / T % NH, query i = r % T.
+struct RowGeometry {
+  int T, NH, total_heads, head_offset;
+  int64_t sample_offset;  // global sample id of local sample 0
+  __device__ int sample(int64_t r) const { return static_cast<int>(r / (static_cast<int64_t>(NH) * T)); }
+  __device__ uint64_t drop_index(int64_t r) const {
+    const int64_t b = r / (static_cast<int64_t>(NH) * T);
+    const int h = static_cast<int>(r / T % NH), i = static_cast<int>(r % T);
+    return (static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * static_cast<uint64_t>(T) * T +
+           static_cast<uint64_t>(i) * T;
+  }
+};
+
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// keep bits of 4 consecutive row elements j0..j0+3 (global indices g..g+3); one Philox block when aligned.
+__device__ __forceinline__ void keep4(bool keep[4], PhiloxKey key, uint64_t g, uint32_t threshold, int valid_count) {
+  if ((g & 3) == 0) {
+    const Philox4 r = philox_at(key, g >> 2);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) keep[w] = r.v[w] >= threshold;
+  } else {
+#pragma unroll
+    for (int w = 0; w < 4; ++w) keep[w] = w < valid_count ? dropout_keep(key, g + w, threshold) : false;
+  }
+}
+
+// pd row <- dropout(p row) (or p itself when !drop), in pd's element type.
+template <class TP>
+__device__ void write_dropped_row(TP* pd, const float* p, int T, uint64_t base, PhiloxKey key, uint32_t threshold,
+                                  float scale, bool drop) {
+  for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
+    bool keep[4] = {true, true, true, true};
+    if (drop) keep4(keep, key, base + j0, threshold, min(4, T - j0));
+    for (int w = 0; w < 4 && j0 + w < T; ++w)
+      store(pd + j0 + w, drop ? (keep[w] ? p[j0 + w] * scale : 0.0f) : p[j0 + w]);
+  }
+}
+
+// One block per row: probs row <- softmax(S row, masked); if write_pd: pd row <- dropout(probs row).
+template <class TP>
+__global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
+                                       PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int T = geo.T;
+  const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
+  float* p = probs + row * T;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < T; j += blockDim.x)
+    if (valid[j]) mx = fmaxf(mx, p[j]);
+  mx = block_max(mx, smem);
+  float s = 0.0f;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) {
+    const float e = valid[j] ? expf(p[j] - mx) : 0.0f;
+    p[j] = e;
+    s += e;
+  }
+  const float sum = block_sum(s, smem);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) p[j] *= inv;
+  if (!write_pd) return;
+  __syncthreads();  // the row is re-read with a different thread-to-element mapping
+  write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
+}
+
+// pd = dropout(probs) for every row (backward recomputes Pd).
+template <class TP>
+__global__ void dropout_rows_kernel(TP* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
+                                    float scale, bool drop) {
+  const int64_t row = blockIdx.x;
+  write_dropped_row(pd + row * geo.T, probs + row * geo.T, geo.T, geo.drop_index(row), key, threshold, scale, drop);
+}
+
+// dP = dropout'(dPd) (in place in dp); ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp).
+template <class TS>
+__global__ void softmax_backward_kernel(TS* ds, float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
+                                        uint32_t threshold, float scale, bool drop) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int T = geo.T;
+  const float* p = probs + row * T;
+  float* d = dp + row * T;
+  if (drop) {
+    const uint64_t base = geo.drop_index(row);
+    for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
+      bool keep[4];
+      keep4(keep, key, base + j0, threshold, min(4, T - j0));
+      for (int w = 0; w < 4 && j0 + w < T; ++w) d[j0 + w] = keep[w] ? d[j0 + w] * scale : 0.0f;
+    }
+    __syncthreads();  // the loops below read d with a different thread-to-element mapping
+  }
+  float dot = 0.0f;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) dot += p[j] * d[j];
+  dot = block_sum(dot, smem);
+  TS* out = ds + row * T;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) store(out + j, p[j] * (d[j] - dot));
+}
+
+// ---- Register-resident row kernels: T % 4 == 0, T <= 4 * 128 * kMaxGroups, 16-byte aligned rows ----
+// Thread t owns the groups of 4 consecutive elements g = t + k * blockDim.x (k < G): one float4 load of each
+// input, every pass over the row in registers, one store of each output. A group starts at a multiple of 4 of the
+// global dropout index (T % 4 == 0), so its 4 keep bits are exactly one Philox block, as keep4's aligned case.
+constexpr int kMaxGroups = 2;
+
+__device__ __forceinline__ void store4(float* dst, float a, float b, float c, float d) {
+  *reinterpret_cast<float4*>(dst) = make_float4(a, b, c, d);
+}
+__device__ __forceinline__ void store4(__nv_bfloat16* dst, float a, float b, float c, float d) {
+  const __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
+  uint2 u;
+  u.x = *reinterpret_cast<const uint32_t*>(&lo);
+  u.y = *reinterpret_cast<const uint32_t*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = u;
+}
+__device__ __forceinline__ float& lane(float4& v, int w) { return (&v.x)[w]; }
+
+__device__ __forceinline__ void keep_group(bool keep[4], PhiloxKey key, uint64_t g, uint32_t threshold, bool drop) {
+  if (!drop) {
+    keep[0] = keep[1] = keep[2] = keep[3] = true;
+    return;
+  }
+  const Philox4 r = philox_at(key, g >> 2);
+#pragma unroll
+  for (int w = 0; w < 4; ++w) keep[w] = r.v[w] >= threshold;
+}
+
+template <class TP, int G>
+__global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo, PhiloxKey key,
+                                      uint32_t threshold, float scale, bool drop, bool write_pd) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int T = geo.T, groups = T / 4;
+  const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
+  float* p = probs + row * T;
+  float4 v[G];
+  unsigned valid_bits = 0;
+  float mx = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    v[k] = *reinterpret_cast<const float4*>(p + 4 * g);
+#pragma unroll
+    for (int w = 0; w < 4; ++w)
+      if (valid[4 * g + w]) {
+        valid_bits |= 1u << (4 * k + w);
+        mx = fmaxf(mx, lane(v[k], w));
+      }
+  }
+  mx = block_max(mx, smem);
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < G; ++k)
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const bool on = (valid_bits >> (4 * k + w)) & 1u;
+      lane(v[k], w) = on ? expf(lane(v[k], w) - mx) : 0.0f;
+      sum += lane(v[k], w);
+    }
+  sum = block_sum(sum, smem);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  const uint64_t base = geo.drop_index(row);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    float4 q = v[k];
+    q.x *= inv, q.y *= inv, q.z *= inv, q.w *= inv;
+    store4(p + 4 * g, q.x, q.y, q.z, q.w);
+    if (!write_pd) continue;
+    bool keep[4];
+    keep_group(keep, key, base + 4 * g, threshold, drop);
+    const float f = drop ? scale : 1.0f;
+    store4(pd + row * T + 4 * g, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f,
+           keep[3] ? q.w * f : 0.0f);
+  }
+}
+
+template <class TP, int G>
+__global__ void dropout_rows4(TP* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
+                              float scale, bool drop) {
+  const int64_t row = blockIdx.x;
+  const int T = geo.T, groups = T / 4;
+  const uint64_t base = geo.drop_index(row);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    const float4 q = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
+    bool keep[4];
+    keep_group(keep, key, base + 4 * g, threshold, drop);
+    const float f = drop ? scale : 1.0f;
+    store4(pd + row * T + 4 * g, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f,
+           keep[3] ? q.w * f : 0.0f);
+  }
+}
+
+// ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd).
+template <class TS, int G>
+__global__ void softmax_backward_rows4(TS* ds, const float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
+                                       uint32_t threshold, float scale, bool drop) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int T = geo.T, groups = T / 4;
+  const uint64_t base = geo.drop_index(row);
+  float4 pv[G], dv[G];
+  float dot = 0.0f;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    pv[k] = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
+    dv[k] = *reinterpret_cast<const float4*>(dp + row * T + 4 * g);
+    bool keep[4];
+    keep_group(keep, key, base + 4 * g, threshold, drop);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      if (drop) lane(dv[k], w) = keep[w] ? lane(dv[k], w) * scale : 0.0f;
+      dot += lane(pv[k], w) * lane(dv[k], w);
+    }
+  }
+  dot = block_sum(dot, smem);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * blockDim.x;
+    if (g >= groups) continue;
+    store4(ds + row * T + 4 * g, pv[k].x * (dv[k].x - dot), pv[k].y * (dv[k].y - dot), pv[k].z * (dv[k].z - dot),
+           pv[k].w * (dv[k].w - dot));
+  }
+}
+
+// Launch shape of the register kernels for this T, or groups_per_thread 0 when T needs the generic kernels.
+struct RowLaunch {
+  int groups_per_thread = 0, threads = kRowThreads;
+};
+inline RowLaunch row_launch(int T, std::initializer_list<const void*> rows) {
+  RowLaunch r;
+  for (const void* p : rows)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return r;
+  if (T % 4 != 0 || T / 4 > kRowThreads * kMaxGroups) return r;
+  const int groups = T / 4;
+  r.groups_per_thread = groups <= kRowThreads ? 1 : 2;
+  const int per = (groups + r.groups_per_thread - 1) / r.groups_per_thread;
+  r.threads = std::max(32, (per + 31) / 32 * 32);
+  return r;
+}
+
+// Row-kernel launches: the register kernels where row_launch allows, else the generic ones.
+template <class TP>
+void softmax_dropout(const Launch& l, int64_t rows, float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
+                     PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
+  const RowLaunch r = row_launch(geo.T, {probs, pd});
+  if (r.groups_per_thread == 1)
+    softmax_dropout_rows4<TP, 1><<<rows, r.threads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+                                                                        scale, drop, write_pd);
+  else if (r.groups_per_thread == 2)
+    softmax_dropout_rows4<TP, 2><<<rows, r.threads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+                                                                        scale, drop, write_pd);
+  else
+    softmax_dropout_kernel<TP><<<rows, kRowThreads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+                                                                        scale, drop, write_pd);
+  ERL_CUDA_LAUNCHED();
+}
+
+template <class TP>
+void dropout_rows(const Launch& l, int64_t rows, TP* pd, const float* probs, RowGeometry geo, PhiloxKey key,
+                  uint32_t threshold, float scale, bool drop) {
+  const RowLaunch r = row_launch(geo.T, {probs, pd});
+  if (r.groups_per_thread == 1)
+    dropout_rows4<TP, 1><<<rows, r.threads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+  else if (r.groups_per_thread == 2)
+    dropout_rows4<TP, 2><<<rows, r.threads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+  else
+    dropout_rows_kernel<TP><<<rows, kRowThreads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+  ERL_CUDA_LAUNCHED();
+}
+
+template <class TS>
+void softmax_backward(const Launch& l, int64_t rows, TS* ds, float* dp, const float* probs, RowGeometry geo,
+                      PhiloxKey key, uint32_t threshold, float scale, bool drop) {
+  const RowLaunch r = row_launch(geo.T, {ds, dp, probs});
+  if (r.groups_per_thread == 1)
+    softmax_backward_rows4<TS, 1><<<rows, r.threads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+                                                                         drop);
+  else if (r.groups_per_thread == 2)
+    softmax_backward_rows4<TS, 2><<<rows, r.threads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+                                                                         drop);
+  else
+    softmax_backward_kernel<TS><<<rows, kRowThreads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+                                                                         drop);
+  ERL_CUDA_LAUNCHED();
+}
+
+}  // namespace erlangshen::cuda::attention_rows
