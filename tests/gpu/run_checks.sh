@@ -4,8 +4,11 @@
 #   1. unpack the carried .deb files (OpenBLAS, GoogleTest, Random123, libgfortran) into a private sysroot
 #      (dpkg -x, never into /);
 #   2. build the GPU-only project tests/gpu/standalone (CPU reference kernels + CUDA backend + tests + bench, and
-#      with yaml-cpp / nlohmann-json / CLI11 also the model + trainer and a bench-only `erlangshen`);
-#   3. run the CUDA-vs-CPU tests (ctest, label gpu), including the whole-model step parity test_model_gpu_parity;
+#      with yaml-cpp / nlohmann-json / CLI11 also the model + trainer and a bench-only `erlangshen`); when binaries
+#      built here travel in build-gpu-prebuilt/ (carry it) and load, they are used at once and the build from
+#      source runs alongside at low priority, only to prove it builds (about 155 s for the whole script then);
+#   3. run the CUDA-vs-CPU tests (each test binary of label gpu under its own limit), including the whole-model
+#      step parity test_model_gpu_parity, checkpoint resume and PCL fine-tuning on the GPU;
 #   4. run the training-step bench: erlangshen-1.3b at seq 512 (largest micro-batch that fits, with a per-op
 #      profile of one step), the GEMM probe (fp32 vs bf16 storage for the layer's GEMMs), bert-base at seq 128,
 #      and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch;
@@ -15,7 +18,8 @@
 # Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
 #     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
 #     libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev libutf8proc2 libutf8proc-dev)
-# On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"], timeout_s 540.
+# On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"] (or [".debs",
+# "build-gpu-prebuilt"] after bash tests/gpu/prepare_prebuilt.sh here), timeout_s 540.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"

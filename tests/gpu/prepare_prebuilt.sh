@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the GPU-only project (tests/gpu/standalone) on this machine (x86-64, CUDA 13 nvcc, the Debian -dev
+# packages of scripts/setup.sh) and copies its binaries into build-gpu-prebuilt/ (ignored by git), so that a device
+# run starts the GPU work at once: run tool command "bash tests/gpu/run_checks.sh", carry [".debs",
+# "build-gpu-prebuilt"]. run_checks.sh falls back to building there when the binaries do not load.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+cmake -S tests/gpu/standalone -B build-gpu "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" >/dev/null
+cmake --build build-gpu -j "$(nproc)"
+rm -rf build-gpu-prebuilt && mkdir -p build-gpu-prebuilt/gpu
+[[ -x build-gpu/erlangshen ]] && cp build-gpu/erlangshen build-gpu-prebuilt/
+for f in build-gpu/gpu/test_* build-gpu/gpu/erlangshen_*; do
+  [[ -x "$f" && "$f" != *.cmake ]] && cp "$f" build-gpu-prebuilt/gpu/
+done
+echo "build-gpu-prebuilt: $(ls build-gpu-prebuilt/gpu | wc -l) GPU binaries, $(du -sh build-gpu-prebuilt | cut -f1)"
