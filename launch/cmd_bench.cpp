@@ -95,9 +95,13 @@ void register_bench(CLI::App& app, int& exit_code) {
   auto steps = std::make_shared<int>(10);
   auto warmup = std::make_shared<int>(2);
   auto json_out = std::make_shared<bool>(false);
+  auto largest_batch = std::make_shared<bool>(false);
   cmd->add_option("--steps", *steps, "timed steps (median reported)")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", *warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", *json_out, "print one JSON line instead of the table");
+  cmd->add_flag("--largest-micro-batch", *largest_batch,
+                "train.device=cuda: time the largest micro-batch whose device memory plan fits the free GPU memory "
+                "(overrides train.micro_batch)");
   cmd->callback([=, &exit_code] {
     Config config = opts->load();
     config.train.steps = *steps + *warmup;
@@ -105,9 +109,18 @@ void register_bench(CLI::App& app, int& exit_code) {
     const int threads = set_compute_threads(config.train.threads);
     Logger log;
     SelfCommunicator tp("tp"), dp("dp");
+    Backend backend(config);
+    if (*largest_batch) {
+      if (!backend.cuda()) throw Error("bench --largest-micro-batch needs train.device=cuda (it sizes GPU memory)");
+      const int fit = largest_device_micro_batch(config);
+      if (fit < 1)
+        throw Error("bench --largest-micro-batch: not even micro-batch 1 fits at seq " +
+                    std::to_string(config.train.seq_len) + "; try train.recompute=full");
+      config.train.micro_batch = fit;
+      if (!*json_out) std::printf("bench: largest micro-batch that fits the device memory plan: %d\n", fit);
+    }
     SyntheticDataSource data(config.train.micro_batch, config.train.grad_accum, config.train.seq_len,
                              config.model.vocab_size, config.data.mask_prob, config.train.seed, 0, true);
-    Backend backend(config);
     PretrainTrainer trainer(config, TrainerGroups{&tp, &dp}, data, log, backend.exec());
     const int N = config.train.micro_batch * config.train.seq_len;
     // The reference rate is measured before and after the timed steps (10 calls each, median) and the higher one

@@ -15,28 +15,37 @@ namespace erlangshen {
 
 namespace {
 
+#if defined(ERLANGSHEN_HAVE_CUDA)
+// The device memory request of this configuration on one rank (TP rank `tp_rank` of `tp_size`, optimizer state
+// shared by `dp_size` ranks under ZeRO-1).
+cuda::TrainingMemoryRequest device_memory_request(const Config& config, int tp_rank, int tp_size, int dp_size) {
+  const ModelConfig& m = config.model;
+  const ParamTable table = build_param_table(m, ModelHeads::Pretraining, tp_rank, tp_size);
+  cuda::TrainingMemoryRequest q;
+  q.params = static_cast<int64_t>(table.total());
+  q.shape.hidden = m.hidden;
+  q.shape.layers = m.layers;
+  q.shape.heads_local = m.heads / tp_size;
+  q.shape.head_dim = m.head_dim();
+  q.shape.ffn_local = m.ffn / tp_size;
+  q.shape.vocab_local = static_cast<int>(table.at("bert.embeddings.word_embeddings.weight").local_shape[0]);
+  q.shape.masked_fraction = config.data.mask_prob;
+  q.micro_batch = config.train.micro_batch;
+  q.seq_len = config.train.seq_len;
+  q.recompute = parse_recompute(config.train.recompute);
+  q.optimizer_shards = config.parallel.zero1 ? dp_size : 1;
+  return q;
+}
+#endif
+
 // On CUDA, before anything is allocated: the device memory plan of this configuration (runtime/cuda/memory.h),
 // logged on rank 0 and checked against free device memory (check_fits fails with the setting that would fit).
 // The plan also counts a bf16 parameter copy that the fp32 ops do not allocate yet, so it errs on the safe side.
 Exec check_device_memory(const Config& config, const TrainerGroups& groups, const Logger& log, Exec exec) {
   if (!exec.on_device()) return exec;
 #if defined(ERLANGSHEN_HAVE_CUDA)
-  const ModelConfig& m = config.model;
-  const int p = groups.tp->size();
-  const ParamTable table = build_param_table(m, ModelHeads::Pretraining, groups.tp->rank(), p);
-  cuda::TrainingMemoryRequest q;
-  q.params = static_cast<int64_t>(table.total());
-  q.shape.hidden = m.hidden;
-  q.shape.layers = m.layers;
-  q.shape.heads_local = m.heads / p;
-  q.shape.head_dim = m.head_dim();
-  q.shape.ffn_local = m.ffn / p;
-  q.shape.vocab_local = static_cast<int>(table.at("bert.embeddings.word_embeddings.weight").local_shape[0]);
-  q.shape.masked_fraction = config.data.mask_prob;
-  q.micro_batch = config.train.micro_batch;
-  q.seq_len = config.train.seq_len;
-  q.recompute = parse_recompute(config.train.recompute);
-  q.optimizer_shards = config.parallel.zero1 ? groups.dp->size() : 1;
+  const cuda::TrainingMemoryRequest q =
+      device_memory_request(config, groups.tp->rank(), groups.tp->size(), groups.dp->size());
   int64_t free_bytes = 0, total_bytes = 0;
   cuda::device_memory_info(&free_bytes, &total_bytes);
   if (log.is_root()) log.info(cuda::plan_training_memory(q).report());
@@ -64,6 +73,17 @@ CommTotals comm_totals(const TrainerGroups& g) {
 }
 
 }  // namespace
+
+int largest_device_micro_batch(const Config& config, int tp_size, int dp_size) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  int64_t free_bytes = 0, total_bytes = 0;
+  cuda::device_memory_info(&free_bytes, &total_bytes);
+  return cuda::largest_fitting_micro_batch(device_memory_request(config, 0, tp_size, dp_size), free_bytes);
+#else
+  (void)config, (void)tp_size, (void)dp_size;
+  throw Error("the largest micro-batch that fits is a GPU question: this build has no CUDA backend");
+#endif
+}
 
 std::string format_duration(double s) {
   char buf[32];

@@ -34,6 +34,11 @@ struct TrainerGroups {
   Communicator& model_dp() const { return device_dp ? *device_dp : *dp; }
 };
 
+// On a CUDA build with a visible GPU: the largest micro-batch whose device memory plan (runtime/cuda/memory.h,
+// the check every trainer runs before allocating) fits the free memory now, for this configuration on TP rank 0
+// of `tp_size` with ZeRO-1 over `dp_size` when configured; 0 when none fits. Throws without a CUDA backend.
+int largest_device_micro_batch(const Config& config, int tp_size = 1, int dp_size = 1);
+
 struct StepReport {
   int64_t step = 0;
   double loss = 0, mlm_loss = 0, sop_loss = 0, mlm_acc = 0, sop_acc = 0;

@@ -126,6 +126,31 @@ TEST_F(ModelGpuParity, MemoryPlanRejectsWhatCannotFitBeforeAllocating) {
   }
 }
 
+// bench --largest-micro-batch: the micro-batch it picks passes the trainer's own memory check, and one more is
+// refused by that check, naming the one that fits (the plan and the check are the same arithmetic on free memory).
+TEST_F(ModelGpuParity, LargestMicroBatchIsTheOneTheTrainerAccepts) {
+  Config c = small_gpu_model_config();
+  c.model.max_positions = 512;
+  c.train.seq_len = 512;
+  c.model.hidden = 1024;  // big enough per sample that the answer is well below the search limit
+  c.model.heads = 8;
+  c.model.ffn = 4096;
+  c.model.layers = 24;
+  const int fit = largest_device_micro_batch(c);
+  ASSERT_GE(fit, 1);
+  ASSERT_LT(fit, 4096) << "the search limit, not the memory, decided";
+  c.train.micro_batch = fit + 1;
+  SelfCommunicator tp("tp"), dp("dp");
+  SyntheticDataSource data(1, 1, 8, c.model.vocab_size, 0.15, 1, 0);
+  Logger quiet(1, 2);
+  try {
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, gpu());
+    FAIL() << "expected the memory plan to reject micro_batch " << c.train.micro_batch;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.micro_batch=" + std::to_string(fit)), std::string::npos) << e.what();
+  }
+}
+
 // train.deterministic + train.recompute on the GPU: with GEMM algorithms fixed per shape and no atomic split-K,
 // rerunning a step gives the same bits, and selective/full recompute (which rerun forward kernels inside
 // backward) give the same losses and gradients bit for bit as keeping every activation.
