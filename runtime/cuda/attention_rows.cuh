@@ -147,6 +147,16 @@ __device__ __forceinline__ void keep_group(bool keep[4], PhiloxKey key, uint64_t
   for (int w = 0; w < 4; ++w) keep[w] = r.v[w] >= threshold;
 }
 
+// dst[0..3] = dropout(q) for the group at global dropout index g (a multiple of 4), or q itself when !drop.
+template <class TP>
+__device__ __forceinline__ void store_dropped_group(TP* dst, float4 q, PhiloxKey key, uint64_t g, uint32_t threshold,
+                                                    float scale, bool drop) {
+  bool keep[4];
+  keep_group(keep, key, g, threshold, drop);
+  const float f = drop ? scale : 1.0f;
+  store4(dst, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f, keep[3] ? q.w * f : 0.0f);
+}
+
 template <class TP, int G>
 __global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo, PhiloxKey key,
                                       uint32_t threshold, float scale, bool drop, bool write_pd) {
@@ -190,12 +200,7 @@ __global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_v
     float4 q = v[k];
     q.x *= inv, q.y *= inv, q.z *= inv, q.w *= inv;
     store4(p + 4 * g, q.x, q.y, q.z, q.w);
-    if (!write_pd) continue;
-    bool keep[4];
-    keep_group(keep, key, base + 4 * g, threshold, drop);
-    const float f = drop ? scale : 1.0f;
-    store4(pd + row * T + 4 * g, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f,
-           keep[3] ? q.w * f : 0.0f);
+    if (write_pd) store_dropped_group(pd + row * T + 4 * g, q, key, base + 4 * g, threshold, scale, drop);
   }
 }
 
@@ -210,11 +215,7 @@ __global__ void dropout_rows4(TP* pd, const float* probs, RowGeometry geo, Philo
     const int g = threadIdx.x + k * blockDim.x;
     if (g >= groups) continue;
     const float4 q = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
-    bool keep[4];
-    keep_group(keep, key, base + 4 * g, threshold, drop);
-    const float f = drop ? scale : 1.0f;
-    store4(pd + row * T + 4 * g, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f,
-           keep[3] ? q.w * f : 0.0f);
+    store_dropped_group(pd + row * T + 4 * g, q, key, base + 4 * g, threshold, scale, drop);
   }
 }
 

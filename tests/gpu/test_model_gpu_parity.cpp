@@ -110,20 +110,25 @@ TEST_F(ModelGpuParity, HostAccessorsRoundTrip) {
   EXPECT_TRUE(bit_equal(v2, v));
 }
 
+// Constructing a trainer with `c` must fail in the memory check (before allocating), naming `expected`.
+void expect_memory_plan_refuses(const Config& c, const Exec& exec, const std::string& expected) {
+  SelfCommunicator tp("tp"), dp("dp");
+  SyntheticDataSource data(1, 1, 8, c.model.vocab_size, 0.15, 1, 0);
+  Logger quiet(1, 2);
+  try {
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, exec);
+    ADD_FAILURE() << "expected the memory plan to reject micro_batch " << c.train.micro_batch;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ModelGpuParity, MemoryPlanRejectsWhatCannotFitBeforeAllocating) {
   Config c = small_gpu_model_config();
   c.model.max_positions = 512;
   c.train.seq_len = 512;
   c.train.micro_batch = 1 << 16;  // ~ terabytes of activations
-  SelfCommunicator tp("tp"), dp("dp");
-  SyntheticDataSource data(1, 1, 8, c.model.vocab_size, 0.15, 1, 0);
-  Logger quiet(1, 2);
-  try {
-    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, gpu());
-    FAIL() << "expected the memory plan to reject micro_batch " << c.train.micro_batch;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("train.micro_batch="), std::string::npos) << e.what();
-  }
+  expect_memory_plan_refuses(c, gpu(), "train.micro_batch=");
 }
 
 // bench --largest-micro-batch: the micro-batch it picks passes the trainer's own memory check, and one more is
@@ -140,15 +145,7 @@ TEST_F(ModelGpuParity, LargestMicroBatchIsTheOneTheTrainerAccepts) {
   ASSERT_GE(fit, 1);
   ASSERT_LT(fit, 4096) << "the search limit, not the memory, decided";
   c.train.micro_batch = fit + 1;
-  SelfCommunicator tp("tp"), dp("dp");
-  SyntheticDataSource data(1, 1, 8, c.model.vocab_size, 0.15, 1, 0);
-  Logger quiet(1, 2);
-  try {
-    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, gpu());
-    FAIL() << "expected the memory plan to reject micro_batch " << c.train.micro_batch;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("train.micro_batch=" + std::to_string(fit)), std::string::npos) << e.what();
-  }
+  expect_memory_plan_refuses(c, gpu(), "train.micro_batch=" + std::to_string(fit));
 }
 
 // train.deterministic + train.recompute on the GPU: with GEMM algorithms fixed per shape and no atomic split-K,
