@@ -50,6 +50,8 @@ Exec check_device_memory(const Config& config, const TrainerGroups& groups, cons
   cuda::device_memory_info(&free_bytes, &total_bytes);
   if (log.is_root()) log.info(cuda::plan_training_memory(q).report());
   cuda::check_fits(q, free_bytes);
+  const std::string hint = cuda::headroom_hint(q, free_bytes);
+  if (log.is_root() && !hint.empty()) log.info(hint);
 #endif
   return exec;
 }

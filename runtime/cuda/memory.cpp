@@ -97,6 +97,18 @@ int largest_fitting_micro_batch(TrainingMemoryRequest q, int64_t available, int 
   return lo;
 }
 
+std::string headroom_hint(const TrainingMemoryRequest& q, int64_t available) {
+  const int64_t need = plan_training_memory(q).total();
+  if (need > available) return "";
+  const int fit = largest_fitting_micro_batch(q, available, std::max(4 * q.micro_batch, 8));
+  if (fit < 2 * q.micro_batch) return "";
+  std::ostringstream os;
+  os << "GPU memory headroom: micro_batch " << q.micro_batch << " plans " << gib(need) << " of " << gib(available)
+     << " free; up to train.micro_batch=" << fit
+     << " fits, and larger micro-batches keep the GPU busier (erlangshen bench --largest-micro-batch times it)";
+  return os.str();
+}
+
 void check_fits(const TrainingMemoryRequest& q, int64_t available) {
   const MemoryPlan plan = plan_training_memory(q);
   if (plan.total() <= available) return;

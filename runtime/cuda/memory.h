@@ -79,6 +79,10 @@ int largest_fitting_micro_batch(TrainingMemoryRequest request, int64_t available
 // train.grad_accum), train.recompute=selective, train.recompute=full, parallel.zero1=true, a larger parallel.tp.
 void check_fits(const TrainingMemoryRequest& request, int64_t available);
 
+// A log line when the plan fits with room for at least twice the micro-batch (naming the largest that fits, up to
+// 4x); empty otherwise.
+std::string headroom_hint(const TrainingMemoryRequest& request, int64_t available);
+
 // Free and total bytes of the current device (cudaMemGetInfo).
 void device_memory_info(int64_t* free_bytes, int64_t* total_bytes);
 

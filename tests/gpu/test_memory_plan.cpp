@@ -101,5 +101,16 @@ TEST(MemoryPlan, NothingFitsNamesRecomputeOrSharding) {
   }
 }
 
+TEST(MemoryPlan, HeadroomHintNamesALargerMicroBatchOnlyWhenThereIsRoom) {
+  const int64_t h100 = int64_t(79) * kGiB;
+  const auto small = erlangshen_1_3b(8);  // ~37 GiB planned: room for about 30
+  const std::string hint = headroom_hint(small, h100);
+  const int fit = largest_fitting_micro_batch(small, h100, 32);
+  ASSERT_GE(fit, 16);
+  EXPECT_NE(hint.find("train.micro_batch=" + std::to_string(fit)), std::string::npos) << hint;
+  EXPECT_EQ(headroom_hint(erlangshen_1_3b(fit), h100), "") << "no hint at the largest micro-batch";
+  EXPECT_EQ(headroom_hint(erlangshen_1_3b(4 * fit), h100), "") << "no hint when it does not fit at all";
+}
+
 }  // namespace
 }  // namespace erlangshen::cuda
