@@ -26,7 +26,7 @@ DeviceGroups::DeviceGroups(const Config& config, const ProcessGroups& groups, co
 #if defined(ERLANGSHEN_HAVE_NCCL)
   impl_->nccl = make_nccl_groups(groups, config.parallel.timeout_s, session);
   void* stream = backend.exec().stream;
-  for (NcclCommunicator* c : {impl_->nccl.world.get(), impl_->nccl.tp.get(), impl_->nccl.dp.get()})
+  for (NcclCommunicator* c : {impl_->nccl.tp.get(), impl_->nccl.dp.get()})
     c->set_compute_stream(static_cast<cudaStream_t>(stream));
   impl_->active = true;
 #else

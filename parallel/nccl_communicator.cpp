@@ -208,7 +208,6 @@ CommStats NcclCommunicator::stats() const {
 
 NcclGroups make_nccl_groups(const ProcessGroups& g, double timeout_s, MpiSession* session) {
   NcclGroups n;
-  n.world = std::make_unique<NcclCommunicator>(*g.world, "world", timeout_s, session);
   n.tp = std::make_unique<NcclCommunicator>(*g.tp_group, "tp", timeout_s, session);
   n.dp = std::make_unique<NcclCommunicator>(*g.dp_group, "dp", timeout_s, session);
   return n;

@@ -71,9 +71,10 @@ class NcclCommunicator final : public Communicator {
 
 // Device-buffer groups over the same ranks as the host (MPI) groups of `g`, bootstrapped over them. The GPU
 // (local rank) must be selected first. Host scalars (loss sums, counts, norms, stop flags) stay on the MPI
-// groups; gradients and activations go through these.
+// groups; gradients and activations go through these. No world communicator: nothing device-resident crosses the
+// whole world (each NCCL communicator costs setup time and device buffers on every rank).
 struct NcclGroups {
-  std::unique_ptr<NcclCommunicator> world, tp, dp;
+  std::unique_ptr<NcclCommunicator> tp, dp;
 };
 NcclGroups make_nccl_groups(const ProcessGroups& g, double timeout_s, MpiSession* session);
 
