@@ -45,9 +45,8 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
   ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, param(P("ln.weight")), param(P("ln.bias")), N, C,
                          config_.layernorm_eps);
   tp::copy_to_tp_forward(tp_, a.ln2, NC);
-  ops::matmul_forward(exec_, a.pre, a.ln2, param(P("intermediate.dense.weight")), static_cast<const T*>(nullptr), N, C,
-                      Fl);
-  ops::bias_gelu_forward(exec_, a.act, a.pre, param(P("intermediate.dense.bias")), N, Fl, config_.activation);
+  ops::matmul_bias_gelu_forward(exec_, a.act, a.pre, a.ln2, param(P("intermediate.dense.weight")),
+                                param(P("intermediate.dense.bias")), N, C, Fl, config_.activation);
   ops::matmul_forward(exec_, s.tmp, a.act, param(P("output.dense.weight")),
                       rank0 ? param(P("output.dense.bias")) : nullptr, N, Fl, C);
   tp::reduce_from_tp_forward(tp_, s.tmp, NC);

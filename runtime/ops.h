@@ -78,6 +78,21 @@ template <class T>
 void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int C, Activation kind) {
   ERL_DISPATCH(bias_gelu_forward, act, pre, bias, N, C, kind);
 }
+// FFN-in: pre (N, OC) = inp (N, C) @ W^T + b (saved for backward), act = GeLU(pre). On CUDA with tanh GeLU the bias
+// and GeLU ride on the GEMM's epilogue (cuBLASLt GELU_AUX_BIAS: no separate pass over the N x OC tensors); the CPU
+// backend, and exact GeLU, run the GEMM then the bias + GeLU pass.
+template <class T>
+void matmul_bias_gelu_forward(const Exec& x, T* act, T* pre, const T* inp, const T* w, const T* b, int N, int C, int OC,
+                              Activation kind) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.device == Device::CUDA && kind == Activation::GeluTanh && b != nullptr) {
+      ERL_CUDA_CALL(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC);
+      return;
+    }
+  }
+  matmul_forward(x, pre, inp, w, static_cast<const T*>(nullptr), N, C, OC);
+  bias_gelu_forward(x, act, pre, b, N, OC, kind);
+}
 template <class T>
 void bias_gelu_backward(const Exec& x, T* dpre, T* dbias, const T* dact, const T* pre, int N, int C, Activation kind) {
   ERL_DISPATCH(bias_gelu_backward, dpre, dbias, dact, pre, N, C, kind);
