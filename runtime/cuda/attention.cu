@@ -40,16 +40,6 @@ struct Operands {
   char* ds;              // (B, NH, T, T)
 };
 
-// Head h of every sample as a strided batch, column-major views (see the header comment):
-//   q/k/v: (HS, T), ld 3C, sample stride T*3C;  out/dout: (HS, T), ld C, stride T*C;  T x T blocks: ld T, stride NH*TT.
-struct HeadViews {
-  int T, HS, C;
-  int64_t TT, NH;
-  int64_t qkv_off(int h, int which) const { return static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS; }
-  int64_t o_off(int h) const { return static_cast<int64_t>(h) * HS; }
-  int64_t tt_off(int h) const { return h * TT; }
-};
-
 // C(m, n)[b] = alpha * op(A)[b] op(B)[b], batch over samples (c_type fp32).
 void sample_gemm(const Launch& l, const char* op, cudaDataType_t ab, bool ta, bool tb, int m, int n, int k, float alpha,
                  const void* A, int lda, int64_t sa, const void* B, int ldb, int64_t sb, float* C, int ldc, int64_t sc,
@@ -64,14 +54,6 @@ void sample_gemm(const Launch& l, const char* op, cudaDataType_t ab, bool ta, bo
   g.C = C, g.ldc = ldc, g.stride_c = sc;
   g.batch = batch;
   gemm(l, op, g);
-}
-
-RowGeometry geometry(const AttentionShape& s) {
-  return RowGeometry{s.Tn, s.NH, s.total_heads > 0 ? s.total_heads : s.NH, s.head_offset, s.sample_offset};
-}
-
-bool use_bf16(const Launch& l, const AttentionShape& s, const char* op) {
-  return need_context(l, op).math() == MathMode::BF16 && s.Tn % 8 == 0 && s.HS % 8 == 0;
 }
 
 // Scratch carve-up (header comment); bf16 copies of qkv (and dout) made here when bf16.
@@ -94,6 +76,42 @@ Operands operands(const Launch& l, float* scratch, const float* qkv, const float
                   reinterpret_cast<char*>(pd16), reinterpret_cast<char*>(ds16)};
 }
 
+// What forward and backward share: the math and dropout constants, the operands, and head h of every sample as
+// a strided batch of column-major views (see the header comment):
+//   q/k/v: (HS, T), ld 3C, sample stride T*3C;  out/dout: (HS, T), ld C, stride T*C;  T x T blocks: ld T, stride NH*TT.
+struct Call {
+  int T, HS, NH, C;
+  float scale, keep_scale;
+  uint32_t threshold;
+  bool drop, bf16, write_pd;  // write_pd: Pd has its own buffer (dropout, or bf16); else O = P V from probs
+  int64_t TT, rows, s_qkv, s_o, s_tt;
+  RowGeometry geo;
+  Operands o;
+
+  Call(const Launch& l, const char* op, float* scratch, const float* qkv, const float* dout, const AttentionShape& s,
+       const DropoutSpec& dropout)
+      : T(s.Tn), HS(s.HS), NH(s.NH), C(s.NH * s.HS), scale(1.0f / std::sqrt(static_cast<float>(s.HS))),
+        keep_scale(1.0f / (1.0f - dropout.p)), threshold(dropout_threshold(dropout.p)), drop(dropout.p > 0.0f),
+        bf16(need_context(l, op).math() == MathMode::BF16 && s.Tn % 8 == 0 && s.HS % 8 == 0),
+        write_pd(drop || bf16), TT(static_cast<int64_t>(T) * T), rows(static_cast<int64_t>(s.B) * NH * T),
+        s_qkv(static_cast<int64_t>(T) * 3 * C), s_o(static_cast<int64_t>(T) * C), s_tt(NH * TT),
+        geo{s.Tn, s.NH, s.total_heads > 0 ? s.total_heads : s.NH, s.head_offset, s.sample_offset},
+        o(operands(l, scratch, qkv, dout, s, bf16)) {}
+
+  // Element offsets of head h: Q/K/V (which = 0/1/2) in qkv, the head's columns in out/dout, its T x T block.
+  int64_t qkv_off(int h, int which) const { return static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS; }
+  int64_t o_off(int h) const { return static_cast<int64_t>(h) * HS; }
+  int64_t tt_off(int h) const { return h * TT; }
+  // `off` elements of the operands' type past `base`.
+  const char* at(const char* base, int64_t off) const { return base + off * static_cast<int64_t>(o.elem); }
+  // f(p) with a Pd / dS buffer as the element type the GEMMs read (bf16 or fp32).
+  template <class F>
+  void as_operand(char* p, F&& f) const {
+    if (bf16) f(reinterpret_cast<__nv_bfloat16*>(p));
+    else f(reinterpret_cast<float*>(p));
+  }
+};
+
 }  // namespace
 
 int64_t attention_scratch_elems(const AttentionShape& s) {
@@ -103,77 +121,51 @@ int64_t attention_scratch_elems(const AttentionShape& s) {
 
 void attention_forward(Launch l, float* out, float* probs, float* scratch, const float* qkv, const uint8_t* key_valid,
                        const AttentionShape& s, const DropoutSpec& dropout) {
-  const int T = s.Tn, HS = s.HS, NH = s.NH, C = NH * HS;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const bool drop = dropout.p > 0.0f, bf16 = use_bf16(l, s, "attention_forward");
-  const uint32_t threshold = dropout_threshold(dropout.p);
-  const float keep_scale = 1.0f / (1.0f - dropout.p);
-  const Operands o = operands(l, scratch, qkv, nullptr, s, bf16);
-  const HeadViews v{T, HS, C, static_cast<int64_t>(T) * T, NH};
-  const int64_t s_qkv = static_cast<int64_t>(T) * 3 * C, s_o = static_cast<int64_t>(T) * C, s_tt = NH * v.TT;
-  const auto at = [&](const char* base, int64_t off) { return base + off * static_cast<int64_t>(o.elem); };
-  for (int h = 0; h < NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
-    sample_gemm(l, "attention_forward", o.type, true, false, T, T, HS, scale, at(o.qkv, v.qkv_off(h, 1)), 3 * C, s_qkv,
-                at(o.qkv, v.qkv_off(h, 0)), 3 * C, s_qkv, probs + v.tt_off(h), T, s_tt, s.B);
-  const int64_t rows = static_cast<int64_t>(s.B) * NH * T;
-  const bool write_pd = drop || bf16;  // fp32 without dropout: O = P V straight from probs
-  if (bf16)
-    softmax_dropout(l, rows, probs, reinterpret_cast<__nv_bfloat16*>(o.pd), key_valid, geometry(s), dropout.key,
-                    threshold, keep_scale, drop, write_pd);
-  else
-    softmax_dropout(l, rows, probs, reinterpret_cast<float*>(o.pd), key_valid, geometry(s), dropout.key, threshold,
-                    keep_scale, drop, write_pd);
-  const char* pd = write_pd ? o.pd : reinterpret_cast<const char*>(probs);
-  for (int h = 0; h < NH; ++h)  // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
-    sample_gemm(l, "attention_forward", o.type, false, false, HS, T, T, 1.0f, at(o.qkv, v.qkv_off(h, 2)), 3 * C, s_qkv,
-                at(pd, v.tt_off(h)), T, s_tt, out + v.o_off(h), C, s_o, s.B);
+  const Call c(l, "attention_forward", scratch, qkv, nullptr, s, dropout);
+  const int T = c.T, HS = c.HS, C = c.C;
+  for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
+    sample_gemm(l, "attention_forward", c.o.type, true, false, T, T, HS, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)), 3 * C,
+                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, probs + c.tt_off(h), T, c.s_tt, s.B);
+  c.as_operand(c.o.pd, [&](auto* pd) {
+    softmax_dropout(l, c.rows, probs, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
+                    c.write_pd);
+  });
+  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
+  for (int h = 0; h < c.NH; ++h)  // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
+    sample_gemm(l, "attention_forward", c.o.type, false, false, HS, T, T, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
+                c.s_qkv, c.at(pd, c.tt_off(h)), T, c.s_tt, out + c.o_off(h), C, c.s_o, s.B);
 }
 
 void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout, const float* qkv, const float* probs,
                         const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
-  const int T = s.Tn, HS = s.HS, NH = s.NH, C = NH * HS;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const bool drop = dropout.p > 0.0f, bf16 = use_bf16(l, s, "attention_backward");
-  const uint32_t threshold = dropout_threshold(dropout.p);
-  const float keep_scale = 1.0f / (1.0f - dropout.p);
-  const Operands o = operands(l, scratch, qkv, dout, s, bf16);
-  const HeadViews v{T, HS, C, static_cast<int64_t>(T) * T, NH};
-  const int64_t s_qkv = static_cast<int64_t>(T) * 3 * C, s_o = static_cast<int64_t>(T) * C, s_tt = NH * v.TT;
-  const int64_t rows = static_cast<int64_t>(s.B) * NH * T;
-  const auto at = [&](const char* base, int64_t off) { return base + off * static_cast<int64_t>(o.elem); };
-  float* dP = scratch + static_cast<int64_t>(s.B) * NH * v.TT;  // fp32 dPd -> dP (-> dS in place when fp32)
-
-  const bool write_pd = drop || bf16;
-  if (write_pd) {
-    if (bf16)
-      dropout_rows(l, rows, reinterpret_cast<__nv_bfloat16*>(o.pd), probs, geometry(s), dropout.key, threshold,
-                   keep_scale, drop);
-    else
-      dropout_rows(l, rows, reinterpret_cast<float*>(o.pd), probs, geometry(s), dropout.key, threshold, keep_scale,
-                   drop);
+  const Call c(l, "attention_backward", scratch, qkv, dout, s, dropout);
+  const int T = c.T, HS = c.HS, C = c.C;
+  float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;  // fp32 dPd -> dP (-> dS in place when fp32)
+  if (c.write_pd) {
+    c.as_operand(c.o.pd, [&](auto* pd) {
+      dropout_rows(l, c.rows, pd, probs, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop);
+    });
   }
-  const char* pd = write_pd ? o.pd : reinterpret_cast<const char*>(probs);
-  for (int h = 0; h < NH; ++h) {
+  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
+  for (int h = 0; h < c.NH; ++h) {
     // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
-    sample_gemm(l, "attention_backward", o.type, false, true, HS, T, T, 1.0f, at(o.dout, v.o_off(h)), C, s_o,
-                at(pd, v.tt_off(h)), T, s_tt, dqkv + v.qkv_off(h, 2), 3 * C, s_qkv, s.B);
+    sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, 1.0f, c.at(c.o.dout, c.o_off(h)), C, c.s_o,
+                c.at(pd, c.tt_off(h)), T, c.s_tt, dqkv + c.qkv_off(h, 2), 3 * C, c.s_qkv, s.B);
     // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
-    sample_gemm(l, "attention_backward", o.type, true, false, T, T, HS, 1.0f, at(o.qkv, v.qkv_off(h, 2)), 3 * C, s_qkv,
-                at(o.dout, v.o_off(h)), C, s_o, dP + v.tt_off(h), T, s_tt, s.B);
+    sample_gemm(l, "attention_backward", c.o.type, true, false, T, T, HS, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
+                c.s_qkv, c.at(c.o.dout, c.o_off(h)), C, c.s_o, dP + c.tt_off(h), T, c.s_tt, s.B);
   }
-  if (bf16)
-    softmax_backward(l, rows, reinterpret_cast<__nv_bfloat16*>(o.ds), dP, probs, geometry(s), dropout.key, threshold,
-                     keep_scale, drop);
-  else
-    softmax_backward(l, rows, dP, dP, probs, geometry(s), dropout.key, threshold, keep_scale, drop);
-  const char* ds = bf16 ? o.ds : reinterpret_cast<const char*>(dP);
-  for (int h = 0; h < NH; ++h) {
+  // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place.
+  c.as_operand(c.o.ds, [&](auto* ds) {
+    softmax_backward(l, c.rows, ds, dP, probs, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop);
+  });
+  for (int h = 0; h < c.NH; ++h) {
     // dQ^T(col) (HS, T_i) = scale * K^T(col) (HS, T_j) @ dS^T (T_j, T_i)
-    sample_gemm(l, "attention_backward", o.type, false, false, HS, T, T, scale, at(o.qkv, v.qkv_off(h, 1)), 3 * C,
-                s_qkv, at(ds, v.tt_off(h)), T, s_tt, dqkv + v.qkv_off(h, 0), 3 * C, s_qkv, s.B);
+    sample_gemm(l, "attention_backward", c.o.type, false, false, HS, T, T, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)),
+                3 * C, c.s_qkv, c.at(c.o.ds, c.tt_off(h)), T, c.s_tt, dqkv + c.qkv_off(h, 0), 3 * C, c.s_qkv, s.B);
     // dK^T(col) (HS, T_j) = scale * Q^T(col) (HS, T_i) @ dS (T_i, T_j)
-    sample_gemm(l, "attention_backward", o.type, false, true, HS, T, T, scale, at(o.qkv, v.qkv_off(h, 0)), 3 * C,
-                s_qkv, at(ds, v.tt_off(h)), T, s_tt, dqkv + v.qkv_off(h, 1), 3 * C, s_qkv, s.B);
+    sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, c.scale, c.at(c.o.qkv, c.qkv_off(h, 0)),
+                3 * C, c.s_qkv, c.at(c.o.ds, c.tt_off(h)), T, c.s_tt, dqkv + c.qkv_off(h, 1), 3 * C, c.s_qkv, s.B);
   }
 }
 

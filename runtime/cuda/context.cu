@@ -83,7 +83,6 @@ void* Context::staging(size_t bytes) const {
   }
   return impl_->staging;
 }
-size_t Context::staging_bytes() const { return impl_->staging_bytes; }
 
 std::string device_description(int device) {
   cudaDeviceProp p{};

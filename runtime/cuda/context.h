@@ -54,9 +54,8 @@ class Context {
   void* scratch(size_t bytes, const char* who) const;
   // Device staging for the bf16 copies of GEMM operands (MathMode::BF16), at least `bytes`, valid until the next
   // op. It grows (after synchronising the stream) when a larger GEMM first needs it: a model's shapes are fixed,
-  // so that happens during its first step only. staging_bytes(): its size now (memory reports).
+  // so that happens during its first step only.
   void* staging(size_t bytes) const;
-  size_t staging_bytes() const;
   struct AlgoCache;
   AlgoCache& algo_cache() const;
 

@@ -38,8 +38,6 @@ int64_t operand_span(int rows, int cols, int ld, int batch, int64_t stride) {
   return (batch > 1 ? (batch - 1) * stride : 0) + static_cast<int64_t>(cols - 1) * ld + rows;
 }
 
-int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
-
 bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
          bool required);
 
@@ -86,6 +84,14 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
   return d;
 }
 
+// The epilogue's per-call pointers (bias; aux for GELU_AUX_BIAS) on a cached descriptor.
+void set_epilogue_pointers(cublasLtMatmulDesc_t op, const GemmArgs& g) {
+  if (g.epilogue == Epilogue::None) return;
+  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  if (g.epilogue == Epilogue::GeluAuxBias)
+    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
+}
+
 // One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
 // `required`, else returns false having done nothing.
 bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
@@ -126,13 +132,7 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
       ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
                                                         sizeof(mask)));
     }
-    if (g.epilogue != Epilogue::None) {  // the heuristic may look at the epilogue's pointers
-      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
-                                                  sizeof(g.bias)));
-      if (g.epilogue == Epilogue::GeluAuxBias)
-        ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
-                                                    sizeof(g.aux)));
-    }
+    set_epilogue_pointers(e.desc->op, g);  // the heuristic may look at the epilogue's pointers
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op,
@@ -147,13 +147,7 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
   }
   const Context::AlgoCache::Entry& e = it->second;
   if (!e.ok) return false;
-  if (g.epilogue != Epilogue::None) {
-    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
-                                                sizeof(g.bias)));
-    if (g.epilogue == Epilogue::GeluAuxBias)
-      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(e.desc->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
-                                                  sizeof(g.aux)));
-  }
+  set_epilogue_pointers(e.desc->op, g);
   ERL_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op, &g.alpha, g.A, e.desc->a,
                               g.B, e.desc->b, &g.beta, g.C, e.desc->c, g.C, e.desc->c, &e.algo, ctx.gemm_workspace(),
                               ctx.gemm_workspace_bytes(), stream_of(l)));

@@ -68,6 +68,10 @@ struct GemmArgs {
   int ldaux = 0;
 };
 
+// Bytes rounded up to a 256-byte boundary: offsets of operands carved from one staging block keep the alignment
+// cuBLASLt's fastest algorithms want.
+inline int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+
 // Runs the GEMM. Returns false (and does nothing) only when an epilogue was asked for and no algorithm supports
 // it; throws on any other failure.
 bool gemm(const Launch& l, const char* op, const GemmArgs& g);

@@ -29,6 +29,53 @@ GemmArgs forward_args(float* out, const float* inp, const float* weight, int N, 
   return g;
 }
 
+// dinp (N, C) (+)= dout (N, OC) @ W (OC, C)      ->  C(C, N) = W^T(col) @ dout^T
+GemmArgs dgrad_args(float* dinp, const void* dout, const void* weight, int N, int C, int OC, bool accumulate) {
+  GemmArgs g;
+  g.m = C, g.n = N, g.k = OC;
+  g.A = weight, g.lda = C;
+  g.B = dout, g.ldb = OC;
+  g.C = dinp, g.ldc = C;
+  g.beta = accumulate ? 1.0f : 0.0f;
+  return g;
+}
+
+// dW (OC, C) += dout^T @ inp                   ->  C(C, OC) = inp^T @ op_T(dout^T)
+GemmArgs wgrad_args(float* dweight, const void* dout, const void* inp, int N, int C, int OC) {
+  GemmArgs g;
+  g.trans_b = true;
+  g.m = C, g.n = OC, g.k = N;
+  g.A = inp, g.lda = C;
+  g.B = dout, g.ldb = OC;
+  g.C = dweight, g.ldc = C;
+  g.beta = 1.0f;
+  return g;
+}
+
+// MathMode::BF16 with both dinp and dweight: dout is rounded to bf16 once for the two GEMMs (gemm() would round it
+// once per call), then W for dgrad and inp for wgrad into the same second slot of the staging. Needs every
+// dimension a multiple of 8 (bf16 tensor-core layouts); other shapes take gemm()'s per-call staging.
+bool matmul_backward_shared_dout(const Launch& l, float* dinp, float* dweight, const float* dout, const float* inp,
+                                 const float* weight, int N, int C, int OC, bool accumulate_dinp) {
+  Context& ctx = need_context(l, "matmul_backward");
+  if (ctx.math() != MathMode::BF16 || !dinp || !dweight || N % 8 || C % 8 || OC % 8) return false;
+  const int64_t n_dout = int64_t(N) * OC, n_other = std::max(int64_t(OC) * C, int64_t(N) * C);
+  const int64_t other_offset = round_up_256(2 * n_dout);
+  char* stage = static_cast<char*>(ctx.staging(static_cast<size_t>(other_offset + round_up_256(2 * n_other))));
+  auto* dout16 = reinterpret_cast<uint16_t*>(stage);
+  auto* other16 = reinterpret_cast<uint16_t*>(stage + other_offset);
+  float_to_bf16(l, dout16, dout, n_dout);
+  float_to_bf16(l, other16, weight, int64_t(OC) * C);
+  GemmArgs g = dgrad_args(dinp, dout16, other16, N, C, OC, accumulate_dinp);
+  g.ab_type = CUDA_R_16BF;
+  gemm(l, "matmul_backward", g);
+  float_to_bf16(l, other16, inp, int64_t(N) * C);  // stream order: after the dgrad GEMM has read W
+  GemmArgs w = wgrad_args(dweight, dout16, other16, N, C, OC);
+  w.ab_type = CUDA_R_16BF;
+  gemm(l, "matmul_backward", w);
+  return true;
+}
+
 }  // namespace
 
 void matmul_forward(Launch l, float* out, const float* inp, const float* weight, const float* bias, int N, int C,
@@ -60,67 +107,11 @@ void matmul_bias_gelu_forward(Launch l, float* act, float* pre, const float* inp
   bias_gelu_forward(l, act, pre, bias, N, OC, Activation::GeluTanh);
 }
 
-namespace {
-
-// MathMode::BF16 with both dinp and dweight: dout is rounded to bf16 once for the two GEMMs (gemm() would round it
-// once per call), then W for dgrad and inp for wgrad into the same second slot of the staging. Needs every
-// dimension a multiple of 8 (bf16 tensor-core layouts); other shapes take gemm()'s per-call staging.
-bool matmul_backward_shared_dout(const Launch& l, float* dinp, float* dweight, const float* dout, const float* inp,
-                                 const float* weight, int N, int C, int OC, bool accumulate_dinp) {
-  Context& ctx = need_context(l, "matmul_backward");
-  if (ctx.math() != MathMode::BF16 || !dinp || !dweight || N % 8 || C % 8 || OC % 8) return false;
-  const auto round256 = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
-  const int64_t n_dout = int64_t(N) * OC, n_other = std::max(int64_t(OC) * C, int64_t(N) * C);
-  char* stage = static_cast<char*>(ctx.staging(static_cast<size_t>(round256(2 * n_dout) + round256(2 * n_other))));
-  auto* dout16 = reinterpret_cast<uint16_t*>(stage);
-  auto* other16 = reinterpret_cast<uint16_t*>(stage + round256(2 * n_dout));
-  float_to_bf16(l, dout16, dout, n_dout);
-  float_to_bf16(l, other16, weight, int64_t(OC) * C);
-  GemmArgs g;  // dgrad, as below
-  g.m = C, g.n = N, g.k = OC;
-  g.ab_type = CUDA_R_16BF;
-  g.A = other16, g.lda = C;
-  g.B = dout16, g.ldb = OC;
-  g.C = dinp, g.ldc = C;
-  g.beta = accumulate_dinp ? 1.0f : 0.0f;
-  gemm(l, "matmul_backward", g);
-  float_to_bf16(l, other16, inp, int64_t(N) * C);  // stream order: after the dgrad GEMM has read W
-  GemmArgs w;  // wgrad, as below
-  w.trans_b = true;
-  w.m = C, w.n = OC, w.k = N;
-  w.ab_type = CUDA_R_16BF;
-  w.A = other16, w.lda = C;
-  w.B = dout16, w.ldb = OC;
-  w.C = dweight, w.ldc = C;
-  w.beta = 1.0f;
-  gemm(l, "matmul_backward", w);
-  return true;
-}
-
-}  // namespace
-
 void matmul_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC, bool accumulate_dinp) {
   if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp)) {
-    if (dinp) {
-      GemmArgs g;
-      g.m = C, g.n = N, g.k = OC;
-      g.A = weight, g.lda = C;
-      g.B = dout, g.ldb = OC;
-      g.C = dinp, g.ldc = C;
-      g.beta = accumulate_dinp ? 1.0f : 0.0f;
-      gemm(l, "matmul_backward", g);
-    }
-    if (dweight) {
-      GemmArgs g;
-      g.trans_b = true;
-      g.m = C, g.n = OC, g.k = N;
-      g.A = inp, g.lda = C;
-      g.B = dout, g.ldb = OC;
-      g.C = dweight, g.ldc = C;
-      g.beta = 1.0f;
-      gemm(l, "matmul_backward", g);
-    }
+    if (dinp) gemm(l, "matmul_backward", dgrad_args(dinp, dout, weight, N, C, OC, accumulate_dinp));
+    if (dweight) gemm(l, "matmul_backward", wgrad_args(dweight, dout, inp, N, C, OC));
   }
   if (dbias) colsum_add(l, "matmul_backward", dbias, N, OC, RowsOf{dout, OC});
 }
