@@ -26,6 +26,7 @@
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/gemm.cuh"
 #include "runtime/cuda/memory.h"
+#include "tests/bench/gpu_tool_main.h"
 
 using namespace erlangshen;
 using namespace erlangshen::cuda;
@@ -171,15 +172,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-      std::fprintf(stderr, "erlangshen_gemm_probe: no CUDA GPU visible\n");
-      return 2;
-    }
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "erlangshen_gemm_probe: %s\n", e.what());
-    return 1;
-  }
+  return erlangshen::bench::gpu_tool_main("erlangshen_gemm_probe", [&] { return run(argc, argv); });
 }

@@ -30,6 +30,7 @@
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/memory.h"
+#include "tests/bench/gpu_tool_main.h"
 
 using namespace erlangshen;
 using namespace erlangshen::cuda;
@@ -440,15 +441,5 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-      std::fprintf(stderr, "erlangshen_gpu_bench: no CUDA GPU visible\n");
-      return 2;
-    }
-    return run(parse(argc, argv));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "erlangshen_gpu_bench: %s\n", e.what());
-    return 1;
-  }
+  return erlangshen::bench::gpu_tool_main("erlangshen_gpu_bench", [&] { return run(parse(argc, argv)); });
 }
