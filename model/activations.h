@@ -7,18 +7,20 @@
 
 namespace erlangshen {
 
+// Tensors marked [act] are Act<T> (runtime/act.h): stored in T, or in bf16 when the model's activation storage is
+// bf16 (set_activation_storage). They are read only by GEMMs and element-wise ops, never by the host.
 template <class T>
 struct MegatronBert<T>::LayerActs {
-  T* ln1;                  // (N, C)   LN(x) before attention
+  Act<T> ln1;              // (N, C)   LN(x) before attention [act]
   T *ln1_mean, *ln1_rstd;  // (N)
   T* qkv;                  // (N, 3 * C_local)  [q | k | v] of this rank's heads
   T* probs;                // (B, NH_local, T, T) softmax before dropout
   T* ctx;                  // (N, C_local) attention output before the row-parallel projection
   T* x1;                   // (N, C)   residual after attention
-  T* ln2;                  // (N, C)   LN(x1) before the MLP
+  Act<T> ln2;              // (N, C)   LN(x1) before the MLP [act]
   T *ln2_mean, *ln2_rstd;  // (N)
-  T* pre;                  // (N, F_local) FFN-in output + bias (pre-activation)
-  T* act;                  // (N, F_local) GeLU(pre)
+  Act<T> pre;              // (N, F_local) FFN-in output + bias (pre-activation) [act]
+  Act<T> act;              // (N, F_local) GeLU(pre) [act]
   T* x2;                   // (N, C)   residual after the MLP = next layer's input
   // dropout keep masks stored by forward for backward (CPU; nullptr on CUDA, which redraws)
   uint8_t* attn_keep;      // (B, NH_local, T, T)
@@ -38,7 +40,7 @@ struct MegatronBert<T>::Acts {
   T *dres, *dtmp, *dln;    // (N, C)
   T* dctx;                 // (N, C_local)
   T* dqkv;                 // (N, 3 * C_local)
-  T* dact;                 // (N, F_local)
+  Act<T> dact;             // (N, F_local) [act]
   T* attn_scratch;         // attention_scratch_elems
   // pooler / SOP / classifier
   int32_t* cls_index;      // (B) flat index of each sample's first token

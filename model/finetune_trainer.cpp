@@ -94,6 +94,7 @@ FinetuneTrainer::FinetuneTrainer(const Config& config, Communicator& tp, const L
   if (config.train.grad_accum < 1 || config.train.micro_batch < 1) throw Error("train.micro_batch/grad_accum must be >= 1");
   model_.initialize(config.train.seed);
   model_.set_recompute(parse_recompute(config.train.recompute));
+  model_.set_activation_storage(parse_activation_storage(config.train.activations));
   optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train, 0, model_.num_params(), exec);
   const std::filesystem::path metrics_dir = std::filesystem::path(config.log.metrics).parent_path();
   std::error_code ec;

@@ -98,6 +98,10 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   // than it could read them back). nullptr = redraw.
   const bool keep_masks = exec_.device == Device::CPU;
   auto mask = [&](int64_t n, const char* what) { return keep_masks ? a.alloc<uint8_t>(n, what) : nullptr; };
+  // [act] tensors (activations.h): T, or bf16 under ActivationStorage::BF16.
+  auto act = [&](int64_t n, const char* what) {
+    return activations_ == ActivationStorage::BF16 ? Act<T>::half(a.alloc<bf16>(n, what)) : Act<T>(a.alloc<T>(n, what));
+  };
   s.emb_keep = mask(N * C, "embedding dropout mask");
   // Per-layer saved tensors. Under recompute some are allocated for layer 0 only and shared by every layer (they
   // are rebuilt before each layer's backward): Selective shares the attention probabilities (and their dropout
@@ -109,17 +113,17 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
     const bool first = i == 0;
     if (!first) l = s.layers[0];  // the shared pointers; the tensors this layer owns are replaced below
     if (first || recompute_ != Recompute::Full) {
-      l.ln1 = a.alloc<T>(N * C, "ln1");
+      l.ln1 = act(N * C, "ln1");
       l.ln1_mean = a.alloc<T>(N);
       l.ln1_rstd = a.alloc<T>(N);
       l.qkv = a.alloc<T>(N * 3 * Cl, "qkv");
       l.ctx = a.alloc<T>(N * Cl, "ctx");
       l.x1 = a.alloc<T>(N * C, "x1");
-      l.ln2 = a.alloc<T>(N * C, "ln2");
+      l.ln2 = act(N * C, "ln2");
       l.ln2_mean = a.alloc<T>(N);
       l.ln2_rstd = a.alloc<T>(N);
-      l.pre = a.alloc<T>(N * Fl, "ffn pre");
-      l.act = a.alloc<T>(N * Fl, "ffn act");
+      l.pre = act(N * Fl, "ffn pre");
+      l.act = act(N * Fl, "ffn act");
       l.keep1 = mask(N * C, "dropout mask");
       l.keep2 = mask(N * C, "dropout mask");
     }
@@ -138,7 +142,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.dln = a.alloc<T>(N * C);
   s.dctx = a.alloc<T>(N * Cl);
   s.dqkv = a.alloc<T>(N * 3 * Cl);
-  s.dact = a.alloc<T>(N * Fl);
+  s.dact = act(N * Fl, "ffn act gradient");
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
   s.attn_scratch = a.alloc<T>(ops::attention_scratch_elems(exec_, shape), "attention scratch");
   s.cls_index = a.alloc<int32_t>(B);
@@ -165,6 +169,14 @@ template <class T>
 void MegatronBert<T>::set_recompute(Recompute r) {
   if (r == recompute_) return;
   recompute_ = r;
+  cap_B_ = cap_T_ = 0;  // the next reserve re-plans the arena
+}
+
+template <class T>
+void MegatronBert<T>::set_activation_storage(ActivationStorage s) {
+  if (s == activations_) return;
+  ERL_CHECK((s == ActivationStorage::FP32 || std::is_same_v<T, float>), "bf16 activation storage needs a float model");
+  activations_ = s;
   cap_B_ = cap_T_ = 0;  // the next reserve re-plans the arena
 }
 

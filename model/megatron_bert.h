@@ -98,6 +98,10 @@ class MegatronBert {
   // same bits under every mode. Set before the first step (a change re-plans the arena at the next reserve).
   void set_recompute(Recompute r);
   Recompute recompute() const { return recompute_; }
+  // Storage of the large activations and backward temporaries (runtime/act.h, model/activations.h [act]): T, or
+  // bf16 (float models) to halve their memory and traffic; the math stays fp32. Set before the first step.
+  void set_activation_storage(ActivationStorage s);
+  ActivationStorage activation_storage() const { return activations_; }
 
   // Sizes the activation arena for micro-batches of up to B x T tokens (called once; again only if larger).
   void reserve(int B, int Tn);
@@ -156,6 +160,7 @@ class MegatronBert {
   Arena arena_, head_arena_;
   int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;
   Recompute recompute_ = Recompute::None;
+  ActivationStorage activations_ = ActivationStorage::FP32;
   std::unique_ptr<Acts> acts_;
   RngContext rng_;      // of the last forward (backward reuses it)
   EncoderInputs in_;    // of the last forward

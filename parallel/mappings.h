@@ -13,11 +13,14 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "runtime/act.h"
 
 namespace erlangshen::tp {
 
 template <class T>
 inline void copy_to_tp_forward(Communicator&, T*, size_t) {}
+template <class T>
+inline void copy_to_tp_forward(Communicator&, Act<T>, size_t) {}
 template <class T>
 inline void copy_to_tp_backward(Communicator& tp, T* grad, size_t n) {
   if (tp.size() > 1) tp.all_reduce(grad, n, ReduceOp::Sum);

@@ -186,6 +186,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(string_key("train.device", &C::train, &TrainConfig::device, {"cpu", "cuda"}));
     t.push_back(string_key("train.recompute", &C::train, &TrainConfig::recompute, {"none", "selective", "full"}));
     t.push_back(bool_key("train.deterministic", &C::train, &TrainConfig::deterministic));
+    t.push_back(string_key("train.activations", &C::train, &TrainConfig::activations, {"fp32", "bf16"}));
     t.push_back(number_key("train.epochs", &C::train, &TrainConfig::epochs, 1, 1e6));
     t.push_back(number_key("train.eval_every", &C::train, &TrainConfig::eval_every, 0, kBig));
     t.push_back(number_key("train.early_stop", &C::train, &TrainConfig::early_stop, 0, 1e6));
@@ -358,6 +359,10 @@ void Config::validate() const {
          std::to_string(data.num_classes));
   for (double p : loss.propensities)
     if (!(p > 0.0 && p <= 1.0)) fail("loss.propensities entries must be in (0, 1]");
+  // The CUDA backend fuses bias + GeLU into the FFN-in GEMM for bf16 storage, which cuBLASLt offers for the tanh
+  // form only.
+  if (train.activations == "bf16" && train.device == "cuda" && model.activation != Activation::GeluTanh)
+    fail("train.activations=bf16 on CUDA needs model.activation=gelu_tanh (or train.activations=fp32)");
 }
 
 std::string dump_config(const Config& c) {

@@ -58,6 +58,9 @@ struct TrainConfig {
   std::string device = "cpu";    // cpu | cuda: where the training step runs (cuda: one GPU per rank)
   std::string recompute = "none";  // none | selective | full (see Recompute)
   bool deterministic = false;    // cuda: GEMM algorithms without atomic split-K, fixed per shape (bit-exact reruns)
+  // fp32 | bf16: storage of the large activations and backward temporaries (runtime/act.h); math stays fp32.
+  // bf16 halves their memory and traffic on CUDA; on the CPU it is emulated (slow; for tests).
+  std::string activations = "fp32";
   int epochs = 3;                // fine-tuning
   int64_t eval_every = 0;        // fine-tuning: evaluate every N steps (0: each epoch)
   int early_stop = 0;            // fine-tuning: stop after N evaluations without improvement (0: never)

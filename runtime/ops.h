@@ -5,9 +5,11 @@
 #pragma once
 #include <type_traits>
 
+#include "runtime/act.h"
 #include "runtime/check.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/exec.h"
+#include "runtime/ops_bf16.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
 #include "runtime/cuda/kernels.h"
 #endif
@@ -21,6 +23,16 @@ namespace erlangshen {
 #else
 #define ERL_CUDA_CALL(fn, ...) throw Error("this build has no CUDA backend (configure with -DERLANGSHEN_CUDA=ON)")
 #endif
+
+// Inside an op whose Act arguments include bf16 storage: the ops_bf16 function of the same name (float models).
+#define ERL_BF16_ROUTE(fn, ...)                                                   \
+  do {                                                                            \
+    if constexpr (std::is_same_v<T, float>) {                                     \
+      return ops_bf16::fn(x, __VA_ARGS__);                                        \
+    } else {                                                                      \
+      throw Error(#fn ": bf16 activation storage needs a float model");           \
+    }                                                                             \
+  } while (0)
 
 #define ERL_DISPATCH(fn, ...)                                                        \
   do {                                                                               \
@@ -37,14 +49,22 @@ namespace erlangshen {
 
 namespace ops {
 
+
+// Ops whose activation tensors may be stored in bf16 take them as Act (runtime/act.h; a T* converts implicitly).
+// With every Act in T storage they run exactly as before; with any in bf16 (float models only) they go to
+// runtime/ops_bf16.h. T is deduced from the plain pointer arguments (weights, statistics), never from an Act.
 template <class T>
-void matmul_forward(const Exec& x, T* out, const T* inp, const T* w, const T* b, int N, int C, int OC, bool acc = false) {
-  ERL_DISPATCH(matmul_forward, out, inp, w, b, N, C, OC, acc);
+void matmul_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<const no_deduce_t<T>> inp, const T* w, const T* b,
+                    int N, int C, int OC, bool acc = false) {
+  if (out.is_bf16() || inp.is_bf16()) ERL_BF16_ROUTE(matmul_forward, out, inp, w, b, N, C, OC, acc);
+  ERL_DISPATCH(matmul_forward, out.f, inp.f, w, b, N, C, OC, acc);
 }
 template <class T>
-void matmul_backward(const Exec& x, T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, int N, int C, int OC,
-                     bool acc_dinp = false) {
-  ERL_DISPATCH(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp);
+void matmul_backward(const Exec& x, Act<no_deduce_t<T>> dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
+                     Act<const no_deduce_t<T>> inp, const T* w, int N, int C, int OC, bool acc_dinp = false) {
+  if (dinp.is_bf16() || dout.is_bf16() || inp.is_bf16())
+    ERL_BF16_ROUTE(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp);
+  ERL_DISPATCH(matmul_backward, dinp.f, dw, db, dout.f, inp.f, w, N, C, OC, acc_dinp);
 }
 template <class T>
 void word_embedding_forward(const Exec& x, T* out, const int32_t* ids, const T* word, int N, int C, int v0, int Vl) {
@@ -65,9 +85,10 @@ void position_type_embedding_backward(const Exec& x, T* dpos, T* dtype, const T*
   ERL_DISPATCH(position_type_embedding_backward, dpos, dtype, dout, types, B, Tn, C, TV);
 }
 template <class T>
-void layernorm_forward(const Exec& x, T* out, T* mean, T* rstd, const T* inp, const T* w, const T* b, int N, int C,
-                       double eps) {
-  ERL_DISPATCH(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
+void layernorm_forward(const Exec& x, Act<no_deduce_t<T>> out, T* mean, T* rstd, const T* inp, const T* w, const T* b,
+                       int N, int C, double eps) {
+  if (out.is_bf16()) ERL_BF16_ROUTE(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
+  ERL_DISPATCH(layernorm_forward, out.f, mean, rstd, inp, w, b, N, C, eps);
 }
 template <class T>
 void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, const T* mean,
@@ -82,20 +103,26 @@ void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int 
 // and GeLU ride on the GEMM's epilogue (cuBLASLt GELU_AUX_BIAS: no separate pass over the N x OC tensors); the CPU
 // backend, and exact GeLU, run the GEMM then the bias + GeLU pass.
 template <class T>
-void matmul_bias_gelu_forward(const Exec& x, T* act, T* pre, const T* inp, const T* w, const T* b, int N, int C, int OC,
+void matmul_bias_gelu_forward(const Exec& x, Act<no_deduce_t<T>> act, Act<no_deduce_t<T>> pre,
+                              Act<const no_deduce_t<T>> inp, const T* w, const T* b, int N, int C, int OC,
                               Activation kind) {
+  if (act.is_bf16() || pre.is_bf16() || inp.is_bf16())
+    ERL_BF16_ROUTE(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC, kind);
   if constexpr (std::is_same_v<T, float>) {
     if (x.device == Device::CUDA && kind == Activation::GeluTanh && b != nullptr) {
-      ERL_CUDA_CALL(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC);
+      ERL_CUDA_CALL(matmul_bias_gelu_forward, act.f, pre.f, inp.f, w, b, N, C, OC);
       return;
     }
   }
-  matmul_forward(x, pre, inp, w, static_cast<const T*>(nullptr), N, C, OC);
-  bias_gelu_forward(x, act, pre, b, N, OC, kind);
+  matmul_forward(x, pre.f, inp.f, w, static_cast<const T*>(nullptr), N, C, OC);
+  bias_gelu_forward(x, act.f, pre.f, b, N, OC, kind);
 }
 template <class T>
-void bias_gelu_backward(const Exec& x, T* dpre, T* dbias, const T* dact, const T* pre, int N, int C, Activation kind) {
-  ERL_DISPATCH(bias_gelu_backward, dpre, dbias, dact, pre, N, C, kind);
+void bias_gelu_backward(const Exec& x, Act<no_deduce_t<T>> dpre, T* dbias, Act<const no_deduce_t<T>> dact,
+                        Act<const no_deduce_t<T>> pre, int N, int C, Activation kind) {
+  if (dpre.is_bf16() || dact.is_bf16() || pre.is_bf16())
+    ERL_BF16_ROUTE(bias_gelu_backward, dpre, dbias, dact, pre, N, C, kind);
+  ERL_DISPATCH(bias_gelu_backward, dpre.f, dbias, dact.f, pre.f, N, C, kind);
 }
 template <class T>
 void tanh_forward(const Exec& x, T* out, const T* inp, int64_t n) {
@@ -188,6 +215,7 @@ void add_inplace(const Exec& x, T* y, const T* v, int64_t n) {
 }  // namespace ops
 
 #undef ERL_DISPATCH
+#undef ERL_BF16_ROUTE
 #undef ERL_CUDA_CALL
 
 }  // namespace erlangshen

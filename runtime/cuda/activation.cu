@@ -2,6 +2,8 @@
 //   tanh GeLU:  g(x) = 0.5 x (1 + tanh(u)),  u = k (x + 0.044715 x^3),  k = sqrt(2/pi)
 //               g'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) k (1 + 3 * 0.044715 x^2)
 //   exact GeLU: g(x) = x Phi(x),  g'(x) = Phi(x) + x phi(x)
+// bf16 storage (runtime/act.h): the backward kernel reads dact / pre and writes dpre in fp32 or bf16; the math is
+// the same fp32, a bf16 dpre is rounded once and the bias gradient sums it as stored.
 #include "runtime/cuda/activation.cuh"
 #include "runtime/cuda/colsum.cuh"
 
@@ -10,19 +12,26 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void bias_gelu_forward_kernel(float* act, float* pre, const float* bias, int64_t total, int C, bool tanh_kind) {
+// dpre[i] = dact[i] * g'(pre[i])  (N*C elements; each tensor fp32 or bf16: read exactly, fp32 math, dpre rounded
+// once when bf16). dpre may be dact itself (same storage).
+template <class TD, class TA, class TP>
+__global__ void bias_gelu_backward_kernel(TD* dpre, const TA* dact, const TP* pre, int64_t total, bool tanh_kind) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = bias ? pre[i] + bias[i % C] : pre[i];
-    pre[i] = x;
-    act[i] = tanh_kind ? gelu_tanh(x) : gelu_exact(x);
+    const float x = to_f32(pre[i]);
+    dpre[i] = from_f32<TD>(to_f32(dact[i]) * (tanh_kind ? gelu_tanh_grad(x) : gelu_exact_grad(x)));
   }
 }
 
-__global__ void bias_gelu_backward_kernel(float* dpre, const float* dact, const float* pre, int64_t total, bool tanh_kind) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = pre[i];
-    dpre[i] = dact[i] * (tanh_kind ? gelu_tanh_grad(x) : gelu_exact_grad(x));
-  }
+// The backward kernel, then dbias (C) += sum_n dpre as stored (deterministic column sum; [ctx] when dbias is set).
+template <class TD, class TA, class TP>
+void bias_gelu_backward_on(const Launch& l, TD* dpre, float* dbias, const TA* dact, const TP* pre, int N, int C,
+                           Activation kind) {
+  const int64_t total = int64_t(N) * C;
+  if (total == 0) return;
+  bias_gelu_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(dpre, dact, pre, total,
+                                                                                      kind == Activation::GeluTanh);
+  ERL_CUDA_LAUNCHED();
+  if (dbias) colsum_add(l, "bias_gelu_backward", dbias, N, C, rows_of(dpre, C));
 }
 
 __global__ void tanh_forward_kernel(float* out, const float* inp, int64_t n) {
@@ -40,19 +49,28 @@ __global__ void tanh_backward_kernel(float* dinp, const float* dout, const float
 void bias_gelu_forward(Launch l, float* act, float* pre, const float* bias, int N, int C, Activation kind) {
   const int64_t total = int64_t(N) * C;
   if (total == 0) return;
-  bias_gelu_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(act, pre, bias, total, C,
-                                                                                     kind == Activation::GeluTanh);
+  // pre is both the input x and the output: pre = pre + bias, act = gelu(pre), in place
+  bias_gelu_store_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(act, pre, pre, bias, total, C,
+                                                                                   kind == Activation::GeluTanh);
   ERL_CUDA_LAUNCHED();
 }
 
 void bias_gelu_backward(Launch l, float* dpre, float* dbias, const float* dact, const float* pre, int N, int C,
                         Activation kind) {
-  const int64_t total = int64_t(N) * C;
-  if (total == 0) return;
-  bias_gelu_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(dpre, dact, pre, total,
-                                                                                      kind == Activation::GeluTanh);
-  ERL_CUDA_LAUNCHED();
-  if (dbias) colsum_add(l, "bias_gelu_backward", dbias, N, C, RowsOf{dpre, C});
+  bias_gelu_backward_on(l, dpre, dbias, dact, pre, N, C, kind);
+}
+
+void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
+                        int C, Activation kind) {
+  need_bf16_storage_context(l, "bias_gelu_backward");
+  ERL_CHECK(!dpre.empty() && !dact.empty() && !pre.empty(), "cuda::bias_gelu_backward: dpre, dact, pre required");
+  ERL_CHECK(data_of(Act<const float>(dpre)) != data_of(dact) || dpre.is_bf16() == dact.is_bf16(),
+            "cuda::bias_gelu_backward: dpre may alias dact only with the same storage");
+  visit(dpre, [&](auto* dp) {
+    visit(dact, [&](auto* da) {
+      visit(pre, [&](auto* p) { bias_gelu_backward_on(l, dp, dbias, da, p, N, C, kind); });
+    });
+  });
 }
 
 void tanh_forward(Launch l, float* out, const float* inp, int64_t n) {

@@ -48,7 +48,7 @@ void sample_gemm(const Launch& l, const char* op, cudaDataType_t ab, bool ta, bo
   g.trans_a = ta, g.trans_b = tb;
   g.m = m, g.n = n, g.k = k;
   g.alpha = alpha;
-  g.ab_type = ab;
+  g.a_type = g.b_type = ab;
   g.A = A, g.lda = lda, g.stride_a = sa;
   g.B = B, g.ldb = ldb, g.stride_b = sb;
   g.C = C, g.ldc = ldc, g.stride_c = sc;

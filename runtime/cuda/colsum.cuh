@@ -4,7 +4,7 @@
 //   stage 2: dst[c] += sum_r partial[r][c] in r order.
 // Used for bias gradients, LayerNorm weight/bias gradients and token-type embedding gradients. No atomics.
 #pragma once
-#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
 
@@ -48,11 +48,17 @@ void colsum_add(const Launch& l, const char* op, float* dst, int N, int C, F f) 
   ERL_CUDA_LAUNCHED();
 }
 
-// f(n, c) = x[n * C + c]
-struct RowsOf {
-  const float* x;
+// f(n, c) = x[n * C + c], x stored fp32 or bf16 (read exactly: a bias gradient sums the gradient as stored)
+template <class T>
+struct RowsOfT {
+  const T* x;
   int C;
-  __device__ float operator()(int n, int c) const { return x[static_cast<int64_t>(n) * C + c]; }
+  __device__ float operator()(int n, int c) const { return to_f32(x[static_cast<int64_t>(n) * C + c]); }
 };
+using RowsOf = RowsOfT<float>;
+template <class T>
+RowsOfT<T> rows_of(const T* x, int C) {
+  return RowsOfT<T>{x, C};
+}
 
 }  // namespace erlangshen::cuda

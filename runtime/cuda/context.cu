@@ -84,6 +84,11 @@ void* Context::staging(size_t bytes) const {
   return impl_->staging;
 }
 
+bool Context::in_staging(const void* p) const {
+  const auto base = reinterpret_cast<uintptr_t>(impl_->staging), q = reinterpret_cast<uintptr_t>(p);
+  return impl_->staging != nullptr && q >= base && q < base + impl_->staging_bytes;
+}
+
 std::string device_description(int device) {
   cudaDeviceProp p{};
   ERL_CUDA_CHECK(cudaGetDeviceProperties(&p, device));

@@ -56,6 +56,9 @@ class Context {
   // op. It grows (after synchronising the stream) when a larger GEMM first needs it: a model's shapes are fixed,
   // so that happens during its first step only.
   void* staging(size_t bytes) const;
+  // Whether p points into the current staging block (a GEMM fallback that re-carves the staging checks that its
+  // operands do not live there).
+  bool in_staging(const void* p) const;
   struct AlgoCache;
   AlgoCache& algo_cache() const;
 

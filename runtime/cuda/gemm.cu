@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "runtime/cuda/activation.cuh"
+
 namespace erlangshen::cuda {
 namespace {
 
@@ -17,7 +19,7 @@ namespace {
 uint32_t alignment(const void* p) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint32_t al = 256;
-  while (al > 4 && (a % al) != 0) al >>= 1;
+  while (al > 2 && (a % al) != 0) al >>= 1;
   return al;
 }
 
@@ -41,26 +43,165 @@ int64_t operand_span(int rows, int cols, int ld, int batch, int64_t stride) {
 bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
          bool required);
 
-// MathMode::BF16 on fp32 operands: A and B are rounded to bf16 into the Context's staging (one copy when they are
-// the same tensor) and the GEMM runs on bf16 operands with fp32 accumulation and fp32 C/D. Where cuBLASLt has no
-// bf16 algorithm for the layout (odd leading dimensions of small test shapes), cuBLASLt's own rounding of the
-// fp32 operands (COMPUTE_32F_FAST_16BF) does the same arithmetic, slower.
-bool gemm_staged_bf16(const Launch& l, Context& ctx, const char* op, const GemmArgs& g) {
+constexpr int kThreads = 256;
+
+// dst (n, fp32) = the bf16 value of src: an fp32 src rounded to nearest even, a bf16 src widened (exact). The
+// operands of the SGEMM fallback: a product of two bf16 values is exact in fp32, so SGEMM on these forms the same
+// products as the bf16 tensor cores.
+template <class T>
+__global__ void bf16_values_kernel(float* dst, const T* src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = __bfloat162float(__float2bfloat16_rn(to_f32(src[i])));
+}
+
+// The operands a GEMM runs on, and an fp32 C temporary, carved from one staging request:
+//   [A copy][B copy][C temporary (m x n x batch, packed, fp32)]     each slot 256-byte aligned, present only if needed
+// as = CUDA_R_16BF: fp32 operands rounded to bf16, bf16 operands read in place. as = CUDA_R_32F: every operand as
+// fp32 holding its bf16 values (bf16_values_kernel). A and B that are the same tensor get one copy.
+struct Staged {
+  const void* A;
+  const void* B;
+  float* C;  // the temporary, when asked for
+};
+
+Staged stage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cudaDataType_t as, bool temp_c) {
   const int64_t na = operand_span(g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
   const int64_t nb = operand_span(g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
-  const bool same = g.A == g.B && na == nb;
-  const int64_t b_offset = round_up_256(2 * na);
-  auto* stage = static_cast<char*>(ctx.staging(static_cast<size_t>(b_offset + (same ? 0 : round_up_256(2 * nb)))));
-  auto* a16 = reinterpret_cast<uint16_t*>(stage);
-  auto* b16 = same ? a16 : reinterpret_cast<uint16_t*>(stage + b_offset);
-  float_to_bf16(l, a16, static_cast<const float*>(g.A), na);
-  if (!same) float_to_bf16(l, b16, static_cast<const float*>(g.B), nb);
-  GemmArgs s = g;
-  s.ab_type = CUDA_R_16BF;
-  s.A = a16;
-  s.B = b16;
-  if (run(l, ctx, op, s, CUBLAS_COMPUTE_32F, false)) return true;
+  const bool copy_a = as == CUDA_R_32F || g.a_type == CUDA_R_32F, copy_b = as == CUDA_R_32F || g.b_type == CUDA_R_32F;
+  const bool same = copy_a && copy_b && g.A == g.B && g.a_type == g.b_type && na == nb;
+  const int64_t elem = as == CUDA_R_16BF ? 2 : 4;
+  const int64_t b_offset = copy_a ? round_up_256(elem * na) : 0;
+  const int64_t c_offset = b_offset + (copy_b && !same ? round_up_256(elem * nb) : 0);
+  const int64_t bytes = c_offset + (temp_c ? 4 * static_cast<int64_t>(g.m) * g.n * g.batch : 0);
+  Staged s{g.A, g.B, nullptr};
+  if (bytes == 0) return s;
+  ERL_CHECK(!ctx.in_staging(g.A) && !ctx.in_staging(g.B),
+            "cuda::" << op << ": a GEMM operand lives in the Context's staging, which this GEMM re-carves (no cuBLASLt "
+                        "algorithm for a GEMM whose operands the caller staged: see gemm.cuh)");
+  char* base = static_cast<char*>(ctx.staging(static_cast<size_t>(bytes)));
+  auto copy = [&](char* dst, const void* src, cudaDataType_t type, int64_t n) {
+    if (as == CUDA_R_16BF) {
+      float_to_bf16(l, reinterpret_cast<uint16_t*>(dst), static_cast<const float*>(src), n);
+      return;
+    }
+    float* d = reinterpret_cast<float*>(dst);
+    const unsigned grid = grid_for(n, kThreads);
+    if (type == CUDA_R_16BF)
+      bf16_values_kernel<<<grid, kThreads, 0, stream_of(l)>>>(d, static_cast<const __nv_bfloat16*>(src), n);
+    else
+      bf16_values_kernel<<<grid, kThreads, 0, stream_of(l)>>>(d, static_cast<const float*>(src), n);
+    ERL_CUDA_LAUNCHED();
+  };
+  if (copy_a) {
+    copy(base, g.A, g.a_type, na);
+    s.A = base;
+  }
+  if (same) {
+    s.B = s.A;
+  } else if (copy_b) {
+    copy(base + b_offset, g.B, g.b_type, nb);
+    s.B = base + b_offset;
+  }
+  if (temp_c) s.C = reinterpret_cast<float*>(base + c_offset);
+  return s;
+}
+
+// g on the staged operands, both of type `as`.
+GemmArgs on_operands(const GemmArgs& g, const Staged& s, cudaDataType_t as) {
+  GemmArgs t = g;
+  t.A = s.A, t.B = s.B;
+  t.a_type = t.b_type = as;
+  return t;
+}
+
+// g without its epilogue and with an fp32 C: the temporary `temp` (packed), or C itself when it is fp32.
+GemmArgs fp32_c_only(const GemmArgs& g, float* temp) {
+  GemmArgs t = g;
+  t.epilogue = Epilogue::None;
+  t.bias = nullptr;
+  t.aux = nullptr;
+  t.ldaux = 0;
+  t.c_type = CUDA_R_32F;
+  if (temp) {
+    t.C = temp;
+    t.ldc = g.m;
+    t.stride_c = static_cast<int64_t>(g.m) * g.n;
+  }
+  return t;
+}
+
+// cuBLASLt's documented limits of an epilogue (the aux leading dimension of GELU_AUX_BIAS a multiple of 8).
+bool lt_epilogue_ok(const GemmArgs& g) { return g.epilogue != Epilogue::GeluAuxBias || g.ldaux % 8 == 0; }
+
+// The epilogue and the rounding of C that cuBLASLt did not do, one element-wise pass (activation.cuh) over the fp32
+// GEMM result x (packed m x n x batch; C itself when C is fp32):
+//   None: C = x (rounded: bf16 C only);  Bias: C = x + bias[row];  GeluAuxBias: aux = x + bias[row], C = gelu(that)
+template <class T>
+void finish_as(const Launch& l, const GemmArgs& g, const float* x) {
+  const int64_t total = static_cast<int64_t>(g.m) * g.n * g.batch;
+  const unsigned grid = grid_for(total, kThreads);
+  T* c = static_cast<T*>(g.C);
+  if (g.epilogue == Epilogue::GeluAuxBias)
+    bias_gelu_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, static_cast<T*>(g.aux), x, g.bias, total, g.m, true);
+  else
+    bias_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, x, g.bias, total, g.m);
+  ERL_CUDA_LAUNCHED();
+}
+
+// Whether C needs finish() after a GEMM without epilogue into fp32; checks that it can have it (packed C and aux;
+// a bf16 C overwritten, beta = 0: the temporary does not hold C's old values).
+bool needs_finish(const char* op, const GemmArgs& g) {
+  if (g.epilogue == Epilogue::None && g.c_type == CUDA_R_32F) return false;  // the GEMM writes C itself
+  ERL_CHECK(g.ldc == g.m && (g.batch == 1 || g.stride_c == static_cast<int64_t>(g.m) * g.n) &&
+                (g.epilogue != Epilogue::GeluAuxBias || (g.ldaux == g.m && g.batch == 1)) &&
+                (g.c_type == CUDA_R_32F || g.beta == 0.0f),
+            "cuda::" << op << ": the GEMM epilogue fallback needs a packed C (and aux), overwritten when bf16");
+  return true;
+}
+
+void finish(const Launch& l, const GemmArgs& g, const float* x) {
+  if (g.c_type == CUDA_R_16BF) finish_as<__nv_bfloat16>(l, g, x);
+  else finish_as<float>(l, g, x);
+}
+
+// fp32 A, B and C under MathMode::BF16: A and B are rounded to bf16 into the Context's staging (one copy when they
+// are the same tensor) and the GEMM runs on bf16 operands with fp32 accumulation and fp32 C/D. Where cuBLASLt has
+// no bf16 algorithm for the layout (odd leading dimensions of small test shapes), cuBLASLt's own rounding of the
+// fp32 operands (COMPUTE_32F_FAST_16BF) does the same arithmetic, slower.
+bool gemm_staged_bf16(const Launch& l, Context& ctx, const char* op, const GemmArgs& g) {
+  const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, false);
+  if (run(l, ctx, op, on_operands(g, s, CUDA_R_16BF), CUBLAS_COMPUTE_32F, false)) return true;
   return run(l, ctx, op, g, CUBLAS_COMPUTE_32F_FAST_16BF, g.epilogue == Epilogue::None);
+}
+
+// A, B or C in bf16. Every operand enters the product as its bf16 value, accumulation is fp32, C is rounded once
+// when bf16, the epilogue computes in fp32 on the unrounded sum. The first of these that cuBLASLt runs:
+//   1. the configuration itself: fp32 operands rounded to bf16 into the staging, D in c_type, the epilogue in
+//      cuBLASLt (an fp32 bias with a bf16 D: CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE);
+//   2. with an epilogue or a bf16 C: the same bf16 operands, D fp32 (a staging temporary when C is bf16; C
+//      itself when fp32), no epilogue, then finish(): the epilogue and the rounding in one element-wise pass;
+//   3. no bf16 algorithm for the layout (odd leading dimensions): SGEMM (COMPUTE_32F) on fp32 copies holding the
+//      operands' bf16 values (the same products, see bf16_values_kernel), into C or the temporary, then finish().
+// Staging: 1 and 2 stage only the fp32 operands (2 bytes an element), 2 adds the C temporary (4 bytes an element)
+// when C is bf16; 3 copies both operands (4 bytes an element) plus that temporary. Model shapes take 1 (or 2).
+bool gemm_bf16_storage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g) {
+  const bool c16 = g.c_type == CUDA_R_16BF;
+  if (lt_epilogue_ok(g)) {
+    const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, false);
+    if (run(l, ctx, op, on_operands(g, s, CUDA_R_16BF), CUBLAS_COMPUTE_32F, false)) return true;
+  }
+  const bool apart = needs_finish(op, g);
+  if (apart) {
+    const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, c16);
+    if (run(l, ctx, op, fp32_c_only(on_operands(g, s, CUDA_R_16BF), s.C), CUBLAS_COMPUTE_32F, false)) {
+      finish(l, g, c16 ? s.C : static_cast<const float*>(g.C));
+      return true;
+    }
+  }
+  const Staged s = stage(l, ctx, op, g, CUDA_R_32F, c16);
+  run(l, ctx, op, fp32_c_only(on_operands(g, s, CUDA_R_32F), s.C), CUBLAS_COMPUTE_32F, true);
+  if (apart) finish(l, g, c16 ? s.C : static_cast<const float*>(g.C));
+  return true;
 }
 
 // Descriptors of a configuration (the per-call bias and aux pointers are set at each call).
@@ -73,13 +214,20 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
   if (g.epilogue != Epilogue::None) {
     cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (g.c_type != CUDA_R_32F) {
+      // The bias type defaults to D's (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE): keep the fp32 bias. The
+      // GELU aux type defaults to D's too (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE), which is what we want.
+      int32_t bias_type = CUDA_R_32F;
+      ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                  sizeof(bias_type)));
+    }
     if (g.epilogue == Epilogue::GeluAuxBias) {
       int64_t ld = g.ldaux;
       ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
     }
   }
-  make_layout(&d->a, g.ab_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
-  make_layout(&d->b, g.ab_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
+  make_layout(&d->a, g.a_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
+  make_layout(&d->b, g.b_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
   make_layout(&d->c, g.c_type, g.m, g.n, g.ldc, g.batch, g.stride_c);
   return d;
 }
@@ -99,12 +247,12 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
   const uint32_t al_a = alignment(g.A), al_b = alignment(g.B), al_c = alignment(g.C),
                  al_bias = g.bias ? alignment(g.bias) : 256, al_aux = g.aux ? alignment(g.aux) : 256;
   char key[256];
-  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d c%d",
+  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d %d c%d",
                 g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<long long>(g.stride_a),
                 static_cast<long long>(g.stride_b), static_cast<long long>(g.stride_c), g.batch,
                 static_cast<int>(g.epilogue), al_a, al_b, al_c, al_bias, al_aux, static_cast<int>(ctx.math()),
-                g.beta != 0.0f, g.ldaux, static_cast<int>(g.ab_type), static_cast<int>(g.c_type),
-                static_cast<int>(compute));
+                g.beta != 0.0f, g.ldaux, static_cast<int>(g.a_type), static_cast<int>(g.b_type),
+                static_cast<int>(g.c_type), static_cast<int>(compute));
   auto& cache = ctx.algo_cache().entries;
   auto it = cache.find(key);
   if (it == cache.end()) {
@@ -145,12 +293,20 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
                        << ")");
     it = cache.emplace(key, std::move(e)).first;
   }
-  const Context::AlgoCache::Entry& e = it->second;
+  Context::AlgoCache::Entry& e = it->second;
   if (!e.ok) return false;
   set_epilogue_pointers(e.desc->op, g);
-  ERL_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op, &g.alpha, g.A, e.desc->a,
-                              g.B, e.desc->b, &g.beta, g.C, e.desc->c, g.C, e.desc->c, &e.algo, ctx.gemm_workspace(),
-                              ctx.gemm_workspace_bytes(), stream_of(l)));
+  const cublasStatus_t s = cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op, &g.alpha, g.A,
+                                          e.desc->a, g.B, e.desc->b, &g.beta, g.C, e.desc->c, g.C, e.desc->c, &e.algo,
+                                          ctx.gemm_workspace(), ctx.gemm_workspace_bytes(), stream_of(l));
+  // A configuration the heuristic offered but the call refuses before launching anything (an unsupported
+  // combination of types and epilogue) counts as one without an algorithm, from now on.
+  if (!required && (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)) {
+    e.ok = false;
+    return false;
+  }
+  ERL_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuda::" << op << ": cuBLASLt error " << static_cast<int>(s)
+                                                 << " in cublasLtMatmul for GEMM " << key);
   return true;
 }
 
@@ -159,7 +315,11 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
 bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
   Context& ctx = need_context(l, op);
   if (g.m == 0 || g.n == 0) return true;
-  if (g.ab_type == CUDA_R_32F && ctx.math() == MathMode::BF16) return gemm_staged_bf16(l, ctx, op, g);
+  ERL_CHECK(g.c_type == CUDA_R_32F || ctx.math() == MathMode::BF16,
+            "cuda::" << op << ": a bf16 GEMM output needs MathMode::BF16");
+  if (g.a_type != CUDA_R_32F || g.b_type != CUDA_R_32F || g.c_type != CUDA_R_32F)
+    return gemm_bf16_storage(l, ctx, op, g);
+  if (ctx.math() == MathMode::BF16) return gemm_staged_bf16(l, ctx, op, g);
   return run(l, ctx, op, g, CUBLAS_COMPUTE_32F, g.epilogue == Epilogue::None);
 }
 

@@ -1,10 +1,15 @@
 // One cuBLASLt GEMM entry point for the backend (matmul and attention), column-major like cuBLAS:
 //   C[b] (m, n) = alpha * op(A[b]) (m, k) @ op(B[b]) (k, n) + beta * C[b]  (+ epilogue),  b < batch
-// Row-major callers swap operands (row-major X is column-major X^T). fp32 operands (the backend's storage) under
-// MathMode::FP32 run as SGEMM (COMPUTE_32F); under MathMode::BF16 they are first rounded to bf16 into the
-// Context's staging (context.h). bf16 operands (ab_type = CUDA_R_16BF: attention's staged Q/K/V and probabilities,
-// the GEMM probe) compute in fp32 on the bf16 tensor cores (COMPUTE_32F), C/D in c_type. Algorithms come from the cuBLASLt heuristic once per
-// (shape, alignment, mode, epilogue) and are cached in the Context, so a shape always runs the same algorithm.
+// Row-major callers swap operands (row-major X is column-major X^T). A, B and C are each fp32 or bf16.
+//   fp32 A, B and C (the backend's fp32 storage): under MathMode::FP32 SGEMM (COMPUTE_32F); under MathMode::BF16
+//     A and B are first rounded to bf16 into the Context's staging (context.h).
+//   any of them bf16 (bf16 activation storage, runtime/act.h; attention's staged Q/K/V and probabilities; the GEMM
+//     probe): every operand enters the product as a bf16 value (an fp32 one rounded into the staging, a bf16 one
+//     read in place), fp32 accumulation on the bf16 tensor cores (COMPUTE_32F), C/D in c_type: a bf16 C is
+//     rounded once and needs MathMode::BF16. Configurations cuBLASLt has no algorithm for take a fallback with
+//     the same arithmetic (gemm.cu; a bf16 C must then be overwritten, beta = 0).
+// Algorithms come from the cuBLASLt heuristic once per (shape, alignment, types, mode, epilogue) and are cached in
+// the Context, so a shape always runs the same algorithm.
 #pragma once
 #include <cublasLt.h>
 
@@ -40,18 +45,20 @@ struct Context::AlgoCache {
   std::unordered_map<std::string, Entry> entries;
 };
 
+// The bias is fp32 whatever C's type; with a bf16 C the epilogue runs in fp32 and rounds its outputs once.
 enum class Epilogue {
   None,
   Bias,          // C += bias[row]                 (bias length m)
-  GeluAuxBias,   // aux = AB + bias; C = gelu_tanh(aux)   (beta must be 0)
+  GeluAuxBias,   // aux = AB + bias; C = gelu_tanh(AB + bias)   (beta must be 0; aux in c_type, ldaux % 8 == 0)
 };
 
 struct GemmArgs {
   bool trans_a = false, trans_b = false;
   int m = 0, n = 0, k = 0;
   float alpha = 1.0f, beta = 0.0f;
-  cudaDataType_t ab_type = CUDA_R_32F;  // element type of A and B
-  cudaDataType_t c_type = CUDA_R_32F;   // element type of C (= D)
+  cudaDataType_t a_type = CUDA_R_32F;  // element type of A: CUDA_R_32F or CUDA_R_16BF
+  cudaDataType_t b_type = CUDA_R_32F;  // element type of B
+  cudaDataType_t c_type = CUDA_R_32F;  // element type of C (= D, and of aux)
   const void* A = nullptr;
   int lda = 0;
   int64_t stride_a = 0;
@@ -64,7 +71,7 @@ struct GemmArgs {
   int batch = 1;
   Epilogue epilogue = Epilogue::None;
   const float* bias = nullptr;
-  float* aux = nullptr;
+  void* aux = nullptr;
   int ldaux = 0;
 };
 
@@ -72,8 +79,13 @@ struct GemmArgs {
 // cuBLASLt's fastest algorithms want.
 inline int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// Runs the GEMM. Returns false (and does nothing) only when an epilogue was asked for and no algorithm supports
-// it; throws on any other failure.
+// Runs the GEMM. Returns false (and does nothing) only for fp32 A, B and C with an epilogue no algorithm supports
+// (the caller then runs it apart); throws on any other failure. With a bf16 A, B or C it always runs the
+// epilogue: when cuBLASLt cannot, an element-wise pass after the GEMM does (C packed: ldc == m, and batch 1 or
+// stride_c == m n; aux packed, batch 1).
+// Staging: the Context's staging is one block, re-carved by every GEMM that stages an operand or falls back, so
+// an operand the caller staged itself (matmul.cu's shared dout) must be bf16 and its GEMM must have a cuBLASLt
+// algorithm (dimensions multiples of 8, 16-byte aligned tensors); gemm() throws rather than overwrite it.
 bool gemm(const Launch& l, const char* op, const GemmArgs& g);
 
 }  // namespace erlangshen::cuda

@@ -14,6 +14,7 @@
 #pragma once
 #include <cstdint>
 
+#include "runtime/act.h"
 #include "runtime/config.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/philox.h"
@@ -102,6 +103,30 @@ double sum_squares(Launch l, const float* x, int64_t n);
 void scale(Launch l, float* x, int64_t n, double s);
 void fill(Launch l, float* x, int64_t n, float value);
 void add_inplace(Launch l, float* y, const float* x, int64_t n);
+
+// ---- bf16 activation storage (runtime/act.h; [ctx], MathMode::BF16 required) ----
+// The same ops with some tensors stored in bf16 (Act: exactly one of .f / .h set). Semantics are those of
+// runtime/act.h, matched by the CPU emulation in runtime/ops_bf16.cpp: bf16 inputs read exactly, fp32 math, each
+// bf16 output rounded once (RNE); every GEMM operand in bf16 (fp32 ones rounded, as MathMode::BF16 does anyway),
+// fp32 accumulation; a bias gradient sums the gradient as stored (bf16 or fp32).
+//   matmul_forward:  out (N, OC) = inp (N, C) @ weight^T + bias. out may be bf16 (cuBLASLt D in bf16, fp32 bias
+//                    on the epilogue); accumulate only with an fp32 out.
+//   matmul_bias_gelu_forward: pre = inp @ weight^T + bias (stored bf16 when pre is), act = gelu_tanh(pre before
+//                    rounding); act and pre both fp32 or both bf16.
+//   matmul_backward: dinp (N, C) (+)= dout @ weight (dinp bf16: overwrite only), dweight (OC, C) += dout^T @ inp,
+//                    dbias (OC) += sum_n dout (as stored).
+//   layernorm_forward: out in bf16, mean / rstd fp32.
+//   bias_gelu_backward: dpre = dact * gelu'(pre) (may alias dact), dbias += sum_n dpre (as stored).
+void matmul_forward(Launch l, Act<float> out, Act<const float> inp, const float* weight, const float* bias, int N,
+                    int C, int OC, bool accumulate);
+void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, const float* weight,
+                              const float* bias, int N, int C, int OC);
+void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
+                     Act<const float> inp, const float* weight, int N, int C, int OC, bool accumulate_dinp);
+void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, double eps);
+void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
+                        int C, Activation kind);
 
 // ---- mixed precision helpers ----
 // dst (bf16 bits, n) = round-to-nearest-even(src): refreshes the bf16 compute copy from fp32 master weights.

@@ -1,5 +1,6 @@
 // LayerNorm over the last axis (C), one block per row:
 //   y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)   (statistics in double, two passes, like the CPU)
+//   y stored fp32, or bf16 (runtime/act.h: the same fp32 y rounded once)
 // Backward (xhat = (x - mean) * rstd, g = dy * w), rows independent:
 //   dx += rstd * (g - mean(g) - xhat * mean(g * xhat))
 //   dw += sum_n dy * xhat;  db += sum_n dy      (deterministic two-stage column sums)
@@ -10,12 +11,14 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* w,
+// out (N, C) stored as T: fp32, or bf16 (y rounded once; mean / rstd fp32 either way).
+template <class T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const float* inp, const float* w,
                                          const float* b, int C, double eps) {
   __shared__ double smem[32];
   const int64_t row = blockIdx.x;
   const float* x = inp + row * C;
-  float* y = out + row * C;
+  T* y = out + row * C;
   double s = 0.0;
   for (int c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
   const double m = block_sum(s, smem) / C;
@@ -26,7 +29,7 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
   }
   const double r = 1.0 / sqrt(block_sum(v, smem) / C + eps);
   const float mt = static_cast<float>(m), rt = static_cast<float>(r);
-  for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = (x[c] - mt) * rt * w[c] + b[c];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = from_f32<T>((x[c] - mt) * rt * w[c] + b[c]);
   if (threadIdx.x == 0) {
     mean[row] = mt;
     rstd[row] = rt;
@@ -81,6 +84,14 @@ void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, con
   ERL_CUDA_LAUNCHED();
   if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat{dout, inp, mean, rstd, C});
   if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, RowsOf{dout, C});
+}
+
+void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, double eps) {
+  need_bf16_storage_context(l, "layernorm_forward");
+  if (N <= 0) return;
+  layernorm_forward_kernel<<<N, kThreads, 0, stream_of(l)>>>(device_bf16(out), mean, rstd, inp, weight, bias, C, eps);
+  ERL_CUDA_LAUNCHED();
 }
 
 }  // namespace erlangshen::cuda

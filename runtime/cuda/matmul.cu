@@ -4,21 +4,21 @@
 //             dW (OC, C) += dout^T @ inp                     ->  C(C, OC) = inp^T @ op_T(dout^T)
 //             db (OC)    += sum_n dout                       ->  deterministic column sum (colsum.cuh)
 // The bias rides on the GEMM epilogue (CUBLASLT_EPILOGUE_BIAS); FFN-in can fuse bias + tanh GeLU as well.
+// bf16 activation storage (runtime/act.h): inp, out, dout, dinp, act and pre may be bf16. The same GEMMs with
+// those operands in bf16 (gemm.cuh: fp32 ones rounded into the staging, bf16 ones read in place, fp32
+// accumulation, a bf16 output rounded once after the fp32 epilogue); db sums dout as stored.
 #include <algorithm>
 
+#include "runtime/cuda/activation.cuh"
 #include "runtime/cuda/colsum.cuh"
 #include "runtime/cuda/gemm.cuh"
 
 namespace erlangshen::cuda {
 namespace {
 
-__global__ void add_bias_kernel(float* out, const float* bias, int64_t N, int OC) {
-  const int64_t total = N * OC;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] += bias[i % OC];
-}
+constexpr int kThreads = 256;
 
-GemmArgs forward_args(float* out, const float* inp, const float* weight, int N, int C, int OC, bool accumulate) {
+GemmArgs forward_args(void* out, const void* inp, const float* weight, int N, int C, int OC, bool accumulate) {
   GemmArgs g;
   g.trans_a = true;  // W stored column-major (C, OC)
   g.m = OC, g.n = N, g.k = C;
@@ -30,7 +30,7 @@ GemmArgs forward_args(float* out, const float* inp, const float* weight, int N, 
 }
 
 // dinp (N, C) (+)= dout (N, OC) @ W (OC, C)      ->  C(C, N) = W^T(col) @ dout^T
-GemmArgs dgrad_args(float* dinp, const void* dout, const void* weight, int N, int C, int OC, bool accumulate) {
+GemmArgs dgrad_args(void* dinp, const void* dout, const void* weight, int N, int C, int OC, bool accumulate) {
   GemmArgs g;
   g.m = C, g.n = N, g.k = OC;
   g.A = weight, g.lda = C;
@@ -52,26 +52,45 @@ GemmArgs wgrad_args(float* dweight, const void* dout, const void* inp, int N, in
   return g;
 }
 
-// MathMode::BF16 with both dinp and dweight: dout is rounded to bf16 once for the two GEMMs (gemm() would round it
-// once per call), then W for dgrad and inp for wgrad into the same second slot of the staging. Needs every
-// dimension a multiple of 8 (bf16 tensor-core layouts); other shapes take gemm()'s per-call staging.
-bool matmul_backward_shared_dout(const Launch& l, float* dinp, float* dweight, const float* dout, const float* inp,
-                                 const float* weight, int N, int C, int OC, bool accumulate_dinp) {
+// A GEMM with a bf16 operand or output: gemm() runs its epilogue in every case (gemm.cuh).
+void gemm_bf16_storage(const Launch& l, const char* op, const GemmArgs& g) {
+  ERL_CHECK(gemm(l, op, g), "cuda::" << op << ": GEMM epilogue not run");
+}
+
+// MathMode::BF16 with both dinp and dweight and an fp32 dout: dout is rounded to bf16 once for the two GEMMs
+// (gemm() would round it once per call), then W for dgrad and inp (when fp32; a bf16 inp is read in place) for
+// wgrad into the same second slot of the staging:
+//   [dout16 (N OC)][W16 (OC C), then inp16 (N C)]
+// The GEMMs' operands live in the staging, so they must have cuBLASLt algorithms (gemm.cuh): every dimension a
+// multiple of 8 (bf16 tensor-core layouts) and the bf16 tensors they touch in place (a bf16 dinp or inp) 16-byte
+// aligned; other cases take gemm()'s per-call staging. A bf16 dout needs no rounding: per-call GEMMs then stage
+// only W and an fp32 inp.
+bool matmul_backward_shared_dout(const Launch& l, Act<float> dinp, float* dweight, Act<const float> dout,
+                                 Act<const float> inp, const float* weight, int N, int C, int OC,
+                                 bool accumulate_dinp) {
   Context& ctx = need_context(l, "matmul_backward");
-  if (ctx.math() != MathMode::BF16 || !dinp || !dweight || N % 8 || C % 8 || OC % 8) return false;
-  const int64_t n_dout = int64_t(N) * OC, n_other = std::max(int64_t(OC) * C, int64_t(N) * C);
+  if (ctx.math() != MathMode::BF16 || dinp.empty() || !dweight || dout.is_bf16() || N % 8 || C % 8 || OC % 8)
+    return false;
+  if ((dinp.is_bf16() && !aligned16(dinp.h)) || (inp.is_bf16() && !aligned16(inp.h))) return false;
+  const int64_t n_dout = int64_t(N) * OC;
+  const int64_t n_other = inp.is_bf16() ? int64_t(OC) * C : std::max(int64_t(OC) * C, int64_t(N) * C);
   const int64_t other_offset = round_up_256(2 * n_dout);
   char* stage = static_cast<char*>(ctx.staging(static_cast<size_t>(other_offset + round_up_256(2 * n_other))));
   auto* dout16 = reinterpret_cast<uint16_t*>(stage);
   auto* other16 = reinterpret_cast<uint16_t*>(stage + other_offset);
-  float_to_bf16(l, dout16, dout, n_dout);
+  float_to_bf16(l, dout16, dout.f, n_dout);
   float_to_bf16(l, other16, weight, int64_t(OC) * C);
-  GemmArgs g = dgrad_args(dinp, dout16, other16, N, C, OC, accumulate_dinp);
-  g.ab_type = CUDA_R_16BF;
+  GemmArgs g = dgrad_args(data_of(dinp), dout16, other16, N, C, OC, accumulate_dinp);
+  g.a_type = g.b_type = CUDA_R_16BF;
+  g.c_type = type_of(dinp);
   gemm(l, "matmul_backward", g);
-  float_to_bf16(l, other16, inp, int64_t(N) * C);  // stream order: after the dgrad GEMM has read W
-  GemmArgs w = wgrad_args(dweight, dout16, other16, N, C, OC);
-  w.ab_type = CUDA_R_16BF;
+  const void* inp16 = inp.h;
+  if (!inp.is_bf16()) {
+    float_to_bf16(l, other16, inp.f, int64_t(N) * C);  // stream order: after the dgrad GEMM has read W
+    inp16 = other16;
+  }
+  GemmArgs w = wgrad_args(dweight, dout16, inp16, N, C, OC);
+  w.a_type = w.b_type = CUDA_R_16BF;
   gemm(l, "matmul_backward", w);
   return true;
 }
@@ -89,8 +108,9 @@ void matmul_forward(Launch l, float* out, const float* inp, const float* weight,
     g.bias = nullptr;
   }
   gemm(l, "matmul_forward", g);
-  if (bias) {
-    add_bias_kernel<<<grid_for(int64_t(N) * OC, 256), 256, 0, stream_of(l)>>>(out, bias, N, OC);
+  if (bias) {  // out (N, OC) += bias, in place
+    const int64_t total = int64_t(N) * OC;
+    bias_store_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(out, out, bias, total, OC);
     ERL_CUDA_LAUNCHED();
   }
 }
@@ -114,6 +134,69 @@ void matmul_backward(Launch l, float* dinp, float* dweight, float* dbias, const 
     if (dweight) gemm(l, "matmul_backward", wgrad_args(dweight, dout, inp, N, C, OC));
   }
   if (dbias) colsum_add(l, "matmul_backward", dbias, N, OC, RowsOf{dout, OC});
+}
+
+// ---- bf16 activation storage ----
+// With every tensor fp32 these are the fp32 ops above (under MathMode::BF16: the same semantics).
+
+void matmul_forward(Launch l, Act<float> out, Act<const float> inp, const float* weight, const float* bias, int N,
+                    int C, int OC, bool accumulate) {
+  need_bf16_storage_context(l, "matmul_forward");
+  ERL_CHECK(!out.empty() && !inp.empty(), "cuda::matmul_forward: out and inp are required");
+  ERL_CHECK(!(accumulate && out.is_bf16()), "cuda::matmul_forward: accumulating into bf16 storage is not supported");
+  if (!out.is_bf16() && !inp.is_bf16()) return matmul_forward(l, out.f, inp.f, weight, bias, N, C, OC, accumulate);
+  // C(OC, N) = W16 @ inp^T (+ bias on the epilogue, fp32), D in out's type
+  GemmArgs g = forward_args(data_of(out), data_of(inp), weight, N, C, OC, accumulate);
+  g.b_type = type_of(inp);
+  g.c_type = type_of(out);
+  if (bias) {
+    g.epilogue = Epilogue::Bias;
+    g.bias = bias;
+  }
+  gemm_bf16_storage(l, "matmul_forward", g);
+}
+
+void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, const float* weight,
+                              const float* bias, int N, int C, int OC) {
+  need_bf16_storage_context(l, "matmul_bias_gelu_forward");
+  ERL_CHECK(!act.empty() && !pre.empty() && !inp.empty(), "cuda::matmul_bias_gelu_forward: act, pre, inp are required");
+  ERL_CHECK(act.is_bf16() == pre.is_bf16(), "cuda::matmul_bias_gelu_forward: act and pre must have the same storage");
+  ERL_CHECK(bias != nullptr, "cuda::matmul_bias_gelu_forward: bf16 storage needs the bias");
+  if (!act.is_bf16() && !inp.is_bf16()) return matmul_bias_gelu_forward(l, act.f, pre.f, inp.f, weight, bias, N, C, OC);
+  // C(OC, N) = W16 @ inp^T; GELU_AUX_BIAS: aux (pre) = C + bias, D (act) = gelu(C + bias), both in act's type
+  GemmArgs g = forward_args(data_of(act), data_of(inp), weight, N, C, OC, false);
+  g.b_type = type_of(inp);
+  g.c_type = type_of(act);
+  g.epilogue = Epilogue::GeluAuxBias;
+  g.bias = bias;
+  g.aux = data_of(pre);
+  g.ldaux = OC;
+  gemm_bf16_storage(l, "matmul_bias_gelu_forward", g);
+}
+
+void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
+                     Act<const float> inp, const float* weight, int N, int C, int OC, bool accumulate_dinp) {
+  need_bf16_storage_context(l, "matmul_backward");
+  ERL_CHECK(!dout.empty() && (!dweight || !inp.empty()), "cuda::matmul_backward: dout (and inp for dweight) required");
+  ERL_CHECK(!(accumulate_dinp && dinp.is_bf16()),
+            "cuda::matmul_backward: accumulating into bf16 storage is not supported");
+  if (!dinp.is_bf16() && !dout.is_bf16() && !inp.is_bf16())
+    return matmul_backward(l, dinp.f, dweight, dbias, dout.f, inp.f, weight, N, C, OC, accumulate_dinp);
+  if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp)) {
+    if (!dinp.empty()) {  // C(C, N) = W16 @ dout^T, D in dinp's type
+      GemmArgs g = dgrad_args(data_of(dinp), data_of(dout), weight, N, C, OC, accumulate_dinp);
+      g.b_type = type_of(dout);
+      g.c_type = type_of(dinp);
+      gemm_bf16_storage(l, "matmul_backward", g);
+    }
+    if (dweight) {  // C(C, OC) += inp^T @ op_T(dout^T), fp32
+      GemmArgs w = wgrad_args(dweight, data_of(dout), data_of(inp), N, C, OC);
+      w.a_type = type_of(inp);
+      w.b_type = type_of(dout);
+      gemm_bf16_storage(l, "matmul_backward", w);
+    }
+  }
+  if (dbias) visit(dout, [&](auto* d) { colsum_add(l, "matmul_backward", dbias, N, OC, rows_of(d, OC)); });
 }
 
 }  // namespace erlangshen::cuda

@@ -128,7 +128,7 @@ int run(int argc, char** argv) {
       const Variant& v = variants[vi];
       ctx.set_math(v.math);
       GemmArgs g = s.g;
-      g.ab_type = v.ab, g.c_type = v.c;
+      g.a_type = g.b_type = v.ab, g.c_type = v.c;
       // Operands (values do not matter for speed; reads may alias): forward A = W, B = X, C = Y; dgrad A = W,
       // B = dY, C = dX; wgrad A = X, B = dY, C = dW. Activation-sized tensors fit x / y, weight-sized ones w.
       const bool bf = v.ab == CUDA_R_16BF, bf_out = v.c == CUDA_R_16BF;

@@ -138,6 +138,12 @@ if [[ -x "$ERL" ]]; then
     rc=$?; note "rc=$rc (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
     ((rc == 0)) && break
   done
+  # bf16 activation storage (train.activations=bf16): the same trainer, the [act] tensors in bf16, at the largest
+  # micro-batch its (smaller) memory plan admits.
+  note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
+  timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
+    --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
 else
   note "== erlangshen bench train.device=cuda: SKIPPED (no $ERL: carry libyaml-cpp-dev, libyaml-cpp0.7, nlohmann-json3-dev, libcli11-dev)"
 fi

@@ -1,0 +1,62 @@
+// fp32 or bf16 storage of a tensor (runtime/act.h) in the CUDA backend. On the device, bf16 is __nv_bfloat16 (the
+// same 2 bytes as erlangshen::bf16): a load widens it exactly, a store rounds once to nearest even. Kernels
+// templated on their storage types read and write through to_f32 / from_f32, so their fp32 instantiation is the
+// plain fp32 kernel. On the host: an Act's data as the device type, and the Context check of the bf16-storage ops.
+#pragma once
+#include <cuda_bf16.h>
+#include <library_types.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "runtime/act.h"
+#include "runtime/cuda/common.cuh"
+
+namespace erlangshen::cuda {
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float x);
+template <>
+__device__ __forceinline__ float from_f32<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+inline __nv_bfloat16* device_bf16(bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
+inline const __nv_bfloat16* device_bf16(const bf16* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
+
+// f(p) with p the Act's data as the kernels' type: float* or __nv_bfloat16* (const for Act<const float>).
+template <class T, class F>
+void visit(Act<T> a, F&& f) {
+  if (a.is_bf16()) f(device_bf16(a.h));
+  else f(a.f);
+}
+
+// The Act's data and its cuBLASLt element type (for GemmArgs).
+template <class T>
+auto data_of(Act<T> a) {
+  using Ptr = std::conditional_t<std::is_const_v<T>, const void*, void*>;
+  return a.is_bf16() ? static_cast<Ptr>(a.h) : static_cast<Ptr>(a.f);
+}
+template <class T>
+cudaDataType_t type_of(Act<T> a) {
+  return a.is_bf16() ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The Context of an op on bf16 storage: its semantics (every GEMM operand in bf16) are MathMode::BF16's.
+inline Context& need_bf16_storage_context(const Launch& l, const char* op) {
+  Context& ctx = need_context(l, op);
+  ERL_CHECK(ctx.math() == MathMode::BF16, "cuda::" << op << ": bf16 activation storage needs MathMode::BF16 (this "
+                                                   "Context computes in " << math_mode_name(ctx.math()) << ")");
+  return ctx;
+}
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,28 @@
+// The ops that accept bf16 storage (runtime/act.h), for float models: dispatched to the CUDA backend's native
+// kernels (runtime/cuda/kernels.h) or, on the CPU, emulated on fp32 copies with exactly the semantics of act.h
+// (the reference the CUDA kernels are tested against). runtime/ops.h routes a call here when any of its Act
+// arguments is bf16; calls with fp32 tensors only never come here and run unchanged.
+#pragma once
+#include "runtime/act.h"
+#include "runtime/config.h"
+#include "runtime/exec.h"
+
+namespace erlangshen::ops_bf16 {
+
+// out (N, OC) (+)= inp (N, C) @ w (OC, C)^T + b          (accumulate only with an fp32 out)
+void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, const float* w, const float* b, int N, int C,
+                    int OC, bool accumulate);
+// pre (N, OC) = inp @ w^T + b;  act = gelu(pre before rounding)   (act, pre: both fp32 or both bf16)
+void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act<const float> inp, const float* w,
+                              const float* b, int N, int C, int OC, Activation kind);
+// dinp (N, C) (+)= dout @ w;  dw (OC, C) += dout^T @ inp;  db (OC) += sum_n dout (as stored)
+void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
+                     const float* w, int N, int C, int OC, bool accumulate_dinp);
+// out (N, C) = LN(inp) rounded to out's storage; mean, rstd (N) fp32
+void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, const float* inp, const float* w,
+                       const float* b, int N, int C, double eps);
+// dpre = dact * gelu'(pre) (may alias dact);  db (C) += sum_n dpre (as stored)
+void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
+                        int C, Activation kind);
+
+}  // namespace erlangshen::ops_bf16

@@ -1,0 +1,383 @@
+// CUDA vs CPU on bf16 activation storage (runtime/act.h): matmul forward / fused bias+GeLU / backward, LayerNorm
+// forward and bias+GeLU backward with tensors stored in bf16, against the CPU emulation of the same semantics
+// (runtime/ops_bf16.cpp), both through runtime/ops.h. Shapes: model-like (multiples of 8: cuBLASLt's fast paths)
+// and odd ones (leading dimensions that are not, an aux ld % 8 != 0: gemm.cu's fallbacks).
+//
+// Tolerances. Both sides read the same bf16 values and round every fp32 GEMM operand to bf16 the same way, so they
+// form the same products (exact in fp32); only the order of the fp32 sums differs (and tanh / erf by a few fp32 ulp):
+//   fp32 results: |gpu - cpu| <= rtol (|cpu| + max|cpu|), rtol = kFp32Rtol (1e-5), as the fp32 parity tests: a
+//     sum of K products in another order (tensor-core accumulation truncates within a block of products) differs
+//     by ~K ulp of its partial sums at most, well below 1e-5 of the tensor's scale for K <= 512;
+//   bf16 results: each side rounds its fp32 value once, so they differ by at most that fp32 difference plus one
+//     bf16 ulp (half an ulp each way; 2^-8..2^-7 relative): |gpu - cpu| <= ulp + rtol (|cpu| + max|cpu|), the ulp
+//     of the larger of the two values (a rounding that crosses a power of two).
+// cuBLASLt's GeLU epilogue evaluates tanh its own way (test_cuda_dense: 2e-5 on fp32 activations), hence 2e-5
+// for act.
+#include <cublasLt.h>
+
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "runtime/act.h"
+#include "runtime/bf16.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+using cuda::MathMode;
+
+std::vector<float> widen(const std::vector<bf16>& h) {
+  std::vector<float> v(h.size());
+  for (size_t i = 0; i < h.size(); ++i) v[i] = to_float(h[i]);
+  return v;
+}
+
+// One tensor in fp32 or bf16 storage, with the same bits on the host (the CPU reference's copy) and the device.
+class Stored {
+ public:
+  Stored(const std::vector<float>& values, bool bf16_storage) : bf_(bf16_storage) {
+    if (bf_) {
+      for (float v : values) h_.push_back(to_bf16(v));
+      dh_ = std::make_unique<Dev<bf16>>(h_);
+    } else {
+      f_ = values;
+      df_ = std::make_unique<Dev<float>>(f_);
+    }
+  }
+  bool is_bf16() const { return bf_; }
+  Act<float> cpu() { return bf_ ? Act<float>::half(h_.data()) : Act<float>(f_.data()); }
+  Act<float> gpu() { return bf_ ? Act<float>::half(dh_->get()) : Act<float>(df_->get()); }
+  std::vector<float> cpu_values() const { return bf_ ? widen(h_) : f_; }
+  std::vector<float> gpu_values() const { return bf_ ? widen(dh_->host()) : df_->host(); }
+
+ private:
+  bool bf_;
+  std::vector<float> f_;
+  std::vector<bf16> h_;
+  std::unique_ptr<Dev<float>> df_;
+  std::unique_ptr<Dev<bf16>> dh_;
+};
+
+// Spacing of bf16 values at |v| (v a bf16 value): 2^(floor(log2 |v|) - 7); 0 for 0.
+double bf16_ulp(double v) {
+  if (v == 0.0) return 0.0;
+  int e = 0;
+  std::frexp(std::fabs(v), &e);  // |v| = f 2^e, f in [0.5, 1)
+  return std::ldexp(1.0, e - 8);
+}
+
+// bf16 results (widened): |gpu - cpu| <= ulp(max(|gpu|, |cpu|)) + rtol (|cpu| + max|cpu|)   (header comment)
+::testing::AssertionResult close_bf16(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol) {
+  if (gpu.size() != cpu.size()) return ::testing::AssertionFailure() << "size " << gpu.size() << " vs " << cpu.size();
+  double scale = 0.0;
+  for (float c : cpu) scale = std::max(scale, std::fabs(static_cast<double>(c)));
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double g = gpu[i], c = cpu[i];
+    const double tol = bf16_ulp(std::max(std::fabs(g), std::fabs(c))) + rtol * (std::fabs(c) + scale);
+    if (!(std::fabs(g - c) <= tol) && bad++ == 0) first = i;
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << cpu.size() << " bf16 elements more than one ulp (+ rtol "
+                                       << rtol << " of the scale " << scale << ") off; first at " << first << ": gpu "
+                                       << gpu[first] << " cpu " << cpu[first];
+}
+
+// The tensor after a CPU and a GPU op wrote it, compared as stored.
+::testing::AssertionResult matches(const Stored& t, double rtol) {
+  return t.is_bf16() ? close_bf16(t.gpu_values(), t.cpu_values(), rtol) : close(t.gpu_values(), t.cpu_values(), rtol);
+}
+
+const char* storage(bool bf) { return bf ? "bf16" : "fp32"; }
+
+struct Shape {
+  int N, C, OC;
+};
+// Model-like (multiples of 8), N odd with aligned leading dimensions, and odd leading dimensions (C, OC).
+const Shape kShapes[] = {{64, 128, 512}, {37, 24, 40}, {37, 53, 29}};
+
+class CudaBf16Storage : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (ctx_) ctx_->set_math(MathMode::BF16);  // bf16 storage requires it
+  }
+};
+
+TEST_F(CudaBf16Storage, MatmulForward) {
+  for (const Shape& k : kShapes) {
+    const auto x = randn(size_t(k.N) * k.C, 1), w = randn(size_t(k.OC) * k.C, 2, 0.05f), b = randn(k.OC, 3),
+               out0 = randn(size_t(k.N) * k.OC, 5);
+    Dev<float> d_w(w), d_b(b);
+    for (bool inp_bf : {false, true}) {
+      for (bool out_bf : {false, true}) {
+        if (!inp_bf && !out_bf) continue;                // all fp32: the fp32 op (test_cuda_dense)
+        for (int variant = 0; variant < 3; ++variant) {  // bias; no bias; bias + accumulate (fp32 out only)
+          const bool with_bias = variant != 1, accumulate = variant == 2;
+          if (accumulate && out_bf) continue;
+          SCOPED_TRACE(::testing::Message()
+                       << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " inp " << storage(inp_bf) << " out "
+                       << storage(out_bf) << " bias " << with_bias << " accumulate " << accumulate);
+          Stored inp(x, inp_bf), out(out0, out_bf);
+          ops::matmul_forward(cpu(), out.cpu(), inp.cpu(), w.data(), with_bias ? b.data() : nullptr, k.N, k.C, k.OC,
+                              accumulate);
+          ops::matmul_forward(gpu(), out.gpu(), inp.gpu(), d_w.get(), with_bias ? d_b.get() : nullptr, k.N, k.C, k.OC,
+                              accumulate);
+          EXPECT_TRUE(matches(out, kFp32Rtol));
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaBf16Storage, MatmulBiasGeluForward) {
+  for (const Shape& k : kShapes) {
+    const auto x = randn(size_t(k.N) * k.C, 11), w = randn(size_t(k.OC) * k.C, 12, 0.1f), b = randn(k.OC, 13),
+               junk = randn(size_t(k.N) * k.OC, 14);
+    Dev<float> d_w(w), d_b(b);
+    for (bool inp_bf : {false, true}) {
+      for (bool act_bf : {false, true}) {  // act and pre share their storage
+        if (!inp_bf && !act_bf) continue;
+        SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " inp " << storage(inp_bf)
+                                          << " act/pre " << storage(act_bf));
+        Stored inp(x, inp_bf), act(junk, act_bf), pre(junk, act_bf);  // outputs start as junk: overwritten
+        ops::matmul_bias_gelu_forward(cpu(), act.cpu(), pre.cpu(), inp.cpu(), w.data(), b.data(), k.N, k.C, k.OC,
+                                      Activation::GeluTanh);
+        ops::matmul_bias_gelu_forward(gpu(), act.gpu(), pre.gpu(), inp.gpu(), d_w.get(), d_b.get(), k.N, k.C, k.OC,
+                                      Activation::GeluTanh);
+        EXPECT_TRUE(matches(pre, kFp32Rtol)) << "pre";
+        EXPECT_TRUE(matches(act, 2e-5)) << "act (cuBLASLt's GeLU when fused)";
+      }
+    }
+  }
+}
+
+TEST_F(CudaBf16Storage, MatmulBackward) {
+  enum class Dinp { None, Fp32, Bf16 };
+  for (const Shape& k : kShapes) {
+    const auto x = randn(size_t(k.N) * k.C, 1), w = randn(size_t(k.OC) * k.C, 2, 0.05f),
+               dy = randn(size_t(k.N) * k.OC, 4), dinp0 = randn(size_t(k.N) * k.C, 6), dw0 = randn(w.size(), 7),
+               db0 = randn(k.OC, 8);
+    Dev<float> d_w(w);
+    for (bool dout_bf : {false, true}) {
+      for (bool inp_bf : {false, true}) {
+        for (Dinp di : {Dinp::None, Dinp::Fp32, Dinp::Bf16}) {
+          if (!dout_bf && !inp_bf && di != Dinp::Bf16) continue;  // all fp32: the fp32 op
+          const bool accumulate = di == Dinp::Fp32;               // bf16 dinp is overwrite-only
+          const bool with_bias = dout_bf != inp_bf;               // dbias on half of the cases
+          SCOPED_TRACE(::testing::Message()
+                       << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " dout " << storage(dout_bf) << " inp "
+                       << storage(inp_bf) << " dinp " << (di == Dinp::None ? "none" : storage(di == Dinp::Bf16))
+                       << " dbias " << with_bias);
+          Stored dout(dy, dout_bf), inp(x, inp_bf), dinp(dinp0, di == Dinp::Bf16);
+          std::vector<float> dw_c = dw0, db_c = db0;
+          Dev<float> d_dw(dw0), d_db(db0);
+          const bool has_dinp = di != Dinp::None;
+          ops::matmul_backward(cpu(), has_dinp ? dinp.cpu() : Act<float>(), dw_c.data(),
+                               with_bias ? db_c.data() : nullptr, dout.cpu(), inp.cpu(), w.data(), k.N, k.C, k.OC,
+                               accumulate);
+          ops::matmul_backward(gpu(), has_dinp ? dinp.gpu() : Act<float>(), d_dw.get(),
+                               with_bias ? d_db.get() : nullptr, dout.gpu(), inp.gpu(), d_w.get(), k.N, k.C, k.OC,
+                               accumulate);
+          if (has_dinp) {
+            EXPECT_TRUE(matches(dinp, kFp32Rtol)) << "dinp";
+          }
+          EXPECT_TRUE(close(d_dw.host(), dw_c, kFp32Rtol)) << "dweight";
+          // dbias sums dout as stored: the same values on both sides, fp32 sums in another order.
+          if (with_bias) {
+            EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias";
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaBf16Storage, LayerNormForward) {
+  for (int C : {64, 768, 53}) {
+    SCOPED_TRACE(::testing::Message() << "C=" << C);
+    const int N = 67;
+    const auto x = randn(size_t(N) * C, 21, 2.0f, 0.5f), w = randn(C, 22, 0.2f, 1.0f), b = randn(C, 23),
+               junk = randn(x.size(), 24);
+    Stored out(junk, true);
+    std::vector<float> mean_c(N), rstd_c(N);
+    ops::layernorm_forward(cpu(), out.cpu(), mean_c.data(), rstd_c.data(), x.data(), w.data(), b.data(), N, C, 1e-12);
+    Dev<float> d_x(x), d_w(w), d_b(b), d_mean(N), d_rstd(N);
+    ops::layernorm_forward(gpu(), out.gpu(), d_mean.get(), d_rstd.get(), d_x.get(), d_w.get(), d_b.get(), N, C, 1e-12);
+    EXPECT_TRUE(matches(out, kFp32Rtol)) << "y";
+    EXPECT_TRUE(close(d_mean.host(), mean_c, kFp32Rtol)) << "mean";
+    EXPECT_TRUE(close(d_rstd.host(), rstd_c, kFp32Rtol)) << "rstd";
+  }
+}
+
+TEST_F(CudaBf16Storage, BiasGeluBackward) {
+  for (const auto& [N, C] : {std::pair<int, int>{64, 512}, {37, 29}}) {
+    const auto pre0 = randn(size_t(N) * C, 31, 2.0f), dact0 = randn(pre0.size(), 33), db0 = randn(C, 34),
+               junk = randn(pre0.size(), 35);
+    for (Activation kind : {Activation::GeluTanh, Activation::GeluExact}) {
+      for (int mask = 0; mask < 8; ++mask) {  // storage of dact, pre, dpre
+        const bool dact_bf = mask & 1, pre_bf = mask & 2, dpre_bf = mask & 4;
+        if (mask == 0) continue;            // all fp32: the fp32 op
+        for (bool alias : {false, true}) {  // dpre written over dact (same storage)
+          if (alias && dpre_bf != dact_bf) continue;
+          const bool with_bias = alias || mask % 2 == 0;
+          SCOPED_TRACE(::testing::Message()
+                       << "N=" << N << " C=" << C << " " << (kind == Activation::GeluTanh ? "gelu tanh" : "gelu exact")
+                       << " dact " << storage(dact_bf) << " pre " << storage(pre_bf) << " dpre " << storage(dpre_bf)
+                       << (alias ? " (aliasing dact)" : "") << " dbias " << with_bias);
+          Stored dact(dact0, dact_bf), pre(pre0, pre_bf), own(junk, dpre_bf);
+          Stored& dpre = alias ? dact : own;
+          std::vector<float> db_c = db0;
+          Dev<float> d_db(db0);
+          ops::bias_gelu_backward(cpu(), dpre.cpu(), with_bias ? db_c.data() : nullptr, dact.cpu(), pre.cpu(), N, C,
+                                  kind);
+          ops::bias_gelu_backward(gpu(), dpre.gpu(), with_bias ? d_db.get() : nullptr, dact.gpu(), pre.gpu(), N, C,
+                                  kind);
+          EXPECT_TRUE(matches(dpre, kFp32Rtol)) << "dpre";
+          if (!with_bias) continue;
+          // dbias sums dpre as stored. A bf16 dpre element may round to the neighbouring value on one side (one
+          // ulp, allowed above), which moves the column sum by more than an fp32 tolerance: check the GPU's dbias
+          // against the column sums of the dpre the GPU stored, in double.
+          const auto dpre_g = dpre.gpu_values();
+          std::vector<float> want(C);
+          for (int c = 0; c < C; ++c) {
+            double s = db0[c];
+            for (int n = 0; n < N; ++n) s += dpre_g[size_t(n) * C + c];
+            want[c] = static_cast<float>(s);
+          }
+          EXPECT_TRUE(close(d_db.host(), want, kFp32Rtol)) << "dbias";
+          if (!dpre_bf) {
+            EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias vs CPU";
+          }
+        }
+      }
+    }
+  }
+}
+
+// Misuse is an Error naming the op, not a wrong result.
+TEST_F(CudaBf16Storage, RefusesWhatTheSemanticsExclude) {
+  const int N = 16, C = 8, OC = 8;
+  Dev<float> d_x(randn(size_t(N) * C, 1)), d_w(randn(size_t(OC) * C, 2)), d_b(randn(OC, 3)), d_f(size_t(N) * OC);
+  Dev<bf16> d_h(std::vector<bf16>(size_t(N) * OC));
+  const cuda::Launch l(ctx_->stream(), ctx_.get());
+  const Act<float> out16 = Act<float>::half(d_h.get());
+  auto message = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  EXPECT_NE(message([&] {
+              cuda::matmul_forward(l, out16, d_x.get(), d_w.get(), d_b.get(), N, C, OC, true);
+            }).find("accumulating into bf16"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              cuda::matmul_backward(l, Act<float>::half(d_h.get()), nullptr, nullptr, Act<const float>(d_f.get()),
+                                    Act<const float>(d_x.get()), d_w.get(), N, C, OC, true);
+            }).find("accumulating into bf16"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              cuda::matmul_bias_gelu_forward(l, out16, Act<float>(d_f.get()), d_x.get(), d_w.get(), d_b.get(), N, C,
+                                             OC);
+            }).find("same storage"),
+            std::string::npos);
+  ctx_->set_math(MathMode::FP32);
+  EXPECT_NE(message([&] {
+              cuda::matmul_forward(l, out16, d_x.get(), d_w.get(), d_b.get(), N, C, OC, false);
+            }).find("bf16 activation storage needs MathMode::BF16"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              cuda::layernorm_forward(l, d_h.get(), d_f.get(), d_f.get(), d_x.get(), d_w.get(), d_b.get(), N, C, 1e-5);
+            }).find("layernorm_forward"),
+            std::string::npos);
+}
+
+// The same op twice gives the same bits (algorithms fixed per shape; fixed-order column sums).
+TEST_F(CudaBf16Storage, Repeatable) {
+  const Shape k{64, 128, 512};
+  const auto x = randn(size_t(k.N) * k.C, 1), w = randn(size_t(k.OC) * k.C, 2, 0.05f), b = randn(k.OC, 3),
+             dy = randn(size_t(k.N) * k.OC, 4);
+  Dev<float> d_w(w), d_b(b);
+  Stored inp(x, true), dout(dy, true);
+  std::vector<std::vector<float>> runs;
+  for (int r = 0; r < 2; ++r) {
+    Stored act(dy, true), pre(dy, true), dinp(x, true);
+    Dev<float> d_dw(w.size()), d_db(k.OC);
+    ops::matmul_bias_gelu_forward(gpu(), act.gpu(), pre.gpu(), inp.gpu(), d_w.get(), d_b.get(), k.N, k.C, k.OC,
+                                  Activation::GeluTanh);
+    ops::matmul_backward(gpu(), dinp.gpu(), d_dw.get(), d_db.get(), dout.gpu(), inp.gpu(), d_w.get(), k.N, k.C, k.OC);
+    for (auto v : {act.gpu_values(), pre.gpu_values(), dinp.gpu_values(), d_dw.host(), d_db.host()}) runs.push_back(v);
+  }
+  for (size_t i = 0; i < runs.size() / 2; ++i) EXPECT_TRUE(bit_equal(runs[i], runs[i + runs.size() / 2])) << i;
+}
+
+// Not a check: reports whether cuBLASLt offers the fused bf16-output configurations matmul.cu asks for at a
+// model-like shape (bf16 A, B and D, COMPUTE_32F, an fp32 bias through CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE on the
+// BIAS and GELU_AUX_BIAS epilogues, bf16 aux). Without them gemm.cu runs the epilogue apart: the same results, one
+// more pass, and an fp32 (N, OC) staging temporary that the memory plan (runtime/cuda/memory.cpp) does not count.
+TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
+  const int m = 512, n = 64, k = 128;  // C(OC, N) = op_T(W^T(col)) @ inp^T(col), as matmul.cu's forward
+  Dev<bf16> a(std::vector<bf16>(size_t(m) * k)), b(std::vector<bf16>(size_t(k) * n)),
+      d(std::vector<bf16>(size_t(m) * n)), aux(std::vector<bf16>(size_t(m) * n));
+  Dev<float> bias(static_cast<size_t>(m));
+  const size_t ws_bytes = ctx_->gemm_workspace_bytes();
+  auto lt = static_cast<cublasLtHandle_t>(ctx_->cublaslt());
+  for (const auto& [epi, name] :
+       {std::pair{CUBLASLT_EPILOGUE_BIAS, "BIAS"}, {CUBLASLT_EPILOGUE_GELU_AUX_BIAS, "GELU_AUX_BIAS"}}) {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    ASSERT_EQ(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
+    const cublasOperation_t ta = CUBLAS_OP_T;
+    const int32_t bias_type = CUDA_R_32F;
+    const int64_t ldaux = m;
+    const void* bias_ptr = bias.get();
+    void* aux_ptr = aux.get();
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr));
+    if (epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr, sizeof(aux_ptr));
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ldaux, sizeof(ldaux));
+    }
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, k);
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, k);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, m, n, m);
+    cublasLtMatmulPreferenceCreate(&pref);
+    const uint64_t ws = ws_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &result, &found);
+    std::string verdict = "not offered (status " + std::to_string(static_cast<int>(hs)) + "): gemm.cu runs it apart";
+    if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
+      const float alpha = 1.0f, beta = 0.0f;
+      const cublasStatus_t ms =
+          cublasLtMatmul(lt, op, &alpha, a.get(), la, b.get(), lb, &beta, d.get(), lc, d.get(), lc, &result.algo,
+                         ctx_->gemm_workspace(), ws_bytes, static_cast<cudaStream_t>(ctx_->stream()));
+      verdict = ms == CUBLAS_STATUS_SUCCESS ? "fused"
+                                            : "offered but refused (status " + std::to_string(static_cast<int>(ms)) +
+                                                  "): gemm.cu runs it apart";
+    }
+    std::cout << "[ report   ] cuBLASLt bf16 A/B/D + fp32 bias, epilogue " << name << ": " << verdict << std::endl;
+    RecordProperty(name, verdict);
+    sync();
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatmulDescDestroy(op);
+  }
+}
+
+}  // namespace
+}  // namespace erlangshen::testing

@@ -1,0 +1,193 @@
+// bf16 storage (runtime/bf16.h, runtime/act.h) and the CPU emulation of the ops on it (runtime/ops_bf16.cpp),
+// against derivations: IEEE bit patterns for the rounding, and double-precision loops over explicitly rounded
+// operands for the ops. These CPU results are the reference the CUDA kernels are tested against
+// (tests/gpu/test_cuda_bf16_storage.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "runtime/ops.h"
+
+namespace erlangshen {
+namespace {
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// bf16 keeps the top 16 bits of the fp32 pattern; the 7 stored mantissa bits of 1.0 are 0, so the bf16 neighbours
+// of 1 are 1 - 2^-8 (below, the exponent drops) and 1 + 2^-7 (above).
+TEST(Bf16, RoundsToNearestTiesToEven) {
+  EXPECT_EQ(to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(to_bf16(-2.0f).bits, 0xc000);
+  EXPECT_EQ(to_bf16(0.0f).bits, 0x0000);
+  EXPECT_EQ(to_bf16(-0.0f).bits, 0x8000);
+  // 1 + 2^-8 lies halfway between 1 (even mantissa) and 1 + 2^-7 (odd): ties to even -> 1
+  EXPECT_EQ(to_bf16(1.0f + std::ldexp(1.0f, -8)).bits, 0x3f80);
+  // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even) -> 1 + 2^-6
+  EXPECT_EQ(to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)).bits, 0x3f82);
+  // just above the first tie: rounds up
+  EXPECT_EQ(to_bf16(from_bits(0x3f808001u)).bits, 0x3f81);
+  // just below: rounds down
+  EXPECT_EQ(to_bf16(from_bits(0x3f807fffu)).bits, 0x3f80);
+  // the largest finite fp32 rounds up to infinity; infinities and NaN keep their class and sign
+  EXPECT_EQ(to_bf16(std::numeric_limits<float>::max()).bits, 0x7f80);
+  EXPECT_EQ(to_bf16(-std::numeric_limits<float>::infinity()).bits, 0xff80);
+  const bf16 nan = to_bf16(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_TRUE(std::isnan(to_float(nan)));
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(from_bits(0x7f800001u)))));  // a NaN whose payload sits in the low bits
+  // widening is exact: every bf16 pattern comes back bit for bit
+  for (uint32_t h = 0; h < 0x10000; h += 7) {
+    const float f = to_float(bf16{static_cast<uint16_t>(h)});
+    if (!std::isnan(f)) {
+      EXPECT_EQ(to_bf16(f).bits, h);
+    }
+  }
+  EXPECT_EQ(bits_of(round_to_bf16(1.0f + std::ldexp(1.0f, -9))), bits_of(1.0f));
+}
+
+std::vector<float> wave(size_t n, float a, float b) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = std::sin(a * i + b) * (1.0f + 0.3f * std::cos(0.013f * i));
+  return v;
+}
+std::vector<bf16> to_bf16_vector(const std::vector<float>& v) {
+  std::vector<bf16> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = to_bf16(v[i]);
+  return h;
+}
+
+// |got - want| within one bf16 ulp of want: the emulation sums in fp32, the reference in double, so a value
+// close to a rounding boundary may land on either neighbour.
+void expect_bf16_near(bf16 got, double want, const char* what, size_t i) {
+  const double ulp = std::ldexp(1.0, std::ilogb(std::max(std::abs(want), 1e-30)) - 7);
+  EXPECT_LE(std::abs(to_float(got) - want), ulp * 1.0001 + 1e-6) << what << " [" << i << "]";
+}
+
+// out = round(x16 @ round(W)^T + b): the weight is rounded because the op touches bf16 storage (act.h).
+TEST(Bf16Ops, MatmulForwardRoundsOperandsAndOutputOnce) {
+  const int N = 9, C = 13, OC = 7;
+  const std::vector<float> x = wave(N * C, 0.37f, 0.1f), w = wave(OC * C, 0.23f, 0.7f), b = wave(OC, 0.9f, 0.2f);
+  const std::vector<bf16> x16 = to_bf16_vector(x);
+  std::vector<bf16> out16(N * OC);
+  std::vector<float> out32(N * OC);
+  const Exec cpu;
+  ops::matmul_forward(cpu, Act<float>::half(out16.data()), Act<const float>::half(x16.data()), w.data(), b.data(), N,
+                      C, OC);
+  ops::matmul_forward(cpu, out32.data(), Act<const float>::half(x16.data()), w.data(), b.data(), N, C, OC);
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < OC; ++o) {
+      double s = b[o];
+      for (int c = 0; c < C; ++c) s += double(to_float(x16[n * C + c])) * round_to_bf16(w[o * C + c]);
+      expect_bf16_near(out16[n * OC + o], s, "bf16 out", n * OC + o);
+      EXPECT_NEAR(out32[n * OC + o], s, 1e-5 * std::max(1.0, std::abs(s))) << "fp32 out";
+    }
+}
+
+// dinp = round(round(dout) @ round(W)), dW += round(dout)^T @ x16, db += sum of dout as stored (fp32 here).
+TEST(Bf16Ops, MatmulBackwardUsesRoundedOperandsAndStoredBiasGradient) {
+  const int N = 11, C = 6, OC = 5;
+  const std::vector<float> x = wave(N * C, 0.31f, 0.4f), w = wave(OC * C, 0.17f, 0.3f), dout = wave(N * OC, 0.41f, 1.1f);
+  const std::vector<bf16> x16 = to_bf16_vector(x);
+  std::vector<bf16> dinp16(N * C);
+  std::vector<float> dw(OC * C, 0.5f), db(OC, -0.25f);
+  ops::matmul_backward(Exec{}, Act<float>::half(dinp16.data()), dw.data(), db.data(), dout.data(),
+                       Act<const float>::half(x16.data()), w.data(), N, C, OC);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c) {
+      double s = 0;
+      for (int o = 0; o < OC; ++o) s += double(round_to_bf16(dout[n * OC + o])) * round_to_bf16(w[o * C + c]);
+      expect_bf16_near(dinp16[n * C + c], s, "dinp", n * C + c);
+    }
+  for (int o = 0; o < OC; ++o) {
+    double sb = -0.25;
+    for (int n = 0; n < N; ++n) sb += dout[n * OC + o];
+    EXPECT_NEAR(db[o], sb, 1e-5) << "dbias sums the fp32 dout as stored";
+    for (int c = 0; c < C; ++c) {
+      double s = 0.5;
+      for (int n = 0; n < N; ++n) s += double(round_to_bf16(dout[n * OC + o])) * to_float(x16[n * C + c]);
+      EXPECT_NEAR(dw[o * C + c], s, 1e-5 * std::max(1.0, std::abs(s))) << "dweight";
+    }
+  }
+}
+
+// pre = round(x16 W^T + b), act = round(gelu(x16 W^T + b)) from the unrounded pre-activation.
+TEST(Bf16Ops, FusedFfnInStoresRoundedPreAndActivation) {
+  const int N = 8, C = 10, OC = 12;
+  const std::vector<float> x = wave(N * C, 0.29f, 0.5f), w = wave(OC * C, 0.19f, 0.9f), b = wave(OC, 0.7f, 0.0f);
+  const std::vector<bf16> x16 = to_bf16_vector(x);
+  std::vector<bf16> pre(N * OC), act(N * OC);
+  ops::matmul_bias_gelu_forward(Exec{}, Act<float>::half(act.data()), Act<float>::half(pre.data()),
+                                Act<const float>::half(x16.data()), w.data(), b.data(), N, C, OC, Activation::GeluTanh);
+  for (int i = 0; i < N * OC; ++i) {
+    const int n = i / OC, o = i % OC;
+    double s = b[o];
+    for (int c = 0; c < C; ++c) s += double(to_float(x16[n * C + c])) * round_to_bf16(w[o * C + c]);
+    const double g = 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
+    expect_bf16_near(pre[i], s, "pre", i);
+    expect_bf16_near(act[i], g, "act", i);
+  }
+}
+
+// out = round(LN(x)); the statistics stay fp32 and equal those of the fp32 op.
+TEST(Bf16Ops, LayerNormRoundsItsOutputOnly) {
+  const int N = 5, C = 33;
+  const std::vector<float> x = wave(N * C, 0.53f, 0.2f), w = wave(C, 0.3f, 1.0f), b = wave(C, 0.4f, 2.0f);
+  std::vector<bf16> out16(N * C);
+  std::vector<float> out32(N * C), mean16(N), rstd16(N), mean32(N), rstd32(N);
+  ops::layernorm_forward(Exec{}, Act<float>::half(out16.data()), mean16.data(), rstd16.data(), x.data(), w.data(),
+                         b.data(), N, C, 1e-5);
+  ops::layernorm_forward(Exec{}, out32.data(), mean32.data(), rstd32.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+  EXPECT_EQ(mean16, mean32);
+  EXPECT_EQ(rstd16, rstd32);
+  for (int i = 0; i < N * C; ++i) EXPECT_EQ(out16[i].bits, to_bf16(out32[i]).bits) << i;
+}
+
+// dpre = round(dact16 * gelu'(pre16)) in place over dact; dbias sums the rounded dpre (as stored).
+TEST(Bf16Ops, GeluBackwardInPlaceAndBiasGradientOfStoredValues) {
+  const int N = 7, C = 9;
+  const std::vector<bf16> pre = to_bf16_vector(wave(N * C, 0.61f, 0.3f));
+  std::vector<bf16> d = to_bf16_vector(wave(N * C, 0.47f, 0.8f));
+  const std::vector<bf16> dact = d;
+  std::vector<float> db(C, 0.0f);
+  ops::bias_gelu_backward(Exec{}, Act<float>::half(d.data()), db.data(), Act<const float>::half(d.data()),
+                          Act<const float>::half(pre.data()), N, C, Activation::GeluTanh);
+  std::vector<double> sum(C, 0.0);
+  for (int i = 0; i < N * C; ++i) {
+    const double x = to_float(pre[i]), k = std::sqrt(2 / M_PI), u = k * (x + 0.044715 * x * x * x);
+    const double grad = 0.5 * (1 + std::tanh(u)) +
+                        0.5 * x * (1 - std::tanh(u) * std::tanh(u)) * k * (1 + 3 * 0.044715 * x * x);
+    expect_bf16_near(d[i], to_float(dact[i]) * grad, "dpre", i);
+    sum[i % C] += to_float(d[i]);
+  }
+  for (int c = 0; c < C; ++c) EXPECT_NEAR(db[c], sum[c], 1e-6 * std::max(1.0, std::abs(sum[c])));
+}
+
+TEST(Bf16Ops, StorageSettingAndRefusals) {
+  EXPECT_EQ(parse_activation_storage("bf16"), ActivationStorage::BF16);
+  EXPECT_EQ(parse_activation_storage("fp32"), ActivationStorage::FP32);
+  EXPECT_THROW(parse_activation_storage("fp16"), Error);
+  // double models have no bf16 storage; accumulating into bf16 is refused
+  std::vector<double> wd(4), outd(4);
+  std::vector<bf16> h(4);
+  EXPECT_THROW(ops::matmul_forward(Exec{}, outd.data(), Act<const double>::half(h.data()), wd.data(),
+                                   static_cast<const double*>(nullptr), 2, 2, 2),
+               Error);
+  std::vector<float> w(4);
+  EXPECT_THROW(ops::matmul_forward(Exec{}, Act<float>::half(h.data()), Act<const float>::half(h.data()), w.data(),
+                                   static_cast<const float*>(nullptr), 2, 2, 2, true),
+               Error);
+}
+
+}  // namespace
+}  // namespace erlangshen
