@@ -13,9 +13,9 @@ template <class T>
 struct MegatronBert<T>::LayerActs {
   Act<T> ln1;              // (N, C)   LN(x) before attention [act]
   T *ln1_mean, *ln1_rstd;  // (N)
-  T* qkv;                  // (N, 3 * C_local)  [q | k | v] of this rank's heads
+  Act<T> qkv;              // (N, 3 * C_local)  [q | k | v] of this rank's heads [act]
   T* probs;                // (B, NH_local, T, T) softmax before dropout
-  T* ctx;                  // (N, C_local) attention output before the row-parallel projection
+  Act<T> ctx;              // (N, C_local) attention output before the row-parallel projection [act]
   T* x1;                   // (N, C)   residual after attention
   Act<T> ln2;              // (N, C)   LN(x1) before the MLP [act]
   T *ln2_mean, *ln2_rstd;  // (N)
@@ -38,8 +38,8 @@ struct MegatronBert<T>::Acts {
   T* tmp;                  // (N, C) row-parallel outputs / embedding sum
   // backward scratch
   T *dres, *dtmp, *dln;    // (N, C)
-  T* dctx;                 // (N, C_local)
-  T* dqkv;                 // (N, 3 * C_local)
+  Act<T> dctx;             // (N, C_local) [act]
+  Act<T> dqkv;             // (N, 3 * C_local) [act]
   Act<T> dact;             // (N, F_local) [act]
   T* attn_scratch;         // attention_scratch_elems
   // pooler / SOP / classifier

@@ -116,8 +116,8 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.ln1 = act(N * C, "ln1");
       l.ln1_mean = a.alloc<T>(N);
       l.ln1_rstd = a.alloc<T>(N);
-      l.qkv = a.alloc<T>(N * 3 * Cl, "qkv");
-      l.ctx = a.alloc<T>(N * Cl, "ctx");
+      l.qkv = act(N * 3 * Cl, "qkv");
+      l.ctx = act(N * Cl, "ctx");
       l.x1 = a.alloc<T>(N * C, "x1");
       l.ln2 = act(N * C, "ln2");
       l.ln2_mean = a.alloc<T>(N);
@@ -140,8 +140,8 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.dres = a.alloc<T>(N * C);
   s.dtmp = a.alloc<T>(N * C);
   s.dln = a.alloc<T>(N * C);
-  s.dctx = a.alloc<T>(N * Cl);
-  s.dqkv = a.alloc<T>(N * 3 * Cl);
+  s.dctx = act(N * Cl, "ctx gradient");
+  s.dqkv = act(N * 3 * Cl, "qkv gradient");
   s.dact = act(N * Fl, "ffn act gradient");
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
   s.attn_scratch = a.alloc<T>(ops::attention_scratch_elems(exec_, shape), "attention scratch");

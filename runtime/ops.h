@@ -133,9 +133,10 @@ void tanh_backward(const Exec& x, T* dinp, const T* dout, const T* out, int64_t 
   ERL_DISPATCH(tanh_backward, dinp, dout, out, n);
 }
 template <class T>
-void attention_forward(const Exec& x, T* out, T* probs, T* scratch, const T* qkv, const uint8_t* valid,
-                       const cpu::AttentionShape& s, const DropoutSpec& d) {
-  ERL_DISPATCH(attention_forward, out, probs, scratch, qkv, valid, s, d);
+void attention_forward(const Exec& x, Act<no_deduce_t<T>> out, T* probs, T* scratch, Act<const no_deduce_t<T>> qkv,
+                       const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
+  if (out.is_bf16() || qkv.is_bf16()) ERL_BF16_ROUTE(attention_forward, out, probs, scratch, qkv, valid, s, d);
+  ERL_DISPATCH(attention_forward, out.f, probs, scratch, qkv.f, valid, s, d);
 }
 // Elements of the `scratch` argument of attention_forward/backward on this device.
 inline int64_t attention_scratch_elems(const Exec& x, const cpu::AttentionShape& s) {
@@ -145,9 +146,12 @@ inline int64_t attention_scratch_elems(const Exec& x, const cpu::AttentionShape&
   return cpu::attention_scratch_elems(s);
 }
 template <class T>
-void attention_backward(const Exec& x, T* dqkv, T* scratch, const T* dout, const T* qkv, const T* probs,
-                        const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
-  ERL_DISPATCH(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
+void attention_backward(const Exec& x, Act<no_deduce_t<T>> dqkv, T* scratch, Act<const no_deduce_t<T>> dout,
+                        Act<const no_deduce_t<T>> qkv, const T* probs, const uint8_t* valid,
+                        const cpu::AttentionShape& s, const DropoutSpec& d) {
+  if (dqkv.is_bf16() || dout.is_bf16() || qkv.is_bf16())
+    ERL_BF16_ROUTE(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
+  ERL_DISPATCH(attention_backward, dqkv.f, scratch, dout.f, qkv.f, probs, valid, s, d);
 }
 template <class T>
 void dropout_residual_forward(const Exec& x, T* out, const T* resid, const T* in, int64_t n, const DropoutSpec& d,

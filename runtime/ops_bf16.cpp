@@ -134,4 +134,24 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
   if (db) add_column_sums(db, Act<const float>(dpre), N, C);
 }
 
+void attention_forward(const Exec& x, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+                       const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
+  if (x.on_device()) ERL_BF16_CUDA(attention_forward, out, probs, scratch, qkv, valid, s, d);
+  const size_t NC = static_cast<size_t>(s.B) * s.Tn * s.NH * s.HS;
+  const std::vector<float> q = widen(qkv, 3 * NC);
+  std::vector<float> o(NC);
+  cpu::attention_forward<float>(o.data(), probs, scratch, q.data(), valid, s, d);
+  store(out, o);
+}
+
+void attention_backward(const Exec& x, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
+                        const float* probs, const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
+  if (x.on_device()) ERL_BF16_CUDA(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
+  const size_t NC = static_cast<size_t>(s.B) * s.Tn * s.NH * s.HS;
+  const std::vector<float> q = widen(qkv, 3 * NC), dO = widen(dout, NC);
+  std::vector<float> dq(3 * NC);
+  cpu::attention_backward<float>(dq.data(), scratch, dO.data(), q.data(), probs, valid, s, d);
+  store(dqkv, dq);
+}
+
 }  // namespace erlangshen::ops_bf16

@@ -5,6 +5,7 @@
 #pragma once
 #include "runtime/act.h"
 #include "runtime/config.h"
+#include "runtime/cpu/kernels.h"
 #include "runtime/exec.h"
 
 namespace erlangshen::ops_bf16 {
@@ -24,5 +25,13 @@ void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, 
 // dpre = dact * gelu'(pre) (may alias dact);  db (C) += sum_n dpre (as stored)
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
+
+// Attention (runtime/cpu/kernels.h layouts): qkv (B, T, 3C), out (B, T, C), dout, dqkv in T or bf16 storage;
+// probs and scratch fp32. The fp32 attention on the widened inputs, each bf16 output rounded once. (The CUDA
+// backend's bf16 math also rounds the dropped probabilities and dS for its GEMMs: a bf16-math difference.)
+void attention_forward(const Exec& x, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+                       const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d);
+void attention_backward(const Exec& x, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
+                        const float* probs, const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d);
 
 }  // namespace erlangshen::ops_bf16

@@ -11,26 +11,46 @@
 // MathMode::FP32: every operand fp32 (SGEMM). MathMode::BF16 (T and HS multiples of 8): Q/K/V and dO are rounded
 // to bf16 once per call, the row kernels write Pd and dS directly in bf16, S and dPd come out of the GEMMs in fp32
 // and softmax runs in fp32; all GEMMs accumulate in fp32.
+// bf16 activation storage (runtime/act.h; qkv, out, dout, dqkv each fp32 or bf16; MathMode::BF16 required): the
+// bf16-math algorithm above, with a bf16 qkv / dout read in place as the GEMM operand (no rounding pass: it already
+// is the bf16 value), and a bf16 out / dqkv written by the O, dV, dQ, dK GEMMs as bf16 D (the fp32 accumulation
+// rounded once; dqkv's Q/K/V slots are column offsets within its 3C-wide rows, ld 3C). T or HS not a multiple of
+// 8 (small test shapes): the bf16 inputs are widened into the scratch, the fp32-storage op runs (on fp32 operands:
+// with these shapes bf16 math does not keep bf16 copies either) into an fp32 temporary, and that is rounded into
+// the bf16 outputs: the same semantics, by the simplest route.
 // Dropout element (b, h, i, j) uses global index ((sample_offset + b) * total_heads + head_offset + h) * T*T + i*T + j,
 // exactly as the CPU backend.
-// Scratch (floats; the bf16 buffers take half a float per element), TT = T*T, C = NH*HS:
-//   [0, B NH TT)          Pd  (fp32)  |  Pd16 + dS16 (bf16)
-//   [B NH TT, 2 B NH TT)  dP / dS (fp32, dS in place)
-//   [2 B NH TT, + 2 B T C) qkv16 (B T 3C bf16) + dO16 (B T C bf16)           (bf16 mode only)
+// Scratch (floats; the bf16 buffers take half a float per element), TT = T*T, C = NH*HS, N = B*T:
+//   T and HS multiples of 8 (2 B NH TT + 2 N C floats):
+//     [0, B NH TT)          Pd  (fp32)  |  Pd16 + dS16 (bf16)
+//     [B NH TT, 2 B NH TT)  dP / dS (fp32, dS in place)
+//     [2 B NH TT, + 2 N C)  qkv16 (N 3C bf16) + dO16 (N C bf16)   (bf16 math with that operand in fp32 storage)
+//   otherwise (bf16 math runs fp32 operands here, so the rounded copies are not needed), each slot starting on a
+//   256-byte boundary of the scratch:
+//     [0, 2 B NH TT)        Pd, dP / dS (fp32)
+//     then qkv32 (N 3C), dO32 or out32 (N C), dqkv32 (N 3C): the bf16-storage fallback's fp32 copies
 // Not done yet: a flash-style kernel that never writes S/P to memory (the saved P would then be recomputed).
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <initializer_list>
 
 #include "runtime/cuda/attention_rows.cuh"
 #include "runtime/cuda/gemm.cuh"
+#include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
 namespace {
 
 using namespace attention_rows;  // NOLINT: the row kernels and their launchers
 
-// The operands of one call: element type and base pointers of Q/K/V, dO, Pd, dS as the GEMMs read them.
+// Whether bf16 math keeps its operands in bf16 buffers (Q/K/V, dO, Pd, dS): T and HS multiples of 8, so that every
+// bf16 operand's leading dimension, head offset and sample stride is a multiple of 16 bytes (cuBLASLt's bf16
+// kernels). Otherwise bf16 math runs on the fp32 operands (gemm() rounds them in its staging).
+bool bf16_operands(const AttentionShape& s) { return s.Tn % 8 == 0 && s.HS % 8 == 0; }
+
+// The operands of one call as the GEMMs read them (Q/K/V, dO, Pd, dS: one element type), and the result they
+// write (out in the forward, dqkv in the backward: fp32 or bf16 storage).
 struct Operands {
   cudaDataType_t type;   // CUDA_R_32F or CUDA_R_16BF
   size_t elem;           // bytes per element
@@ -38,17 +58,21 @@ struct Operands {
   const char* dout;      // (B, T, C)
   char* pd;              // (B, NH, T, T)
   char* ds;              // (B, NH, T, T)
+  cudaDataType_t res_type;
+  size_t res_elem;
+  char* res;             // out (B, T, C) or dqkv (B, T, 3C)
 };
 
-// C(m, n)[b] = alpha * op(A)[b] op(B)[b], batch over samples (c_type fp32).
+// C(m, n)[b] = alpha * op(A)[b] op(B)[b], batch over samples; C in c_type (a bf16 C is rounded once).
 void sample_gemm(const Launch& l, const char* op, cudaDataType_t ab, bool ta, bool tb, int m, int n, int k, float alpha,
-                 const void* A, int lda, int64_t sa, const void* B, int ldb, int64_t sb, float* C, int ldc, int64_t sc,
-                 int batch) {
+                 const void* A, int lda, int64_t sa, const void* B, int ldb, int64_t sb, void* C, cudaDataType_t ct,
+                 int ldc, int64_t sc, int batch) {
   GemmArgs g;
   g.trans_a = ta, g.trans_b = tb;
   g.m = m, g.n = n, g.k = k;
   g.alpha = alpha;
   g.a_type = g.b_type = ab;
+  g.c_type = ct;
   g.A = A, g.lda = lda, g.stride_a = sa;
   g.B = B, g.ldb = ldb, g.stride_b = sb;
   g.C = C, g.ldc = ldc, g.stride_c = sc;
@@ -56,29 +80,52 @@ void sample_gemm(const Launch& l, const char* op, cudaDataType_t ab, bool ta, bo
   gemm(l, op, g);
 }
 
-// Scratch carve-up (header comment); bf16 copies of qkv (and dout) made here when bf16.
-Operands operands(const Launch& l, float* scratch, const float* qkv, const float* dout, const AttentionShape& s,
-                  bool bf16) {
+// Scratch carve-up (header comment). bf16: bf16 copies of an fp32 qkv (and dout) made here; bf16 storage read in
+// place. res: the result tensor (out or dqkv) as stored. A tensor in bf16 storage needs bf16 (the callers make sure).
+Operands operands(const Launch& l, const char* op, float* scratch, Act<const float> qkv, Act<const float> dout,
+                  Act<float> res, const AttentionShape& s, bool bf16) {
+  ERL_CHECK(bf16 || (!qkv.is_bf16() && !dout.is_bf16() && !res.is_bf16()),
+            "cuda::" << op << ": bf16 storage reached the fp32-operand attention");
   const int64_t BNTT = static_cast<int64_t>(s.B) * s.NH * s.Tn * s.Tn;
   const int64_t N3C = static_cast<int64_t>(s.B) * s.Tn * 3 * s.NH * s.HS;
+  Operands o{};
+  o.res_type = type_of(res);
+  o.res_elem = res.is_bf16() ? 2 : sizeof(float);
+  o.res = static_cast<char*>(data_of(res));
   if (!bf16) {
-    return Operands{CUDA_R_32F, sizeof(float), reinterpret_cast<const char*>(qkv),
-                    reinterpret_cast<const char*>(dout), reinterpret_cast<char*>(scratch),
-                    reinterpret_cast<char*>(scratch + BNTT)};
+    o.type = CUDA_R_32F, o.elem = sizeof(float);
+    o.qkv = reinterpret_cast<const char*>(qkv.f);
+    o.dout = reinterpret_cast<const char*>(dout.f);
+    o.pd = reinterpret_cast<char*>(scratch);
+    o.ds = reinterpret_cast<char*>(scratch + BNTT);
+    return o;
   }
   auto* pd16 = reinterpret_cast<uint16_t*>(scratch);
   auto* ds16 = pd16 + BNTT;
   auto* qkv16 = reinterpret_cast<uint16_t*>(scratch + 2 * BNTT);
   auto* dout16 = qkv16 + N3C;
-  float_to_bf16(l, qkv16, qkv, N3C);
-  if (dout) float_to_bf16(l, dout16, dout, N3C / 3);
-  return Operands{CUDA_R_16BF, 2, reinterpret_cast<const char*>(qkv16), reinterpret_cast<const char*>(dout16),
-                  reinterpret_cast<char*>(pd16), reinterpret_cast<char*>(ds16)};
+  o.type = CUDA_R_16BF, o.elem = 2;
+  if (qkv.is_bf16()) {
+    o.qkv = reinterpret_cast<const char*>(qkv.h);
+  } else {
+    float_to_bf16(l, qkv16, qkv.f, N3C);
+    o.qkv = reinterpret_cast<const char*>(qkv16);
+  }
+  if (dout.is_bf16()) {
+    o.dout = reinterpret_cast<const char*>(dout.h);
+  } else {
+    if (dout.f) float_to_bf16(l, dout16, dout.f, N3C / 3);
+    o.dout = reinterpret_cast<const char*>(dout16);
+  }
+  o.pd = reinterpret_cast<char*>(pd16);
+  o.ds = reinterpret_cast<char*>(ds16);
+  return o;
 }
 
 // What forward and backward share: the math and dropout constants, the operands, and head h of every sample as
 // a strided batch of column-major views (see the header comment):
 //   q/k/v: (HS, T), ld 3C, sample stride T*3C;  out/dout: (HS, T), ld C, stride T*C;  T x T blocks: ld T, stride NH*TT.
+// The result (res: out or dqkv) has the layout of out or qkv in its own element type.
 struct Call {
   int T, HS, NH, C;
   float scale, keep_scale;
@@ -88,15 +135,15 @@ struct Call {
   RowGeometry geo;
   Operands o;
 
-  Call(const Launch& l, const char* op, float* scratch, const float* qkv, const float* dout, const AttentionShape& s,
-       const DropoutSpec& dropout)
+  Call(const Launch& l, const char* op, float* scratch, Act<const float> qkv, Act<const float> dout, Act<float> res,
+       const AttentionShape& s, const DropoutSpec& dropout)
       : T(s.Tn), HS(s.HS), NH(s.NH), C(s.NH * s.HS), scale(1.0f / std::sqrt(static_cast<float>(s.HS))),
         keep_scale(1.0f / (1.0f - dropout.p)), threshold(dropout_threshold(dropout.p)), drop(dropout.p > 0.0f),
-        bf16(need_context(l, op).math() == MathMode::BF16 && s.Tn % 8 == 0 && s.HS % 8 == 0),
+        bf16(need_context(l, op).math() == MathMode::BF16 && bf16_operands(s)),
         write_pd(drop || bf16), TT(static_cast<int64_t>(T) * T), rows(static_cast<int64_t>(s.B) * NH * T),
         s_qkv(static_cast<int64_t>(T) * 3 * C), s_o(static_cast<int64_t>(T) * C), s_tt(NH * TT),
         geo{s.Tn, s.NH, s.total_heads > 0 ? s.total_heads : s.NH, s.head_offset, s.sample_offset},
-        o(operands(l, scratch, qkv, dout, s, bf16)) {}
+        o(operands(l, op, scratch, qkv, dout, res, s, bf16)) {}
 
   // Element offsets of head h: Q/K/V (which = 0/1/2) in qkv, the head's columns in out/dout, its T x T block.
   int64_t qkv_off(int h, int which) const { return static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS; }
@@ -104,6 +151,8 @@ struct Call {
   int64_t tt_off(int h) const { return h * TT; }
   // `off` elements of the operands' type past `base`.
   const char* at(const char* base, int64_t off) const { return base + off * static_cast<int64_t>(o.elem); }
+  // `off` elements of the result's type past its start.
+  char* res_at(int64_t off) const { return o.res + off * static_cast<int64_t>(o.res_elem); }
   // f(p) with a Pd / dS buffer as the element type the GEMMs read (bf16 or fp32).
   template <class F>
   void as_operand(char* p, F&& f) const {
@@ -112,20 +161,14 @@ struct Call {
   }
 };
 
-}  // namespace
-
-int64_t attention_scratch_elems(const AttentionShape& s) {
-  const int64_t B = s.B, TT = static_cast<int64_t>(s.Tn) * s.Tn, C = static_cast<int64_t>(s.NH) * s.HS;
-  return 2 * B * s.NH * TT + 2 * B * s.Tn * C;
-}
-
-void attention_forward(Launch l, float* out, float* probs, float* scratch, const float* qkv, const uint8_t* key_valid,
-                       const AttentionShape& s, const DropoutSpec& dropout) {
-  const Call c(l, "attention_forward", scratch, qkv, nullptr, s, dropout);
+void forward(const Launch& l, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+             const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
+  const Call c(l, "attention_forward", scratch, qkv, Act<const float>(), out, s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
   for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
     sample_gemm(l, "attention_forward", c.o.type, true, false, T, T, HS, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)), 3 * C,
-                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, probs + c.tt_off(h), T, c.s_tt, s.B);
+                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, probs + c.tt_off(h), CUDA_R_32F, T, c.s_tt,
+                s.B);
   c.as_operand(c.o.pd, [&](auto* pd) {
     softmax_dropout(l, c.rows, probs, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
                     c.write_pd);
@@ -133,12 +176,12 @@ void attention_forward(Launch l, float* out, float* probs, float* scratch, const
   const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
   for (int h = 0; h < c.NH; ++h)  // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
     sample_gemm(l, "attention_forward", c.o.type, false, false, HS, T, T, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
-                c.s_qkv, c.at(pd, c.tt_off(h)), T, c.s_tt, out + c.o_off(h), C, c.s_o, s.B);
+                c.s_qkv, c.at(pd, c.tt_off(h)), T, c.s_tt, c.res_at(c.o_off(h)), c.o.res_type, C, c.s_o, s.B);
 }
 
-void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout, const float* qkv, const float* probs,
-                        const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
-  const Call c(l, "attention_backward", scratch, qkv, dout, s, dropout);
+void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
+              const float* probs, const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
+  const Call c(l, "attention_backward", scratch, qkv, dout, dqkv, s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
   float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;  // fp32 dPd -> dP (-> dS in place when fp32)
   if (c.write_pd) {
@@ -150,10 +193,10 @@ void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout
   for (int h = 0; h < c.NH; ++h) {
     // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
     sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, 1.0f, c.at(c.o.dout, c.o_off(h)), C, c.s_o,
-                c.at(pd, c.tt_off(h)), T, c.s_tt, dqkv + c.qkv_off(h, 2), 3 * C, c.s_qkv, s.B);
+                c.at(pd, c.tt_off(h)), T, c.s_tt, c.res_at(c.qkv_off(h, 2)), c.o.res_type, 3 * C, c.s_qkv, s.B);
     // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
     sample_gemm(l, "attention_backward", c.o.type, true, false, T, T, HS, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
-                c.s_qkv, c.at(c.o.dout, c.o_off(h)), C, c.s_o, dP + c.tt_off(h), T, c.s_tt, s.B);
+                c.s_qkv, c.at(c.o.dout, c.o_off(h)), C, c.s_o, dP + c.tt_off(h), CUDA_R_32F, T, c.s_tt, s.B);
   }
   // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place.
   c.as_operand(c.o.ds, [&](auto* ds) {
@@ -162,11 +205,104 @@ void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout
   for (int h = 0; h < c.NH; ++h) {
     // dQ^T(col) (HS, T_i) = scale * K^T(col) (HS, T_j) @ dS^T (T_j, T_i)
     sample_gemm(l, "attention_backward", c.o.type, false, false, HS, T, T, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)),
-                3 * C, c.s_qkv, c.at(c.o.ds, c.tt_off(h)), T, c.s_tt, dqkv + c.qkv_off(h, 0), 3 * C, c.s_qkv, s.B);
+                3 * C, c.s_qkv, c.at(c.o.ds, c.tt_off(h)), T, c.s_tt, c.res_at(c.qkv_off(h, 0)), c.o.res_type, 3 * C,
+                c.s_qkv, s.B);
     // dK^T(col) (HS, T_j) = scale * Q^T(col) (HS, T_i) @ dS (T_i, T_j)
     sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, c.scale, c.at(c.o.qkv, c.qkv_off(h, 0)),
-                3 * C, c.s_qkv, c.at(c.o.ds, c.tt_off(h)), T, c.s_tt, dqkv + c.qkv_off(h, 1), 3 * C, c.s_qkv, s.B);
+                3 * C, c.s_qkv, c.at(c.o.ds, c.tt_off(h)), T, c.s_tt, c.res_at(c.qkv_off(h, 1)), c.o.res_type, 3 * C,
+                c.s_qkv, s.B);
   }
+}
+
+// ---- bf16 storage ----
+
+// Floats rounded up to a 256-byte boundary (64 floats): the fallback's slots keep cuBLASLt's preferred alignment.
+int64_t round_up_64(int64_t floats) { return (floats + 63) / 64 * 64; }
+
+// The fallback's fp32 copies when T or HS is not a multiple of 8 (header comment), as float offsets into the scratch.
+struct FallbackSlots {
+  int64_t nc, qkv, second, dqkv, end;  // nc = N C;  second: dO32 (backward) or out32 (forward)
+  explicit FallbackSlots(const AttentionShape& s) {
+    const int64_t BNTT = static_cast<int64_t>(s.B) * s.NH * s.Tn * s.Tn;
+    nc = static_cast<int64_t>(s.B) * s.Tn * s.NH * s.HS;
+    qkv = round_up_64(2 * BNTT);
+    second = qkv + round_up_64(3 * nc);
+    dqkv = second + round_up_64(nc);
+    end = dqkv + round_up_64(3 * nc);
+  }
+};
+
+// The fp32 values of a tensor: its own fp32 storage, or its bf16 storage widened (exact) into `slot`.
+const float* fp32_values(const Launch& l, Act<const float> a, float* slot, int64_t n) {
+  if (!a.is_bf16()) return a.f;
+  bf16_to_float(l, slot, reinterpret_cast<const uint16_t*>(a.h), n);
+  return slot;
+}
+
+// Where an fp32 result is written before rounding into bf16 storage: the tensor itself when fp32, else `slot`.
+float* fp32_result(Act<float> a, float* slot) { return a.is_bf16() ? slot : a.f; }
+
+// The fp32 result `v` rounded once into a's bf16 storage (nothing to do for fp32 storage: v is a.f).
+void store_result(const Launch& l, Act<float> a, const float* v, int64_t n) {
+  if (a.is_bf16()) float_to_bf16(l, reinterpret_cast<uint16_t*>(a.h), v, n);
+}
+
+// Context check of the bf16-storage entry points; true when the bf16 operands are read and written in place (the
+// main path), false for the fallback. On the main path every bf16 tensor must start on a 16-byte boundary (with T
+// and HS multiples of 8 all its head views then do); the fallback reads and writes them element-wise, any alignment.
+bool bf16_in_place(const Launch& l, const char* op, const AttentionShape& s,
+                   std::initializer_list<const void*> bf16_tensors) {
+  need_bf16_storage_context(l, op);
+  if (!bf16_operands(s)) return false;
+  for (const void* p : bf16_tensors)
+    ERL_CHECK(p == nullptr || aligned16(p), "cuda::" << op << ": a bf16 attention tensor must be 16-byte aligned");
+  return true;
+}
+
+}  // namespace
+
+int64_t attention_scratch_elems(const AttentionShape& s) {
+  if (!bf16_operands(s)) return FallbackSlots(s).end;  // odd shapes (tests): room for the bf16-storage fallback
+  const int64_t B = s.B, TT = static_cast<int64_t>(s.Tn) * s.Tn, C = static_cast<int64_t>(s.NH) * s.HS;
+  return 2 * B * s.NH * TT + 2 * B * s.Tn * C;
+}
+
+void attention_forward(Launch l, float* out, float* probs, float* scratch, const float* qkv, const uint8_t* key_valid,
+                       const AttentionShape& s, const DropoutSpec& dropout) {
+  forward(l, out, probs, scratch, qkv, key_valid, s, dropout);
+}
+
+void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout, const float* qkv, const float* probs,
+                        const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
+  backward(l, dqkv, scratch, dout, qkv, probs, key_valid, s, dropout);
+}
+
+void attention_forward(Launch l, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+                       const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
+  if (!out.is_bf16() && !qkv.is_bf16())
+    return attention_forward(l, out.f, probs, scratch, qkv.f, key_valid, s, dropout);
+  if (bf16_in_place(l, "attention_forward", s, {out.h, qkv.h}))
+    return forward(l, out, probs, scratch, qkv, key_valid, s, dropout);
+  const FallbackSlots f(s);
+  const float* q = fp32_values(l, qkv, scratch + f.qkv, 3 * f.nc);
+  float* o = fp32_result(out, scratch + f.second);
+  forward(l, o, probs, scratch, q, key_valid, s, dropout);  // fp32 operands: scratch [0, 2 B NH TT) only
+  store_result(l, out, o, f.nc);
+}
+
+void attention_backward(Launch l, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
+                        const float* probs, const uint8_t* key_valid, const AttentionShape& s,
+                        const DropoutSpec& dropout) {
+  if (!dqkv.is_bf16() && !dout.is_bf16() && !qkv.is_bf16())
+    return attention_backward(l, dqkv.f, scratch, dout.f, qkv.f, probs, key_valid, s, dropout);
+  if (bf16_in_place(l, "attention_backward", s, {dqkv.h, dout.h, qkv.h}))
+    return backward(l, dqkv, scratch, dout, qkv, probs, key_valid, s, dropout);
+  const FallbackSlots f(s);
+  const float* q = fp32_values(l, qkv, scratch + f.qkv, 3 * f.nc);
+  const float* d = fp32_values(l, dout, scratch + f.second, f.nc);
+  float* dq = fp32_result(dqkv, scratch + f.dqkv);
+  backward(l, dq, scratch, d, q, probs, key_valid, s, dropout);  // fp32 operands: scratch [0, 2 B NH TT) only
+  store_result(l, dqkv, dq, 3 * f.nc);
 }
 
 }  // namespace erlangshen::cuda

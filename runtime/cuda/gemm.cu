@@ -273,13 +273,18 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c}};
     for (const auto& [attr, value] : aligns)
       ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
-    if (ctx.deterministic()) {
-      // Split-K reductions through the workspace (fixed order); no in-place accumulation across CTAs.
-      uint32_t mask = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
-                      CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    // Split-K reductions. Deterministic mode: only through the workspace (fixed order), no in-place accumulation
+    // across CTAs. A bf16 C: never a scheme that keeps partial sums in the output type (INPLACE adds them up in D,
+    // OUTPUT_TYPE stores them in D's type), which would round the sum more than once; COMPUTE_TYPE keeps them fp32.
+    uint32_t mask = CUBLASLT_REDUCTION_SCHEME_MASK;
+    if (ctx.deterministic())
+      mask = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
+             CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    if (g.c_type != CUDA_R_32F)
+      mask &= ~static_cast<uint32_t>(CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE);
+    if (mask != static_cast<uint32_t>(CUBLASLT_REDUCTION_SCHEME_MASK))
       ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
                                                         sizeof(mask)));
-    }
     set_epilogue_pointers(e.desc->op, g);  // the heuristic may look at the epilogue's pointers
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;

@@ -6,8 +6,9 @@
 //   any of them bf16 (bf16 activation storage, runtime/act.h; attention's staged Q/K/V and probabilities; the GEMM
 //     probe): every operand enters the product as a bf16 value (an fp32 one rounded into the staging, a bf16 one
 //     read in place), fp32 accumulation on the bf16 tensor cores (COMPUTE_32F), C/D in c_type: a bf16 C is
-//     rounded once and needs MathMode::BF16. Configurations cuBLASLt has no algorithm for take a fallback with
-//     the same arithmetic (gemm.cu; a bf16 C must then be overwritten, beta = 0).
+//     rounded once and needs MathMode::BF16 (split-K only with fp32 partial sums: reduction scheme NONE or
+//     COMPUTE_TYPE). Configurations cuBLASLt has no algorithm for take a fallback with the same arithmetic (gemm.cu;
+//     a bf16 C must then be overwritten, beta = 0).
 // Algorithms come from the cuBLASLt heuristic once per (shape, alignment, types, mode, epilogue) and are cached in
 // the Context, so a shape always runs the same algorithm.
 #pragma once

@@ -127,6 +127,16 @@ void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const floa
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
+//   attention_forward / attention_backward: qkv (B, T, 3C), out (B, T, C), dout, dqkv in fp32 or bf16 each; probs
+//                    (B, NH, T, T) and scratch (attention_scratch_elems(s)) stay fp32. The bf16-math attention with
+//                    bf16 Q/K/V and dO read in place and bf16 out / dqkv written by the GEMMs (attention.cu); bf16
+//                    tensors 16-byte aligned when T and HS are multiples of 8 (else any alignment: a slower
+//                    fallback through fp32 copies in the scratch). All four fp32: the fp32 ops above, unchanged.
+void attention_forward(Launch l, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+                       const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout);
+void attention_backward(Launch l, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
+                        const float* probs, const uint8_t* key_valid, const AttentionShape& s,
+                        const DropoutSpec& dropout);
 
 // ---- mixed precision helpers ----
 // dst (bf16 bits, n) = round-to-nearest-even(src): refreshes the bf16 compute copy from fp32 master weights.

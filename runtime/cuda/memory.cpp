@@ -31,8 +31,9 @@ int64_t layer_elems_per_token(const EncoderShape& s, int seq_len, bool keep_prob
 
 int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   const int64_t N = int64_t(B) * T, C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
-  // The [act] tensors of a layer (ln1, ln2, pre, act) are counted at act_bytes, the rest at storage_bytes.
-  const int64_t layer_act = (2 * C + 2 * Fl) * N;
+  // The [act] tensors of a layer (ln1, ln2, qkv, ctx, pre, act) are counted at act_bytes, the rest at
+  // storage_bytes.
+  const int64_t layer_act = (2 * C + 4 * Cl + 2 * Fl) * N;
   const int64_t layer_rest = layer_elems_per_token(s, T, r != Recompute::Selective) * N - layer_act;
   int64_t saved, saved_act;
   if (r == Recompute::Full) {  // layer inputs + one live layer
@@ -45,12 +46,12 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // Recomputed probabilities of the live layer still need one (B, NH, T, T) block.
   if (r != Recompute::None) saved += int64_t(B) * s.heads_local * T * T;
   // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dtmp, dln, dctx,
-  // dqkv; dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
+  // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
   // masked rows (6 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
-  const int64_t other = 3 * N * C + 2 * N + 3 * N * C + N * Cl + 3 * N * Cl +
-                        2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl + M * (6 * C + s.vocab_local + 6);
-  return (saved + other) * s.storage_bytes + (saved_act + N * Fl) * s.act_bytes;
+  const int64_t other = 3 * N * C + 2 * N + 3 * N * C + 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl +
+                        M * (6 * C + s.vocab_local + 6);
+  return (saved + other) * s.storage_bytes + (saved_act + N * Fl + 4 * N * Cl) * s.act_bytes;
 }
 
 int64_t gemm_staging_bytes(const EncoderShape& s, int B, int T) {

@@ -1,5 +1,12 @@
 // CUDA vs CPU: attention forward/backward (head dim 64 and 256, padding, dropout on and off, TP offsets) and the
-// dropout masks, which must agree bit for bit (same Philox rule, runtime/philox.h).
+// dropout masks, which must agree bit for bit (same Philox rule, runtime/philox.h). Then attention on bf16
+// activation storage (runtime/act.h: qkv, out, dout, dqkv in bf16) against the CPU emulation (runtime/ops_bf16.cpp)
+// and against the GPU's own fp32-storage attention on the same values.
+#include <memory>
+#include <string>
+
+#include "runtime/act.h"
+#include "runtime/bf16.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
@@ -19,17 +26,33 @@ void PrintTo(const AttnCase& k, std::ostream* os) {
 
 class CudaAttention : public CudaTest, public ::testing::WithParamInterface<AttnCase> {};
 
+// The shape, dropout and key mask of a case: sample b has b * 13 % T padded keys at the end.
+struct AttnSetup {
+  cpu::AttentionShape s;
+  DropoutSpec d;
+  size_t C, N;
+  std::vector<uint8_t> valid;
+  explicit AttnSetup(const AttnCase& k)
+      : s{k.B, k.T, k.NH, k.HS, k.sample_offset, k.head_offset, k.total_heads},
+        C(size_t(k.NH) * k.HS),
+        N(size_t(k.B) * k.T),
+        valid(N, 1) {
+    d.p = k.p;
+    d.key = derive_key(1234, RngPurpose::AttentionDropout, 7, 3, 0);
+    for (int b = 0; b < k.B; ++b)
+      for (int t = k.T - (b * 13) % k.T; t < k.T; ++t) valid[size_t(b) * k.T + t] = 0;
+  }
+  size_t probs_elems() const { return size_t(s.B) * s.NH * s.Tn * s.Tn; }
+};
+
 // Runs the CPU reference and the GPU op on the same inputs; compares probs, out and dqkv within the tolerances.
 void check_against_cpu(const AttnCase& k, const Exec& g, double rtol_fwd, double rtol_bwd) {
-  cpu::AttentionShape s{k.B, k.T, k.NH, k.HS, k.sample_offset, k.head_offset, k.total_heads};
-  DropoutSpec d;
-  d.p = k.p;
-  d.key = derive_key(1234, RngPurpose::AttentionDropout, 7, 3, 0);
-  const size_t C = size_t(k.NH) * k.HS, N = size_t(k.B) * k.T;
+  const AttnSetup a(k);
+  const cpu::AttentionShape& s = a.s;
+  const DropoutSpec& d = a.d;
+  const size_t C = a.C, N = a.N;
   const auto qkv = randn(N * 3 * C, 61, 0.5f), dout = randn(N * C, 62);
-  std::vector<uint8_t> valid(N, 1);
-  for (int b = 0; b < k.B; ++b)  // sample b has b * 13 % T padded keys at the end
-    for (int t = k.T - (b * 13) % k.T; t < k.T; ++t) valid[size_t(b) * k.T + t] = 0;
+  const std::vector<uint8_t>& valid = a.valid;
 
   std::vector<float> out_c(N * C), probs_c(size_t(k.B) * k.NH * k.T * k.T), dqkv_c(N * 3 * C);
   std::vector<float> scratch_c(cpu::attention_scratch_elems(s));
@@ -133,6 +156,245 @@ TEST_F(CudaTest, AttentionDropoutMaskBitForBit) {
   EXPECT_EQ(mismatched, 0u) << "dropped positions differ between CPU and GPU";
   EXPECT_TRUE(close(out_g, out_c, math == cuda::MathMode::FP32 ? kFp32Rtol : 1e-2));
   }
+}
+
+// ---- bf16 activation storage ----
+// The model with train.activations=bf16 stores qkv, ctx (= out), dctx (= dout) and dqkv in bf16. Semantics
+// (runtime/act.h): bf16 inputs read exactly, fp32 attention, each bf16 output rounded once. On the GPU that is the
+// bf16-math attention with the bf16 tensors read / written in place by the GEMMs (T, HS multiples of 8), or a
+// fallback through fp32 copies (T = 37 here). Inputs are bf16 values (as they are when stored in bf16) in every
+// storage, so the runs below see the same numbers whatever the storage.
+
+// x rounded to bf16 values (held in fp32).
+std::vector<float> bf16_values(std::vector<float> v) {
+  for (float& x : v) x = round_to_bf16(x);
+  return v;
+}
+
+std::vector<float> widen(const std::vector<bf16>& h) {
+  std::vector<float> v(h.size());
+  for (size_t i = 0; i < h.size(); ++i) v[i] = to_float(h[i]);
+  return v;
+}
+
+// Spacing of bf16 values at |v|: 2^(floor(log2 |v|) - 7); 0 for 0.
+double bf16_ulp(double v) {
+  if (v == 0.0) return 0.0;
+  int e = 0;
+  std::frexp(std::fabs(v), &e);  // |v| = f 2^e, f in [0.5, 1)
+  return std::ldexp(1.0, e - 8);
+}
+
+// One tensor in fp32 or bf16 storage, with the same bits on the host (the CPU run's copy) and on the device.
+class Stored {
+ public:
+  Stored(const std::vector<float>& values, bool bf16_storage) : bf_(bf16_storage) {
+    if (bf_) {
+      for (float v : values) h_.push_back(to_bf16(v));
+      dh_ = std::make_unique<Dev<bf16>>(h_);
+    } else {
+      f_ = values;
+      df_ = std::make_unique<Dev<float>>(f_);
+    }
+  }
+  bool is_bf16() const { return bf_; }
+  Act<float> cpu() { return bf_ ? Act<float>::half(h_.data()) : Act<float>(f_.data()); }
+  Act<float> gpu() { return bf_ ? Act<float>::half(dh_->get()) : Act<float>(df_->get()); }
+  std::vector<float> cpu_values() const { return bf_ ? widen(h_) : f_; }
+  std::vector<float> gpu_values() const { return bf_ ? widen(dh_->host()) : df_->host(); }
+
+ private:
+  bool bf_;
+  std::vector<float> f_;
+  std::vector<bf16> h_;
+  std::unique_ptr<Dev<float>> df_;
+  std::unique_ptr<Dev<bf16>> dh_;
+};
+
+// |gpu - cpu| <= ulp_allowance * ulp(max(|gpu|, |cpu|)) + rtol (|cpu| + max|cpu|), element-wise (widened values).
+::testing::AssertionResult close_ulp(const std::vector<float>& gpu, const std::vector<float>& cpu, double ulps,
+                                     double rtol) {
+  if (gpu.size() != cpu.size()) return ::testing::AssertionFailure() << "size " << gpu.size() << " vs " << cpu.size();
+  double scale = 0.0;
+  for (float c : cpu) scale = std::max(scale, std::fabs(static_cast<double>(c)));
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double g = gpu[i], c = cpu[i];
+    const double tol = ulps * bf16_ulp(std::max(std::fabs(g), std::fabs(c))) + rtol * (std::fabs(c) + scale);
+    if (!(std::fabs(g - c) <= tol) && bad++ == 0) first = i;
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << cpu.size() << " elements off by more than " << ulps
+                                       << " bf16 ulp + " << rtol << " (|ref| + " << scale << "); first at " << first
+                                       << ": " << gpu[first] << " vs " << cpu[first];
+}
+
+// (a) The GPU result against the CPU emulation's, both as stored. The inputs are the same bf16 values on both sides,
+// so the GPU differs from the emulation (fp32 attention) exactly as bf16 math differs from fp32
+// (Bf16WithinBf16Tolerance: Pd and dS rounded to bf16 for the GEMMs; rtol 1e-2 forward, 3e-2 backward), and where
+// the tensor is stored in bf16 each side then rounds its value once: one bf16 ulp more at most (half an ulp each
+// way, of the larger value when the rounding crosses a power of two), as test_cuda_bf16_storage's bf16 results.
+::testing::AssertionResult matches_cpu(const Stored& t, double rtol) {
+  const auto g = t.gpu_values(), c = t.cpu_values();
+  return t.is_bf16() ? close_ulp(g, c, 1.0, rtol) : close(g, c, rtol);
+}
+
+// (b) The GPU result against the GPU's fp32-storage attention on the same values (`fp32`). Both runs form the same
+// bf16 operands (the fp32-storage run rounds values that already are bf16: no change) and the same products; the
+// S and dPd GEMMs, the row kernels and every GEMM with an fp32 result run the same cuBLASLt configuration (same
+// shapes, types and operand alignments: see the premise in the test) in a deterministic Context, so probs, Pd, dS
+// and fp32-stored results are the same bits. A GEMM writing bf16 D is another configuration (the output type), which
+// may sum in another order: a bf16-stored result is within half an ulp (one rounding) of the fp32 one plus that
+// fp32 reordering, < 1e-5 of the tensor's scale (K <= 640 products; test_cuda_bf16_storage's bound).
+::testing::AssertionResult one_rounding_of(const Stored& t, const std::vector<float>& fp32) {
+  return t.is_bf16() ? close_ulp(t.gpu_values(), fp32, 0.5, kFp32Rtol) : bit_equal(t.gpu_values(), fp32);
+}
+
+// Which tensors are stored in bf16.
+struct AttnStorage {
+  bool qkv, out, dout, dqkv;
+  const char* name;
+};
+const AttnStorage kAttnStorages[] = {
+    {true, true, true, true, "all bf16 (the model's train.activations=bf16)"},
+    {true, false, false, false, "qkv bf16, the rest fp32"},
+    {false, true, true, true, "qkv fp32, out / dout / dqkv bf16"},
+};
+
+// A Context for bf16 storage (MathMode::BF16) whose GEMMs are bitwise reproducible (no split-K atomics), so that
+// two runs of one configuration give the same bits.
+std::unique_ptr<cuda::Context> deterministic_bf16_context() {
+  cuda::ContextOptions o;
+  o.math = cuda::MathMode::BF16;
+  o.deterministic = true;
+  return std::make_unique<cuda::Context>(o);
+}
+
+TEST_P(CudaAttention, Bf16StorageMatchesCpuEmulationAndFp32Storage) {
+  const AttnCase& k = GetParam();
+  const auto bctx = deterministic_bf16_context();
+  const Exec g{Device::CUDA, bctx->stream(), bctx.get()};
+  const AttnSetup a(k);
+  const cpu::AttentionShape& s = a.s;
+  const size_t C = a.C, N = a.N, P = a.probs_elems(), scratch_n = size_t(ops::attention_scratch_elems(g, s));
+  const auto qkv = bf16_values(randn(N * 3 * C, 61, 0.5f)), dout = bf16_values(randn(N * C, 62));
+  const auto junk_out = randn(N * C, 63), junk_dqkv = randn(N * 3 * C, 64);  // outputs start as junk: overwritten
+  // Premise of (b)'s bit comparisons on the in-place path: the bf16 tensors here come from cudaMalloc (256-byte
+  // aligned), as do the scratch buffers, in which the fp32-storage run keeps its qkv16 copy 8 B NH T^2 bytes in
+  // (a multiple of 256 for T % 8 == 0) and its dO16 copy 6 N C bytes further: that must keep the alignment too,
+  // else the dPd / dV GEMMs would read dO at another alignment (maybe another algorithm, other sums).
+  if (k.T % 8 == 0 && k.HS % 8 == 0) {
+    ASSERT_EQ((8 * P + 6 * N * C) % 256, 0u) << "test premise: dO16 slot alignment (pick another shape)";
+  }
+
+  // The GPU's fp32-storage attention (bf16 math) on the same values.
+  Dev<float> d_qkv32(qkv), d_dout32(dout), d_out32(N * C), d_probs32(P), d_dqkv32(N * 3 * C), d_scratch32(scratch_n);
+  Dev<uint8_t> d_valid(a.valid);
+  ops::attention_forward(g, d_out32.get(), d_probs32.get(), d_scratch32.get(), d_qkv32.get(), d_valid.get(), s, a.d);
+  ops::attention_backward(g, d_dqkv32.get(), d_scratch32.get(), d_dout32.get(), d_qkv32.get(), d_probs32.get(),
+                          d_valid.get(), s, a.d);
+  const auto out32 = d_out32.host(), probs32 = d_probs32.host(), dqkv32 = d_dqkv32.host();
+
+  for (const AttnStorage& st : kAttnStorages) {
+    SCOPED_TRACE(st.name);
+    Stored t_qkv(qkv, st.qkv), t_out(junk_out, st.out), t_dout(dout, st.dout), t_dqkv(junk_dqkv, st.dqkv);
+    // CPU: the emulation, through ops:: with the same Act arguments.
+    std::vector<float> probs_c(P), scratch_c(size_t(ops::attention_scratch_elems(cpu(), s)));
+    ops::attention_forward(cpu(), t_out.cpu(), probs_c.data(), scratch_c.data(), t_qkv.cpu(), a.valid.data(), s, a.d);
+    ops::attention_backward(cpu(), t_dqkv.cpu(), scratch_c.data(), t_dout.cpu(), t_qkv.cpu(), probs_c.data(),
+                            a.valid.data(), s, a.d);
+    Dev<float> d_probs(P), d_scratch(scratch_n);
+    ops::attention_forward(g, t_out.gpu(), d_probs.get(), d_scratch.get(), t_qkv.gpu(), d_valid.get(), s, a.d);
+    ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), d_probs.get(),
+                            d_valid.get(), s, a.d);
+    const auto probs_g = d_probs.host();
+    // (a) against the CPU emulation
+    EXPECT_TRUE(close(probs_g, probs_c, 1e-2)) << "probs vs CPU";
+    EXPECT_TRUE(matches_cpu(t_out, 1e-2)) << "out vs CPU";
+    EXPECT_TRUE(matches_cpu(t_dqkv, 3e-2)) << "dqkv vs CPU";
+    // (b) against fp32 storage on the GPU
+    EXPECT_TRUE(bit_equal(probs_g, probs32)) << "probs vs fp32 storage";
+    EXPECT_TRUE(one_rounding_of(t_out, out32)) << "out vs fp32 storage";
+    EXPECT_TRUE(one_rounding_of(t_dqkv, dqkv32)) << "dqkv vs fp32 storage";
+  }
+}
+
+TEST_F(CudaTest, AttentionDropoutMaskBitForBitBf16Storage) {
+  // (c) AttentionDropoutMaskBitForBit with qkv and out in bf16: V = one-hot rows (exact in bf16), so out row i =
+  // dropout(P)[i, :] as bf16 values (the GPU's Pd16 exactly; the CPU's fp32 Pd rounded once). The dropped positions
+  // (exact zeros) must be the CPU's, and the out bits those of the GPU's fp32-storage run on the same values: its
+  // out is Pd16 exactly (one product per element), which the bf16 D rounds to itself.
+  const auto bctx = deterministic_bf16_context();
+  const Exec g{Device::CUDA, bctx->stream(), bctx.get()};
+  const int B = 2, T = 64, NH = 2, HS = 64;
+  cpu::AttentionShape s{B, T, NH, HS, 9, 1, 4};
+  DropoutSpec d;
+  d.p = 0.3f;
+  d.key = derive_key(5, RngPurpose::AttentionDropout, 1, 0, 0);
+  const size_t C = size_t(NH) * HS, P = size_t(B) * NH * T * T;
+  auto qkv = bf16_values(randn(size_t(B) * T * 3 * C, 81, 0.3f));
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < T; ++j)
+      for (int h = 0; h < NH; ++h)
+        for (int c = 0; c < HS; ++c) qkv[(size_t(b) * T + j) * 3 * C + 2 * C + h * HS + c] = c == j ? 1.0f : 0.0f;
+  const std::vector<uint8_t> valid(size_t(B) * T, 1);
+  Stored t_qkv(qkv, true), t_out(std::vector<float>(size_t(B) * T * C, 0.5f), true);
+  std::vector<float> probs_c(P), scratch_c(size_t(ops::attention_scratch_elems(cpu(), s)));
+  ops::attention_forward(cpu(), t_out.cpu(), probs_c.data(), scratch_c.data(), t_qkv.cpu(), valid.data(), s, d);
+  const size_t scratch_n = size_t(ops::attention_scratch_elems(g, s));
+  Dev<float> d_probs(P), d_scratch(scratch_n), d_qkv32(qkv), d_out32(size_t(B) * T * C), d_probs32(P),
+      d_scratch32(scratch_n);
+  Dev<uint8_t> d_valid(valid);
+  ops::attention_forward(g, t_out.gpu(), d_probs.get(), d_scratch.get(), t_qkv.gpu(), d_valid.get(), s, d);
+  ops::attention_forward(g, d_out32.get(), d_probs32.get(), d_scratch32.get(), d_qkv32.get(), d_valid.get(), s, d);
+  const auto out_g = t_out.gpu_values(), out_c = t_out.cpu_values();
+  size_t mismatched = 0, dropped = 0;
+  for (size_t i = 0; i < out_c.size(); ++i) {
+    mismatched += (out_c[i] == 0.0f) != (out_g[i] == 0.0f);
+    dropped += out_g[i] == 0.0f;
+  }
+  EXPECT_EQ(mismatched, 0u) << "dropped positions differ between CPU and GPU";
+  EXPECT_GT(dropped, out_c.size() / 10) << "p = 0.3 should drop about 30% of the positions";
+  EXPECT_TRUE(close_ulp(out_g, out_c, 1.0, 1e-2));
+  EXPECT_TRUE(bit_equal(out_g, d_out32.host())) << "bf16 storage vs fp32 storage on the GPU";
+}
+
+TEST_F(CudaTest, AttentionBf16StorageErrors) {
+  const int B = 1, T = 16, NH = 2, HS = 16;
+  const cpu::AttentionShape s{B, T, NH, HS};
+  DropoutSpec d;  // no dropout
+  const size_t C = size_t(NH) * HS, N = size_t(B) * T;
+  // Zeros, 8 spare elements: the misaligned views below stay inside their buffers.
+  Dev<bf16> qkv(std::vector<bf16>(N * 3 * C + 8)), out(std::vector<bf16>(N * C + 8)),
+      dqkv(std::vector<bf16>(N * 3 * C + 8));
+  Dev<float> probs(size_t(B) * NH * T * T), scratch(size_t(ops::attention_scratch_elems(gpu(), s)));
+  Dev<uint8_t> valid(N, 1);
+  auto forward = [&](bf16* o, const bf16* q) {
+    ops::attention_forward(gpu(), Act<float>::half(o), probs.get(), scratch.get(), Act<const float>::half(q),
+                           valid.get(), s, d);
+  };
+  auto backward = [&](bf16* dq, const bf16* dO, const bf16* q) {
+    ops::attention_backward(gpu(), Act<float>::half(dq), scratch.get(), Act<const float>::half(dO),
+                            Act<const float>::half(q), probs.get(), valid.get(), s, d);
+  };
+  // The fixture's Context computes in MathMode::FP32: bf16 storage is refused, naming the mode it needs.
+  for (int pass = 0; pass < 2; ++pass) {
+    try {
+      if (pass == 0) forward(out.get(), qkv.get());
+      else backward(dqkv.get(), out.get(), qkv.get());
+      ADD_FAILURE() << "bf16 storage under MathMode::FP32 did not throw (pass " << pass << ")";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("MathMode::BF16"), std::string::npos) << e.what();
+    }
+  }
+  // MathMode::BF16, T and HS multiples of 8 (bf16 tensors read and written in place): they must be 16-byte aligned.
+  ctx_->set_math(cuda::MathMode::BF16);
+  EXPECT_THROW(forward(out.get() + 1, qkv.get()), Error);
+  EXPECT_THROW(forward(out.get(), qkv.get() + 1), Error);
+  EXPECT_THROW(backward(dqkv.get() + 1, out.get(), qkv.get()), Error);
+  EXPECT_NO_THROW(forward(out.get(), qkv.get()));
+  EXPECT_NO_THROW(backward(dqkv.get(), out.get(), qkv.get()));
+  sync();
 }
 
 }  // namespace

@@ -173,6 +173,55 @@ TEST(Bf16Ops, GeluBackwardInPlaceAndBiasGradientOfStoredValues) {
   for (int c = 0; c < C; ++c) EXPECT_NEAR(db[c], sum[c], 1e-6 * std::max(1.0, std::abs(sum[c])));
 }
 
+// out = round(softmax(q k^T / sqrt(HS), padded keys masked) v) from bf16 q, k, v, against a double loop; the
+// backward's dV = P^T dO (dropout off) rounded into the bf16 dqkv.
+TEST(Bf16Ops, AttentionReadsBf16QkvAndRoundsItsOutputs) {
+  const int B = 2, T = 5, NH = 2, HS = 4, C = NH * HS;
+  const cpu::AttentionShape shape{B, T, NH, HS};
+  const std::vector<bf16> qkv = to_bf16_vector(wave(B * T * 3 * C, 0.77f, 0.3f));
+  const std::vector<bf16> dout = to_bf16_vector(wave(B * T * C, 0.59f, 0.6f));
+  const std::vector<uint8_t> valid = {1, 1, 1, 1, 0, 1, 1, 1, 1, 1};  // sample 0's last key is padding
+  std::vector<float> probs(B * NH * T * T), scratch(ops::attention_scratch_elems(Exec{}, shape));
+  std::vector<bf16> out(B * T * C), dqkv(B * T * 3 * C);
+  const DropoutSpec off{};
+  ops::attention_forward(Exec{}, Act<float>::half(out.data()), probs.data(), scratch.data(),
+                         Act<const float>::half(qkv.data()), valid.data(), shape, off);
+  ops::attention_backward(Exec{}, Act<float>::half(dqkv.data()), scratch.data(), Act<const float>::half(dout.data()),
+                          Act<const float>::half(qkv.data()), probs.data(), valid.data(), shape, off);
+  auto at = [&](const std::vector<bf16>& v, int b, int t, int part, int h, int d) {
+    return double(to_float(v[((b * T + t) * 3 + part) * C + h * HS + d]));
+  };
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int i = 0; i < T; ++i) {
+        std::vector<double> p(T);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < T; ++j) {
+          double sc = 0;
+          for (int d = 0; d < HS; ++d) sc += at(qkv, b, i, 0, h, d) * at(qkv, b, j, 1, h, d);
+          p[j] = valid[b * T + j] ? sc / std::sqrt(double(HS)) : -1e300;
+          mx = std::max(mx, p[j]);
+        }
+        for (int j = 0; j < T; ++j) sum += (p[j] = valid[b * T + j] ? std::exp(p[j] - mx) : 0.0);
+        for (int d = 0; d < HS; ++d) {
+          double o = 0;
+          for (int j = 0; j < T; ++j) o += p[j] / sum * at(qkv, b, j, 2, h, d);
+          expect_bf16_near(out[(b * T + i) * C + h * HS + d], o, "out", (b * T + i) * C + h * HS + d);
+        }
+      }
+  // dV[b, j, h, d] = sum_i P[b, h, i, j] dO[b, i, h, d], P as saved (fp32)
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int j = 0; j < T; ++j)
+        for (int d = 0; d < HS; ++d) {
+          double dv = 0;
+          for (int i = 0; i < T; ++i)
+            dv += double(probs[((b * NH + h) * T + i) * T + j]) * to_float(dout[(b * T + i) * C + h * HS + d]);
+          const size_t k = ((b * T + j) * 3 + 2) * C + h * HS + d;
+          expect_bf16_near(dqkv[k], dv, "dV", k);
+        }
+}
+
 TEST(Bf16Ops, StorageSettingAndRefusals) {
   EXPECT_EQ(parse_activation_storage("bf16"), ActivationStorage::BF16);
   EXPECT_EQ(parse_activation_storage("fp32"), ActivationStorage::FP32);
