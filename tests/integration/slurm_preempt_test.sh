@@ -128,9 +128,13 @@ for i in $(seq 900); do  # requeue + completion
   restarts=$(scontrol show job "$job" 2>/dev/null | sed -nE 's/.*Restarts=([0-9]+).*/\1/p')
   [ "$state" = COMPLETED ] && break
   case "$state" in FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) fail "job ended $state";; esac
-  # Slurm holds a requeued batch job for about two minutes (Reason=BeginTime); an admin may start it at once.
+  # Slurm holds a requeued batch job for about two minutes (Reason=BeginTime); an admin may start it sooner. Not in
+  # the same second as the requeue: Slurm revoked the first run's credential then, with one-second resolution, and
+  # refuses a launch whose credential dates from that second ("Killing non-startable batch job: Job credential
+  # revoked", which ends the job FAILED). Seen in CI; so wait 2 s of PENDING first.
   if [ "$state" = PENDING ] && [ "${restarts:-0}" -ge 1 ] && [ -z "${hurried:-}" ]; then
-    scontrol update JobId="$job" StartTime=now >/dev/null 2>&1 && hurried=1
+    pending_polls=$((${pending_polls:-0} + 1))
+    if [ "$pending_polls" -ge 4 ]; then scontrol update JobId="$job" StartTime=now >/dev/null 2>&1 && hurried=1; fi
   fi
   sleep 0.5
 done
