@@ -37,7 +37,8 @@ struct MegatronBert<T>::Acts {
   T *lnf_mean, *lnf_rstd;  // (N)
   T* tmp;                  // (N, C) row-parallel outputs / embedding sum
   // backward scratch
-  T *dres, *dtmp, *dln;    // (N, C)
+  T *dres, *dln;           // (N, C) residual-stream gradient, LayerNorm input gradient (fp32: accumulated)
+  Act<T> dtmp;             // (N, C) gradient of a row-parallel output (dropout backward -> GEMM dout) [act]
   Act<T> dctx;             // (N, C_local) [act]
   Act<T> dqkv;             // (N, 3 * C_local) [act]
   Act<T> dact;             // (N, F_local) [act]

@@ -148,13 +148,14 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
                             param(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd, N, C);
     grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
-  // embeddings
-  ops::dropout_backward(exec_, s.dtmp, dres, NC,
-                        dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
+  // embeddings (their gradient in fp32: s.dln is free once the layers are done)
+  T* demb = s.dln;
+  ops::dropout_backward(exec_, demb, dres, NC, dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep),
+                        hidden_offset);
   ops::position_type_embedding_backward(exec_, grad("bert.embeddings.position_embeddings.weight"),
-                                        grad("bert.embeddings.token_type_embeddings.weight"), s.dtmp, in.types, B, Tn, C,
+                                        grad("bert.embeddings.token_type_embeddings.weight"), demb, in.types, B, Tn, C,
                                         config_.type_vocab);
-  ops::word_embedding_backward(exec_, grad("bert.embeddings.word_embeddings.weight"), s.dtmp, in.ids, N, C,
+  ops::word_embedding_backward(exec_, grad("bert.embeddings.word_embeddings.weight"), demb, in.ids, N, C,
                                vocab_start_, vocab_local_);
   grads_ready(0, layer_bounds_[0]);  // embeddings are final
 }

@@ -138,7 +138,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.lnf_rstd = a.alloc<T>(N);
   s.tmp = a.alloc<T>(N * C);
   s.dres = a.alloc<T>(N * C);
-  s.dtmp = a.alloc<T>(N * C);
+  s.dtmp = act(N * C, "row-parallel output gradient");
   s.dln = a.alloc<T>(N * C);
   s.dctx = act(N * Cl, "ctx gradient");
   s.dqkv = act(N * 3 * Cl, "qkv gradient");

@@ -31,6 +31,8 @@ inline void reduce_from_tp_forward(Communicator& tp, T* x, size_t n) {
 }
 template <class T>
 inline void reduce_from_tp_backward(Communicator&, T*, size_t) {}
+template <class T>
+inline void reduce_from_tp_backward(Communicator&, Act<T>, size_t) {}
 
 // X_i (N, C/p) <- columns [i C/p, (i+1) C/p) of X (N, C).
 template <class T>

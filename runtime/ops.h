@@ -159,8 +159,10 @@ void dropout_residual_forward(const Exec& x, T* out, const T* resid, const T* in
   ERL_DISPATCH(dropout_residual_forward, out, resid, in, n, d, offset);
 }
 template <class T>
-void dropout_backward(const Exec& x, T* dx, const T* dout, int64_t n, const DropoutSpec& d, int64_t offset) {
-  ERL_DISPATCH(dropout_backward, dx, dout, n, d, offset);
+void dropout_backward(const Exec& x, Act<no_deduce_t<T>> dx, const T* dout, int64_t n, const DropoutSpec& d,
+                      int64_t offset) {
+  if (dx.is_bf16()) ERL_BF16_ROUTE(dropout_backward, dx, dout, n, d, offset);
+  ERL_DISPATCH(dropout_backward, dx.f, dout, n, d, offset);
 }
 template <class T>
 void ce_rowmax(const Exec& x, T* rowmax, const T* logits, int M, int Vl) {

@@ -134,6 +134,13 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
   if (db) add_column_sums(db, Act<const float>(dpre), N, C);
 }
 
+void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset) {
+  if (x.on_device()) ERL_BF16_CUDA(dropout_backward, dx, dout, n, d, offset);
+  std::vector<float> v(static_cast<size_t>(n));
+  cpu::dropout_backward<float>(v.data(), dout, n, d, offset);
+  store(dx, v);
+}
+
 void attention_forward(const Exec& x, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
                        const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
   if (x.on_device()) ERL_BF16_CUDA(attention_forward, out, probs, scratch, qkv, valid, s, d);

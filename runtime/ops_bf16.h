@@ -26,6 +26,9 @@ void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, 
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
 
+// dx (n) = dropout'(dout) (runtime/cpu/kernels.h), rounded once into dx's storage
+void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset);
+
 // Attention (runtime/cpu/kernels.h layouts): qkv (B, T, 3C), out (B, T, C), dout, dqkv in T or bf16 storage;
 // probs and scratch fp32. The fp32 attention on the widened inputs, each bf16 output rounded once. (The CUDA
 // backend's bf16 math also rounds the dropped probabilities and dS for its GEMMs: a bf16-math difference.)

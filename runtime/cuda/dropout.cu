@@ -2,7 +2,7 @@
 // as the CPU backend, so masks agree bit for bit and none is stored:
 //   keep(j) = philox(key, j / 4)[j % 4] >= p * 2^32,  j = index_offset + i;   kept values scaled by 1 / (1 - p)
 // One thread per aligned group of 4 global indices: one Philox block serves 4 elements.
-#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
 namespace {
@@ -31,12 +31,14 @@ __global__ void dropout_residual_kernel(float* out, const float* resid, const fl
     });
 }
 
-__global__ void dropout_backward_kernel(float* dx, const float* dout, int64_t n, PhiloxKey key, uint32_t threshold,
+// dx stored as TD: fp32, or bf16 (bf16 activation storage: the fp32 value rounded once).
+template <class TD>
+__global__ void dropout_backward_kernel(TD* dx, const float* dout, int64_t n, PhiloxKey key, uint32_t threshold,
                                         float scale, int64_t offset, int64_t groups) {
   const int64_t g0 = offset >> 2;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
     for_group(g0 + t, offset, n, key, threshold,
-              [&](int64_t i, bool keep) { dx[i] = keep ? dout[i] * scale : 0.0f; });
+              [&](int64_t i, bool keep) { dx[i] = from_f32<TD>(keep ? dout[i] * scale : 0.0f); });
 }
 
 __global__ void residual_add_kernel(float* out, const float* resid, const float* x, int64_t n) {
@@ -62,6 +64,21 @@ void dropout_residual_forward(Launch l, float* out, const float* resid, const fl
   ERL_CUDA_LAUNCHED();
 }
 
+template <class TD>
+void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n, const DropoutSpec& d,
+                           int64_t index_offset) {
+  dropout_backward_into(l, dx, dout, n, d, index_offset);
+}
+
+void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
+                      int64_t index_offset) {
+  if (!dx.is_bf16()) return dropout_backward(l, dx.f, dout, n, d, index_offset);
+  need_bf16_storage_context(l, "dropout_backward");
+  if (n <= 0) return;
+  if (d.p <= 0.0f) return float_to_bf16(l, reinterpret_cast<uint16_t*>(dx.h), dout, n);
+  dropout_backward_into(l, device_bf16(dx.h), dout, n, d, index_offset);
+}
+
 void dropout_backward(Launch l, float* dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t index_offset) {
   if (n <= 0) return;
   if (d.p <= 0.0f) {
@@ -69,11 +86,7 @@ void dropout_backward(Launch l, float* dx, const float* dout, int64_t n, const D
       ERL_CUDA_CHECK(cudaMemcpyAsync(dx, dout, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_of(l)));
     return;
   }
-  const int64_t groups = group_count(index_offset, n);
-  const float scale = 1.0f / (1.0f - d.p);
-  dropout_backward_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
-      dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
-  ERL_CUDA_LAUNCHED();
+  dropout_backward_into(l, dx, dout, n, d, index_offset);
 }
 
 }  // namespace erlangshen::cuda

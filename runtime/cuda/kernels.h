@@ -127,6 +127,9 @@ void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const floa
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
+//   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
+void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
+                      int64_t index_offset);
 //   attention_forward / attention_backward: qkv (B, T, 3C), out (B, T, C), dout, dqkv in fp32 or bf16 each; probs
 //                    (B, NH, T, T) and scratch (attention_scratch_elems(s)) stay fp32. The bf16-math attention with
 //                    bf16 Q/K/V and dO read in place and bf16 out / dqkv written by the GEMMs (attention.cu); bf16

@@ -45,13 +45,13 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   }
   // Recomputed probabilities of the live layer still need one (B, NH, T, T) block.
   if (r != Recompute::None) saved += int64_t(B) * s.heads_local * T * T;
-  // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dtmp, dln, dctx,
+  // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dln; dtmp, dctx,
   // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
   // masked rows (6 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
-  const int64_t other = 3 * N * C + 2 * N + 3 * N * C + 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl +
+  const int64_t other = 3 * N * C + 2 * N + 2 * N * C + 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl +
                         M * (6 * C + s.vocab_local + 6);
-  return (saved + other) * s.storage_bytes + (saved_act + N * Fl + 4 * N * Cl) * s.act_bytes;
+  return (saved + other) * s.storage_bytes + (saved_act + N * C + N * Fl + 4 * N * Cl) * s.act_bytes;
 }
 
 int64_t gemm_staging_bytes(const EncoderShape& s, int B, int T) {

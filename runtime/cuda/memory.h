@@ -39,7 +39,7 @@ struct EncoderShape {
   double masked_fraction = 0.15;  // share of tokens that reach the output layer (MLM)
   int storage_bytes = 4;          // bytes per saved activation element (4: fp32 storage of the current ops)
   int act_bytes = 4;              // bytes per element of the [act] tensors (model/activations.h: ln1, ln2, qkv, ctx,
-                                  // pre, act, dctx, dqkv, dact): 2 under train.activations=bf16
+                                  // pre, act, dtmp, dctx, dqkv, dact): 2 under train.activations=bf16
 };
 
 // Bytes of activations for a (micro_batch, seq_len) step under `recompute`.

@@ -261,6 +261,31 @@ TEST_F(CudaBf16Storage, BiasGeluBackward) {
 }
 
 // Misuse is an Error naming the op, not a wrong result.
+// dx = dropout'(dout) rounded once into bf16: the fp32 values are bit-equal on both backends (test_cuda_attention's
+// DropoutMasksBitForBit), and both round them to nearest even, so the bf16 bits must be equal too.
+TEST_F(CudaBf16Storage, DropoutBackwardBitForBit) {
+  for (float p : {0.0f, 0.1f}) {
+    for (int64_t offset : {int64_t(0), int64_t(3), int64_t(1) << 33}) {
+      const int64_t n = 4096 + 5;
+      SCOPED_TRACE(::testing::Message() << "p=" << p << " offset=" << offset);
+      DropoutSpec d;
+      d.p = p;
+      d.key = derive_key(7, RngPurpose::HiddenDropout, 3, 1, 0);
+      const std::vector<float> dout = randn(n, 41);
+      std::vector<bf16> dx_c(n);
+      ops::dropout_backward(cpu(), Act<float>::half(dx_c.data()), dout.data(), n, d, offset);
+      Dev<float> d_dout(dout);
+      Dev<bf16> d_dx(std::vector<bf16>(static_cast<size_t>(n)));
+      ops::dropout_backward(gpu(), Act<float>::half(d_dx.get()), d_dout.get(), n, d, offset);
+      sync();
+      const std::vector<bf16> dx_g = d_dx.host();
+      size_t differing = 0;
+      for (int64_t i = 0; i < n; ++i) differing += dx_g[i].bits != dx_c[i].bits;
+      EXPECT_EQ(differing, 0u);
+    }
+  }
+}
+
 TEST_F(CudaBf16Storage, RefusesWhatTheSemanticsExclude) {
   const int N = 16, C = 8, OC = 8;
   Dev<float> d_x(randn(size_t(N) * C, 1)), d_w(randn(size_t(OC) * C, 2)), d_b(randn(OC, 3)), d_f(size_t(N) * OC);
