@@ -29,26 +29,26 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
                                   tp_.rank() * heads_local_, config_.heads};
   LayerParams P(l);
   // attention block
-  ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, param(P("attention.ln.weight")),
-                         param(P("attention.ln.bias")), N, C, config_.layernorm_eps);
+  ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, value(P("attention.ln.weight")),
+                         value(P("attention.ln.bias")), N, C, config_.layernorm_eps);
   tp::copy_to_tp_forward(tp_, a.ln1, NC);
-  ops::matmul_forward(exec_, a.qkv, a.ln1, param(P("attention.self.query.weight")),
-                      param(P("attention.self.query.bias")), N, C, 3 * Cl);
+  ops::matmul_forward(exec_, a.qkv, a.ln1, gemm_weight(P("attention.self.query.weight")),
+                      value(P("attention.self.query.bias")), N, C, 3 * Cl);
   ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
                          dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
-  ops::matmul_forward(exec_, s.tmp, a.ctx, param(P("attention.output.dense.weight")),
-                      rank0 ? param(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
+  ops::matmul_forward(exec_, s.tmp, a.ctx, gemm_weight(P("attention.output.dense.weight")),
+                      rank0 ? value(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
   tp::reduce_from_tp_forward(tp_, s.tmp, NC);
   ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC,
                                 dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
   // MLP block
-  ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, param(P("ln.weight")), param(P("ln.bias")), N, C,
+  ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, value(P("ln.weight")), value(P("ln.bias")), N, C,
                          config_.layernorm_eps);
   tp::copy_to_tp_forward(tp_, a.ln2, NC);
-  ops::matmul_bias_gelu_forward(exec_, a.act, a.pre, a.ln2, param(P("intermediate.dense.weight")),
-                                param(P("intermediate.dense.bias")), N, C, Fl, config_.activation);
-  ops::matmul_forward(exec_, s.tmp, a.act, param(P("output.dense.weight")),
-                      rank0 ? param(P("output.dense.bias")) : nullptr, N, Fl, C);
+  ops::matmul_bias_gelu_forward(exec_, a.act, a.pre, a.ln2, gemm_weight(P("intermediate.dense.weight")),
+                                value(P("intermediate.dense.bias")), N, C, Fl, config_.activation);
+  ops::matmul_forward(exec_, s.tmp, a.act, gemm_weight(P("output.dense.weight")),
+                      rank0 ? value(P("output.dense.bias")) : nullptr, N, Fl, C);
   tp::reduce_from_tp_forward(tp_, s.tmp, NC);
   ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC,
                                 dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2), hidden_offset);
@@ -57,6 +57,7 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
 template <class T>
 const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const RngContext& rng) {
   reserve(host_in.B, host_in.T);
+  refresh_compute_weights();
   rng_ = rng;
   Acts& s = *acts_;
   const int B = host_in.B, Tn = host_in.T, C = config_.hidden;
@@ -71,11 +72,11 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   const int64_t hidden_offset = rng.sample_base * Tn * C;
 
   // embeddings (word lookup is vocab-parallel: rows outside this shard contribute 0, then all-reduce)
-  ops::word_embedding_forward(exec_, s.tmp, in.ids, param("bert.embeddings.word_embeddings.weight"), N, C, vocab_start_,
+  ops::word_embedding_forward(exec_, s.tmp, in.ids, value("bert.embeddings.word_embeddings.weight"), N, C, vocab_start_,
                               vocab_local_);
   tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-  ops::position_type_embedding_forward(exec_, s.tmp, in.types, param("bert.embeddings.position_embeddings.weight"),
-                                       param("bert.embeddings.token_type_embeddings.weight"), B, Tn, C);
+  ops::position_type_embedding_forward(exec_, s.tmp, in.types, value("bert.embeddings.position_embeddings.weight"),
+                                       value("bert.embeddings.token_type_embeddings.weight"), B, Tn, C);
   ops::dropout_residual_forward(exec_, s.emb, static_cast<const T*>(nullptr), s.tmp, NC,
                                 dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
 
@@ -84,8 +85,8 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
     layer_forward(l, x, s.layers[l]);
     x = s.layers[l].x2;
   }
-  ops::layernorm_forward(exec_, s.hidden, s.lnf_mean, s.lnf_rstd, x, param("bert.encoder.ln.weight"),
-                         param("bert.encoder.ln.bias"), N, C, config_.layernorm_eps);
+  ops::layernorm_forward(exec_, s.hidden, s.lnf_mean, s.lnf_rstd, x, value("bert.encoder.ln.weight"),
+                         value("bert.encoder.ln.bias"), N, C, config_.layernorm_eps);
   return s.hidden;
 }
 
@@ -105,7 +106,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   T* dres = s.dres;
   ops::fill(exec_, dres, NC, T(0));
   ops::layernorm_backward(exec_, dres, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
-                          param("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd, N, C);
+                          value("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd, N, C);
   grads_ready(layer_bounds_[config_.layers], table_.total());  // heads + final LayerNorm are final
 
   for (int l = config_.layers - 1; l >= 0; --l) {
@@ -120,20 +121,20 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
                           hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")), s.dtmp, a.act,
-                         param(P("output.dense.weight")), N, Fl, C);
+                         gemm_weight(P("output.dense.weight")), N, Fl, C);
     ops::bias_gelu_backward(exec_, s.dact, grad(P("intermediate.dense.bias")), s.dact, a.pre, N, Fl,
                             config_.activation);
     ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), static_cast<T*>(nullptr), s.dact, a.ln2,
-                         param(P("intermediate.dense.weight")), N, C, Fl);
+                         gemm_weight(P("intermediate.dense.weight")), N, C, Fl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
-    ops::layernorm_backward(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dln, a.x1, param(P("ln.weight")),
+    ops::layernorm_backward(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dln, a.x1, value(P("ln.weight")),
                             a.ln2_mean, a.ln2_rstd, N, C);
     // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x)
     ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1),
                           hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")), grad(P("attention.output.dense.bias")),
-                         s.dtmp, a.ctx, param(P("attention.output.dense.weight")), N, Cl, C);
+                         s.dtmp, a.ctx, gemm_weight(P("attention.output.dense.weight")), N, Cl, C);
     // Selective recompute: one probability block serves every layer; rebuild layer l's (a.ctx is rewritten with
     // the value it already holds; the out-projection gradient above has read it).
     if (recompute_ == Recompute::Selective)
@@ -142,10 +143,10 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape,
                             dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
     ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),
-                         s.dqkv, a.ln1, param(P("attention.self.query.weight")), N, C, 3 * Cl);
+                         s.dqkv, a.ln1, gemm_weight(P("attention.self.query.weight")), N, C, 3 * Cl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     ops::layernorm_backward(exec_, dres, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
-                            param(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd, N, C);
+                            value(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd, N, C);
     grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
   // embeddings (their gradient in fp32: s.dln is free once the layers are done)

@@ -19,7 +19,7 @@ void MegatronBert<T>::pooler_forward(const T* hidden, int B, int Tn) {
   for (int b = 0; b < B; ++b) host_index_[b] = b * Tn;
   copy_from_host(exec_, s.cls_index, host_index_.data(), B);
   ops::gather_rows(exec_, s.pool_in, hidden, s.cls_index, B, C);
-  ops::matmul_forward(exec_, s.pool_pre, s.pool_in, param("bert.pooler.dense.weight"), param("bert.pooler.dense.bias"),
+  ops::matmul_forward(exec_, s.pool_pre, s.pool_in, value("bert.pooler.dense.weight"), value("bert.pooler.dense.bias"),
                       B, C, C);
   ops::tanh_forward(exec_, s.pooled, s.pool_pre, static_cast<int64_t>(B) * C);
 }
@@ -31,7 +31,7 @@ void MegatronBert<T>::pooler_backward(const T* dpooled, T* dhidden, int B, int T
   const int C = config_.hidden;
   ops::tanh_backward(exec_, s.dpool_b, dpooled, s.pooled, static_cast<int64_t>(B) * C);
   ops::matmul_backward(exec_, s.dpool_a, grad("bert.pooler.dense.weight"), grad("bert.pooler.dense.bias"), s.dpool_b,
-                       s.pool_in, param("bert.pooler.dense.weight"), B, C, C);
+                       s.pool_in, value("bert.pooler.dense.weight"), B, C, C);
   ops::scatter_add_rows(exec_, dhidden, s.dpool_a, s.cls_index, B, C);
 }
 
@@ -61,16 +61,16 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   T* target = s.mlm_stats + 2 * M;
   if (M > 0) {
     ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
-    ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, param("cls.predictions.transform.dense.weight"),
-                        param("cls.predictions.transform.dense.bias"), M, C, C);
+    ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, value("cls.predictions.transform.dense.weight"),
+                        value("cls.predictions.transform.dense.bias"), M, C, C);
     ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
     ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
-                           param("cls.predictions.transform.LayerNorm.weight"),
-                           param("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+                           value("cls.predictions.transform.LayerNorm.weight"),
+                           value("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
     tp::copy_to_tp_forward(tp_, s.mlm_u, static_cast<size_t>(M) * C);
     if (Vl > 0)  // a TP shard made only of padding rows has no classes
-      ops::matmul_forward(exec_, s.mlm_logits, s.mlm_u, param("bert.embeddings.word_embeddings.weight"),
-                          param("cls.predictions.bias"), M, C, Vl);
+      ops::matmul_forward(exec_, s.mlm_logits, s.mlm_u, value("bert.embeddings.word_embeddings.weight"),
+                          value("cls.predictions.bias"), M, C, Vl);
     ops::ce_rowmax(exec_, rowmax, s.mlm_logits, M, Vl);
     if (tp_.size() > 1) tp_.all_reduce(rowmax, M, ReduceOp::Max);
     ops::ce_sumexp_target(exec_, sumexp, target, s.mlm_logits, rowmax, labels, M, Vl, vocab_start_);
@@ -86,8 +86,8 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
 
   // ---- pooler + SOP ----
   pooler_forward(hidden, B, Tn);
-  ops::matmul_forward(exec_, s.head_logits, s.pooled, param("cls.seq_relationship.weight"),
-                      param("cls.seq_relationship.bias"), B, C, 2);
+  ops::matmul_forward(exec_, s.head_logits, s.pooled, value("cls.seq_relationship.weight"),
+                      value("cls.seq_relationship.bias"), B, C, 2);
   ERL_CHECK(static_cast<int>(batch.sop_labels.size()) == B, "batch sop_labels has the wrong size");
   copy_from_host(exec_, s.head_labels, batch.sop_labels.data(), B);
   ops::ce_rowmax(exec_, s.head_rowmax, s.head_logits, B, 2);
@@ -113,9 +113,9 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
     if (Vl > 0) {
       ops::matmul_backward(exec_, static_cast<T*>(nullptr), grad("bert.embeddings.word_embeddings.weight"),
                            grad("cls.predictions.bias"), s.mlm_logits, s.mlm_u,
-                           param("bert.embeddings.word_embeddings.weight"), M, C, Vl);
+                           value("bert.embeddings.word_embeddings.weight"), M, C, Vl);
       ops::matmul_backward(exec_, du, static_cast<T*>(nullptr), static_cast<T*>(nullptr), s.mlm_logits, s.mlm_u,
-                           param("bert.embeddings.word_embeddings.weight"), M, C, Vl);
+                           value("bert.embeddings.word_embeddings.weight"), M, C, Vl);
     } else {
       ops::fill(exec_, du, static_cast<int64_t>(M) * C, T(0));
     }
@@ -126,17 +126,17 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
     ops::fill(exec_, dt, static_cast<int64_t>(M) * C, T(0));
     ops::layernorm_backward(exec_, dt, grad("cls.predictions.transform.LayerNorm.weight"),
                             grad("cls.predictions.transform.LayerNorm.bias"), du, s.mlm_a,
-                            param("cls.predictions.transform.LayerNorm.weight"), s.mlm_mean, s.mlm_rstd, M, C);
+                            value("cls.predictions.transform.LayerNorm.weight"), s.mlm_mean, s.mlm_rstd, M, C);
     ops::bias_gelu_backward(exec_, dt, static_cast<T*>(nullptr), dt, s.mlm_t, M, C, config_.activation);
     ops::matmul_backward(exec_, s.mlm_a, grad("cls.predictions.transform.dense.weight"),
                          grad("cls.predictions.transform.dense.bias"), dt, s.mlm_g,
-                         param("cls.predictions.transform.dense.weight"), M, C, C);
+                         value("cls.predictions.transform.dense.weight"), M, C, C);
     ops::scatter_add_rows(exec_, dhidden, s.mlm_a, positions, M, C);
   }
   ops::fill(exec_, s.head_dloss, B, static_cast<T>(1.0 / sop_denominator));
   ops::ce_backward(exec_, s.head_logits, s.head_logits, s.head_rowmax, s.head_sumexp, s.head_labels, s.head_dloss, B, 2, 0);
   ops::matmul_backward(exec_, s.pool_drop, grad("cls.seq_relationship.weight"), grad("cls.seq_relationship.bias"),
-                       s.head_logits, s.pooled, param("cls.seq_relationship.weight"), B, C, 2);
+                       s.head_logits, s.pooled, value("cls.seq_relationship.weight"), B, C, 2);
   pooler_backward(s.pool_drop, dhidden, B, Tn);
   encode_backward(dhidden);
   return out;
@@ -152,7 +152,7 @@ void MegatronBert<T>::classify_forward(const EncoderInputs& in, const RngContext
   ops::dropout_residual_forward(exec_, s.pool_drop, static_cast<const T*>(nullptr), s.pooled,
                                 static_cast<int64_t>(B) * C, dropout_spec(RngPurpose::ClassifierDropout, 0, 0, dropout_),
                                 rng.sample_base * C);
-  ops::matmul_forward(exec_, logits, s.pool_drop, param("classifier.weight"), param("classifier.bias"), B, C, K);
+  ops::matmul_forward(exec_, logits, s.pool_drop, value("classifier.weight"), value("classifier.bias"), B, C, K);
 }
 
 template <class T>
@@ -162,7 +162,7 @@ void MegatronBert<T>::classify_backward(const T* dlogits) {
   T* dhidden = s.dln;
   ops::fill(exec_, dhidden, static_cast<int64_t>(B) * Tn * C, T(0));
   ops::matmul_backward(exec_, s.dpool_a, grad("classifier.weight"), grad("classifier.bias"), dlogits, s.pool_drop,
-                       param("classifier.weight"), B, C, K);
+                       value("classifier.weight"), B, C, K);
   // pool_drop (the classifier input) is no longer needed: it takes dpooled, since pooler_backward uses
   // dpool_a/dpool_b as scratch.
   ops::dropout_backward(exec_, s.pool_drop, s.dpool_a, static_cast<int64_t>(B) * C,
@@ -180,13 +180,13 @@ void MegatronBert<T>::mlm_logits(const EncoderInputs& in, const int32_t* positio
   const int C = config_.hidden;
   positions = stage_input(exec_, s.mlm_positions, positions, M);
   ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
-  ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, param("cls.predictions.transform.dense.weight"),
-                      param("cls.predictions.transform.dense.bias"), M, C, C);
+  ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, value("cls.predictions.transform.dense.weight"),
+                      value("cls.predictions.transform.dense.bias"), M, C, C);
   ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
   ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
-                         param("cls.predictions.transform.LayerNorm.weight"),
-                         param("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
-  ops::matmul_forward(exec_, out, s.mlm_u, param("bert.embeddings.word_embeddings.weight"), param("cls.predictions.bias"),
+                         value("cls.predictions.transform.LayerNorm.weight"),
+                         value("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+  ops::matmul_forward(exec_, out, s.mlm_u, value("bert.embeddings.word_embeddings.weight"), value("cls.predictions.bias"),
                       M, C, vocab_local_);
 }
 

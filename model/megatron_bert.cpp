@@ -61,12 +61,12 @@ bool MegatronBert<T>::owns(const void* p, size_t bytes) const {
 template <class T>
 void MegatronBert<T>::initialize(uint64_t seed) {
   if (!exec_.on_device()) {
-    initialize_parameters(table_, params_.data(), seed);
+    initialize_parameters(table_, params(), seed);
     return;
   }
   std::vector<T> host(params_.size(), T(0));
   initialize_parameters(table_, host.data(), seed);
-  upload_params(host.data());
+  upload_params(host.data());  // marks the compute copy stale
   synchronize(exec_);  // `host` is freed on return
 }
 
@@ -178,6 +178,25 @@ void MegatronBert<T>::set_activation_storage(ActivationStorage s) {
   ERL_CHECK((s == ActivationStorage::FP32 || std::is_same_v<T, float>), "bf16 activation storage needs a float model");
   activations_ = s;
   cap_B_ = cap_T_ = 0;  // the next reserve re-plans the arena
+  compute_weights_ = s == ActivationStorage::BF16 ? Buffer<bf16>(exec_, params_.size(), "bf16 compute weights")
+                                                  : Buffer<bf16>();
+  compute_weights_stale_ = true;
+}
+
+template <class T>
+void MegatronBert<T>::refresh_compute_weights() {
+  if (compute_weights_.empty() || !compute_weights_stale_) return;
+  if constexpr (std::is_same_v<T, float>)
+    ops_bf16::copy_rounded_to_bf16(exec_, compute_weights_.data(), params_.data(), static_cast<int64_t>(params_.size()));
+  compute_weights_stale_ = false;
+}
+
+template <class T>
+Act<const T> MegatronBert<T>::gemm_weight(const std::string& name) const {
+  const size_t offset = table_.at(name).offset;
+  if (compute_weights_.empty()) return Act<const T>(params_.data() + offset);
+  ERL_CHECK(!compute_weights_stale_, "MegatronBert: the bf16 compute weights are stale (refresh before the forward)");
+  return Act<const T>::half(compute_weights_.data() + offset);
 }
 
 template <class T>

@@ -65,17 +65,27 @@ class MegatronBert {
   const ModelConfig& config() const { return config_; }
   const ParamTable& table() const { return table_; }
   const Exec& exec() const { return exec_; }
-  // Flat buffers in the Exec's memory (device pointers on CUDA).
-  T* params() { return params_.data(); }
+  // Flat buffers in the Exec's memory (device pointers on CUDA). Writable access to the parameters marks the bf16
+  // compute copy (bf16 activation storage) stale: the next forward refreshes it.
+  T* params() {
+    weights_changed();
+    return params_.data();
+  }
   T* grads() { return grads_.data(); }
   const T* params() const { return params_.data(); }
   size_t num_params() const { return params_.size(); }
-  T* param(const std::string& name) { return params_.data() + table_.at(name).offset; }
+  T* param(const std::string& name) {
+    weights_changed();
+    return params_.data() + table_.at(name).offset;
+  }
   T* grad(const std::string& name) { return grads_.data() + table_.at(name).offset; }
   // Host copies of the flat buffers (num_params() elements): checkpoint save/load, export, weight loading,
   // tests. On the CPU plain copies (no-ops when `host` is params() itself); on CUDA device <-> host.
   void download_params(T* host) const { params_.copy_to_host(host, 0, params_.size()); }
-  void upload_params(const T* host) { params_.copy_from_host(host, 0, params_.size()); }
+  void upload_params(const T* host) {
+    weights_changed();
+    params_.copy_from_host(host, 0, params_.size());
+  }
   std::vector<T> params_to_host() const { return params_.to_host(); }
   std::vector<T> grads_to_host() const { return grads_.to_host(); }
   // Runs edit(T* host_params) on the parameter values in host memory (weight loading): params() itself on the
@@ -99,7 +109,9 @@ class MegatronBert {
   void set_recompute(Recompute r);
   Recompute recompute() const { return recompute_; }
   // Storage of the large activations and backward temporaries (runtime/act.h, model/activations.h [act]): T, or
-  // bf16 (float models) to halve their memory and traffic; the math stays fp32. Set before the first step.
+  // bf16 (float models) to halve their memory and traffic; the math stays fp32. Set before the first step. bf16
+  // also keeps a bf16 compute copy of the parameters for the encoder's GEMMs (the values those GEMMs would round
+  // the fp32 weights to, so results are unchanged), refreshed at the first forward after any write access above.
   void set_activation_storage(ActivationStorage s);
   ActivationStorage activation_storage() const { return activations_; }
 
@@ -141,6 +153,12 @@ class MegatronBert {
   struct Acts;
   void plan_arena(Arena& arena, int B, int Tn);
   const T* encode_forward(const EncoderInputs& in, const RngContext& rng);
+  // Parameter values for the ops (read-only: does not mark the compute copy stale).
+  const T* value(const std::string& name) const { return params_.data() + table_.at(name).offset; }
+  // A GEMM weight: the bf16 compute copy under bf16 activation storage, else the T values.
+  Act<const T> gemm_weight(const std::string& name) const;
+  void weights_changed() { compute_weights_stale_ = true; }
+  void refresh_compute_weights();
   // Layer l from its input x (N, C) to a.x2, saving what backward reads into `a`.
   void layer_forward(int l, const T* x, LayerActs& a);
   void encode_backward(T* dhidden);  // dhidden (N, C) = gradient at the final LayerNorm output; consumed
@@ -156,6 +174,8 @@ class MegatronBert {
   Exec exec_;
   ParamTable table_;
   Buffer<T> params_, grads_;
+  Buffer<bf16> compute_weights_;  // bf16 copy of params_ (bf16 activation storage only)
+  bool compute_weights_stale_ = true;
   int heads_local_, hidden_local_, ffn_local_, vocab_start_, vocab_local_;
   Arena arena_, head_arena_;
   int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;

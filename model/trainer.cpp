@@ -41,7 +41,8 @@ cuda::TrainingMemoryRequest device_memory_request(const Config& config, int tp_r
 
 // On CUDA, before anything is allocated: the device memory plan of this configuration (runtime/cuda/memory.h),
 // logged on rank 0 and checked against free device memory (check_fits fails with the setting that would fit).
-// The plan also counts a bf16 parameter copy that the fp32 ops do not allocate yet, so it errs on the safe side.
+// The plan counts the bf16 compute copy of the parameters, which the model allocates under train.activations=bf16
+// (with fp32 storage the GEMMs round the fp32 weights instead, and the plan errs on the safe side by 2 bytes each).
 Exec check_device_memory(const Config& config, const TrainerGroups& groups, const Logger& log, Exec exec) {
   if (!exec.on_device()) return exec;
 #if defined(ERLANGSHEN_HAVE_CUDA)

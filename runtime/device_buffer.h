@@ -96,7 +96,7 @@ class Buffer {
       device_ = RawMemory(Device::CUDA, n * sizeof(T), what);
       zero_bytes(x, device_.data(), n * sizeof(T));
     } else {
-      host_.assign(n, T(0));
+      host_.assign(n, T{});
     }
   }
 

@@ -52,19 +52,23 @@ namespace ops {
 
 // Ops whose activation tensors may be stored in bf16 take them as Act (runtime/act.h; a T* converts implicitly).
 // With every Act in T storage they run exactly as before; with any in bf16 (float models only) they go to
-// runtime/ops_bf16.h. T is deduced from the plain pointer arguments (weights, statistics), never from an Act.
+// runtime/ops_bf16.h. T is deduced from the plain pointer arguments (biases, gradients, statistics), never from an
+// Act; where none is a typed pointer, name it: ops::matmul_forward<float>(...).
+// A GEMM weight is an Act too: T storage, or the model's bf16 compute copy under bf16 storage (the same values the
+// GEMM would round the T weight to; a bf16 weight needs bf16 storage somewhere in the op's tensors).
 template <class T>
-void matmul_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<const no_deduce_t<T>> inp, const T* w, const T* b,
-                    int N, int C, int OC, bool acc = false) {
-  if (out.is_bf16() || inp.is_bf16()) ERL_BF16_ROUTE(matmul_forward, out, inp, w, b, N, C, OC, acc);
-  ERL_DISPATCH(matmul_forward, out.f, inp.f, w, b, N, C, OC, acc);
+void matmul_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<const no_deduce_t<T>> inp,
+                    Act<const no_deduce_t<T>> w, const T* b, int N, int C, int OC, bool acc = false) {
+  if (out.is_bf16() || inp.is_bf16() || w.is_bf16()) ERL_BF16_ROUTE(matmul_forward, out, inp, w, b, N, C, OC, acc);
+  ERL_DISPATCH(matmul_forward, out.f, inp.f, w.f, b, N, C, OC, acc);
 }
 template <class T>
 void matmul_backward(const Exec& x, Act<no_deduce_t<T>> dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
-                     Act<const no_deduce_t<T>> inp, const T* w, int N, int C, int OC, bool acc_dinp = false) {
-  if (dinp.is_bf16() || dout.is_bf16() || inp.is_bf16())
+                     Act<const no_deduce_t<T>> inp, Act<const no_deduce_t<T>> w, int N, int C, int OC,
+                     bool acc_dinp = false) {
+  if (dinp.is_bf16() || dout.is_bf16() || inp.is_bf16() || w.is_bf16())
     ERL_BF16_ROUTE(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp);
-  ERL_DISPATCH(matmul_backward, dinp.f, dw, db, dout.f, inp.f, w, N, C, OC, acc_dinp);
+  ERL_DISPATCH(matmul_backward, dinp.f, dw, db, dout.f, inp.f, w.f, N, C, OC, acc_dinp);
 }
 template <class T>
 void word_embedding_forward(const Exec& x, T* out, const int32_t* ids, const T* word, int N, int C, int v0, int Vl) {
@@ -104,17 +108,17 @@ void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int 
 // backend, and exact GeLU, run the GEMM then the bias + GeLU pass.
 template <class T>
 void matmul_bias_gelu_forward(const Exec& x, Act<no_deduce_t<T>> act, Act<no_deduce_t<T>> pre,
-                              Act<const no_deduce_t<T>> inp, const T* w, const T* b, int N, int C, int OC,
-                              Activation kind) {
-  if (act.is_bf16() || pre.is_bf16() || inp.is_bf16())
+                              Act<const no_deduce_t<T>> inp, Act<const no_deduce_t<T>> w, const T* b, int N, int C,
+                              int OC, Activation kind) {
+  if (act.is_bf16() || pre.is_bf16() || inp.is_bf16() || w.is_bf16())
     ERL_BF16_ROUTE(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC, kind);
   if constexpr (std::is_same_v<T, float>) {
     if (x.device == Device::CUDA && kind == Activation::GeluTanh && b != nullptr) {
-      ERL_CUDA_CALL(matmul_bias_gelu_forward, act.f, pre.f, inp.f, w, b, N, C, OC);
+      ERL_CUDA_CALL(matmul_bias_gelu_forward, act.f, pre.f, inp.f, w.f, b, N, C, OC);
       return;
     }
   }
-  matmul_forward(x, pre.f, inp.f, w, static_cast<const T*>(nullptr), N, C, OC);
+  matmul_forward<T>(x, pre.f, inp.f, w.f, static_cast<const T*>(nullptr), N, C, OC);
   bias_gelu_forward(x, act.f, pre.f, b, N, OC, kind);
 }
 template <class T>

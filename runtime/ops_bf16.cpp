@@ -61,8 +61,16 @@ void add_column_sums(float* db, Act<const float> g, int N, int C) {
 
 }  // namespace
 
-void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, const float* w, const float* b, int N, int C,
-                    int OC, bool accumulate) {
+void copy_rounded_to_bf16(const Exec& x, bf16* dst, const float* src, int64_t n) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (x.on_device()) return cuda::float_to_bf16(launch(x), reinterpret_cast<uint16_t*>(dst), src, n);
+#endif
+  ERL_CHECK(!x.on_device(), "this build has no CUDA backend");
+  for (int64_t i = 0; i < n; ++i) dst[i] = to_bf16(src[i]);
+}
+
+void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, Act<const float> w, const float* b, int N,
+                    int C, int OC, bool accumulate) {
   ERL_CHECK(!(accumulate && out.is_bf16()), "matmul_forward: accumulating into bf16 storage is not supported");
   if (x.on_device()) ERL_BF16_CUDA(matmul_forward, out, inp, w, b, N, C, OC, accumulate);
   const size_t NO = static_cast<size_t>(N) * OC;
@@ -73,7 +81,7 @@ void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, const f
   store(out, o);
 }
 
-void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act<const float> inp, const float* w,
+void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act<const float> inp, Act<const float> w,
                               const float* b, int N, int C, int OC, Activation kind) {
   ERL_CHECK(act.is_bf16() == pre.is_bf16(), "matmul_bias_gelu_forward: act and pre must have the same storage");
   if (x.on_device() && kind == Activation::GeluTanh && b != nullptr)
@@ -93,7 +101,7 @@ void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act
 }
 
 void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
-                     const float* w, int N, int C, int OC, bool accumulate_dinp) {
+                     Act<const float> w, int N, int C, int OC, bool accumulate_dinp) {
   ERL_CHECK(!(accumulate_dinp && dinp.is_bf16()), "matmul_backward: accumulating into bf16 storage is not supported");
   if (x.on_device()) ERL_BF16_CUDA(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, accumulate_dinp);
   const size_t NC = static_cast<size_t>(N) * C;

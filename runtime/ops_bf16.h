@@ -10,15 +10,18 @@
 
 namespace erlangshen::ops_bf16 {
 
+// dst (n) = src rounded to bf16 (RNE): the model's bf16 compute copy of its parameters
+void copy_rounded_to_bf16(const Exec& x, bf16* dst, const float* src, int64_t n);
+
 // out (N, OC) (+)= inp (N, C) @ w (OC, C)^T + b          (accumulate only with an fp32 out)
-void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, const float* w, const float* b, int N, int C,
-                    int OC, bool accumulate);
+void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, Act<const float> w, const float* b, int N,
+                    int C, int OC, bool accumulate);
 // pre (N, OC) = inp @ w^T + b;  act = gelu(pre before rounding)   (act, pre: both fp32 or both bf16)
-void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act<const float> inp, const float* w,
+void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act<const float> inp, Act<const float> w,
                               const float* b, int N, int C, int OC, Activation kind);
 // dinp (N, C) (+)= dout @ w;  dw (OC, C) += dout^T @ inp;  db (OC) += sum_n dout (as stored)
 void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
-                     const float* w, int N, int C, int OC, bool accumulate_dinp);
+                     Act<const float> w, int N, int C, int OC, bool accumulate_dinp);
 // out (N, C) = LN(inp) rounded to out's storage; mean, rstd (N) fp32
 void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, const float* inp, const float* w,
                        const float* b, int N, int C, double eps);

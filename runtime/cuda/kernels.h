@@ -117,12 +117,13 @@ void add_inplace(Launch l, float* y, const float* x, int64_t n);
 //                    dbias (OC) += sum_n dout (as stored).
 //   layernorm_forward: out in bf16, mean / rstd fp32.
 //   bias_gelu_backward: dpre = dact * gelu'(pre) (may alias dact), dbias += sum_n dpre (as stored).
-void matmul_forward(Launch l, Act<float> out, Act<const float> inp, const float* weight, const float* bias, int N,
+// The weight of these three is fp32 or the model's bf16 compute copy (read in place, not rounded again).
+void matmul_forward(Launch l, Act<float> out, Act<const float> inp, Act<const float> weight, const float* bias, int N,
                     int C, int OC, bool accumulate);
-void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, const float* weight,
+void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, Act<const float> weight,
                               const float* bias, int N, int C, int OC);
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
-                     Act<const float> inp, const float* weight, int N, int C, int OC, bool accumulate_dinp);
+                     Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp);
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,

@@ -18,7 +18,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-GemmArgs forward_args(void* out, const void* inp, const float* weight, int N, int C, int OC, bool accumulate) {
+GemmArgs forward_args(void* out, const void* inp, const void* weight, int N, int C, int OC, bool accumulate) {
   GemmArgs g;
   g.trans_a = true;  // W stored column-major (C, OC)
   g.m = OC, g.n = N, g.k = C;
@@ -58,29 +58,36 @@ void gemm_bf16_storage(const Launch& l, const char* op, const GemmArgs& g) {
 }
 
 // MathMode::BF16 with both dinp and dweight and an fp32 dout: dout is rounded to bf16 once for the two GEMMs
-// (gemm() would round it once per call), then W for dgrad and inp (when fp32; a bf16 inp is read in place) for
-// wgrad into the same second slot of the staging:
+// (gemm() would round it once per call), then W for dgrad and inp for wgrad (each when fp32; a bf16 weight - the
+// model's compute copy - or inp is read in place) into the same second slot of the staging:
 //   [dout16 (N OC)][W16 (OC C), then inp16 (N C)]
 // The GEMMs' operands live in the staging, so they must have cuBLASLt algorithms (gemm.cuh): every dimension a
-// multiple of 8 (bf16 tensor-core layouts) and the bf16 tensors they touch in place (a bf16 dinp or inp) 16-byte
-// aligned; other cases take gemm()'s per-call staging. A bf16 dout needs no rounding: per-call GEMMs then stage
-// only W and an fp32 inp.
+// multiple of 8 (bf16 tensor-core layouts) and the bf16 tensors they touch in place (a bf16 dinp, inp or weight)
+// 16-byte aligned; other cases take gemm()'s per-call staging. A bf16 dout needs no rounding: per-call GEMMs then
+// stage only an fp32 W and an fp32 inp.
 bool matmul_backward_shared_dout(const Launch& l, Act<float> dinp, float* dweight, Act<const float> dout,
-                                 Act<const float> inp, const float* weight, int N, int C, int OC,
+                                 Act<const float> inp, Act<const float> weight, int N, int C, int OC,
                                  bool accumulate_dinp) {
   Context& ctx = need_context(l, "matmul_backward");
   if (ctx.math() != MathMode::BF16 || dinp.empty() || !dweight || dout.is_bf16() || N % 8 || C % 8 || OC % 8)
     return false;
-  if ((dinp.is_bf16() && !aligned16(dinp.h)) || (inp.is_bf16() && !aligned16(inp.h))) return false;
+  for (const void* p : {static_cast<const void*>(dinp.h), static_cast<const void*>(inp.h),
+                        static_cast<const void*>(weight.h)})
+    if (p != nullptr && !aligned16(p)) return false;
   const int64_t n_dout = int64_t(N) * OC;
-  const int64_t n_other = inp.is_bf16() ? int64_t(OC) * C : std::max(int64_t(OC) * C, int64_t(N) * C);
+  const int64_t n_other = std::max(weight.is_bf16() ? int64_t(0) : int64_t(OC) * C,
+                                   inp.is_bf16() ? int64_t(0) : int64_t(N) * C);
   const int64_t other_offset = round_up_256(2 * n_dout);
   char* stage = static_cast<char*>(ctx.staging(static_cast<size_t>(other_offset + round_up_256(2 * n_other))));
   auto* dout16 = reinterpret_cast<uint16_t*>(stage);
   auto* other16 = reinterpret_cast<uint16_t*>(stage + other_offset);
   float_to_bf16(l, dout16, dout.f, n_dout);
-  float_to_bf16(l, other16, weight, int64_t(OC) * C);
-  GemmArgs g = dgrad_args(data_of(dinp), dout16, other16, N, C, OC, accumulate_dinp);
+  const void* weight16 = weight.h;
+  if (!weight.is_bf16()) {
+    float_to_bf16(l, other16, weight.f, int64_t(OC) * C);
+    weight16 = other16;
+  }
+  GemmArgs g = dgrad_args(data_of(dinp), dout16, weight16, N, C, OC, accumulate_dinp);
   g.a_type = g.b_type = CUDA_R_16BF;
   g.c_type = type_of(dinp);
   gemm(l, "matmul_backward", g);
@@ -139,14 +146,16 @@ void matmul_backward(Launch l, float* dinp, float* dweight, float* dbias, const 
 // ---- bf16 activation storage ----
 // With every tensor fp32 these are the fp32 ops above (under MathMode::BF16: the same semantics).
 
-void matmul_forward(Launch l, Act<float> out, Act<const float> inp, const float* weight, const float* bias, int N,
+void matmul_forward(Launch l, Act<float> out, Act<const float> inp, Act<const float> weight, const float* bias, int N,
                     int C, int OC, bool accumulate) {
   need_bf16_storage_context(l, "matmul_forward");
-  ERL_CHECK(!out.empty() && !inp.empty(), "cuda::matmul_forward: out and inp are required");
+  ERL_CHECK(!out.empty() && !inp.empty() && !weight.empty(), "cuda::matmul_forward: out, inp and weight are required");
   ERL_CHECK(!(accumulate && out.is_bf16()), "cuda::matmul_forward: accumulating into bf16 storage is not supported");
-  if (!out.is_bf16() && !inp.is_bf16()) return matmul_forward(l, out.f, inp.f, weight, bias, N, C, OC, accumulate);
+  if (!out.is_bf16() && !inp.is_bf16() && !weight.is_bf16())
+    return matmul_forward(l, out.f, inp.f, weight.f, bias, N, C, OC, accumulate);
   // C(OC, N) = W16 @ inp^T (+ bias on the epilogue, fp32), D in out's type
-  GemmArgs g = forward_args(data_of(out), data_of(inp), weight, N, C, OC, accumulate);
+  GemmArgs g = forward_args(data_of(out), data_of(inp), data_of(weight), N, C, OC, accumulate);
+  g.a_type = type_of(weight);
   g.b_type = type_of(inp);
   g.c_type = type_of(out);
   if (bias) {
@@ -156,15 +165,18 @@ void matmul_forward(Launch l, Act<float> out, Act<const float> inp, const float*
   gemm_bf16_storage(l, "matmul_forward", g);
 }
 
-void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, const float* weight,
-                              const float* bias, int N, int C, int OC) {
+void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp,
+                              Act<const float> weight, const float* bias, int N, int C, int OC) {
   need_bf16_storage_context(l, "matmul_bias_gelu_forward");
-  ERL_CHECK(!act.empty() && !pre.empty() && !inp.empty(), "cuda::matmul_bias_gelu_forward: act, pre, inp are required");
+  ERL_CHECK(!act.empty() && !pre.empty() && !inp.empty() && !weight.empty(),
+            "cuda::matmul_bias_gelu_forward: act, pre, inp and weight are required");
   ERL_CHECK(act.is_bf16() == pre.is_bf16(), "cuda::matmul_bias_gelu_forward: act and pre must have the same storage");
   ERL_CHECK(bias != nullptr, "cuda::matmul_bias_gelu_forward: bf16 storage needs the bias");
-  if (!act.is_bf16() && !inp.is_bf16()) return matmul_bias_gelu_forward(l, act.f, pre.f, inp.f, weight, bias, N, C, OC);
+  if (!act.is_bf16() && !inp.is_bf16() && !weight.is_bf16())
+    return matmul_bias_gelu_forward(l, act.f, pre.f, inp.f, weight.f, bias, N, C, OC);
   // C(OC, N) = W16 @ inp^T; GELU_AUX_BIAS: aux (pre) = C + bias, D (act) = gelu(C + bias), both in act's type
-  GemmArgs g = forward_args(data_of(act), data_of(inp), weight, N, C, OC, false);
+  GemmArgs g = forward_args(data_of(act), data_of(inp), data_of(weight), N, C, OC, false);
+  g.a_type = type_of(weight);
   g.b_type = type_of(inp);
   g.c_type = type_of(act);
   g.epilogue = Epilogue::GeluAuxBias;
@@ -175,16 +187,18 @@ void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<cons
 }
 
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
-                     Act<const float> inp, const float* weight, int N, int C, int OC, bool accumulate_dinp) {
+                     Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp) {
   need_bf16_storage_context(l, "matmul_backward");
-  ERL_CHECK(!dout.empty() && (!dweight || !inp.empty()), "cuda::matmul_backward: dout (and inp for dweight) required");
+  ERL_CHECK(!dout.empty() && (!dweight || !inp.empty()) && (dinp.empty() || !weight.empty()),
+            "cuda::matmul_backward: dout (and inp for dweight, weight for dinp) required");
   ERL_CHECK(!(accumulate_dinp && dinp.is_bf16()),
             "cuda::matmul_backward: accumulating into bf16 storage is not supported");
-  if (!dinp.is_bf16() && !dout.is_bf16() && !inp.is_bf16())
-    return matmul_backward(l, dinp.f, dweight, dbias, dout.f, inp.f, weight, N, C, OC, accumulate_dinp);
+  if (!dinp.is_bf16() && !dout.is_bf16() && !inp.is_bf16() && !weight.is_bf16())
+    return matmul_backward(l, dinp.f, dweight, dbias, dout.f, inp.f, weight.f, N, C, OC, accumulate_dinp);
   if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp)) {
     if (!dinp.empty()) {  // C(C, N) = W16 @ dout^T, D in dinp's type
-      GemmArgs g = dgrad_args(data_of(dinp), data_of(dout), weight, N, C, OC, accumulate_dinp);
+      GemmArgs g = dgrad_args(data_of(dinp), data_of(dout), data_of(weight), N, C, OC, accumulate_dinp);
+      g.a_type = type_of(weight);
       g.b_type = type_of(dout);
       g.c_type = type_of(dinp);
       gemm_bf16_storage(l, "matmul_backward", g);

@@ -113,22 +113,26 @@ TEST_F(CudaBf16Storage, MatmulForward) {
   for (const Shape& k : kShapes) {
     const auto x = randn(size_t(k.N) * k.C, 1), w = randn(size_t(k.OC) * k.C, 2, 0.05f), b = randn(k.OC, 3),
                out0 = randn(size_t(k.N) * k.OC, 5);
-    Dev<float> d_w(w), d_b(b);
-    for (bool inp_bf : {false, true}) {
-      for (bool out_bf : {false, true}) {
-        if (!inp_bf && !out_bf) continue;                // all fp32: the fp32 op (test_cuda_dense)
-        for (int variant = 0; variant < 3; ++variant) {  // bias; no bias; bias + accumulate (fp32 out only)
-          const bool with_bias = variant != 1, accumulate = variant == 2;
-          if (accumulate && out_bf) continue;
-          SCOPED_TRACE(::testing::Message()
-                       << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " inp " << storage(inp_bf) << " out "
-                       << storage(out_bf) << " bias " << with_bias << " accumulate " << accumulate);
-          Stored inp(x, inp_bf), out(out0, out_bf);
-          ops::matmul_forward(cpu(), out.cpu(), inp.cpu(), w.data(), with_bias ? b.data() : nullptr, k.N, k.C, k.OC,
-                              accumulate);
-          ops::matmul_forward(gpu(), out.gpu(), inp.gpu(), d_w.get(), with_bias ? d_b.get() : nullptr, k.N, k.C, k.OC,
-                              accumulate);
-          EXPECT_TRUE(matches(out, kFp32Rtol));
+    Dev<float> d_b(b);
+    for (bool w_bf : {false, true}) {  // the weight in fp32, or as the model's bf16 compute copy (the same values)
+      Stored weight(w, w_bf);
+      for (bool inp_bf : {false, true}) {
+        for (bool out_bf : {false, true}) {
+          if (!inp_bf && !out_bf && !w_bf) continue;       // all fp32: the fp32 op (test_cuda_dense)
+          for (int variant = 0; variant < 3; ++variant) {  // bias; no bias; bias + accumulate (fp32 out only)
+            const bool with_bias = variant != 1, accumulate = variant == 2;
+            if (accumulate && out_bf) continue;
+            SCOPED_TRACE(::testing::Message()
+                         << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " weight " << storage(w_bf) << " inp "
+                         << storage(inp_bf) << " out " << storage(out_bf) << " bias " << with_bias << " accumulate "
+                         << accumulate);
+            Stored inp(x, inp_bf), out(out0, out_bf);
+            ops::matmul_forward(cpu(), out.cpu(), inp.cpu(), weight.cpu(), with_bias ? b.data() : nullptr, k.N, k.C,
+                                k.OC, accumulate);
+            ops::matmul_forward(gpu(), out.gpu(), inp.gpu(), weight.gpu(), with_bias ? d_b.get() : nullptr, k.N, k.C,
+                                k.OC, accumulate);
+            EXPECT_TRUE(matches(out, kFp32Rtol));
+          }
         }
       }
     }
@@ -163,34 +167,36 @@ TEST_F(CudaBf16Storage, MatmulBackward) {
     const auto x = randn(size_t(k.N) * k.C, 1), w = randn(size_t(k.OC) * k.C, 2, 0.05f),
                dy = randn(size_t(k.N) * k.OC, 4), dinp0 = randn(size_t(k.N) * k.C, 6), dw0 = randn(w.size(), 7),
                db0 = randn(k.OC, 8);
-    Dev<float> d_w(w);
-    for (bool dout_bf : {false, true}) {
-      for (bool inp_bf : {false, true}) {
-        for (Dinp di : {Dinp::None, Dinp::Fp32, Dinp::Bf16}) {
-          if (!dout_bf && !inp_bf && di != Dinp::Bf16) continue;  // all fp32: the fp32 op
-          const bool accumulate = di == Dinp::Fp32;               // bf16 dinp is overwrite-only
-          const bool with_bias = dout_bf != inp_bf;               // dbias on half of the cases
-          SCOPED_TRACE(::testing::Message()
-                       << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " dout " << storage(dout_bf) << " inp "
-                       << storage(inp_bf) << " dinp " << (di == Dinp::None ? "none" : storage(di == Dinp::Bf16))
-                       << " dbias " << with_bias);
-          Stored dout(dy, dout_bf), inp(x, inp_bf), dinp(dinp0, di == Dinp::Bf16);
-          std::vector<float> dw_c = dw0, db_c = db0;
-          Dev<float> d_dw(dw0), d_db(db0);
-          const bool has_dinp = di != Dinp::None;
-          ops::matmul_backward(cpu(), has_dinp ? dinp.cpu() : Act<float>(), dw_c.data(),
-                               with_bias ? db_c.data() : nullptr, dout.cpu(), inp.cpu(), w.data(), k.N, k.C, k.OC,
-                               accumulate);
-          ops::matmul_backward(gpu(), has_dinp ? dinp.gpu() : Act<float>(), d_dw.get(),
-                               with_bias ? d_db.get() : nullptr, dout.gpu(), inp.gpu(), d_w.get(), k.N, k.C, k.OC,
-                               accumulate);
-          if (has_dinp) {
-            EXPECT_TRUE(matches(dinp, kFp32Rtol)) << "dinp";
-          }
-          EXPECT_TRUE(close(d_dw.host(), dw_c, kFp32Rtol)) << "dweight";
-          // dbias sums dout as stored: the same values on both sides, fp32 sums in another order.
-          if (with_bias) {
-            EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias";
+    for (bool w_bf : {false, true}) {  // the weight in fp32, or as the model's bf16 compute copy (the same values)
+      Stored weight(w, w_bf);
+      for (bool dout_bf : {false, true}) {
+        for (bool inp_bf : {false, true}) {
+          for (Dinp di : {Dinp::None, Dinp::Fp32, Dinp::Bf16}) {
+            if (!dout_bf && !inp_bf && di != Dinp::Bf16 && !w_bf) continue;  // all fp32: the fp32 op
+            const bool accumulate = di == Dinp::Fp32;                        // bf16 dinp is overwrite-only
+            const bool with_bias = dout_bf != inp_bf;                        // dbias on half of the cases
+            SCOPED_TRACE(::testing::Message()
+                         << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " weight " << storage(w_bf) << " dout "
+                         << storage(dout_bf) << " inp " << storage(inp_bf) << " dinp "
+                         << (di == Dinp::None ? "none" : storage(di == Dinp::Bf16)) << " dbias " << with_bias);
+            Stored dout(dy, dout_bf), inp(x, inp_bf), dinp(dinp0, di == Dinp::Bf16);
+            std::vector<float> dw_c = dw0, db_c = db0;
+            Dev<float> d_dw(dw0), d_db(db0);
+            const bool has_dinp = di != Dinp::None;
+            ops::matmul_backward(cpu(), has_dinp ? dinp.cpu() : Act<float>(), dw_c.data(),
+                                 with_bias ? db_c.data() : nullptr, dout.cpu(), inp.cpu(), weight.cpu(), k.N, k.C, k.OC,
+                                 accumulate);
+            ops::matmul_backward(gpu(), has_dinp ? dinp.gpu() : Act<float>(), d_dw.get(),
+                                 with_bias ? d_db.get() : nullptr, dout.gpu(), inp.gpu(), weight.gpu(), k.N, k.C, k.OC,
+                                 accumulate);
+            if (has_dinp) {
+              EXPECT_TRUE(matches(dinp, kFp32Rtol)) << "dinp";
+            }
+            EXPECT_TRUE(close(d_dw.host(), dw_c, kFp32Rtol)) << "dweight";
+            // dbias sums dout as stored: the same values on both sides, fp32 sums in another order.
+            if (with_bias) {
+              EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias";
+            }
           }
         }
       }

@@ -9,6 +9,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <utility>
 
 #include "model/megatron_bert.h"
 #include "model/synthetic_batch.h"
@@ -87,6 +90,47 @@ TEST(Bf16Activations, ArenaShrinksByHalfOfTheActTensors) {
   const size_t saved = (L * (6 * N * C + 2 * N * F) + N * F + 5 * N * C) * 2;
   EXPECT_EQ(run_with(ActivationStorage::FP32).activation_bytes - run_with(ActivationStorage::BF16).activation_bytes,
             saved);
+}
+
+// The bf16 compute copy of the weights (used by the encoder's GEMMs under bf16 storage) must follow every write:
+// a model whose parameters change after a step (through params(), param() or upload_params) computes exactly what
+// a model that had those parameters from the start computes.
+TEST(Bf16Activations, ComputeWeightsFollowEveryParameterWrite) {
+  Config c = testing::small_config(64, 2, 4, 256, 500);
+  const PretrainBatch batch = make_synthetic_batch(4, 32, c.model.vocab_size, 0.15, 5, 0, 0);
+  auto make = [&](SelfCommunicator& tp) {
+    auto m = std::make_unique<MegatronBert<float>>(c.model, ModelHeads::Pretraining, tp, 0.0, 0.0);
+    m->set_activation_storage(ActivationStorage::BF16);
+    m->initialize(23);
+    return m;
+  };
+  auto step = [&](MegatronBert<float>& m) {
+    m.zero_grads();
+    return m.pretrain_forward_backward(batch, RngContext{1, 1, 0, false}, 20.0, 4.0, true).mlm_sum;
+  };
+  using Write = std::function<void(MegatronBert<float>&)>;
+  const std::vector<std::pair<const char*, Write>> writes = {
+      {"params()", [](MegatronBert<float>& m) { for (size_t i = 0; i < m.num_params(); ++i) m.params()[i] *= 1.5f; }},
+      {"param(name)", [](MegatronBert<float>& m) {
+         float* w = m.param("bert.encoder.layer.1.intermediate.dense.weight");
+         const size_t n = m.table().at("bert.encoder.layer.1.intermediate.dense.weight").numel;
+         for (size_t i = 0; i < n; ++i) w[i] = -w[i];
+       }},
+      {"upload_params", [](MegatronBert<float>& m) {
+         std::vector<float> host = m.params_to_host();
+         for (float& v : host) v *= 0.5f;
+         m.upload_params(host.data());
+       }}};
+  for (const auto& [what, write] : writes) {
+    SelfCommunicator tp_a, tp_b;
+    auto stepped = make(tp_a), fresh = make(tp_b);
+    const double before = step(*stepped);  // refreshes the compute copy from the initial weights
+    write(*stepped);
+    write(*fresh);
+    const double after = step(*stepped);
+    EXPECT_NE(after, before) << what << ": the write changed nothing";
+    EXPECT_EQ(after, step(*fresh)) << what << ": the stepped model computed with stale bf16 weights";
+  }
 }
 
 TEST(Bf16Activations, DoubleModelsRefuseIt) {
