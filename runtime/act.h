@@ -25,7 +25,9 @@ inline ActivationStorage parse_activation_storage(const std::string& name) {
   if (name == "bf16") return ActivationStorage::BF16;
   throw Error("unknown activation storage '" + name + "' (expected fp32 or bf16)");
 }
-inline const char* activation_storage_name(ActivationStorage s) { return s == ActivationStorage::BF16 ? "bf16" : "fp32"; }
+inline const char* activation_storage_name(ActivationStorage s) {
+  return s == ActivationStorage::BF16 ? "bf16" : "fp32";
+}
 
 template <class T>
 struct Act {

@@ -17,10 +17,10 @@ namespace {
 
 #if defined(ERLANGSHEN_HAVE_CUDA)
 cuda::Launch launch(const Exec& x) { return cuda::Launch(x.stream, x.backend_context); }
-#define ERL_BF16_CUDA(fn, ...)      \
-  do {                              \
+#define ERL_BF16_CUDA(fn, ...)        \
+  do {                                \
     cuda::fn(launch(x), __VA_ARGS__); \
-    return;                         \
+    return;                           \
   } while (0)
 #else
 #define ERL_BF16_CUDA(fn, ...) throw Error("this build has no CUDA backend (configure with -DERLANGSHEN_CUDA=ON)")
@@ -87,8 +87,9 @@ void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act
   if (x.on_device() && kind == Activation::GeluTanh && b != nullptr)
     ERL_BF16_CUDA(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC);
   if (x.on_device()) {  // exact GeLU or no bias: the GEMM, then bias + GeLU on a bf16 copy is not offered on CUDA
-    throw Error("matmul_bias_gelu_forward: bf16 storage on CUDA needs the tanh GeLU with a bias "
-                "(model.activation=gelu_tanh), or train.activations=fp32");
+    throw Error(
+        "matmul_bias_gelu_forward: bf16 storage on CUDA needs the tanh GeLU with a bias "
+        "(model.activation=gelu_tanh), or train.activations=fp32");
   }
   const size_t NO = static_cast<size_t>(N) * OC;
   const std::vector<float> in = gemm_operand(inp, static_cast<size_t>(N) * C);
@@ -142,7 +143,8 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
   if (db) add_column_sums(db, Act<const float>(dpre), N, C);
 }
 
-void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset) {
+void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
+                      int64_t offset) {
   if (x.on_device()) ERL_BF16_CUDA(dropout_backward, dx, dout, n, d, offset);
   std::vector<float> v(static_cast<size_t>(n));
   cpu::dropout_backward<float>(v.data(), dout, n, d, offset);

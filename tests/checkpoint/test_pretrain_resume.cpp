@@ -1,6 +1,6 @@
 // `erlangshen pretrain` with checkpoints, run as a user runs it (the binary, in a child process):
 //   - exact resume with dropout on: 20 steps == stop_at=10 + resume (losses of steps 11-20 and final weights
-//     bit-identical);
+//     bit-identical), with fp32 and with bf16 activation storage;
 //   - crash safety: kill -9 while a checkpoint is half-written (test hook): the previous checkpoint is `latest`,
 //     resume finishes with the uninterrupted run's losses, the partial folder is cleaned up;
 //   - a flipped byte in a model file is refused naming the file;
@@ -72,6 +72,31 @@ TEST_F(PretrainResume, StopAt10ThenResumeIsBitIdentical) {
   expect_losses_match(read_losses(metrics), 1, 20);
   expect_same_file(fs::path(ck) / "step_00000020" / "model-tp00.safetensors", ref_final("model-tp00.safetensors"));
   expect_same_file(fs::path(ck) / "step_00000020" / "optim-tp00-dp00.safetensors", ref_final("optim-tp00-dp00.safetensors"));
+}
+
+// The same with bf16 activation storage (train.activations=bf16, emulated on the CPU): the bf16 compute copy of the
+// weights is rebuilt from the loaded fp32 parameters, so the resumed run continues bit for bit.
+TEST_F(PretrainResume, StopAt10ThenResumeIsBitIdenticalWithBf16Activations) {
+  ScratchDir dir("resume10bf16");
+  const auto run_args = [&](const std::string& ck, const std::string& metrics) {
+    return concat({"pretrain"}, concat(small_model_args(), {"train.activations=bf16", "checkpoint.dir=" + ck,
+                                                            "log.metrics=" + metrics}));
+  };
+  const auto ref = run_args(dir.file("ref"), dir.file("ref.jsonl"));
+  ASSERT_EQ(run_erlangshen(ref, dir.file("ref.log")), 0) << read_file(dir.file("ref.log"));
+  const auto args = run_args(dir.file("ckpt"), dir.file("metrics.jsonl"));
+  ASSERT_EQ(run_erlangshen(concat(args, {"train.stop_at=10"}), dir.file("a.log")), 0) << read_file(dir.file("a.log"));
+  ASSERT_EQ(run_erlangshen(args, dir.file("b.log")), 0) << read_file(dir.file("b.log"));
+  EXPECT_NE(read_file(dir.file("b.log")).find("resume: step 10"), std::string::npos) << read_file(dir.file("b.log"));
+  const auto want = read_losses(dir.file("ref.jsonl")), got = read_losses(dir.file("metrics.jsonl"));
+  ASSERT_EQ(want.size(), 20u);
+  for (int64_t s = 1; s <= 20; ++s) {
+    ASSERT_TRUE(got.count(s)) << "no loss for step " << s;
+    EXPECT_EQ(got.at(s), want.at(s)) << "step " << s;
+  }
+  EXPECT_NE(want.at(20), ref_losses_.at(20)) << "bf16 storage had no effect";
+  expect_same_file(fs::path(dir.file("ckpt")) / "step_00000020" / "model-tp00.safetensors",
+                   fs::path(dir.file("ref")) / "step_00000020" / "model-tp00.safetensors");
 }
 
 TEST_F(PretrainResume, ExplicitResumeFromOlderStepFolder) {

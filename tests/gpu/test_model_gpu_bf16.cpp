@@ -2,8 +2,8 @@
 // on, one micro-batch forward + backward twice (gradients accumulate). Two comparisons:
 //  1. Against the same GPU model with fp32 storage, both in bf16 math. bf16 math already rounds every GEMM operand,
 //     so storing ln1, ln2, qkv, ctx, act, dctx, dqkv and dact in bf16 changes no GEMM input; what changes is the
-//     rounded pre-activation under gelu'(pre) and the bias gradients summed over rounded values. Expected differences: ~1e-3 relative
-//     in the gradients' L2 norm (each touched element moves by <= 2^-9); bounds 1e-2 and cosine 0.9999.
+//     rounded pre-activation under gelu'(pre) and the bias gradients summed over rounded values. Expected differences:
+//     ~1e-3 relative in the gradients' L2 norm (each touched element moves by <= 2^-9); bounds 1e-2 and cosine 0.9999.
 //  2. Against the CPU emulation (runtime/ops_bf16.cpp) of the same storage. The CPU rounds GEMM operands only in
 //     the ops that touch bf16 storage, the GPU in all of them (bf16 math), so this is the bf16-math-vs-fp32 gap of
 //     the other GEMMs (attention, out-projection, heads): a few 1e-3 relative; bounds 3e-2 and cosine 0.999, and

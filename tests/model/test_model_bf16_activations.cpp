@@ -83,13 +83,47 @@ TEST(Bf16Activations, RecomputeGivesTheSameBits) {
 }
 
 // The arena shrinks by exactly half of the [act] tensors: per layer ln1, ln2, ctx (N x C), qkv (N x 3C), pre, act
-// (N x F), and the shared dtmp, dctx (N x C), dqkv (N x 3C), dact (N x F): 2 bytes per element saved (all sizes here are
-// multiples of the 64-byte alignment). (TP 1: C_local = C.)
+// (N x F), and the shared dtmp, dctx (N x C), dqkv (N x 3C), dact (N x F): 2 bytes per element saved (all sizes here
+// are multiples of the 64-byte alignment). (TP 1: C_local = C.)
 TEST(Bf16Activations, ArenaShrinksByHalfOfTheActTensors) {
   const size_t N = 4 * 32, C = 64, F = 256, L = 3;
   const size_t saved = (L * (6 * N * C + 2 * N * F) + N * F + 5 * N * C) * 2;
   EXPECT_EQ(run_with(ActivationStorage::FP32).activation_bytes - run_with(ActivationStorage::BF16).activation_bytes,
             saved);
+}
+
+// Fine-tuning's path (pooler + classifier) over the bf16 encoder: logits and gradients close to fp32 storage's, by
+// the same bound as pretraining (measured: printed).
+TEST(Bf16Activations, ClassificationCloseToFp32Storage) {
+  Config c = testing::small_config(64, 2, 4, 256, 500);
+  c.model.num_classes = 3;
+  const PretrainBatch batch = make_synthetic_batch(4, 32, c.model.vocab_size, 0.0, 9, 0, 0);
+  const EncoderInputs in{4, 32, batch.input_ids.data(), batch.token_types.data(), batch.attention_mask.data()};
+  const std::vector<float> dlogits = {0.3f, -1.2f, 0.7f, 0.5f, 0.1f, -0.4f, -0.9f, 1.1f, 0.2f, -0.3f, 0.6f, -0.8f};
+  auto run = [&](ActivationStorage storage, std::vector<float>& logits) {
+    SelfCommunicator tp;
+    MegatronBert<float> model(c.model, ModelHeads::Classification, tp, 0.1, 0.1);
+    model.set_activation_storage(storage);
+    model.initialize(4);
+    model.zero_grads();
+    logits.assign(12, 0.0f);
+    model.classify_forward(in, RngContext{5, 2, 0, true}, logits.data());
+    model.classify_backward(dlogits.data());
+    return std::vector<float>(model.grads(), model.grads() + model.num_params());
+  };
+  std::vector<float> l32, l16;
+  const std::vector<float> g32 = run(ActivationStorage::FP32, l32), g16 = run(ActivationStorage::BF16, l16);
+  double dl = 0, nl = 0, dg = 0, ng = 0;
+  for (size_t i = 0; i < l32.size(); ++i) dl += (l16[i] - l32[i]) * (l16[i] - l32[i]), nl += l32[i] * l32[i];
+  for (size_t i = 0; i < g32.size(); ++i)
+    dg += (g16[i] - g32[i]) * (double(g16[i]) - g32[i]), ng += g32[i] * double(g32[i]);
+  ASSERT_GT(nl, 0.0);
+  ASSERT_GT(ng, 0.0);
+  EXPECT_GT(dg, 0.0) << "bf16 storage had no effect";
+  EXPECT_LT(std::sqrt(dl / nl), 1e-2) << "logits";
+  EXPECT_LT(std::sqrt(dg / ng), 1e-2) << "gradients";
+  std::printf("classification, bf16 vs fp32 storage: logits %.3g, gradients %.3g relative L2\n", std::sqrt(dl / nl),
+              std::sqrt(dg / ng));
 }
 
 // The bf16 compute copy of the weights (used by the encoder's GEMMs under bf16 storage) must follow every write:
@@ -110,8 +144,12 @@ TEST(Bf16Activations, ComputeWeightsFollowEveryParameterWrite) {
   };
   using Write = std::function<void(MegatronBert<float>&)>;
   const std::vector<std::pair<const char*, Write>> writes = {
-      {"params()", [](MegatronBert<float>& m) { for (size_t i = 0; i < m.num_params(); ++i) m.params()[i] *= 1.5f; }},
-      {"param(name)", [](MegatronBert<float>& m) {
+      {"params()",
+       [](MegatronBert<float>& m) {
+         for (size_t i = 0; i < m.num_params(); ++i) m.params()[i] *= 1.5f;
+       }},
+      {"param(name)",
+       [](MegatronBert<float>& m) {
          float* w = m.param("bert.encoder.layer.1.intermediate.dense.weight");
          const size_t n = m.table().at("bert.encoder.layer.1.intermediate.dense.weight").numel;
          for (size_t i = 0; i < n; ++i) w[i] = -w[i];

@@ -82,8 +82,8 @@ TEST(Bf16Ops, MatmulForwardRoundsOperandsAndOutputOnce) {
   std::vector<bf16> out16(N * OC);
   std::vector<float> out32(N * OC);
   const Exec cpu;
-  ops::matmul_forward(cpu, Act<float>::half(out16.data()), Act<const float>::half(x16.data()), w.data(), b.data(), N,
-                      C, OC);
+  ops::matmul_forward(cpu, Act<float>::half(out16.data()), Act<const float>::half(x16.data()), w.data(), b.data(), N, C,
+                      OC);
   ops::matmul_forward(cpu, out32.data(), Act<const float>::half(x16.data()), w.data(), b.data(), N, C, OC);
   for (int n = 0; n < N; ++n)
     for (int o = 0; o < OC; ++o) {
@@ -97,7 +97,8 @@ TEST(Bf16Ops, MatmulForwardRoundsOperandsAndOutputOnce) {
 // dinp = round(round(dout) @ round(W)), dW += round(dout)^T @ x16, db += sum of dout as stored (fp32 here).
 TEST(Bf16Ops, MatmulBackwardUsesRoundedOperandsAndStoredBiasGradient) {
   const int N = 11, C = 6, OC = 5;
-  const std::vector<float> x = wave(N * C, 0.31f, 0.4f), w = wave(OC * C, 0.17f, 0.3f), dout = wave(N * OC, 0.41f, 1.1f);
+  const std::vector<float> x = wave(N * C, 0.31f, 0.4f), w = wave(OC * C, 0.17f, 0.3f),
+                           dout = wave(N * OC, 0.41f, 1.1f);
   const std::vector<bf16> x16 = to_bf16_vector(x);
   std::vector<bf16> dinp16(N * C);
   std::vector<float> dw(OC * C, 0.5f), db(OC, -0.25f);
@@ -165,8 +166,8 @@ TEST(Bf16Ops, GeluBackwardInPlaceAndBiasGradientOfStoredValues) {
   std::vector<double> sum(C, 0.0);
   for (int i = 0; i < N * C; ++i) {
     const double x = to_float(pre[i]), k = std::sqrt(2 / M_PI), u = k * (x + 0.044715 * x * x * x);
-    const double grad = 0.5 * (1 + std::tanh(u)) +
-                        0.5 * x * (1 - std::tanh(u) * std::tanh(u)) * k * (1 + 3 * 0.044715 * x * x);
+    const double grad =
+        0.5 * (1 + std::tanh(u)) + 0.5 * x * (1 - std::tanh(u) * std::tanh(u)) * k * (1 + 3 * 0.044715 * x * x);
     expect_bf16_near(d[i], to_float(dact[i]) * grad, "dpre", i);
     sum[i % C] += to_float(d[i]);
   }
