@@ -67,7 +67,11 @@ void dropout_residual_forward(Launch l, float* out, const float* resid, const fl
 template <class TD>
 void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n, const DropoutSpec& d,
                            int64_t index_offset) {
-  dropout_backward_into(l, dx, dout, n, d, index_offset);
+  const int64_t groups = group_count(index_offset, n);
+  const float scale = 1.0f / (1.0f - d.p);
+  dropout_backward_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
+      dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
+  ERL_CUDA_LAUNCHED();
 }
 
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,

@@ -5,7 +5,8 @@
 // Exec::backend_context. A bare stream converts to a Launch without context: element-wise ops run with it, ops
 // that need a GEMM or a reduction scratch (marked [ctx]) throw an Error naming the missing context.
 //
-// Numerics: storage is fp32 everywhere in this interface. GEMMs (matmul and attention) run in the Context's
+// Numerics: storage is fp32 in this interface except the "bf16 activation storage" section at the end, whose ops
+// take Act tensors (fp32 or bf16; runtime/act.h). GEMMs (matmul and attention) run in the Context's
 // math mode: MathMode::FP32 (plain fp32 SGEMM, the parity path) or MathMode::BF16 (operands rounded to bf16,
 // bf16 tensor cores with fp32 accumulate and fp32 output; context.h). Every reduction is a fixed-order tree or a
 // fixed-partition two-stage sum, never atomics, so a given (shape, launch) always produces the same bits.
