@@ -35,7 +35,9 @@ struct MegatronBert<T>::Acts {
   std::vector<LayerActs> layers;
   T* hidden;               // (N, C) final LayerNorm output
   T *lnf_mean, *lnf_rstd;  // (N)
-  T* tmp;                  // (N, C) row-parallel outputs / embedding sum
+  T* tmp;                  // (N, C) embedding sum; the row-parallel outputs when row_out is it
+  Act<T> row_out;          // (N, C) row-parallel layer outputs: bf16 under bf16 storage with TP 1 [act], else tmp
+                           // (the TP all-reduce runs on T)
   // backward scratch
   T *dres, *dln;           // (N, C) residual-stream gradient, LayerNorm input gradient (fp32: accumulated)
   Act<T> dtmp;             // (N, C) gradient of a row-parallel output (dropout backward -> GEMM dout) [act]

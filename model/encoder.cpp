@@ -36,10 +36,10 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
                       value(P("attention.self.query.bias")), N, C, 3 * Cl);
   ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
                          dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
-  ops::matmul_forward(exec_, s.tmp, a.ctx, gemm_weight(P("attention.output.dense.weight")),
+  ops::matmul_forward(exec_, s.row_out, a.ctx, gemm_weight(P("attention.output.dense.weight")),
                       rank0 ? value(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
-  tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-  ops::dropout_residual_forward(exec_, a.x1, x, s.tmp, NC,
+  tp::reduce_from_tp_forward(tp_, s.row_out, NC);
+  ops::dropout_residual_forward(exec_, a.x1, x, s.row_out, NC,
                                 dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
   // MLP block
   ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, value(P("ln.weight")), value(P("ln.bias")), N, C,
@@ -47,10 +47,10 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
   tp::copy_to_tp_forward(tp_, a.ln2, NC);
   ops::matmul_bias_gelu_forward(exec_, a.act, a.pre, a.ln2, gemm_weight(P("intermediate.dense.weight")),
                                 value(P("intermediate.dense.bias")), N, C, Fl, config_.activation);
-  ops::matmul_forward(exec_, s.tmp, a.act, gemm_weight(P("output.dense.weight")),
+  ops::matmul_forward(exec_, s.row_out, a.act, gemm_weight(P("output.dense.weight")),
                       rank0 ? value(P("output.dense.bias")) : nullptr, N, Fl, C);
-  tp::reduce_from_tp_forward(tp_, s.tmp, NC);
-  ops::dropout_residual_forward(exec_, a.x2, a.x1, s.tmp, NC,
+  tp::reduce_from_tp_forward(tp_, s.row_out, NC);
+  ops::dropout_residual_forward(exec_, a.x2, a.x1, s.row_out, NC,
                                 dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2), hidden_offset);
 }
 

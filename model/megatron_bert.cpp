@@ -137,6 +137,9 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.lnf_mean = a.alloc<T>(N);
   s.lnf_rstd = a.alloc<T>(N);
   s.tmp = a.alloc<T>(N * C);
+  s.row_out = activations_ == ActivationStorage::BF16 && tp_.size() == 1
+                  ? Act<T>::half(a.alloc<bf16>(N * C, "row-parallel output"))
+                  : Act<T>(s.tmp);
   s.dres = a.alloc<T>(N * C);
   s.dtmp = act(N * C, "row-parallel output gradient");
   s.dln = a.alloc<T>(N * C);

@@ -29,6 +29,13 @@ template <class T>
 inline void reduce_from_tp_forward(Communicator& tp, T* x, size_t n) {
   if (tp.size() > 1) tp.all_reduce(x, n, ReduceOp::Sum);
 }
+// An Act reduces in T storage only (the communicators carry T); bf16 storage is for one TP rank.
+template <class T>
+inline void reduce_from_tp_forward(Communicator& tp, Act<T> x, size_t n) {
+  if (tp.size() == 1) return;
+  ERL_CHECK(!x.is_bf16(), "reduce_from_tp: bf16 storage with parallel.tp > 1");
+  tp.all_reduce(x.f, n, ReduceOp::Sum);
+}
 template <class T>
 inline void reduce_from_tp_backward(Communicator&, T*, size_t) {}
 template <class T>

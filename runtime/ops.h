@@ -158,9 +158,10 @@ void attention_backward(const Exec& x, Act<no_deduce_t<T>> dqkv, T* scratch, Act
   ERL_DISPATCH(attention_backward, dqkv.f, scratch, dout.f, qkv.f, probs, valid, s, d);
 }
 template <class T>
-void dropout_residual_forward(const Exec& x, T* out, const T* resid, const T* in, int64_t n, const DropoutSpec& d,
-                              int64_t offset) {
-  ERL_DISPATCH(dropout_residual_forward, out, resid, in, n, d, offset);
+void dropout_residual_forward(const Exec& x, T* out, const T* resid, Act<const no_deduce_t<T>> in, int64_t n,
+                              const DropoutSpec& d, int64_t offset) {
+  if (in.is_bf16()) ERL_BF16_ROUTE(dropout_residual_forward, out, resid, in, n, d, offset);
+  ERL_DISPATCH(dropout_residual_forward, out, resid, in.f, n, d, offset);
 }
 template <class T>
 void dropout_backward(const Exec& x, Act<no_deduce_t<T>> dx, const T* dout, int64_t n, const DropoutSpec& d,

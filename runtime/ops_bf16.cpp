@@ -143,6 +143,13 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
   if (db) add_column_sums(db, Act<const float>(dpre), N, C);
 }
 
+void dropout_residual_forward(const Exec& x, float* out, const float* resid, Act<const float> in, int64_t n,
+                              const DropoutSpec& d, int64_t offset) {
+  if (x.on_device()) ERL_BF16_CUDA(dropout_residual_forward, out, resid, in, n, d, offset);
+  const std::vector<float> v = widen(in, static_cast<size_t>(n));
+  cpu::dropout_residual_forward<float>(out, resid, v.data(), n, d, offset);
+}
+
 void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
                       int64_t offset) {
   if (x.on_device()) ERL_BF16_CUDA(dropout_backward, dx, dout, n, d, offset);

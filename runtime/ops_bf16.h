@@ -29,6 +29,9 @@ void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, 
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
 
+// out (n) = resid + dropout(in) (runtime/cpu/kernels.h) with `in` read from its storage; out and resid fp32
+void dropout_residual_forward(const Exec& x, float* out, const float* resid, Act<const float> in, int64_t n,
+                              const DropoutSpec& d, int64_t offset);
 // dx (n) = dropout'(dout) (runtime/cpu/kernels.h), rounded once into dx's storage
 void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset);
 

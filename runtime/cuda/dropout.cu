@@ -21,13 +21,15 @@ __device__ __forceinline__ void for_group(int64_t group, int64_t offset, int64_t
   }
 }
 
-__global__ void dropout_residual_kernel(float* out, const float* resid, const float* x, int64_t n, PhiloxKey key,
+// x stored as TX: fp32, or bf16 (bf16 activation storage: read exactly).
+template <class TX>
+__global__ void dropout_residual_kernel(float* out, const float* resid, const TX* x, int64_t n, PhiloxKey key,
                                         uint32_t threshold, float scale, int64_t offset, int64_t groups) {
   const int64_t g0 = offset >> 2;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
     for_group(g0 + t, offset, n, key, threshold, [&](int64_t i, bool keep) {
       const float r = resid ? resid[i] : 0.0f;
-      out[i] = r + (keep ? x[i] * scale : 0.0f);
+      out[i] = r + (keep ? to_f32(x[i]) * scale : 0.0f);
     });
 }
 
@@ -41,17 +43,19 @@ __global__ void dropout_backward_kernel(TD* dx, const float* dout, int64_t n, Ph
               [&](int64_t i, bool keep) { dx[i] = from_f32<TD>(keep ? dout[i] * scale : 0.0f); });
 }
 
-__global__ void residual_add_kernel(float* out, const float* resid, const float* x, int64_t n) {
+template <class TX>
+__global__ void residual_add_kernel(float* out, const float* resid, const TX* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = (resid ? resid[i] : 0.0f) + x[i];
+    out[i] = (resid ? resid[i] : 0.0f) + to_f32(x[i]);
 }
 
 int64_t group_count(int64_t offset, int64_t n) { return ((offset + n + 3) >> 2) - (offset >> 2); }
 
 }  // namespace
 
-void dropout_residual_forward(Launch l, float* out, const float* resid, const float* x, int64_t n,
-                              const DropoutSpec& d, int64_t index_offset) {
+template <class TX>
+void dropout_residual_from(const Launch& l, float* out, const float* resid, const TX* x, int64_t n,
+                           const DropoutSpec& d, int64_t index_offset) {
   if (n <= 0) return;
   if (d.p <= 0.0f) {
     residual_add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(out, resid, x, n);
@@ -62,6 +66,18 @@ void dropout_residual_forward(Launch l, float* out, const float* resid, const fl
         out, resid, x, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
   }
   ERL_CUDA_LAUNCHED();
+}
+
+void dropout_residual_forward(Launch l, float* out, const float* resid, const float* x, int64_t n,
+                              const DropoutSpec& d, int64_t index_offset) {
+  dropout_residual_from(l, out, resid, x, n, d, index_offset);
+}
+
+void dropout_residual_forward(Launch l, float* out, const float* resid, Act<const float> x, int64_t n,
+                              const DropoutSpec& d, int64_t index_offset) {
+  if (!x.is_bf16()) return dropout_residual_from(l, out, resid, x.f, n, d, index_offset);
+  need_bf16_storage_context(l, "dropout_residual_forward");
+  dropout_residual_from(l, out, resid, device_bf16(x.h), n, d, index_offset);
 }
 
 template <class TD>

@@ -129,6 +129,9 @@ void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const floa
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
+//   dropout_residual_forward: out = resid + dropout(x) with x fp32 or bf16 (read exactly), out fp32.
+void dropout_residual_forward(Launch l, float* out, const float* resid, Act<const float> x, int64_t n,
+                              const DropoutSpec& d, int64_t index_offset);
 //   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
                       int64_t index_offset);

@@ -51,7 +51,10 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
   const int64_t other = 3 * N * C + 2 * N + 2 * N * C + 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl +
                         M * (6 * C + s.vocab_local + 6);
-  return (saved + other) * s.storage_bytes + (saved_act + N * C + N * Fl + 4 * N * Cl) * s.act_bytes;
+  // bf16 storage adds a bf16 copy of the row-parallel outputs (model/activations.h row_out; with TP 1 only, counted
+  // always).
+  const int64_t row_out = s.act_bytes < s.storage_bytes ? N * C : 0;
+  return (saved + other) * s.storage_bytes + (saved_act + N * C + N * Fl + 4 * N * Cl + row_out) * s.act_bytes;
 }
 
 int64_t gemm_staging_bytes(const EncoderShape& s, int B, int T) {

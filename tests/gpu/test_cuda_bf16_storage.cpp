@@ -216,9 +216,9 @@ TEST_F(CudaBf16Storage, BiasGeluBackward) {
   }
 }
 
-// Misuse is an Error naming the op, not a wrong result.
-// dx = dropout'(dout) rounded once into bf16: the fp32 values are bit-equal on both backends (test_cuda_attention's
-// DropoutMasksBitForBit), and both round them to nearest even, so the bf16 bits must be equal too.
+// dx = dropout'(dout) rounded once into bf16 (then resid + dropout(dx) from that bf16 tensor): the fp32 values are
+// bit-equal on both backends (test_cuda_attention's DropoutMasksBitForBit), and both round them to nearest even, so
+// the bf16 bits must be equal too.
 TEST_F(CudaBf16Storage, DropoutBackwardBitForBit) {
   for (float p : {0.0f, 0.1f}) {
     for (int64_t offset : {int64_t(0), int64_t(3), int64_t(1) << 33}) {
@@ -238,10 +238,21 @@ TEST_F(CudaBf16Storage, DropoutBackwardBitForBit) {
       size_t differing = 0;
       for (int64_t i = 0; i < n; ++i) differing += dx_g[i].bits != dx_c[i].bits;
       EXPECT_EQ(differing, 0u);
+      // resid + dropout(x) with x in bf16 (the row-parallel output): the same fp32 arithmetic on both backends on
+      // the same widened values, as the fp32 op's bit-for-bit test
+      const std::vector<float> resid = randn(n, 43);
+      std::vector<float> out_c(n);
+      ops::dropout_residual_forward(cpu(), out_c.data(), resid.data(), Act<const float>::half(dx_c.data()), n, d,
+                                    offset);
+      Dev<float> d_resid(resid), d_out(std::vector<float>(static_cast<size_t>(n)));
+      ops::dropout_residual_forward(gpu(), d_out.get(), d_resid.get(), Act<const float>::half(d_dx.get()), n, d,
+                                    offset);
+      EXPECT_TRUE(bit_equal(d_out.host(), out_c)) << "resid + dropout(bf16 x)";
     }
   }
 }
 
+// Misuse is an Error naming the op, not a wrong result.
 TEST_F(CudaBf16Storage, RefusesWhatTheSemanticsExclude) {
   const int N = 16, C = 8, OC = 8;
   Dev<float> d_x(randn(size_t(N) * C, 1)), d_w(randn(size_t(OC) * C, 2)), d_b(randn(OC, 3)), d_f(size_t(N) * OC);
