@@ -359,10 +359,6 @@ void Config::validate() const {
          std::to_string(data.num_classes));
   for (double p : loss.propensities)
     if (!(p > 0.0 && p <= 1.0)) fail("loss.propensities entries must be in (0, 1]");
-  // The CUDA backend fuses bias + GeLU into the FFN-in GEMM for bf16 storage, which cuBLASLt offers for the tanh
-  // form only.
-  if (train.activations == "bf16" && train.device == "cuda" && model.activation != Activation::GeluTanh)
-    fail("train.activations=bf16 on CUDA needs model.activation=gelu_tanh (or train.activations=fp32)");
 }
 
 std::string dump_config(const Config& c) {

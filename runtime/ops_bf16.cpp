@@ -84,12 +84,9 @@ void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, Act<con
 void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act<const float> inp, Act<const float> w,
                               const float* b, int N, int C, int OC, Activation kind) {
   ERL_CHECK(act.is_bf16() == pre.is_bf16(), "matmul_bias_gelu_forward: act and pre must have the same storage");
-  if (x.on_device() && kind == Activation::GeluTanh && b != nullptr)
-    ERL_BF16_CUDA(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC);
-  if (x.on_device()) {  // exact GeLU or no bias: the GEMM, then bias + GeLU on a bf16 copy is not offered on CUDA
-    throw Error(
-        "matmul_bias_gelu_forward: bf16 storage on CUDA needs the tanh GeLU with a bias "
-        "(model.activation=gelu_tanh), or train.activations=fp32");
+  if (x.on_device()) {
+    ERL_CHECK(b != nullptr, "matmul_bias_gelu_forward: bf16 storage on CUDA needs the bias");
+    ERL_BF16_CUDA(matmul_bias_gelu_forward, act, pre, inp, w, b, N, C, OC, kind);
   }
   const size_t NO = static_cast<size_t>(N) * OC;
   const std::vector<float> in = gemm_operand(inp, static_cast<size_t>(N) * C);

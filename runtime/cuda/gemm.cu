@@ -131,18 +131,25 @@ GemmArgs fp32_c_only(const GemmArgs& g, float* temp) {
 }
 
 // cuBLASLt's documented limits of an epilogue (the aux leading dimension of GELU_AUX_BIAS a multiple of 8).
-bool lt_epilogue_ok(const GemmArgs& g) { return g.epilogue != Epilogue::GeluAuxBias || g.ldaux % 8 == 0; }
+bool lt_epilogue_ok(const GemmArgs& g) {
+  if (g.epilogue == Epilogue::GeluExactAuxBias) return false;  // not a cuBLASLt epilogue
+  return g.epilogue != Epilogue::GeluAuxBias || g.ldaux % 8 == 0;
+}
+
+bool gelu_epilogue(Epilogue e) { return e == Epilogue::GeluAuxBias || e == Epilogue::GeluExactAuxBias; }
 
 // The epilogue and the rounding of C that cuBLASLt did not do, one element-wise pass (activation.cuh) over the fp32
 // GEMM result x (packed m x n x batch; C itself when C is fp32):
-//   None: C = x (rounded: bf16 C only);  Bias: C = x + bias[row];  GeluAuxBias: aux = x + bias[row], C = gelu(that)
+//   None: C = x (rounded: bf16 C only);  Bias: C = x + bias[row];
+//   Gelu(Exact)AuxBias: aux = x + bias[row], C = gelu(that), tanh or exact
 template <class T>
 void finish_as(const Launch& l, const GemmArgs& g, const float* x) {
   const int64_t total = static_cast<int64_t>(g.m) * g.n * g.batch;
   const unsigned grid = grid_for(total, kThreads);
   T* c = static_cast<T*>(g.C);
-  if (g.epilogue == Epilogue::GeluAuxBias)
-    bias_gelu_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, static_cast<T*>(g.aux), x, g.bias, total, g.m, true);
+  if (gelu_epilogue(g.epilogue))
+    bias_gelu_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, static_cast<T*>(g.aux), x, g.bias, total, g.m,
+                                                                g.epilogue == Epilogue::GeluAuxBias);
   else
     bias_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, x, g.bias, total, g.m);
   ERL_CUDA_LAUNCHED();
@@ -153,7 +160,7 @@ void finish_as(const Launch& l, const GemmArgs& g, const float* x) {
 bool needs_finish(const char* op, const GemmArgs& g) {
   if (g.epilogue == Epilogue::None && g.c_type == CUDA_R_32F) return false;  // the GEMM writes C itself
   ERL_CHECK(g.ldc == g.m && (g.batch == 1 || g.stride_c == static_cast<int64_t>(g.m) * g.n) &&
-                (g.epilogue != Epilogue::GeluAuxBias || (g.ldaux == g.m && g.batch == 1)) &&
+                (!gelu_epilogue(g.epilogue) || (g.ldaux == g.m && g.batch == 1)) &&
                 (g.c_type == CUDA_R_32F || g.beta == 0.0f),
             "cuda::" << op << ": the GEMM epilogue fallback needs a packed C (and aux), overwritten when bf16");
   return true;
@@ -211,6 +218,7 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
   cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
   ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  ERL_CHECK(g.epilogue != Epilogue::GeluExactAuxBias, "cuBLASLt has no exact-GeLU epilogue (gemm_bf16_storage only)");
   if (g.epilogue != Epilogue::None) {
     cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));

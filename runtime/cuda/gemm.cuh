@@ -51,6 +51,8 @@ enum class Epilogue {
   None,
   Bias,          // C += bias[row]                 (bias length m)
   GeluAuxBias,   // aux = AB + bias; C = gelu_tanh(AB + bias)   (beta must be 0; aux in c_type, ldaux % 8 == 0)
+  GeluExactAuxBias,  // aux = AB + bias; C = gelu_exact(AB + bias): cuBLASLt has no such epilogue, so only GEMMs
+                     // on bf16 storage take it, as their separate element-wise pass (gemm.cu gemm_bf16_storage)
 };
 
 struct GemmArgs {

@@ -112,8 +112,8 @@ void add_inplace(Launch l, float* y, const float* x, int64_t n);
 // fp32 accumulation; a bias gradient sums the gradient as stored (bf16 or fp32).
 //   matmul_forward:  out (N, OC) = inp (N, C) @ weight^T + bias. out may be bf16 (cuBLASLt D in bf16, fp32 bias
 //                    on the epilogue); accumulate only with an fp32 out.
-//   matmul_bias_gelu_forward: pre = inp @ weight^T + bias (stored bf16 when pre is), act = gelu_tanh(pre before
-//                    rounding); act and pre both fp32 or both bf16.
+//   matmul_bias_gelu_forward: pre = inp @ weight^T + bias (stored bf16 when pre is), act = gelu(pre before
+//                    rounding), tanh or exact; act and pre both fp32 or both bf16.
 //   matmul_backward: dinp (N, C) (+)= dout @ weight (dinp bf16: overwrite only), dweight (OC, C) += dout^T @ inp,
 //                    dbias (OC) += sum_n dout (as stored).
 //   layernorm_forward: out in bf16, mean / rstd fp32.
@@ -122,7 +122,7 @@ void add_inplace(Launch l, float* y, const float* x, int64_t n);
 void matmul_forward(Launch l, Act<float> out, Act<const float> inp, Act<const float> weight, const float* bias, int N,
                     int C, int OC, bool accumulate);
 void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, Act<const float> weight,
-                              const float* bias, int N, int C, int OC);
+                              const float* bias, int N, int C, int OC, Activation kind);
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
                      Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp);
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,

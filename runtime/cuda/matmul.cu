@@ -166,20 +166,24 @@ void matmul_forward(Launch l, Act<float> out, Act<const float> inp, Act<const fl
 }
 
 void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp,
-                              Act<const float> weight, const float* bias, int N, int C, int OC) {
+                              Act<const float> weight, const float* bias, int N, int C, int OC, Activation kind) {
   need_bf16_storage_context(l, "matmul_bias_gelu_forward");
   ERL_CHECK(!act.empty() && !pre.empty() && !inp.empty() && !weight.empty(),
             "cuda::matmul_bias_gelu_forward: act, pre, inp and weight are required");
   ERL_CHECK(act.is_bf16() == pre.is_bf16(), "cuda::matmul_bias_gelu_forward: act and pre must have the same storage");
   ERL_CHECK(bias != nullptr, "cuda::matmul_bias_gelu_forward: bf16 storage needs the bias");
-  if (!act.is_bf16() && !inp.is_bf16() && !weight.is_bf16())
-    return matmul_bias_gelu_forward(l, act.f, pre.f, inp.f, weight.f, bias, N, C, OC);
-  // C(OC, N) = W16 @ inp^T; GELU_AUX_BIAS: aux (pre) = C + bias, D (act) = gelu(C + bias), both in act's type
+  if (!act.is_bf16() && !inp.is_bf16() && !weight.is_bf16()) {
+    if (kind == Activation::GeluTanh) return matmul_bias_gelu_forward(l, act.f, pre.f, inp.f, weight.f, bias, N, C, OC);
+    matmul_forward(l, pre.f, inp.f, weight.f, nullptr, N, C, OC, false);
+    return bias_gelu_forward(l, act.f, pre.f, bias, N, OC, kind);
+  }
+  // C(OC, N) = W16 @ inp^T; aux (pre) = C + bias, D (act) = gelu(C + bias), both in act's type: tanh GeLU on
+  // cuBLASLt's GELU_AUX_BIAS epilogue, exact GeLU in gemm()'s separate pass (no such cuBLASLt epilogue)
   GemmArgs g = forward_args(data_of(act), data_of(inp), data_of(weight), N, C, OC, false);
   g.a_type = type_of(weight);
   g.b_type = type_of(inp);
   g.c_type = type_of(act);
-  g.epilogue = Epilogue::GeluAuxBias;
+  g.epilogue = kind == Activation::GeluTanh ? Epilogue::GeluAuxBias : Epilogue::GeluExactAuxBias;
   g.bias = bias;
   g.aux = data_of(pre);
   g.ldaux = OC;

@@ -144,6 +144,11 @@ if [[ -x "$ERL" ]]; then
   timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
+  note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"
+  timeout "$(allow 40 50)" "$ERL" bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 \
+    train.micro_batch=128 --steps 5 --warmup 2 >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
 else
   note "== erlangshen bench train.device=cuda: SKIPPED (no $ERL: carry libyaml-cpp-dev, libyaml-cpp0.7, nlohmann-json3-dev, libcli11-dev)"
 fi

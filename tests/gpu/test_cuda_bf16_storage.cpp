@@ -94,18 +94,21 @@ TEST_F(CudaBf16Storage, MatmulBiasGeluForward) {
     const auto x = randn(size_t(k.N) * k.C, 11), w = randn(size_t(k.OC) * k.C, 12, 0.1f), b = randn(k.OC, 13),
                junk = randn(size_t(k.N) * k.OC, 14);
     Dev<float> d_w(w), d_b(b);
-    for (bool inp_bf : {false, true}) {
-      for (bool act_bf : {false, true}) {  // act and pre share their storage
-        if (!inp_bf && !act_bf) continue;
-        SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " inp " << storage(inp_bf)
-                                          << " act/pre " << storage(act_bf));
-        Stored inp(x, inp_bf), act(junk, act_bf), pre(junk, act_bf);  // outputs start as junk: overwritten
-        ops::matmul_bias_gelu_forward(cpu(), act.cpu(), pre.cpu(), inp.cpu(), w.data(), b.data(), k.N, k.C, k.OC,
-                                      Activation::GeluTanh);
-        ops::matmul_bias_gelu_forward(gpu(), act.gpu(), pre.gpu(), inp.gpu(), d_w.get(), d_b.get(), k.N, k.C, k.OC,
-                                      Activation::GeluTanh);
-        EXPECT_TRUE(matches(pre, kGemmRtol)) << "pre";
-        EXPECT_TRUE(matches(act, kGemmRtol)) << "act (cuBLASLt's GeLU when fused)";
+    for (Activation kind : {Activation::GeluTanh, Activation::GeluExact}) {  // exact: gemm()'s separate pass
+      for (bool inp_bf : {false, true}) {
+        for (bool act_bf : {false, true}) {  // act and pre share their storage
+          if (!inp_bf && !act_bf) continue;
+          SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " inp "
+                                            << storage(inp_bf) << " act/pre " << storage(act_bf) << " "
+                                            << activation_name(kind));
+          Stored inp(x, inp_bf), act(junk, act_bf), pre(junk, act_bf);  // outputs start as junk: overwritten
+          ops::matmul_bias_gelu_forward(cpu(), act.cpu(), pre.cpu(), inp.cpu(), w.data(), b.data(), k.N, k.C, k.OC,
+                                        kind);
+          ops::matmul_bias_gelu_forward(gpu(), act.gpu(), pre.gpu(), inp.gpu(), d_w.get(), d_b.get(), k.N, k.C, k.OC,
+                                        kind);
+          EXPECT_TRUE(matches(pre, kGemmRtol)) << "pre";
+          EXPECT_TRUE(matches(act, kGemmRtol)) << "act (cuBLASLt's GeLU when fused)";
+        }
       }
     }
   }
@@ -278,7 +281,7 @@ TEST_F(CudaBf16Storage, RefusesWhatTheSemanticsExclude) {
             std::string::npos);
   EXPECT_NE(message([&] {
               cuda::matmul_bias_gelu_forward(l, out16, Act<float>(d_f.get()), d_x.get(), d_w.get(), d_b.get(), N, C,
-                                             OC);
+                                             OC, Activation::GeluTanh);
             }).find("same storage"),
             std::string::npos);
   ctx_->set_math(MathMode::FP32);
