@@ -100,7 +100,7 @@ TEST_F(CudaBf16Storage, MatmulBiasGeluForward) {
           if (!inp_bf && !act_bf) continue;
           SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " OC=" << k.OC << " inp "
                                             << storage(inp_bf) << " act/pre " << storage(act_bf) << " "
-                                            << activation_name(kind));
+                                            << (kind == Activation::GeluTanh ? "gelu_tanh" : "gelu"));
           Stored inp(x, inp_bf), act(junk, act_bf), pre(junk, act_bf);  // outputs start as junk: overwritten
           ops::matmul_bias_gelu_forward(cpu(), act.cpu(), pre.cpu(), inp.cpu(), w.data(), b.data(), k.N, k.C, k.OC,
                                         kind);
