@@ -62,10 +62,7 @@ void add_column_sums(float* db, Act<const float> g, int N, int C) {
 }  // namespace
 
 void copy_rounded_to_bf16(const Exec& x, bf16* dst, const float* src, int64_t n) {
-#if defined(ERLANGSHEN_HAVE_CUDA)
-  if (x.on_device()) return cuda::float_to_bf16(launch(x), reinterpret_cast<uint16_t*>(dst), src, n);
-#endif
-  ERL_CHECK(!x.on_device(), "this build has no CUDA backend");
+  if (x.on_device()) ERL_BF16_CUDA(float_to_bf16, reinterpret_cast<uint16_t*>(dst), src, n);
   for (int64_t i = 0; i < n; ++i) dst[i] = to_bf16(src[i]);
 }
 
@@ -119,11 +116,10 @@ void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<c
 
 void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, const float* inp, const float* w,
                        const float* b, int N, int C, double eps) {
-  if (!out.is_bf16()) {  // fp32 storage: the plain op (ops.h does not route it here; kept total for direct callers)
-    if (x.on_device()) ERL_BF16_CUDA(layernorm_forward, out.f, mean, rstd, inp, w, b, N, C, eps);
-    return cpu::layernorm_forward<float>(out.f, mean, rstd, inp, w, b, N, C, eps);
+  if (x.on_device()) {  // ops.h routes only a bf16 out here; an fp32 one takes the plain CUDA op
+    if (!out.is_bf16()) ERL_BF16_CUDA(layernorm_forward, out.f, mean, rstd, inp, w, b, N, C, eps);
+    ERL_BF16_CUDA(layernorm_forward, out.h, mean, rstd, inp, w, b, N, C, eps);
   }
-  if (x.on_device()) ERL_BF16_CUDA(layernorm_forward, out.h, mean, rstd, inp, w, b, N, C, eps);
   std::vector<float> o(static_cast<size_t>(N) * C);
   cpu::layernorm_forward<float>(o.data(), mean, rstd, inp, w, b, N, C, eps);
   store(out, o);

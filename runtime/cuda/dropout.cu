@@ -51,8 +51,7 @@ __global__ void residual_add_kernel(float* out, const float* resid, const TX* x,
 
 int64_t group_count(int64_t offset, int64_t n) { return ((offset + n + 3) >> 2) - (offset >> 2); }
 
-}  // namespace
-
+// The launches behind the entry points below, for x / dx stored as TX / TD (fp32 or bf16).
 template <class TX>
 void dropout_residual_from(const Launch& l, float* out, const float* resid, const TX* x, int64_t n,
                            const DropoutSpec& d, int64_t index_offset) {
@@ -68,6 +67,18 @@ void dropout_residual_from(const Launch& l, float* out, const float* resid, cons
   ERL_CUDA_LAUNCHED();
 }
 
+template <class TD>
+void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n, const DropoutSpec& d,
+                           int64_t index_offset) {
+  const int64_t groups = group_count(index_offset, n);
+  const float scale = 1.0f / (1.0f - d.p);
+  dropout_backward_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
+      dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
+  ERL_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
 void dropout_residual_forward(Launch l, float* out, const float* resid, const float* x, int64_t n,
                               const DropoutSpec& d, int64_t index_offset) {
   dropout_residual_from(l, out, resid, x, n, d, index_offset);
@@ -78,16 +89,6 @@ void dropout_residual_forward(Launch l, float* out, const float* resid, Act<cons
   if (!x.is_bf16()) return dropout_residual_from(l, out, resid, x.f, n, d, index_offset);
   need_bf16_storage_context(l, "dropout_residual_forward");
   dropout_residual_from(l, out, resid, device_bf16(x.h), n, d, index_offset);
-}
-
-template <class TD>
-void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n, const DropoutSpec& d,
-                           int64_t index_offset) {
-  const int64_t groups = group_count(index_offset, n);
-  const float scale = 1.0f / (1.0f - d.p);
-  dropout_backward_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
-      dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
-  ERL_CUDA_LAUNCHED();
 }
 
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
