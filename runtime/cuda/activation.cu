@@ -28,7 +28,7 @@ void bias_gelu_backward_on(const Launch& l, TD* dpre, float* dbias, const TA* da
                            Activation kind) {
   const int64_t total = int64_t(N) * C;
   if (total == 0) return;
-  bias_gelu_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(dpre, dact, pre, total,
+  ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward_kernel)(dpre, dact, pre, total,
                                                                                       kind == Activation::GeluTanh);
   ERL_CUDA_LAUNCHED();
   if (dbias) colsum_add(l, "bias_gelu_backward", dbias, N, C, rows_of(dpre, C));
@@ -50,7 +50,7 @@ void bias_gelu_forward(Launch l, float* act, float* pre, const float* bias, int 
   const int64_t total = int64_t(N) * C;
   if (total == 0) return;
   // pre is both the input x and the output: pre = pre + bias, act = gelu(pre), in place
-  bias_gelu_store_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(act, pre, pre, bias, total, C,
+  ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_store_kernel)(act, pre, pre, bias, total, C,
                                                                                    kind == Activation::GeluTanh);
   ERL_CUDA_LAUNCHED();
 }
@@ -75,13 +75,13 @@ void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float
 
 void tanh_forward(Launch l, float* out, const float* inp, int64_t n) {
   if (n == 0) return;
-  tanh_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(out, inp, n);
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), tanh_forward_kernel)(out, inp, n);
   ERL_CUDA_LAUNCHED();
 }
 
 void tanh_backward(Launch l, float* dinp, const float* dout, const float* out, int64_t n) {
   if (n == 0) return;
-  tanh_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(dinp, dout, out, n);
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), tanh_backward_kernel)(dinp, dout, out, n);
   ERL_CUDA_LAUNCHED();
 }
 

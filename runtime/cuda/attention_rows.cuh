@@ -275,13 +275,13 @@ void softmax_dropout(const Launch& l, int64_t rows, float* probs, TP* pd, const 
                      PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
   const RowLaunch r = row_launch(geo.T, {probs, pd});
   if (r.groups_per_thread == 1)
-    softmax_dropout_rows4<TP, 1><<<rows, r.threads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TP, 1>)(probs, pd, key_valid, geo, key, threshold,
                                                                         scale, drop, write_pd);
   else if (r.groups_per_thread == 2)
-    softmax_dropout_rows4<TP, 2><<<rows, r.threads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TP, 2>)(probs, pd, key_valid, geo, key, threshold,
                                                                         scale, drop, write_pd);
   else
-    softmax_dropout_kernel<TP><<<rows, kRowThreads, 0, stream_of(l)>>>(probs, pd, key_valid, geo, key, threshold,
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TP>)(probs, pd, key_valid, geo, key, threshold,
                                                                         scale, drop, write_pd);
   ERL_CUDA_LAUNCHED();
 }
@@ -291,11 +291,11 @@ void dropout_rows(const Launch& l, int64_t rows, TP* pd, const float* probs, Row
                   uint32_t threshold, float scale, bool drop) {
   const RowLaunch r = row_launch(geo.T, {probs, pd});
   if (r.groups_per_thread == 1)
-    dropout_rows4<TP, 1><<<rows, r.threads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), dropout_rows4<TP, 1>)(pd, probs, geo, key, threshold, scale, drop);
   else if (r.groups_per_thread == 2)
-    dropout_rows4<TP, 2><<<rows, r.threads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), dropout_rows4<TP, 2>)(pd, probs, geo, key, threshold, scale, drop);
   else
-    dropout_rows_kernel<TP><<<rows, kRowThreads, 0, stream_of(l)>>>(pd, probs, geo, key, threshold, scale, drop);
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), dropout_rows_kernel<TP>)(pd, probs, geo, key, threshold, scale, drop);
   ERL_CUDA_LAUNCHED();
 }
 
@@ -304,13 +304,13 @@ void softmax_backward(const Launch& l, int64_t rows, TS* ds, float* dp, const fl
                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
   const RowLaunch r = row_launch(geo.T, {ds, dp, probs});
   if (r.groups_per_thread == 1)
-    softmax_backward_rows4<TS, 1><<<rows, r.threads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 1>)(ds, dp, probs, geo, key, threshold, scale,
                                                                          drop);
   else if (r.groups_per_thread == 2)
-    softmax_backward_rows4<TS, 2><<<rows, r.threads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 2>)(ds, dp, probs, geo, key, threshold, scale,
                                                                          drop);
   else
-    softmax_backward_kernel<TS><<<rows, kRowThreads, 0, stream_of(l)>>>(ds, dp, probs, geo, key, threshold, scale,
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS>)(ds, dp, probs, geo, key, threshold, scale,
                                                                          drop);
   ERL_CUDA_LAUNCHED();
 }

@@ -42,9 +42,9 @@ void colsum_add(const Launch& l, const char* op, float* dst, int N, int C, F f) 
   const int R = (N + rows_per_chunk - 1) / rows_per_chunk;
   float* partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(R) * C, op));
   dim3 grid((C + 31) / 32, R), block(32, 8);
-  colsum_partial_kernel<<<grid, block, 0, stream_of(l)>>>(partial, N, C, rows_per_chunk, f);
+  ERL_KERNEL(grid, block, 0, stream_of(l), colsum_partial_kernel)(partial, N, C, rows_per_chunk, f);
   ERL_CUDA_LAUNCHED();
-  colsum_finish_kernel<<<(C + 255) / 256, 256, 0, stream_of(l)>>>(dst, partial, R, C);
+  ERL_KERNEL((C + 255) / 256, 256, 0, stream_of(l), colsum_finish_kernel)(dst, partial, R, C);
   ERL_CUDA_LAUNCHED();
 }
 

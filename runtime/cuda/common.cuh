@@ -15,6 +15,13 @@
   } while (0)
 // After a kernel launch: reports launch-configuration errors at the call site.
 #define ERL_CUDA_LAUNCHED() ERL_CUDA_CHECK(cudaGetLastError())
+// A kernel launch: ERL_KERNEL(grid, block, shared_bytes, stream, kernel)(args...) is
+// kernel<<<grid, block, shared_bytes, stream>>>(args...). The kernel comes last so that a template's commas need
+// no parentheses. The CPU emulation of the backend (tests/cuda_emulation, which runs these kernels in CI) defines it
+// as a call that runs every thread of the grid on the host.
+#ifndef ERL_KERNEL
+#define ERL_KERNEL(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
+#endif
 
 namespace erlangshen::cuda {
 

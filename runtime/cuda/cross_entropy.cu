@@ -67,14 +67,14 @@ __global__ void scatter_add_rows_kernel(float* dinp, const float* dout, const in
 
 void ce_rowmax(Launch l, float* rowmax, const float* logits, int M, int V_local) {
   if (M <= 0) return;
-  ce_rowmax_kernel<<<M, kThreads, 0, stream_of(l)>>>(rowmax, logits, V_local);
+  ERL_KERNEL(M, kThreads, 0, stream_of(l), ce_rowmax_kernel)(rowmax, logits, V_local);
   ERL_CUDA_LAUNCHED();
 }
 
 void ce_sumexp_target(Launch l, float* sumexp, float* target_logit, const float* logits, const float* rowmax,
                       const int32_t* targets, int M, int V_local, int vocab_start) {
   if (M <= 0) return;
-  ce_sumexp_target_kernel<<<M, kThreads, 0, stream_of(l)>>>(sumexp, target_logit, logits, rowmax, targets, V_local,
+  ERL_KERNEL(M, kThreads, 0, stream_of(l), ce_sumexp_target_kernel)(sumexp, target_logit, logits, rowmax, targets, V_local,
                                                             vocab_start);
   ERL_CUDA_LAUNCHED();
 }
@@ -82,20 +82,20 @@ void ce_sumexp_target(Launch l, float* sumexp, float* target_logit, const float*
 void ce_backward(Launch l, float* dlogits, const float* logits, const float* rowmax, const float* sumexp,
                  const int32_t* targets, const float* dloss, int M, int V_local, int vocab_start) {
   if (M <= 0) return;
-  ce_backward_kernel<<<M, kThreads, 0, stream_of(l)>>>(dlogits, logits, rowmax, sumexp, targets, dloss, V_local,
+  ERL_KERNEL(M, kThreads, 0, stream_of(l), ce_backward_kernel)(dlogits, logits, rowmax, sumexp, targets, dloss, V_local,
                                                        vocab_start);
   ERL_CUDA_LAUNCHED();
 }
 
 void gather_rows(Launch l, float* out, const float* inp, const int32_t* idx, int M, int C) {
   if (M <= 0) return;
-  gather_rows_kernel<<<M, kThreads, 0, stream_of(l)>>>(out, inp, idx, C);
+  ERL_KERNEL(M, kThreads, 0, stream_of(l), gather_rows_kernel)(out, inp, idx, C);
   ERL_CUDA_LAUNCHED();
 }
 
 void scatter_add_rows(Launch l, float* dinp, const float* dout, const int32_t* idx, int M, int C) {
   if (M <= 0) return;
-  scatter_add_rows_kernel<<<M, kThreads, 0, stream_of(l)>>>(dinp, dout, idx, C);
+  ERL_KERNEL(M, kThreads, 0, stream_of(l), scatter_add_rows_kernel)(dinp, dout, idx, C);
   ERL_CUDA_LAUNCHED();
 }
 

@@ -57,11 +57,11 @@ void dropout_residual_from(const Launch& l, float* out, const float* resid, cons
                            const DropoutSpec& d, int64_t index_offset) {
   if (n <= 0) return;
   if (d.p <= 0.0f) {
-    residual_add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(out, resid, x, n);
+    ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), residual_add_kernel)(out, resid, x, n);
   } else {
     const int64_t groups = group_count(index_offset, n);
     const float scale = 1.0f / (1.0f - d.p);
-    dropout_residual_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
+    ERL_KERNEL(grid_for(groups, kThreads), kThreads, 0, stream_of(l), dropout_residual_kernel)(
         out, resid, x, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
   }
   ERL_CUDA_LAUNCHED();
@@ -72,7 +72,7 @@ void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n
                            int64_t index_offset) {
   const int64_t groups = group_count(index_offset, n);
   const float scale = 1.0f / (1.0f - d.p);
-  dropout_backward_kernel<<<grid_for(groups, kThreads), kThreads, 0, stream_of(l)>>>(
+  ERL_KERNEL(grid_for(groups, kThreads), kThreads, 0, stream_of(l), dropout_backward_kernel)(
       dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
   ERL_CUDA_LAUNCHED();
 }

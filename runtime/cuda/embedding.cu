@@ -83,14 +83,14 @@ struct RowsOfType {
 void word_embedding_forward(Launch l, float* out, const int32_t* ids, const float* word, int N, int C,
                             int vocab_start, int V_local) {
   if (N <= 0) return;
-  word_embedding_forward_kernel<<<N, kThreads, 0, stream_of(l)>>>(out, ids, word, C, vocab_start, V_local);
+  ERL_KERNEL(N, kThreads, 0, stream_of(l), word_embedding_forward_kernel)(out, ids, word, C, vocab_start, V_local);
   ERL_CUDA_LAUNCHED();
 }
 
 void word_embedding_backward(Launch l, float* dword, const float* dout, const int32_t* ids, int N, int C,
                              int vocab_start, int V_local) {
   if (N <= 0 || V_local <= 0) return;
-  word_embedding_backward_kernel<<<V_local, kThreads, 0, stream_of(l)>>>(dword, dout, ids, N, C, vocab_start);
+  ERL_KERNEL(V_local, kThreads, 0, stream_of(l), word_embedding_backward_kernel)(dword, dout, ids, N, C, vocab_start);
   ERL_CUDA_LAUNCHED();
 }
 
@@ -98,7 +98,7 @@ void position_type_embedding_forward(Launch l, float* out, const int32_t* type_i
                                      const float* type, int B, int Tn, int C) {
   const int64_t total = static_cast<int64_t>(B) * Tn * C;
   if (total == 0) return;
-  position_type_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(out, type_ids, pos, type, Tn,
+  ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), position_type_forward_kernel)(out, type_ids, pos, type, Tn,
                                                                                          C, total);
   ERL_CUDA_LAUNCHED();
 }
@@ -107,7 +107,7 @@ void position_type_embedding_backward(Launch l, float* dpos, float* dtype, const
                                       const int32_t* type_ids, int B, int Tn, int C, int type_vocab) {
   if (int64_t(B) * Tn * C == 0) return;
   if (dpos) {
-    position_backward_kernel<<<grid_for(int64_t(Tn) * C, kThreads), kThreads, 0, stream_of(l)>>>(dpos, dout, B, Tn, C);
+    ERL_KERNEL(grid_for(int64_t(Tn) * C, kThreads), kThreads, 0, stream_of(l), position_backward_kernel)(dpos, dout, B, Tn, C);
     ERL_CUDA_LAUNCHED();
   }
   if (dtype)

@@ -87,9 +87,9 @@ Staged stage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, c
     float* d = reinterpret_cast<float*>(dst);
     const unsigned grid = grid_for(n, kThreads);
     if (type == CUDA_R_16BF)
-      bf16_values_kernel<<<grid, kThreads, 0, stream_of(l)>>>(d, static_cast<const __nv_bfloat16*>(src), n);
+      ERL_KERNEL(grid, kThreads, 0, stream_of(l), bf16_values_kernel)(d, static_cast<const __nv_bfloat16*>(src), n);
     else
-      bf16_values_kernel<<<grid, kThreads, 0, stream_of(l)>>>(d, static_cast<const float*>(src), n);
+      ERL_KERNEL(grid, kThreads, 0, stream_of(l), bf16_values_kernel)(d, static_cast<const float*>(src), n);
     ERL_CUDA_LAUNCHED();
   };
   if (copy_a) {
@@ -148,10 +148,10 @@ void finish_as(const Launch& l, const GemmArgs& g, const float* x) {
   const unsigned grid = grid_for(total, kThreads);
   T* c = static_cast<T*>(g.C);
   if (gelu_epilogue(g.epilogue))
-    bias_gelu_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, static_cast<T*>(g.aux), x, g.bias, total, g.m,
+    ERL_KERNEL(grid, kThreads, 0, stream_of(l), bias_gelu_store_kernel)(c, static_cast<T*>(g.aux), x, g.bias, total, g.m,
                                                                 g.epilogue == Epilogue::GeluAuxBias);
   else
-    bias_store_kernel<<<grid, kThreads, 0, stream_of(l)>>>(c, x, g.bias, total, g.m);
+    ERL_KERNEL(grid, kThreads, 0, stream_of(l), bias_store_kernel)(c, x, g.bias, total, g.m);
   ERL_CUDA_LAUNCHED();
 }
 

@@ -73,14 +73,14 @@ struct DyXhat {
 void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, double eps) {
   if (N <= 0) return;
-  layernorm_forward_kernel<<<N, kThreads, 0, stream_of(l)>>>(out, mean, rstd, inp, weight, bias, C, eps);
+  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias, C, eps);
   ERL_CUDA_LAUNCHED();
 }
 
 void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C) {
   if (N <= 0) return;
-  layernorm_backward_dinp_kernel<<<N, kThreads, 0, stream_of(l)>>>(dinp, dout, inp, weight, mean, rstd, C);
+  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel)(dinp, dout, inp, weight, mean, rstd, C);
   ERL_CUDA_LAUNCHED();
   if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat{dout, inp, mean, rstd, C});
   if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, RowsOf{dout, C});
@@ -90,7 +90,7 @@ void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const floa
                        const float* bias, int N, int C, double eps) {
   need_bf16_storage_context(l, "layernorm_forward");
   if (N <= 0) return;
-  layernorm_forward_kernel<<<N, kThreads, 0, stream_of(l)>>>(device_bf16(out), mean, rstd, inp, weight, bias, C, eps);
+  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(device_bf16(out), mean, rstd, inp, weight, bias, C, eps);
   ERL_CUDA_LAUNCHED();
 }
 

@@ -117,7 +117,7 @@ void matmul_forward(Launch l, float* out, const float* inp, const float* weight,
   gemm(l, "matmul_forward", g);
   if (bias) {  // out (N, OC) += bias, in place
     const int64_t total = int64_t(N) * OC;
-    bias_store_kernel<<<grid_for(total, kThreads), kThreads, 0, stream_of(l)>>>(out, out, bias, total, OC);
+    ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_store_kernel)(out, out, bias, total, OC);
     ERL_CUDA_LAUNCHED();
   }
 }

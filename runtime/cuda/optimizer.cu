@@ -88,7 +88,7 @@ void adamw_update(Launch l, float* param, const float* grad, float* m, float* v,
   if (n <= 0) return;
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  adamw_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), adamw_kernel)(
       param, grad, m, v, n, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
       float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
   ERL_CUDA_LAUNCHED();
@@ -100,9 +100,9 @@ double sum_squares(Launch l, const float* x, int64_t n) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   double* partial = static_cast<double*>(ctx.scratch(sizeof(double) * (chunks + 1), "sum_squares"));
   ERL_CHECK(chunks < (int64_t(1) << 31), "sum_squares: vector too long (" << n << ")");
-  sum_squares_chunks_kernel<<<static_cast<unsigned>(chunks), kThreads, 0, stream_of(l)>>>(partial, x, n);
+  ERL_KERNEL(static_cast<unsigned>(chunks), kThreads, 0, stream_of(l), sum_squares_chunks_kernel)(partial, x, n);
   ERL_CUDA_LAUNCHED();
-  sum_squares_finish_kernel<<<1, 1024, 0, stream_of(l)>>>(partial + chunks, partial, chunks);
+  ERL_KERNEL(1, 1024, 0, stream_of(l), sum_squares_finish_kernel)(partial + chunks, partial, chunks);
   ERL_CUDA_LAUNCHED();
   double result = 0.0;
   ERL_CUDA_CHECK(cudaMemcpyAsync(&result, partial + chunks, sizeof(double), cudaMemcpyDeviceToHost, stream_of(l)));
@@ -112,19 +112,19 @@ double sum_squares(Launch l, const float* x, int64_t n) {
 
 void scale(Launch l, float* x, int64_t n, double s) {
   if (n <= 0) return;
-  scale_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(x, n, float(s));
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), scale_kernel)(x, n, float(s));
   ERL_CUDA_LAUNCHED();
 }
 
 void fill(Launch l, float* x, int64_t n, float value) {
   if (n <= 0) return;
-  fill_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(x, n, value);
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), fill_kernel)(x, n, value);
   ERL_CUDA_LAUNCHED();
 }
 
 void add_inplace(Launch l, float* y, const float* x, int64_t n) {
   if (n <= 0) return;
-  add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(y, x, n);
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), add_kernel)(y, x, n);
   ERL_CUDA_LAUNCHED();
 }
 
@@ -133,20 +133,20 @@ void float_to_bf16(Launch l, uint16_t* dst, const float* src, int64_t n) {
   int64_t done = 0;
   if (reinterpret_cast<uintptr_t>(dst) % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 && n >= 8) {
     const int64_t n8 = n / 8;
-    to_bf16_x8_kernel<<<grid_for(n8, kThreads), kThreads, 0, stream_of(l)>>>(reinterpret_cast<uint4*>(dst),
+    ERL_KERNEL(grid_for(n8, kThreads), kThreads, 0, stream_of(l), to_bf16_x8_kernel)(reinterpret_cast<uint4*>(dst),
                                                                             reinterpret_cast<const float4*>(src), n8);
     ERL_CUDA_LAUNCHED();
     done = 8 * n8;
   }
   if (done == n) return;
-  to_bf16_kernel<<<grid_for(n - done, kThreads), kThreads, 0, stream_of(l)>>>(
+  ERL_KERNEL(grid_for(n - done, kThreads), kThreads, 0, stream_of(l), to_bf16_kernel)(
       reinterpret_cast<__nv_bfloat16*>(dst) + done, src + done, n - done);
   ERL_CUDA_LAUNCHED();
 }
 
 void bf16_to_float(Launch l, float* dst, const uint16_t* src, int64_t n) {
   if (n <= 0) return;
-  from_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(l)>>>(dst, reinterpret_cast<const __nv_bfloat16*>(src),
+  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), from_bf16_kernel)(dst, reinterpret_cast<const __nv_bfloat16*>(src),
                                                                          n);
   ERL_CUDA_LAUNCHED();
 }

@@ -1,0 +1,168 @@
+// The part of the CUDA runtime API the backend and its tests call, on the host (see cuda_emulation.h): one
+// "device" whose memory is host memory (256-byte aligned, a fixed capacity so that out-of-memory paths can be
+// reached), streams and events that are already complete (every emulated launch finishes before it returns).
+// Events carry a host timestamp, so elapsed times are real (if meaningless for GPU speed).
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "tests/cuda_emulation/cuda_emulation.h"
+
+namespace {
+
+// Device memory capacity of the emulated GPU; ERL_EMU_DEVICE_MEMORY_MIB overrides the 16 GiB default.
+size_t capacity_bytes() {
+  const char* env = std::getenv("ERL_EMU_DEVICE_MEMORY_MIB");
+  const size_t mib = env ? std::strtoull(env, nullptr, 10) : 16384;
+  return mib << 20;
+}
+
+// Allocations of the emulated device (process-wide, like a real device's memory).
+struct DeviceHeap {
+  std::mutex mutex;
+  std::unordered_map<void*, size_t> sizes;
+  size_t used = 0;
+};
+DeviceHeap& heap() {
+  static DeviceHeap h;
+  return h;
+}
+
+struct FakeEvent {
+  std::chrono::steady_clock::time_point when = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  std::memset(prop, 0, sizeof(*prop));
+  std::snprintf(prop->name, sizeof prop->name, "CUDA emulation on the CPU (tests/cuda_emulation)");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  prop->totalGlobalMem = capacity_bytes();
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->sharedMemPerBlock = 48 * 1024;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetPCIBusId(char* bus_id, int len, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  std::snprintf(bus_id, static_cast<size_t>(len), "0000:00:00.0");
+  return cudaSuccess;
+}
+
+const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory (emulated device)";
+    case cudaErrorInvalidDevice: return "invalid device ordinal (emulated device)";
+    case cudaErrorInvalidValue: return "invalid argument (emulated device)";
+    default: return "error (emulated device)";
+  }
+}
+
+cudaError_t cudaGetLastError() { return cudaSuccess; }
+cudaError_t cudaPeekAtLastError() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaMalloc(void** ptr, size_t size) {
+  DeviceHeap& h = heap();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  *ptr = nullptr;
+  if (h.used + size > capacity_bytes()) return cudaErrorMemoryAllocation;
+  void* p = std::aligned_alloc(256, (size + 255) / 256 * 256 + 256);
+  if (p == nullptr) return cudaErrorMemoryAllocation;
+  h.sizes[p] = size;
+  h.used += size;
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  DeviceHeap& h = heap();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  auto it = h.sizes.find(ptr);
+  if (it == h.sizes.end()) return cudaErrorInvalidValue;
+  h.used -= it->second;
+  h.sizes.erase(it);
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  DeviceHeap& h = heap();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  *total_bytes = capacity_bytes();
+  *free_bytes = *total_bytes - h.used;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind) {
+  if (count) std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t) {
+  return cudaMemcpy(dst, src, count, kind);
+}
+cudaError_t cudaMemset(void* ptr, int value, size_t count) {
+  if (count) std::memset(ptr, value, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t) { return cudaMemset(ptr, value, count); }
+
+// Streams: distinct non-null handles; the work on them is already done.
+cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  *stream = reinterpret_cast<cudaStream_t>(new char(0));
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete reinterpret_cast<char*>(stream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  *event = reinterpret_cast<cudaEvent_t>(new FakeEvent());
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) { return cudaEventCreate(event); }
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete reinterpret_cast<FakeEvent*>(event);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  reinterpret_cast<FakeEvent*>(event)->when = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  const auto d = reinterpret_cast<FakeEvent*>(end)->when - reinterpret_cast<FakeEvent*>(start)->when;
+  *ms = std::chrono::duration<float, std::milli>(d).count();
+  return cudaSuccess;
+}
+
+}  // extern "C"
