@@ -1,7 +1,13 @@
 // The part of the CUDA runtime API the backend and its tests call, on the host (see cuda_emulation.h): one
-// "device" whose memory is host memory (256-byte aligned, a fixed capacity so that out-of-memory paths can be
-// reached), streams and events that are already complete (every emulated launch finishes before it returns).
+// "device" whose memory is host memory (a fixed capacity so that out-of-memory paths can be reached), streams and
+// events that are already complete (every emulated launch finishes before it returns). Each allocation is mapped
+// on its own pages, 256-byte aligned, ending where an inaccessible guard page begins: a kernel or copy that runs
+// past the end of a buffer (by more than the < 256 bytes of alignment slack) stops with SIGSEGV instead of
+// silently reading or corrupting a neighbour.
 // Events carry a host timestamp, so elapsed times are real (if meaningless for GPU speed).
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,9 +27,14 @@ size_t capacity_bytes() {
 }
 
 // Allocations of the emulated device (process-wide, like a real device's memory).
+struct Mapping {
+  void* base;
+  size_t bytes;  // mapped, guard page included
+  size_t size;   // asked for
+};
 struct DeviceHeap {
   std::mutex mutex;
-  std::unordered_map<void*, size_t> sizes;
+  std::unordered_map<void*, Mapping> maps;
   size_t used = 0;
 };
 DeviceHeap& heap() {
@@ -90,9 +101,14 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   std::lock_guard<std::mutex> lock(h.mutex);
   *ptr = nullptr;
   if (h.used + size > capacity_bytes()) return cudaErrorMemoryAllocation;
-  void* p = std::aligned_alloc(256, (size + 255) / 256 * 256 + 256);
-  if (p == nullptr) return cudaErrorMemoryAllocation;
-  h.sizes[p] = size;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t body = (size + 255) / 256 * 256, pages = (body + page - 1) / page * page;
+  void* base = mmap(nullptr, pages + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return cudaErrorMemoryAllocation;
+  char* guard = static_cast<char*>(base) + pages;
+  mprotect(guard, page, PROT_NONE);
+  void* p = guard - body;
+  h.maps[p] = Mapping{base, pages + page, size};
   h.used += size;
   *ptr = p;
   return cudaSuccess;
@@ -102,11 +118,11 @@ cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
   DeviceHeap& h = heap();
   std::lock_guard<std::mutex> lock(h.mutex);
-  auto it = h.sizes.find(ptr);
-  if (it == h.sizes.end()) return cudaErrorInvalidValue;
-  h.used -= it->second;
-  h.sizes.erase(it);
-  std::free(ptr);
+  auto it = h.maps.find(ptr);
+  if (it == h.maps.end()) return cudaErrorInvalidValue;
+  h.used -= it->second.size;
+  munmap(it->second.base, it->second.bytes);
+  h.maps.erase(it);
   return cudaSuccess;
 }
 

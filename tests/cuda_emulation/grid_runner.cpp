@@ -4,6 +4,7 @@
 // have all arrived, or else releases the barrier when the whole block has arrived; otherwise the kernel is stuck
 // (divergent barrier or collective) and the launch throws, naming the kernel and the block.
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <sstream>
@@ -122,16 +123,35 @@ bool complete_warp(Fiber* f, size_t first, size_t end, const char* kernel) {
   return true;
 }
 
+// Scheduling between barriers: one warp at a time, as far as it can go (its collectives complete as soon as its
+// own lanes have all arrived), so a warp runs ahead of the others until it reaches __syncthreads. Warps in order,
+// or with ERL_EMU_REVERSE=1 the last warp (and within a warp the last lane) first. A kernel whose result depends
+// on the order (a missing __syncthreads: a warp reads shared memory before another wrote it, or overwrites it
+// before another read it) gives a different answer in one of the two orders, which the tests catch when they run
+// both ways (scripts/test.sh does).
+bool reverse_order() {
+  const char* env = std::getenv("ERL_EMU_REVERSE");
+  return env != nullptr && env[0] == '1';
+}
+
 void run_block(BlockRun& run, const char* kernel) {
   Fiber* f = run.fibers;
   const size_t n = run.n;
+  const bool reverse = reverse_order();
+  const size_t warps = (n + 31) / 32;
   for (;;) {
-    for (size_t i = 0; i < n; ++i) {
-      if (f[i].state != State::Runnable) continue;
-      run.current = &f[i];
-      fiber_switch(&run.scheduler, &f[i].context);
-      run.current = nullptr;
-      if (run.error) std::rethrow_exception(run.error);
+    for (size_t wk = 0; wk < warps; ++wk) {
+      const size_t w = reverse ? warps - 1 - wk : wk, first = 32 * w, end = std::min(n, first + 32);
+      do {
+        for (size_t k = first; k < end; ++k) {
+          const size_t i = reverse ? end - 1 - (k - first) : k;
+          if (f[i].state != State::Runnable) continue;
+          run.current = &f[i];
+          fiber_switch(&run.scheduler, &f[i].context);
+          run.current = nullptr;
+          if (run.error) std::rethrow_exception(run.error);
+        }
+      } while (complete_warp(f, first, end, kernel));
     }
     size_t at_barrier = 0, unfinished = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -139,9 +159,6 @@ void run_block(BlockRun& run, const char* kernel) {
       at_barrier += f[i].state == State::AtBarrier;
     }
     if (unfinished == 0) return;
-    bool progressed = false;
-    for (size_t w = 0; w < n; w += 32) progressed |= complete_warp(f, w, std::min(n, w + 32), kernel);
-    if (progressed) continue;
     if (at_barrier == unfinished) {
       for (size_t i = 0; i < n; ++i)
         if (f[i].state == State::AtBarrier) f[i].state = State::Runnable;
