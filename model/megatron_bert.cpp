@@ -106,7 +106,11 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   // Per-layer saved tensors. Under recompute some are allocated for layer 0 only and shared by every layer (they
   // are rebuilt before each layer's backward): Selective shares the attention probabilities (and their dropout
   // mask); Full shares everything but the layer output x2 (= the next layer's input).
-  const int64_t probs_n = static_cast<int64_t>(B) * heads_local_ * Tn * Tn;
+  // Flash attention saves 2 floats per query row and head in place of the probabilities, per layer under every
+  // mode but Full (it has nothing for Selective to recompute).
+  const bool flash = attention_ == AttentionKernel::Flash;
+  const int64_t probs_n = static_cast<int64_t>(B) * heads_local_ * Tn * (flash ? 2 : Tn);
+  const bool probs_per_layer = flash ? recompute_ != Recompute::Full : recompute_ == Recompute::None;
   s.layers.assign(config_.layers, LayerActs{});
   for (int i = 0; i < config_.layers; ++i) {
     LayerActs& l = s.layers[i];
@@ -127,8 +131,8 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.keep1 = mask(N * C, "dropout mask");
       l.keep2 = mask(N * C, "dropout mask");
     }
-    if (first || recompute_ == Recompute::None) {
-      l.probs = a.alloc<T>(probs_n, "attention probs");
+    if (first || probs_per_layer) {
+      l.probs = a.alloc<T>(probs_n, flash ? "attention row statistics" : "attention probs");
       l.attn_keep = mask(probs_n, "attention dropout mask");
     }
     l.x2 = a.alloc<T>(N * C, "x2");
@@ -147,7 +151,8 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.dqkv = act(N * 3 * Cl, "qkv gradient");
   s.dact = act(N * Fl, "ffn act gradient");
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
-  s.attn_scratch = a.alloc<T>(ops::attention_scratch_elems(exec_, shape), "attention scratch");
+  s.attn_scratch = a.alloc<T>(flash ? ops::flash_attention_scratch_elems(shape) : ops::attention_scratch_elems(exec_, shape),
+                              "attention scratch");
   s.cls_index = a.alloc<int32_t>(B);
   s.pool_in = a.alloc<T>(B * C);
   s.pool_pre = a.alloc<T>(B * C);
@@ -184,6 +189,23 @@ void MegatronBert<T>::set_activation_storage(ActivationStorage s) {
   compute_weights_ = s == ActivationStorage::BF16 ? Buffer<bf16>(exec_, params_.size(), "bf16 compute weights")
                                                   : Buffer<bf16>();
   compute_weights_stale_ = true;
+}
+
+template <class T>
+void MegatronBert<T>::set_attention_kernel(AttentionKernel k) {
+  if (k == attention_) return;
+  if (k == AttentionKernel::Flash) {
+    const cpu::AttentionShape probe{1, 64, heads_local_, config_.head_dim()};
+    ERL_CHECK((exec_.device == Device::CUDA && std::is_same_v<T, float>),
+              "train.attention=flash runs on CUDA only (train.device=cuda); the CPU backend has the unfused attention");
+    ERL_CHECK(ops::flash_attention_supported(exec_, probe),
+              "train.attention=flash: head dim " << config_.head_dim()
+                                                 << " with this GPU and math mode is not supported (head dim 64, 128 "
+                                                    "or 256, bf16 math, enough shared memory per block); use "
+                                                    "train.attention=unfused");
+  }
+  attention_ = k;
+  cap_B_ = cap_T_ = 0;  // the next reserve re-plans the arena
 }
 
 template <class T>

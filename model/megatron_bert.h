@@ -25,6 +25,7 @@
 #include "model/param_layout.h"
 #include "parallel/communicator.h"
 #include "runtime/arena.h"
+#include "runtime/attention_kernel.h"
 #include "runtime/device_buffer.h"
 #include "runtime/ops.h"
 
@@ -114,6 +115,11 @@ class MegatronBert {
   // the fp32 weights to, so results are unchanged), refreshed at the first forward after any write access above.
   void set_activation_storage(ActivationStorage s);
   ActivationStorage activation_storage() const { return activations_; }
+  // The attention implementation (runtime/attention_kernel.h). Flash needs a CUDA Exec whose Context computes in
+  // bf16 and a head dim the kernels take (an error here otherwise, naming train.attention); it saves 2 floats per
+  // query row and head instead of the (B, NH, T, T) probabilities. Set before the first step.
+  void set_attention_kernel(AttentionKernel k);
+  AttentionKernel attention_kernel() const { return attention_; }
 
   // Sizes the activation arena for micro-batches of up to B x T tokens (called once; again only if larger).
   void reserve(int B, int Tn);
@@ -181,6 +187,7 @@ class MegatronBert {
   int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;
   Recompute recompute_ = Recompute::None;
   ActivationStorage activations_ = ActivationStorage::FP32;
+  AttentionKernel attention_ = AttentionKernel::Unfused;
   std::unique_ptr<Acts> acts_;
   RngContext rng_;      // of the last forward (backward reuses it)
   EncoderInputs in_;    // of the last forward

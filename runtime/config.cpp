@@ -187,6 +187,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(string_key("train.recompute", &C::train, &TrainConfig::recompute, {"none", "selective", "full"}));
     t.push_back(bool_key("train.deterministic", &C::train, &TrainConfig::deterministic));
     t.push_back(string_key("train.activations", &C::train, &TrainConfig::activations, {"fp32", "bf16"}));
+    t.push_back(string_key("train.attention", &C::train, &TrainConfig::attention, {"unfused", "flash"}));
     t.push_back(number_key("train.epochs", &C::train, &TrainConfig::epochs, 1, 1e6));
     t.push_back(number_key("train.eval_every", &C::train, &TrainConfig::eval_every, 0, kBig));
     t.push_back(number_key("train.early_stop", &C::train, &TrainConfig::early_stop, 0, 1e6));

@@ -61,6 +61,8 @@ struct TrainConfig {
   // fp32 | bf16: storage of the large activations and backward temporaries (runtime/act.h); math stays fp32.
   // bf16 halves their memory and traffic on CUDA; on the CPU it is emulated (slow; for tests).
   std::string activations = "fp32";
+  // unfused | flash: the attention implementation (runtime/attention_kernel.h); flash needs train.device=cuda.
+  std::string attention = "unfused";
   int epochs = 3;                // fine-tuning
   int64_t eval_every = 0;        // fine-tuning: evaluate every N steps (0: each epoch)
   int early_stop = 0;            // fine-tuning: stop after N evaluations without improvement (0: never)

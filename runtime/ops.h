@@ -11,6 +11,7 @@
 #include "runtime/exec.h"
 #include "runtime/ops_bf16.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/flash_attention.h"
 #include "runtime/cuda/kernels.h"
 #endif
 
@@ -156,6 +157,47 @@ void attention_backward(const Exec& x, Act<no_deduce_t<T>> dqkv, T* scratch, Act
   if (dqkv.is_bf16() || dout.is_bf16() || qkv.is_bf16())
     ERL_BF16_ROUTE(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
   ERL_DISPATCH(attention_backward, dqkv.f, scratch, dout.f, qkv.f, probs, valid, s, d);
+}
+// Fused attention (train.attention=flash): CUDA only, runtime/cuda/flash_attention.h. `stats` (B, NH, T, 2) takes
+// the place of the saved probabilities; the backward also reads the forward's output. The CPU backend has none.
+inline bool flash_attention_supported(const Exec& x, const cpu::AttentionShape& s) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (x.device == Device::CUDA) return cuda::flash_attention_supported(cuda::Launch(x.stream, x.backend_context), s);
+#endif
+  (void)x, (void)s;
+  return false;
+}
+inline int64_t flash_attention_scratch_elems(const cpu::AttentionShape& s) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  return cuda::flash_attention_scratch_elems(s);
+#else
+  (void)s;
+  return 0;
+#endif
+}
+template <class T>
+void flash_attention_forward(const Exec& x, Act<no_deduce_t<T>> out, T* stats, T* scratch,
+                             Act<const no_deduce_t<T>> qkv, const uint8_t* valid, const cpu::AttentionShape& s,
+                             const DropoutSpec& d) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.device == Device::CUDA) {
+      ERL_CUDA_CALL(flash_attention_forward, out, stats, scratch, qkv, valid, s, d);
+      return;
+    }
+  }
+  throw Error("flash attention runs on CUDA float models only (train.attention=flash needs train.device=cuda)");
+}
+template <class T>
+void flash_attention_backward(const Exec& x, Act<no_deduce_t<T>> dqkv, T* scratch, Act<const no_deduce_t<T>> dout,
+                              Act<const no_deduce_t<T>> out, Act<const no_deduce_t<T>> qkv, const T* stats,
+                              const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.device == Device::CUDA) {
+      ERL_CUDA_CALL(flash_attention_backward, dqkv, scratch, dout, out, qkv, stats, valid, s, d);
+      return;
+    }
+  }
+  throw Error("flash attention runs on CUDA float models only (train.attention=flash needs train.device=cuda)");
 }
 template <class T>
 void dropout_residual_forward(const Exec& x, T* out, const T* resid, Act<const no_deduce_t<T>> in, int64_t n,

@@ -19,6 +19,11 @@
 // kernel<<<grid, block, shared_bytes, stream>>>(args...). The kernel comes last so that a template's commas need
 // no parentheses. The CPU emulation of the backend (tests/cuda_emulation, which runs these kernels in CI) defines it
 // as a call that runs every thread of the grid on the host.
+// Dynamic shared memory of a kernel: ERL_DYNAMIC_SHARED(smem); declares `unsigned char* smem`-like storage, 128-byte
+// aligned (the emulation gives every block a buffer of the launch's size).
+#ifndef ERL_DYNAMIC_SHARED
+#define ERL_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
 #ifndef ERL_KERNEL
 #define ERL_KERNEL(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
 #endif

@@ -19,11 +19,12 @@ std::string gib(int64_t bytes) {
 }
 
 // Saved per token of one layer (elements), following the activations the encoder keeps for backward:
-// ln1 (C) + stats (2) + qkv (3 Cl) + ctx (Cl) + x1 (C) + ln2 (C) + stats (2) + pre, act (2 Fl) + x2 (C) [+ probs NHl*T]
+// ln1 (C) + stats (2) + qkv (3 Cl) + ctx (Cl) + x1 (C) + ln2 (C) + stats (2) + pre, act (2 Fl) + x2 (C) [+ probs NHl*T,
+// or with flash attention its row statistics 2 NHl]
 int64_t layer_elems_per_token(const EncoderShape& s, int seq_len, bool keep_probs) {
   const int64_t C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
   int64_t e = 4 * C + 4 + 4 * Cl + 2 * Fl;
-  if (keep_probs) e += int64_t(s.heads_local) * seq_len;
+  if (keep_probs) e += int64_t(s.heads_local) * (s.flash_attention ? 2 : seq_len);
   return e;
 }
 
@@ -34,7 +35,8 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // The [act] tensors of a layer (ln1, ln2, qkv, ctx, pre, act) are counted at act_bytes, the rest at
   // storage_bytes.
   const int64_t layer_act = (2 * C + 4 * Cl + 2 * Fl) * N;
-  const int64_t layer_rest = layer_elems_per_token(s, T, r != Recompute::Selective) * N - layer_act;
+  const int64_t layer_rest =
+      layer_elems_per_token(s, T, s.flash_attention || r != Recompute::Selective) * N - layer_act;
   int64_t saved, saved_act;
   if (r == Recompute::Full) {  // layer inputs + one live layer
     saved = int64_t(s.layers) * N * C + layer_rest;
@@ -43,14 +45,18 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
     saved = int64_t(s.layers) * layer_rest;
     saved_act = int64_t(s.layers) * layer_act;
   }
-  // Recomputed probabilities of the live layer still need one (B, NH, T, T) block.
-  if (r != Recompute::None) saved += int64_t(B) * s.heads_local * T * T;
+  // Selective recompute keeps one (B, NH, T, T) block for the layer being recomputed (flash: none). Full counts
+  // the live layer's probabilities in layer_rest already (the model allocates one block: model/megatron_bert.cpp).
+  if (r == Recompute::Selective && !s.flash_attention) saved += int64_t(B) * s.heads_local * T * T;
   // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dln; dtmp, dctx,
   // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
   // masked rows (6 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
-  const int64_t other = 3 * N * C + 2 * N + 2 * N * C + 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl +
-                        M * (6 * C + s.vocab_local + 6);
+  // Flash attention's scratch: bf16 copies of qkv and dout (2 N Cl bf16 = N Cl floats; counted in full) and D
+  // (B NH T).
+  const int64_t attention_scratch = s.flash_attention ? 2 * N * Cl + int64_t(B) * s.heads_local * T
+                                                      : 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl;
+  const int64_t other = 3 * N * C + 2 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
   // bf16 storage adds a bf16 copy of the row-parallel outputs (model/activations.h row_out; with TP 1 only, counted
   // always).
   const int64_t row_out = s.act_bytes < s.storage_bytes ? N * C : 0;

@@ -40,6 +40,8 @@ struct EncoderShape {
   int storage_bytes = 4;          // bytes per saved activation element (4: fp32 storage of the current ops)
   int act_bytes = 4;              // bytes per element of the [act] tensors (model/activations.h: ln1, ln2, qkv, ctx,
                                   // pre, act, dtmp, dctx, dqkv, dact): 2 under train.activations=bf16
+  bool flash_attention = false;   // train.attention=flash: 2 floats per query row and head saved instead of the
+                                  // probabilities, and the fused kernels' scratch (runtime/cuda/flash_attention.h)
 };
 
 // Bytes of activations for a (micro_batch, seq_len) step under `recompute`.

@@ -11,6 +11,9 @@
 //     shared memory before the threads that write it have run), a collective reached by part of a warp or a
 //     __syncthreads reached by part of a block as a "deadlock" error naming the kernel and block.
 //   - __shared__ variables are static: blocks never run concurrently, so one copy serves every block in turn.
+//     Dynamic shared memory (ERL_DYNAMIC_SHARED) is one buffer per launch, filled with 0xff bytes (NaN as float or
+//     bf16) before every block, so a kernel that reads shared memory it never wrote gets NaNs, as it may on a GPU.
+//   - nvcuda::wmma (wmma_emulation.h) and __syncwarp.
 //   - warp collectives (__shfl_xor_sync, __shfl_sync, __shfl_down_sync, __ballot_sync) over full warps
 //     (mask 0xffffffff; anything else is an error: the backend uses only full-warp collectives).
 //   - every launch completes before ERL_KERNEL returns, so streams and events are trivially ordered: stream
@@ -65,6 +68,9 @@ void syncthreads();
 enum class WarpOp { ShflXor, Shfl, ShflDown, ShflUp, Ballot };
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width);
 
+// The launch's dynamic shared memory (ERL_DYNAMIC_SHARED).
+unsigned char* dynamic_shared();
+
 // Runs `thread` once for every thread of the grid (see the header comment).
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, const std::function<void()>& thread);
 
@@ -102,16 +108,23 @@ Launch<Call> make_launch(dim3 grid, dim3 block, size_t shared_bytes, const char*
 
 }  // namespace erl_emu
 
+#include "tests/cuda_emulation/wmma_emulation.h"
+
 #define threadIdx (::erl_emu::coords().thread_idx)
 #define blockIdx (::erl_emu::coords().block_idx)
 #define blockDim (::erl_emu::coords().block_dim)
 #define gridDim (::erl_emu::coords().grid_dim)
+
+#define ERL_DYNAMIC_SHARED(name) unsigned char* name = ::erl_emu::dynamic_shared()
 
 #define ERL_KERNEL(grid, block, shared_bytes, stream, ...)                                      \
   ::erl_emu::make_launch(grid, block, shared_bytes, #__VA_ARGS__,                             \
                          [](const auto&... erl_emu_args) { __VA_ARGS__(erl_emu_args...); })
 
 inline void __syncthreads() { erl_emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  erl_emu::warp_collective(erl_emu::WarpOp::Shfl, mask, 0, 0, 32);
+}
 
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {

@@ -5,6 +5,7 @@
 // (divergent barrier or collective) and the launch throws, naming the kernel and the block.
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <sstream>
@@ -18,7 +19,8 @@
 namespace erl_emu {
 namespace {
 
-constexpr size_t kStackBytes = 256 * 1024;  // kernels keep small per-thread arrays; generous for the lambdas around
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kMaxDynamicShared = 232448;  // an H100 block's opt-in maximum (227 KiB)  // kernels keep small per-thread arrays; generous for the lambdas around
 
 enum class State { Runnable, AtBarrier, AtWarp, Finished };
 
@@ -43,6 +45,7 @@ struct BlockRun {
   size_t n = 0;
   Fiber* current = nullptr;
   const std::function<void()>* body = nullptr;
+  unsigned char* shared = nullptr;  // dynamic shared memory of the launch
   std::exception_ptr error;
 };
 
@@ -177,6 +180,12 @@ void run_block(BlockRun& run, const char* kernel) {
 
 const ThreadCoords& coords() { return block_run("threadIdx/blockIdx").current->coords; }
 
+unsigned char* dynamic_shared() {
+  BlockRun& run = block_run("dynamic shared memory");
+  if (run.shared == nullptr) throw std::logic_error("CUDA emulation: dynamic shared memory used by a launch without it");
+  return run.shared;
+}
+
 void syncthreads() {
   BlockRun& run = block_run("__syncthreads");
   suspend(run, State::AtBarrier);
@@ -196,14 +205,18 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, co
   if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
       grid.z > 65535)
     throw std::runtime_error(std::string("CUDA emulation: ") + kernel + ": invalid launch configuration");
-  if (shared_bytes != 0)
-    throw std::runtime_error(std::string("CUDA emulation: ") + kernel +
-                             ": dynamic shared memory is not emulated (none of the backend's kernels uses it)");
+  if (shared_bytes > kMaxDynamicShared)
+    throw std::runtime_error(std::string("CUDA emulation: ") + kernel + ": " + std::to_string(shared_bytes) +
+                             " bytes of dynamic shared memory, more than an H100 block may have");
+  std::unique_ptr<unsigned char[]> shared(shared_bytes ? new unsigned char[shared_bytes + 128] : nullptr);
+  unsigned char* shared_base = nullptr;
+  if (shared) shared_base = shared.get() + (128 - reinterpret_cast<uintptr_t>(shared.get()) % 128) % 128;
   if (g_fiber_pool == nullptr) g_fiber_pool = new std::vector<Fiber>();
   std::vector<Fiber>& pool = *g_fiber_pool;
   if (pool.size() < threads) pool.resize(threads);
   BlockRun run;
   run.body = &thread;
+  run.shared = shared_base;
   run.fibers = pool.data();
   run.n = threads;
   g_block = &run;
@@ -213,6 +226,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, co
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
+        if (shared_base) std::memset(shared_base, 0xff, shared_bytes);
         size_t i = 0;
         for (unsigned tz = 0; tz < block.z; ++tz)
           for (unsigned ty = 0; ty < block.y; ++ty)

@@ -117,6 +117,12 @@ note "== GEMM probe: the 1.3B layer's 12 GEMMs under fp32 storage (today) vs bf1
 timeout "$(allow 30 100)" "$BIN/gpu/erlangshen_gemm_probe" --model 1.3b --tokens 8192 --reps 10 \
   >"$RESULTS/gemm_probe.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; cat "$RESULTS/gemm_probe.log" | tee -a "$SUMMARY"
+note "== attention probe: attention.cu (cuBLASLt) vs flash_attention.cu, bf16 storage, 1.3B and bert-base shapes"
+for m in 1.3b base; do
+  timeout "$(allow 20 60)" "$BIN/gpu/erlangshen_attention_probe" --model $m --reps 10 >>"$RESULTS/attention_probe.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"
+done
+cat "$RESULTS/attention_probe.log" | tee -a "$SUMMARY"
 note "== bench: bert-base, seq 128"
 timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 --profile >>"$RESULTS/bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -16 "$RESULTS/bench.log" | tee -a "$SUMMARY"
@@ -143,6 +149,11 @@ if [[ -x "$ERL" ]]; then
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
   timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  # Flash attention (train.attention=flash) on top of bf16 storage: no probabilities saved, so a larger micro-batch.
+  note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 train.attention=flash --largest-micro-batch"
+  timeout "$(allow 60 50)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
+    train.attention=flash --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"

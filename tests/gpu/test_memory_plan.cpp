@@ -86,6 +86,31 @@ TEST(MemoryPlan, Bf16ActivationsHalveTheActTensors) {
   std::printf("1.3B, seq 512, 80 GiB: largest micro-batch %d with fp32 storage, %d with bf16\n", fp32_fit, bf16_fit);
 }
 
+// train.attention=flash: per layer 2 floats per query row and head instead of the (B, NH, T, T) probabilities, no
+// recomputed probability block, and the fused kernels' scratch (2 N C + B NH T floats) instead of the unfused
+// attention's (2 B NH T^2 + 2 N C).
+TEST(MemoryPlan, FlashAttentionSavesTheProbabilities) {
+  const int64_t B = 16, T = 512, NH = 8, L = 24;
+  for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+    auto q = erlangshen_1_3b(int(B));
+    const int64_t unfused = activation_bytes(q.shape, int(B), int(T), r);
+    q.shape.flash_attention = true;
+    const int64_t flash = activation_bytes(q.shape, int(B), int(T), r);
+    const int64_t saved_unfused = r == Recompute::None ? L * B * NH * T * T : B * NH * T * T;  // one shared block
+    const int64_t saved_flash = (r == Recompute::Full ? 1 : L) * B * NH * T * 2;
+    EXPECT_EQ(unfused - flash, 4 * (saved_unfused - saved_flash + 2 * B * NH * T * T - B * NH * T))
+        << recompute_name(r);
+  }
+  auto q = erlangshen_1_3b(8);
+  q.shape.act_bytes = 2;
+  const int bf16_fit = largest_fitting_micro_batch(q, 80 * kGiB);
+  q.shape.flash_attention = true;
+  const int flash_fit = largest_fitting_micro_batch(q, 80 * kGiB);
+  EXPECT_GT(flash_fit, bf16_fit);
+  std::printf("1.3B, seq 512, 80 GiB, bf16 storage: largest micro-batch %d unfused attention, %d flash\n", bf16_fit,
+              flash_fit);
+}
+
 TEST(MemoryPlan, TooLargeMicroBatchNamesTheMicroBatchThatFits) {
   const int64_t h100 = 79 * kGiB;
   const auto q = erlangshen_1_3b(256);

@@ -1,0 +1,137 @@
+// train.attention=flash in the whole model (runtime/cuda/flash_attention.h), small config with head dim 64, dropout
+// on, one micro-batch forward + backward twice (gradients accumulate), bf16 math:
+//  1. Against the unfused attention on the same GPU, with fp32 and with bf16 activation storage. Both form the same
+//     bf16 operands (Q, K, V, dO, Pd, dS) with fp32 sums and the same dropout bits; they differ in the order of the
+//     softmax sums, in D = rowsum(dO * O) (flash) against rowsum(P * dP) (unfused), which differ by the rounding of
+//     Pd (and of O when stored in bf16), and in where P is rounded. Measured on the CUDA emulation: 2.5e-4 (fp32
+//     storage) and 3.8e-4 (bf16) relative in the gradients' L2 norm; bounds 3e-3 and cosine 0.99999, losses within
+//     1e-3 relative. A wrong mask, scale or tile moves these by O(1); computing D from the wrong tensor (dO . dO)
+//     moved them to 1e-2 and cosine 0.99995 (checked).
+//  2. Recompute none / selective / full under flash: the same bits (deterministic Context).
+//  3. The refusals: flash on the CPU, and in fp32 math.
+// Needs the full build (model/); skips without a GPU.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "model/megatron_bert.h"
+#include "model/synthetic_batch.h"
+#include "tests/gpu/gpu_model_config.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+Config flash_config() {
+  Config c = small_gpu_model_config();
+  c.model.hidden = 128;
+  c.model.heads = 2;  // head dim 64
+  c.model.ffn = 256;
+  c.train.seq_len = 48;
+  return c;
+}
+
+struct Result {
+  std::vector<PretrainLosses> losses;
+  std::vector<float> grads;
+};
+
+Result run(const Config& c, Exec exec, ActivationStorage storage, AttentionKernel kernel,
+           Recompute recompute = Recompute::None) {
+  SelfCommunicator tp("tp");
+  MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout, exec);
+  model.set_activation_storage(storage);
+  model.set_attention_kernel(kernel);
+  model.set_recompute(recompute);
+  model.initialize(c.train.seed);
+  model.zero_grads();
+  const PretrainBatch batch = make_synthetic_batch(c.train.micro_batch, c.train.seq_len, c.model.vocab_size, 0.15,
+                                                   c.train.seed, /*step=*/1, /*sample_base=*/4);
+  const double M = static_cast<double>(batch.mlm_positions.size()), B = batch.batch;
+  const RngContext rng{c.train.seed, 1, 4, /*train=*/true};
+  Result r;
+  for (int rep = 0; rep < 2; ++rep) r.losses.push_back(model.pretrain_forward_backward(batch, rng, M, B, true));
+  r.grads = model.grads_to_host();
+  return r;
+}
+
+struct Gap {
+  double rel_l2 = 0, cosine = 0;
+};
+Gap gap(const std::vector<float>& a, const std::vector<float>& ref) {
+  double diff = 0, na = 0, nr = 0, dot = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    diff += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    na += double(a[i]) * a[i];
+    nr += double(ref[i]) * ref[i];
+    dot += double(a[i]) * ref[i];
+  }
+  return Gap{std::sqrt(diff / nr), dot / std::sqrt(na * nr)};
+}
+
+class ModelGpuFlash : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (IsSkipped()) return;
+    cuda::ContextOptions o;
+    o.math = cuda::MathMode::BF16;
+    o.deterministic = true;
+    ctx_ = std::make_unique<cuda::Context>(o);
+  }
+};
+
+TEST_F(ModelGpuFlash, AgainstUnfusedAttention) {
+  const Config c = flash_config();
+  for (ActivationStorage storage : {ActivationStorage::FP32, ActivationStorage::BF16}) {
+    SCOPED_TRACE(storage == ActivationStorage::BF16 ? "bf16 storage" : "fp32 storage");
+    const Result flash = run(c, gpu(), storage, AttentionKernel::Flash);
+    const Result unfused = run(c, gpu(), storage, AttentionKernel::Unfused);
+    for (size_t i = 0; i < flash.losses.size(); ++i) {
+      EXPECT_NEAR(flash.losses[i].mlm_sum, unfused.losses[i].mlm_sum, 1e-3 * unfused.losses[i].mlm_sum);
+      EXPECT_NEAR(flash.losses[i].sop_sum, unfused.losses[i].sop_sum, 1e-3 * unfused.losses[i].sop_sum);
+    }
+    const Gap g = gap(flash.grads, unfused.grads);
+    EXPECT_LT(g.rel_l2, 3e-3);
+    EXPECT_GT(g.cosine, 0.99999);
+    std::printf("flash vs unfused attention (%s storage): gradients %.3g relative L2, cosine %.6f\n",
+                storage == ActivationStorage::BF16 ? "bf16" : "fp32", g.rel_l2, g.cosine);
+  }
+}
+
+TEST_F(ModelGpuFlash, RecomputeModesKeepTheBits) {
+  const Config c = flash_config();
+  const Result none = run(c, gpu(), ActivationStorage::BF16, AttentionKernel::Flash, Recompute::None);
+  for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+    SCOPED_TRACE(recompute_name(r));
+    const Result other = run(c, gpu(), ActivationStorage::BF16, AttentionKernel::Flash, r);
+    EXPECT_TRUE(bit_equal(other.grads, none.grads));
+    EXPECT_EQ(other.losses[1].mlm_sum, none.losses[1].mlm_sum);
+  }
+}
+
+TEST_F(ModelGpuFlash, RefusedOnTheCpuAndInFp32Math) {
+  const Config c = flash_config();
+  SelfCommunicator tp("tp");
+  MegatronBert<float> on_cpu(c.model, ModelHeads::Pretraining, tp, 0.1, 0.1, Exec{});
+  try {
+    on_cpu.set_attention_kernel(AttentionKernel::Flash);
+    ADD_FAILURE() << "flash attention accepted on the CPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.device=cuda"), std::string::npos) << e.what();
+  }
+  cuda::ContextOptions o;
+  o.math = cuda::MathMode::FP32;
+  cuda::Context fp32(o);
+  MegatronBert<float> in_fp32(c.model, ModelHeads::Pretraining, tp, 0.1, 0.1,
+                              Exec{Device::CUDA, fp32.stream(), &fp32});
+  try {
+    in_fp32.set_attention_kernel(AttentionKernel::Flash);
+    ADD_FAILURE() << "flash attention accepted in fp32 math";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.attention=unfused"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace erlangshen::testing
