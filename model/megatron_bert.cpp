@@ -151,8 +151,9 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.dqkv = act(N * 3 * Cl, "qkv gradient");
   s.dact = act(N * Fl, "ffn act gradient");
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
-  s.attn_scratch = a.alloc<T>(flash ? ops::flash_attention_scratch_elems(shape) : ops::attention_scratch_elems(exec_, shape),
-                              "attention scratch");
+  const int64_t attn_scratch_n =
+      flash ? ops::flash_attention_scratch_elems(shape) : ops::attention_scratch_elems(exec_, shape);
+  s.attn_scratch = a.alloc<T>(attn_scratch_n, "attention scratch");
   s.cls_index = a.alloc<int32_t>(B);
   s.pool_in = a.alloc<T>(B * C);
   s.pool_pre = a.alloc<T>(B * C);

@@ -21,6 +21,8 @@ inline AttentionKernel parse_attention_kernel(const std::string& name) {
   throw Error("unknown attention kernel '" + name + "' (expected unfused or flash)");
 }
 
-inline const char* attention_kernel_name(AttentionKernel k) { return k == AttentionKernel::Flash ? "flash" : "unfused"; }
+inline const char* attention_kernel_name(AttentionKernel k) {
+  return k == AttentionKernel::Flash ? "flash" : "unfused";
+}
 
 }  // namespace erlangshen

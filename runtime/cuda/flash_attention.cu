@@ -44,9 +44,9 @@ namespace wmma = nvcuda::wmma;
 using attention_rows::keep4;
 using bf16_t = __nv_bfloat16;
 
-constexpr int kTile = 64;           // query rows and keys per tile
-constexpr int kSld = kTile + 4;     // fp32 score tile row stride (floats)
-constexpr int kPld = kTile + 8;     // bf16 probability tile row stride (elements)
+constexpr int kTile = 64;        // query rows and keys per tile
+constexpr int kSld = kTile + 4;  // fp32 score tile row stride (floats)
+constexpr int kPld = kTile + 8;  // bf16 probability tile row stride (elements)
 constexpr int kForwardThreads = 128;
 constexpr int kBackwardThreads = 256;
 
@@ -246,9 +246,9 @@ __global__ void flash_rowdot_kernel(float* D, const TD* dout, const TO* out, Geo
 // Pd and dS of a tile pair from the fp32 score and dPd tiles, for the rows / columns given by the accessors:
 // element (query qi, key kj) of the 64 x 64 tile is at S[at(qi, kj)] (transposed in the dK/dV kernel).
 template <class At>
-__device__ void tile_gradients(bf16_t* Pd, bf16_t* dS, const float* S, const float* dPd, At at, int p_ld, bool transposed,
-                               int b, int h, int i0, int j0, const float* m_s, const float* inv_s, const float* D_s,
-                               const uint8_t* valid, const Geometry& g) {
+__device__ void tile_gradients(bf16_t* Pd, bf16_t* dS, const float* S, const float* dPd, At at, int p_ld,
+                               bool transposed, int b, int h, int i0, int j0, const float* m_s, const float* inv_s,
+                               const float* D_s, const uint8_t* valid, const Geometry& g) {
   const int T = g.T;
   for (int grp = threadIdx.x; grp < kTile * kTile / 4; grp += blockDim.x) {
     const int qi = grp / (kTile / 4), kj = (grp % (kTile / 4)) * 4;
@@ -333,8 +333,9 @@ __global__ void __launch_bounds__(kBackwardThreads)
       store_acc(dPt + rows * kSld + half * 32, kSld, acc);
     }
     __syncthreads();
-    tile_gradients(Pdt, dSt, St, dPt, [](int qi, int kj) { return kj * kSld + qi; }, kPld, true, b, h, i0, j0, m_s,
-                   inv_s, D_s, valid, g);
+    tile_gradients(
+        Pdt, dSt, St, dPt, [](int qi, int kj) { return kj * kSld + qi; }, kPld, true, b, h, i0, j0, m_s, inv_s, D_s,
+        valid, g);
     __syncthreads();
     mma_ab_accumulate<HS / 32, kTile / 16>(dv, Pdt + rows * kPld, kPld, dOs + half * (HS / 2), HS);
     mma_ab_accumulate<HS / 32, kTile / 16>(dk, dSt + rows * kPld, kPld, Qs + half * (HS / 2), HS);
@@ -388,8 +389,9 @@ __global__ void __launch_bounds__(kBackwardThreads)
       store_acc(dPs + rows * kSld + half * 32, kSld, acc);
     }
     __syncthreads();
-    tile_gradients(static_cast<bf16_t*>(nullptr), dSs, Ss, dPs, [](int qi, int kj) { return qi * kSld + kj; }, kPld,
-                   false, b, h, i0, j0, m_s, inv_s, D_s, valid, g);
+    tile_gradients(
+        static_cast<bf16_t*>(nullptr), dSs, Ss, dPs, [](int qi, int kj) { return qi * kSld + kj; }, kPld, false, b, h,
+        i0, j0, m_s, inv_s, D_s, valid, g);
     __syncthreads();
     mma_ab_accumulate<HS / 32, kTile / 16>(dq, dSs + rows * kPld, kPld, Ks + half * (HS / 2), HS);
   }
@@ -402,9 +404,7 @@ __global__ void __launch_bounds__(kBackwardThreads)
 
 // ---- host side ----
 
-size_t forward_smem(int HS) {
-  return 3 * size_t(kTile) * HS * 2 + size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2;
-}
+size_t forward_smem(int HS) { return 3 * size_t(kTile) * HS * 2 + size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2; }
 size_t dkdv_smem(int HS) {
   return 4 * size_t(kTile) * HS * 2 + 2 * size_t(kTile) * kSld * 4 + 2 * size_t(kTile) * kPld * 2 + 3 * kTile * 4;
 }
@@ -450,10 +450,14 @@ void allow_smem(Kernel* kernel, size_t bytes) {
 template <class F>
 void with_head_size(int HS, F&& f) {
   switch (HS) {
-    case 64: return f(std::integral_constant<int, 64>());
-    case 128: return f(std::integral_constant<int, 128>());
-    case 256: return f(std::integral_constant<int, 256>());
-    default: ERL_CHECK(false, "cuda::flash_attention: head size " << HS << " (supported: 64, 128, 256)");
+    case 64:
+      return f(std::integral_constant<int, 64>());
+    case 128:
+      return f(std::integral_constant<int, 128>());
+    case 256:
+      return f(std::integral_constant<int, 256>());
+    default:
+      ERL_CHECK(false, "cuda::flash_attention: head size " << HS << " (supported: 64, 128, 256)");
   }
 }
 
@@ -472,12 +476,12 @@ void launch_backward(const Launch& l, TG* dqkv, const bf16_t* qkv, const bf16_t*
                      const float* D, const uint8_t* key_valid, const AttentionShape& s, const Geometry& g) {
   const dim3 grid((s.Tn + kTile - 1) / kTile, s.NH, s.B);
   allow_smem(flash_dkdv_kernel<HS, TG>, dkdv_smem(HS));
-  ERL_KERNEL(grid, kBackwardThreads, dkdv_smem(HS), stream_of(l), flash_dkdv_kernel<HS, TG>)(dqkv, qkv, dout, stats,
-                                                                                           D, key_valid, g);
+  ERL_KERNEL(grid, kBackwardThreads, dkdv_smem(HS), stream_of(l), flash_dkdv_kernel<HS, TG>)
+  (dqkv, qkv, dout, stats, D, key_valid, g);
   ERL_CUDA_LAUNCHED();
   allow_smem(flash_dq_kernel<HS, TG>, dq_smem(HS));
-  ERL_KERNEL(grid, kBackwardThreads, dq_smem(HS), stream_of(l), flash_dq_kernel<HS, TG>)(dqkv, qkv, dout, stats, D,
-                                                                                       key_valid, g);
+  ERL_KERNEL(grid, kBackwardThreads, dq_smem(HS), stream_of(l), flash_dq_kernel<HS, TG>)
+  (dqkv, qkv, dout, stats, D, key_valid, g);
   ERL_CUDA_LAUNCHED();
 }
 
@@ -537,9 +541,7 @@ void flash_attention_backward(Launch l, Act<float> dqkv, float* scratch, Act<con
   const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tn;
   const unsigned blocks = static_cast<unsigned>((rows * 32 + 255) / 256);
   // D from dout and out as stored (the bf16 dout operand holds the same values as a bf16 dout).
-  visit(out, [&](auto* o) {
-    ERL_KERNEL(blocks, 256, 0, stream_of(l), flash_rowdot_kernel)(D, d16, o, g, s.B);
-  });
+  visit(out, [&](auto* o) { ERL_KERNEL(blocks, 256, 0, stream_of(l), flash_rowdot_kernel)(D, d16, o, g, s.B); });
   ERL_CUDA_LAUNCHED();
   with_head_size(s.HS, [&](auto hs) {
     constexpr int HS = decltype(hs)::value;

@@ -33,8 +33,8 @@ namespace {
 
 __global__ void fill_bf16(__nv_bfloat16* p, int64_t n, float scale, uint32_t salt) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    p[i] = __float2bfloat16_rn(scale * static_cast<float>(static_cast<int>(((i + salt) * 2654435761ull) % 2001) - 1000) /
-                               1000.0f);
+    p[i] = __float2bfloat16_rn(
+        scale * static_cast<float>(static_cast<int>(((i + salt) * 2654435761ull) % 2001) - 1000) / 1000.0f);
 }
 
 double median_ms(cudaStream_t stream, int reps, const std::function<void()>& f) {
@@ -79,10 +79,14 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     ERL_CHECK(i + 1 < argc, "missing value after " << a);
-    if (a == "--model") model = argv[++i];
-    else if (a == "--batch") B = std::stoi(argv[++i]);
-    else if (a == "--reps") reps = std::stoi(argv[++i]);
-    else throw Error("unknown option " + a);
+    if (a == "--model")
+      model = argv[++i];
+    else if (a == "--batch")
+      B = std::stoi(argv[++i]);
+    else if (a == "--reps")
+      reps = std::stoi(argv[++i]);
+    else
+      throw Error("unknown option " + a);
   }
   ERL_CHECK(model == "1.3b" || model == "base", "--model 1.3b | base");
   const bool big = model == "1.3b";
@@ -139,8 +143,8 @@ int run(int argc, char** argv) {
   const double gap_dqkv =
       relative_gap(host_bf16(dqkv_f.as<bf16>(), N * 3 * C), host_bf16(dqkv_a.as<bf16>(), N * 3 * C));
   const double fwd_flops = 4.0 * B * double(T) * T * C, bwd_flops = 2 * fwd_flops;
-  std::printf("device: %s  model: %s  B=%d T=%d NH=%d HS=%d  dropout 0.1, bf16 storage, reps %d (median)\n",
-              prop.name, model.c_str(), B, T, NH, HS, reps);
+  std::printf("device: %s  model: %s  B=%d T=%d NH=%d HS=%d  dropout 0.1, bf16 storage, reps %d (median)\n", prop.name,
+              model.c_str(), B, T, NH, HS, reps);
   std::printf("%-22s %10s %10s %10s %10s\n", "", "fwd ms", "bwd ms", "fwd TF/s", "bwd TF/s");
   std::printf("%-22s %10.3f %10.3f %10.1f %10.1f\n", "attention.cu (cuBLASLt)", fa, ba, fwd_flops / fa / 1e9,
               bwd_flops / ba / 1e9);
@@ -148,10 +152,11 @@ int run(int argc, char** argv) {
               bwd_flops / bf / 1e9);
   std::printf("flash / cuBLASLt time: forward %.2f, backward %.2f, both %.2f;  outputs apart: out %.2e, dqkv %.2e\n",
               ff / fa, bf / ba, (ff + bf) / (fa + ba), gap_out, gap_dqkv);
-  std::printf("ATTENTION_PROBE_JSON {\"device\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"cublas_fwd_ms\":%.3f,"
-              "\"cublas_bwd_ms\":%.3f,\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
-              "\"peak_tflops\":%.0f}\n",
-              prop.name, model.c_str(), B, fa, ba, ff, bf, gap_out, gap_dqkv, peak);
+  std::printf(
+      "ATTENTION_PROBE_JSON {\"device\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"cublas_fwd_ms\":%.3f,"
+      "\"cublas_bwd_ms\":%.3f,\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
+      "\"peak_tflops\":%.0f}\n",
+      prop.name, model.c_str(), B, fa, ba, ff, bf, gap_out, gap_dqkv, peak);
   return 0;
 }
 

@@ -117,14 +117,12 @@ Launch<Call> make_launch(dim3 grid, dim3 block, size_t shared_bytes, const char*
 
 #define ERL_DYNAMIC_SHARED(name) unsigned char* name = ::erl_emu::dynamic_shared()
 
-#define ERL_KERNEL(grid, block, shared_bytes, stream, ...)                                      \
-  ::erl_emu::make_launch(grid, block, shared_bytes, #__VA_ARGS__,                             \
+#define ERL_KERNEL(grid, block, shared_bytes, stream, ...)        \
+  ::erl_emu::make_launch(grid, block, shared_bytes, #__VA_ARGS__, \
                          [](const auto&... erl_emu_args) { __VA_ARGS__(erl_emu_args...); })
 
 inline void __syncthreads() { erl_emu::syncthreads(); }
-inline void __syncwarp(unsigned mask = 0xffffffffu) {
-  erl_emu::warp_collective(erl_emu::WarpOp::Shfl, mask, 0, 0, 32);
-}
+inline void __syncwarp(unsigned mask = 0xffffffffu) { erl_emu::warp_collective(erl_emu::WarpOp::Shfl, mask, 0, 0, 32); }
 
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
@@ -138,13 +136,13 @@ inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  return erl_emu::from_bits<T>(erl_emu::warp_collective(erl_emu::WarpOp::ShflDown, mask, erl_emu::bits_of(v),
-                                                        static_cast<int>(delta), width));
+  return erl_emu::from_bits<T>(
+      erl_emu::warp_collective(erl_emu::WarpOp::ShflDown, mask, erl_emu::bits_of(v), static_cast<int>(delta), width));
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  return erl_emu::from_bits<T>(erl_emu::warp_collective(erl_emu::WarpOp::ShflUp, mask, erl_emu::bits_of(v),
-                                                        static_cast<int>(delta), width));
+  return erl_emu::from_bits<T>(
+      erl_emu::warp_collective(erl_emu::WarpOp::ShflUp, mask, erl_emu::bits_of(v), static_cast<int>(delta), width));
 }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
   return static_cast<unsigned>(

@@ -17,11 +17,11 @@
 #include <cblas.h>
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -86,8 +86,8 @@ uint32_t address_alignment(const void* p) {
 }
 
 // Checks the layouts against each other; the operation's sizes.
-cublasStatus_t shape_of(const Desc& d, const Layout& a, const Layout& b, const Layout& c, const Layout& dl,
-                        uint64_t* m, uint64_t* n, uint64_t* k) {
+cublasStatus_t shape_of(const Desc& d, const Layout& a, const Layout& b, const Layout& c, const Layout& dl, uint64_t* m,
+                        uint64_t* n, uint64_t* k) {
   *m = c.rows, *n = c.cols;
   const uint64_t am = d.trans_a == CUBLAS_OP_N ? a.rows : a.cols, ak = d.trans_a == CUBLAS_OP_N ? a.cols : a.rows;
   const uint64_t bk = d.trans_b == CUBLAS_OP_N ? b.rows : b.cols, bn = d.trans_b == CUBLAS_OP_N ? b.cols : b.rows;
@@ -95,8 +95,7 @@ cublasStatus_t shape_of(const Desc& d, const Layout& a, const Layout& b, const L
   if (am != *m || bn != *n || bk != ak || dl.rows != c.rows || dl.cols != c.cols || dl.type != c.type ||
       a.batch != c.batch || b.batch != c.batch || dl.batch != c.batch)
     return CUBLAS_STATUS_INVALID_VALUE;
-  if (a.ld < static_cast<int64_t>(a.rows) || b.ld < static_cast<int64_t>(b.rows) ||
-      c.ld < static_cast<int64_t>(c.rows))
+  if (a.ld < static_cast<int64_t>(a.rows) || b.ld < static_cast<int64_t>(b.rows) || c.ld < static_cast<int64_t>(c.rows))
     return CUBLAS_STATUS_INVALID_VALUE;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -138,8 +137,7 @@ cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t compute,
-                                        cudaDataType_t scale) {
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t compute, cudaDataType_t scale) {
   auto* d = new Desc();
   d->compute = compute;
   d->scale = scale;
@@ -154,15 +152,24 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
                                               const void* buf, size_t size) {
   Desc* d = reinterpret_cast<Desc*>(desc);
   switch (attr) {
-    case CUBLASLT_MATMUL_DESC_TRANSA: return set_value(&d->trans_a, buf, size);
-    case CUBLASLT_MATMUL_DESC_TRANSB: return set_value(&d->trans_b, buf, size);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE: return set_value(&d->epilogue, buf, size);
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return set_value(&d->bias, buf, size);
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return set_value(&d->bias_type, buf, size);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return set_value(&d->aux, buf, size);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return set_value(&d->aux_ld, buf, size);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE: return set_value(&d->aux_type, buf, size);
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;  // an attribute gemm.cu does not use: emulate it first
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+      return set_value(&d->trans_a, buf, size);
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+      return set_value(&d->trans_b, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+      return set_value(&d->epilogue, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      return set_value(&d->bias, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+      return set_value(&d->bias_type, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
+      return set_value(&d->aux, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
+      return set_value(&d->aux_ld, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE:
+      return set_value(&d->aux_type, buf, size);
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED;  // an attribute gemm.cu does not use: emulate it first
   }
 }
 
@@ -181,9 +188,12 @@ cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t layout, c
                                                 const void* buf, size_t size) {
   Layout* l = reinterpret_cast<Layout*>(layout);
   switch (attr) {
-    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT: return set_value(&l->batch, buf, size);
-    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET: return set_value(&l->stride, buf, size);
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT:
+      return set_value(&l->batch, buf, size);
+    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET:
+      return set_value(&l->stride, buf, size);
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED;
   }
 }
 
@@ -231,7 +241,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   const cublasStatus_t s = shape_of(d, la, lb, lc, ld, &m, &n, &k);
   if (s != CUBLAS_STATUS_SUCCESS) return s;
   if (!algorithm_exists(d, la, lb, lc)) return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (la.type == CUDA_R_16BF && (address_alignment(A) < 16 || address_alignment(B) < 16)) return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (la.type == CUDA_R_16BF && (address_alignment(A) < 16 || address_alignment(B) < 16))
+    return CUBLAS_STATUS_NOT_SUPPORTED;
   const bool gelu = d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
   if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.bias == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (gelu && (d.aux == nullptr || d.aux_ld < static_cast<int64_t>(m) || lc.batch != 1))

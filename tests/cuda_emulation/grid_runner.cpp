@@ -20,7 +20,8 @@ namespace erl_emu {
 namespace {
 
 constexpr size_t kStackBytes = 256 * 1024;
-constexpr size_t kMaxDynamicShared = 232448;  // an H100 block's opt-in maximum (227 KiB)  // kernels keep small per-thread arrays; generous for the lambdas around
+constexpr size_t kMaxDynamicShared = 232448;  // an H100 block's opt-in maximum (227 KiB)  // kernels keep small
+                                              // per-thread arrays; generous for the lambdas around
 
 enum class State { Runnable, AtBarrier, AtWarp, Finished };
 
@@ -96,9 +97,8 @@ bool complete_warp(Fiber* f, size_t first, size_t end, const char* kernel) {
   if (arrived == 0 || arrived + finished != end - first) return false;
   const Fiber& lead = f[first + (f[first].state == State::AtWarp ? 0 : 1)];
   if (arrived != 32 || end - first != 32)
-    throw std::runtime_error("CUDA emulation: " + describe(kernel, lead.coords) +
-                             ": a warp collective reached by " + std::to_string(arrived) +
-                             " lanes (the backend's collectives need full warps of 32)");
+    throw std::runtime_error("CUDA emulation: " + describe(kernel, lead.coords) + ": a warp collective reached by " +
+                             std::to_string(arrived) + " lanes (the backend's collectives need full warps of 32)");
   for (size_t i = first; i < end; ++i) {
     if (f[i].op != f[first].op || f[i].mask != 0xffffffffu || f[i].width != f[first].width ||
         (f[i].op != WarpOp::Ballot && f[i].width != 32))
@@ -112,11 +112,20 @@ bool complete_warp(Fiber* f, size_t first, size_t end, const char* kernel) {
     const int lane = static_cast<int>(i - first);
     int src = lane;
     switch (f[i].op) {
-      case WarpOp::ShflXor: src = lane ^ f[i].arg; break;
-      case WarpOp::Shfl: src = f[i].arg & 31; break;
-      case WarpOp::ShflDown: src = lane + f[i].arg < 32 ? lane + f[i].arg : lane; break;
-      case WarpOp::ShflUp: src = lane - f[i].arg >= 0 ? lane - f[i].arg : lane; break;
-      case WarpOp::Ballot: break;
+      case WarpOp::ShflXor:
+        src = lane ^ f[i].arg;
+        break;
+      case WarpOp::Shfl:
+        src = f[i].arg & 31;
+        break;
+      case WarpOp::ShflDown:
+        src = lane + f[i].arg < 32 ? lane + f[i].arg : lane;
+        break;
+      case WarpOp::ShflUp:
+        src = lane - f[i].arg >= 0 ? lane - f[i].arg : lane;
+        break;
+      case WarpOp::Ballot:
+        break;
     }
     if (src < 0 || src > 31) src = lane;
     f[i].result = f[i].op == WarpOp::Ballot ? ballot : f[first + static_cast<size_t>(src)].value;
@@ -169,8 +178,8 @@ void run_block(BlockRun& run, const char* kernel) {
     }
     size_t stuck = 0;
     while (f[stuck].state == State::Finished) ++stuck;
-    throw std::runtime_error("CUDA emulation: " + describe(kernel, f[stuck].coords) + " cannot proceed: " +
-                             std::to_string(at_barrier) + " of " + std::to_string(unfinished) +
+    throw std::runtime_error("CUDA emulation: " + describe(kernel, f[stuck].coords) +
+                             " cannot proceed: " + std::to_string(at_barrier) + " of " + std::to_string(unfinished) +
                              " unfinished threads wait at __syncthreads, the rest at warp collectives their warp "
                              "does not complete");
   }
@@ -182,7 +191,8 @@ const ThreadCoords& coords() { return block_run("threadIdx/blockIdx").current->c
 
 unsigned char* dynamic_shared() {
   BlockRun& run = block_run("dynamic shared memory");
-  if (run.shared == nullptr) throw std::logic_error("CUDA emulation: dynamic shared memory used by a launch without it");
+  if (run.shared == nullptr)
+    throw std::logic_error("CUDA emulation: dynamic shared memory used by a launch without it");
   return run.shared;
 }
 
@@ -202,8 +212,7 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, const std::function<void()>& thread) {
   if (g_block != nullptr) throw std::logic_error(std::string("CUDA emulation: ") + kernel + " launched from a kernel");
   const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
-  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
-      grid.z > 65535)
+  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
     throw std::runtime_error(std::string("CUDA emulation: ") + kernel + ": invalid launch configuration");
   if (shared_bytes > kMaxDynamicShared)
     throw std::runtime_error(std::string("CUDA emulation: ") + kernel + ": " + std::to_string(shared_bytes) +

@@ -64,13 +64,15 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
   detail::check_pointer(p, ldm, sizeof(float), "load_matrix_sync");
   for (int r = 0; r < M; ++r)
     for (int c = 0; c < N; ++c)
-      f.x[r * N + c] = layout == mem_row_major ? p[static_cast<size_t>(r) * ldm + c] : p[static_cast<size_t>(c) * ldm + r];
+      f.x[r * N + c] =
+          layout == mem_row_major ? p[static_cast<size_t>(r) * ldm + c] : p[static_cast<size_t>(c) * ldm + r];
 }
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
   detail::check_pointer(p, ldm, sizeof(float), "store_matrix_sync");
   const auto& t = ::erl_emu::coords();
-  const int lane = static_cast<int>((t.thread_idx.x + t.block_dim.x * (t.thread_idx.y + t.block_dim.y * t.thread_idx.z)) % 32);
+  const int lane =
+      static_cast<int>((t.thread_idx.x + t.block_dim.x * (t.thread_idx.y + t.block_dim.y * t.thread_idx.z)) % 32);
   for (int e = lane; e < M * N; e += 32) {
     const int r = e / N, c = e % N;
     (layout == mem_row_major ? p[static_cast<size_t>(r) * ldm + c] : p[static_cast<size_t>(c) * ldm + r]) = f.x[e];

@@ -102,12 +102,12 @@ TEST_P(CudaFlashAttention, MatchesCpuAttention) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaFlashAttention,
-    ::testing::Values(FlashCase{2, 128, 4, 64, 0.0f, 0, 0, 0, false},    // bert-base head dim, no dropout
-                      FlashCase{2, 128, 4, 64, 0.1f, 5, 4, 12, true},    // TP shard: heads 4..7 of 12, samples from 5
-                      FlashCase{3, 37, 3, 64, 0.25f, 1, 1, 5, false},    // odd T: partial tiles, unaligned Philox
-                      FlashCase{1, 200, 2, 128, 0.1f, 2, 0, 2, true},    // HS 128, T not a multiple of 64
-                      FlashCase{1, 160, 2, 256, 0.1f, 3, 0, 8, false},   // the 1.3B head dim
-                      FlashCase{1, 128, 1, 256, 0.1f, 0, 3, 8, true}),   // the 1.3B head dim, bf16 storage
+    ::testing::Values(FlashCase{2, 128, 4, 64, 0.0f, 0, 0, 0, false},   // bert-base head dim, no dropout
+                      FlashCase{2, 128, 4, 64, 0.1f, 5, 4, 12, true},   // TP shard: heads 4..7 of 12, samples from 5
+                      FlashCase{3, 37, 3, 64, 0.25f, 1, 1, 5, false},   // odd T: partial tiles, unaligned Philox
+                      FlashCase{1, 200, 2, 128, 0.1f, 2, 0, 2, true},   // HS 128, T not a multiple of 64
+                      FlashCase{1, 160, 2, 256, 0.1f, 3, 0, 8, false},  // the 1.3B head dim
+                      FlashCase{1, 128, 1, 256, 0.1f, 0, 3, 8, true}),  // the 1.3B head dim, bf16 storage
     [](const ::testing::TestParamInfo<FlashCase>& i) {
       const FlashCase& k = i.param;
       return "B" + std::to_string(k.B) + "_T" + std::to_string(k.T) + "_NH" + std::to_string(k.NH) + "_HS" +

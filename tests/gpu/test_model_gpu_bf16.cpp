@@ -12,48 +12,12 @@
 #include <cmath>
 #include <vector>
 
-#include "model/megatron_bert.h"
-#include "model/synthetic_batch.h"
 #include "tests/gpu/gpu_model_config.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/model_run_util.h"
 
 namespace erlangshen::testing {
 namespace {
-
-struct Result {
-  std::vector<PretrainLosses> losses;
-  std::vector<float> grads;
-};
-
-Result run(const Config& c, Exec exec, ActivationStorage storage) {
-  SelfCommunicator tp("tp");
-  MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout, exec);
-  model.set_activation_storage(storage);
-  model.initialize(c.train.seed);
-  model.zero_grads();
-  const PretrainBatch batch = make_synthetic_batch(c.train.micro_batch, c.train.seq_len, c.model.vocab_size, 0.15,
-                                                   c.train.seed, /*step=*/1, /*sample_base=*/4);
-  const double M = static_cast<double>(batch.mlm_positions.size()), B = batch.batch;
-  const RngContext rng{c.train.seed, 1, 4, /*train=*/true};
-  Result r;
-  for (int rep = 0; rep < 2; ++rep) r.losses.push_back(model.pretrain_forward_backward(batch, rng, M, B, true));
-  r.grads = model.grads_to_host();
-  return r;
-}
-
-struct Gap {
-  double rel_l2 = 0, cosine = 0;
-};
-Gap gap(const std::vector<float>& a, const std::vector<float>& ref) {
-  double diff = 0, na = 0, nr = 0, dot = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-    na += double(a[i]) * a[i];
-    nr += double(ref[i]) * ref[i];
-    dot += double(a[i]) * ref[i];
-  }
-  return Gap{std::sqrt(diff / nr), dot / std::sqrt(na * nr)};
-}
 
 class ModelGpuBf16 : public CudaTest {
  protected:
@@ -66,12 +30,13 @@ class ModelGpuBf16 : public CudaTest {
 
 TEST_F(ModelGpuBf16, StorageAgainstFp32StorageOnTheGpu) {
   const Config c = small_gpu_model_config();
-  const Result half = run(c, gpu(), ActivationStorage::BF16), full = run(c, gpu(), ActivationStorage::FP32);
+  const ModelRun half = run_model_twice(c, gpu(), ActivationStorage::BF16);
+  const ModelRun full = run_model_twice(c, gpu(), ActivationStorage::FP32);
   for (size_t i = 0; i < half.losses.size(); ++i) {
     EXPECT_NEAR(half.losses[i].mlm_sum, full.losses[i].mlm_sum, 1e-3 * full.losses[i].mlm_sum);
     EXPECT_NEAR(half.losses[i].sop_sum, full.losses[i].sop_sum, 1e-3 * full.losses[i].sop_sum);
   }
-  const Gap g = gap(half.grads, full.grads);
+  const GradientGap g = gradient_gap(half.grads, full.grads);
   EXPECT_LT(g.rel_l2, 1e-2);
   EXPECT_GT(g.cosine, 0.9999);
   std::printf("gpu bf16 vs fp32 storage: gradients %.3g relative L2, cosine %.6f\n", g.rel_l2, g.cosine);
@@ -79,13 +44,14 @@ TEST_F(ModelGpuBf16, StorageAgainstFp32StorageOnTheGpu) {
 
 TEST_F(ModelGpuBf16, StorageAgainstTheCpuEmulation) {
   const Config c = small_gpu_model_config();
-  const Result g16 = run(c, gpu(), ActivationStorage::BF16), c16 = run(c, cpu(), ActivationStorage::BF16);
+  const ModelRun g16 = run_model_twice(c, gpu(), ActivationStorage::BF16);
+  const ModelRun c16 = run_model_twice(c, cpu(), ActivationStorage::BF16);
   for (size_t i = 0; i < g16.losses.size(); ++i) {
     EXPECT_NEAR(g16.losses[i].mlm_sum, c16.losses[i].mlm_sum, 2e-3 * c16.losses[i].mlm_sum);
     EXPECT_NEAR(g16.losses[i].sop_sum, c16.losses[i].sop_sum, 2e-3 * c16.losses[i].sop_sum);
     EXPECT_EQ(g16.losses[i].mlm_count, c16.losses[i].mlm_count);
   }
-  const Gap g = gap(g16.grads, c16.grads);
+  const GradientGap g = gradient_gap(g16.grads, c16.grads);
   EXPECT_LT(g.rel_l2, 3e-2);
   EXPECT_GT(g.cosine, 0.999);
   std::printf("gpu vs cpu, bf16 storage: gradients %.3g relative L2, cosine %.6f\n", g.rel_l2, g.cosine);
@@ -95,7 +61,7 @@ TEST_F(ModelGpuBf16, Fp32MathIsRefusedWithAClearError) {
   ctx_->set_math(cuda::MathMode::FP32);
   const Config c = small_gpu_model_config();
   try {
-    run(c, gpu(), ActivationStorage::BF16);
+    run_model_twice(c, gpu(), ActivationStorage::BF16);
     FAIL() << "bf16 storage under fp32 math must be refused";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("MathMode::BF16"), std::string::npos) << e.what();

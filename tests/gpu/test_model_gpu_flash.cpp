@@ -14,10 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "model/megatron_bert.h"
-#include "model/synthetic_batch.h"
 #include "tests/gpu/gpu_model_config.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/model_run_util.h"
 
 namespace erlangshen::testing {
 namespace {
@@ -29,44 +28,6 @@ Config flash_config() {
   c.model.ffn = 256;
   c.train.seq_len = 48;
   return c;
-}
-
-struct Result {
-  std::vector<PretrainLosses> losses;
-  std::vector<float> grads;
-};
-
-Result run(const Config& c, Exec exec, ActivationStorage storage, AttentionKernel kernel,
-           Recompute recompute = Recompute::None) {
-  SelfCommunicator tp("tp");
-  MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout, exec);
-  model.set_activation_storage(storage);
-  model.set_attention_kernel(kernel);
-  model.set_recompute(recompute);
-  model.initialize(c.train.seed);
-  model.zero_grads();
-  const PretrainBatch batch = make_synthetic_batch(c.train.micro_batch, c.train.seq_len, c.model.vocab_size, 0.15,
-                                                   c.train.seed, /*step=*/1, /*sample_base=*/4);
-  const double M = static_cast<double>(batch.mlm_positions.size()), B = batch.batch;
-  const RngContext rng{c.train.seed, 1, 4, /*train=*/true};
-  Result r;
-  for (int rep = 0; rep < 2; ++rep) r.losses.push_back(model.pretrain_forward_backward(batch, rng, M, B, true));
-  r.grads = model.grads_to_host();
-  return r;
-}
-
-struct Gap {
-  double rel_l2 = 0, cosine = 0;
-};
-Gap gap(const std::vector<float>& a, const std::vector<float>& ref) {
-  double diff = 0, na = 0, nr = 0, dot = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-    na += double(a[i]) * a[i];
-    nr += double(ref[i]) * ref[i];
-    dot += double(a[i]) * ref[i];
-  }
-  return Gap{std::sqrt(diff / nr), dot / std::sqrt(na * nr)};
 }
 
 class ModelGpuFlash : public CudaTest {
@@ -85,13 +46,13 @@ TEST_F(ModelGpuFlash, AgainstUnfusedAttention) {
   const Config c = flash_config();
   for (ActivationStorage storage : {ActivationStorage::FP32, ActivationStorage::BF16}) {
     SCOPED_TRACE(storage == ActivationStorage::BF16 ? "bf16 storage" : "fp32 storage");
-    const Result flash = run(c, gpu(), storage, AttentionKernel::Flash);
-    const Result unfused = run(c, gpu(), storage, AttentionKernel::Unfused);
+    const ModelRun flash = run_model_twice(c, gpu(), storage, AttentionKernel::Flash);
+    const ModelRun unfused = run_model_twice(c, gpu(), storage, AttentionKernel::Unfused);
     for (size_t i = 0; i < flash.losses.size(); ++i) {
       EXPECT_NEAR(flash.losses[i].mlm_sum, unfused.losses[i].mlm_sum, 1e-3 * unfused.losses[i].mlm_sum);
       EXPECT_NEAR(flash.losses[i].sop_sum, unfused.losses[i].sop_sum, 1e-3 * unfused.losses[i].sop_sum);
     }
-    const Gap g = gap(flash.grads, unfused.grads);
+    const GradientGap g = gradient_gap(flash.grads, unfused.grads);
     EXPECT_LT(g.rel_l2, 3e-3);
     EXPECT_GT(g.cosine, 0.99999);
     std::printf("flash vs unfused attention (%s storage): gradients %.3g relative L2, cosine %.6f\n",
@@ -101,10 +62,10 @@ TEST_F(ModelGpuFlash, AgainstUnfusedAttention) {
 
 TEST_F(ModelGpuFlash, RecomputeModesKeepTheBits) {
   const Config c = flash_config();
-  const Result none = run(c, gpu(), ActivationStorage::BF16, AttentionKernel::Flash, Recompute::None);
+  const ModelRun none = run_model_twice(c, gpu(), ActivationStorage::BF16, AttentionKernel::Flash, Recompute::None);
   for (Recompute r : {Recompute::Selective, Recompute::Full}) {
     SCOPED_TRACE(recompute_name(r));
-    const Result other = run(c, gpu(), ActivationStorage::BF16, AttentionKernel::Flash, r);
+    const ModelRun other = run_model_twice(c, gpu(), ActivationStorage::BF16, AttentionKernel::Flash, r);
     EXPECT_TRUE(bit_equal(other.grads, none.grads));
     EXPECT_EQ(other.losses[1].mlm_sum, none.losses[1].mlm_sum);
   }
@@ -123,8 +84,7 @@ TEST_F(ModelGpuFlash, RefusedOnTheCpuAndInFp32Math) {
   cuda::ContextOptions o;
   o.math = cuda::MathMode::FP32;
   cuda::Context fp32(o);
-  MegatronBert<float> in_fp32(c.model, ModelHeads::Pretraining, tp, 0.1, 0.1,
-                              Exec{Device::CUDA, fp32.stream(), &fp32});
+  MegatronBert<float> in_fp32(c.model, ModelHeads::Pretraining, tp, 0.1, 0.1, Exec{Device::CUDA, fp32.stream(), &fp32});
   try {
     in_fp32.set_attention_kernel(AttentionKernel::Flash);
     ADD_FAILURE() << "flash attention accepted in fp32 math";
