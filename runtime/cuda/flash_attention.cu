@@ -18,11 +18,11 @@
 //   Each of dQ, dK, dV is written by one block, once: no atomics, the same bits on every run.
 // Dropout element (b, h, i, j) uses the global index ((sample_offset + b) * total_heads + head_offset + h) * T*T
 // + i*T + j and the same keep test as attention_rows.cuh, so the masks equal the CPU backend's.
-// Shared-memory tiles (bf16 rows of HS, fp32 S rows of 64 + 4, bf16 P rows of 64 + 8: every wmma pointer 32-byte
-// aligned, every ldm a multiple of 16 bytes):
-//   forward  Q, K, V (64 x HS bf16 each), S (64 x 68 fp32), P (64 x 72 bf16)                 HS 256: 122 KiB
-//   dK/dV    K, V, Q, dO, S^T, dPd^T, Pd^T, dS^T                                               HS 256: 180 KiB
-//   dQ       Q, dO, K, V, S, dPd, dS                                                           HS 256: 171 KiB
+// Shared-memory tiles (bf16 rows of HS + 8, fp32 S rows of 64 + 4, bf16 P rows of 64 + 8: padded against bank
+// conflicts, every wmma pointer 32-byte aligned, every ldm a multiple of 16 bytes):
+//   forward  Q, K, V (64 x HS bf16 each), S (64 x 68 fp32), P (64 x 72 bf16)                 HS 256: 125 KiB
+//   dK/dV    K, V, Q, dO, S^T, dPd^T, Pd^T, dS^T                                               HS 256: 185 KiB
+//   dQ       Q, dO, K, V, S, dPd, dS                                                           HS 256: 176 KiB
 #include <cuda_bf16.h>
 #ifndef ERL_CUDA_EMULATION
 #include <mma.h>
@@ -47,6 +47,17 @@ using bf16_t = __nv_bfloat16;
 constexpr int kTile = 64;        // query rows and keys per tile
 constexpr int kSld = kTile + 4;  // fp32 score tile row stride (floats)
 constexpr int kPld = kTile + 8;  // bf16 probability tile row stride (elements)
+// Row strides of the HS-wide tiles: bf16 HS + 8 elements, fp32 HS + 4 floats. The 16 extra bytes shift each row to
+// other shared-memory banks, so a wmma load of 16 rows does not hit one bank group 16 times (a row of HS = 64..256
+// bf16 is a multiple of 128 bytes: unpadded, every row would start on the same bank).
+template <int HS>
+constexpr int ld_bf16() {
+  return HS + 8;
+}
+template <int HS>
+constexpr int ld_f32() {
+  return HS + 4;
+}
 constexpr int kForwardThreads = 128;
 constexpr int kBackwardThreads = 256;
 
@@ -79,8 +90,8 @@ struct Geometry {
   __device__ int64_t stat_row(int b, int h, int i) const { return (static_cast<int64_t>(b) * NH + h) * T + i; }
 };
 
-// dst (64 x HS bf16, row stride HS) <- rows t0.. of a bf16 tensor (row r at src + row_offset(t0 + r)); rows past T
-// are zero. 16-byte vectors, all threads of the block.
+// dst (64 x HS bf16, row stride ld_bf16<HS>) <- rows t0.. of a bf16 tensor (row r at src + row_offset(t0 + r)); rows
+// past T are zero. 16-byte vectors, all threads of the block.
 template <int HS, class RowOffset>
 __device__ void load_tile(bf16_t* dst, const bf16_t* src, int t0, int T, RowOffset row_offset) {
   constexpr int kVec = HS / 8;  // 8 bf16 per uint4
@@ -88,7 +99,7 @@ __device__ void load_tile(bf16_t* dst, const bf16_t* src, int t0, int T, RowOffs
     const int r = v / kVec, c = (v % kVec) * 8;
     uint4 x = make_uint4(0, 0, 0, 0);
     if (t0 + r < T) x = *reinterpret_cast<const uint4*>(src + row_offset(t0 + r) + c);
-    *reinterpret_cast<uint4*>(dst + r * HS + c) = x;
+    *reinterpret_cast<uint4*>(dst + r * ld_bf16<HS>() + c) = x;
   }
 }
 
@@ -151,10 +162,11 @@ template <int HS, class TO>
 __global__ void __launch_bounds__(kForwardThreads)
     flash_forward_kernel(TO* out, float* stats, const bf16_t* qkv, const uint8_t* key_valid, Geometry g) {
   ERL_DYNAMIC_SHARED(smem);
+  constexpr int LD = ld_bf16<HS>(), LDO = ld_f32<HS>();
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
-  bf16_t* Ks = Qs + kTile * HS;
-  bf16_t* Vs = Ks + kTile * HS;
-  float* Ss = reinterpret_cast<float*>(Vs + kTile * HS);
+  bf16_t* Ks = Qs + kTile * LD;
+  bf16_t* Vs = Ks + kTile * LD;
+  float* Ss = reinterpret_cast<float*>(Vs + kTile * LD);
   bf16_t* Ps = reinterpret_cast<bf16_t*>(Ss + kTile * kSld);
   const int i0 = blockIdx.x * kTile, h = blockIdx.y, b = blockIdx.z, T = g.T;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -173,7 +185,7 @@ __global__ void __launch_bounds__(kForwardThreads)
       if (pass == 1) load_tile<HS>(Vs, qkv, j0, T, [&](int t) { return g.qkv_row(b, t, 2, h); });
       __syncthreads();
       FragC s[kTile / 16];
-      mma_abt<kTile / 16, HS / 16>(s, Qs + warp * 16 * HS, HS, Ks, HS);
+      mma_abt<kTile / 16, HS / 16>(s, Qs + warp * 16 * LD, LD, Ks, LD);
       store_acc(Ss + warp * 16 * kSld, kSld, s);
       __syncwarp();
       const float* srow = Ss + r * kSld;
@@ -208,16 +220,16 @@ __global__ void __launch_bounds__(kForwardThreads)
           Ps[r * kPld + c + w] = __float2bfloat16_rn(g.drop ? (keep[w] ? p[w] * g.keep_scale : 0.0f) : p[w]);
       }
       __syncwarp();
-      mma_ab_accumulate<HS / 16, kTile / 16>(o, Ps + warp * 16 * kPld, kPld, Vs, HS);
+      mma_ab_accumulate<HS / 16, kTile / 16>(o, Ps + warp * 16 * kPld, kPld, Vs, LD);
     }
   }
   __syncthreads();  // Q, K and V are done: their space holds the fp32 output rows
-  float* Os = reinterpret_cast<float*>(smem) + warp * 16 * HS;
-  store_acc(Os, HS, o);
+  float* Os = reinterpret_cast<float*>(smem) + warp * 16 * LDO;
+  store_acc(Os, LDO, o);
   __syncwarp();
   for (int e = lane; e < 16 * HS; e += 32) {
     const int rr = e / HS, d = e % HS, i = i0 + warp * 16 + rr;
-    if (i < T) out[g.o_row(b, i, h) + d] = from_f32<TO>(Os[rr * HS + d]);
+    if (i < T) out[g.o_row(b, i, h) + d] = from_f32<TO>(Os[rr * LDO + d]);
   }
   if (half == 0 && i0 + r < T) {
     const int64_t q = g.stat_row(b, h, i0 + r);
@@ -286,12 +298,12 @@ __device__ void load_row_stats(float* m_s, float* inv_s, float* D_s, const float
   }
 }
 
-// Writes a 64 x HS fp32 tile (row stride HS) times `mul` into rows t0.. of slot `which` of dqkv.
+// Writes a 64 x HS fp32 tile (row stride ld_f32<HS>) times `mul` into rows t0.. of slot `which` of dqkv.
 template <int HS, class TG>
 __device__ void write_rows(TG* dqkv, const float* tile, float mul, int t0, int which, int b, int h, const Geometry& g) {
   for (int e = threadIdx.x; e < kTile * HS; e += blockDim.x) {
     const int r = e / HS, d = e % HS;
-    if (t0 + r < g.T) dqkv[g.qkv_row(b, t0 + r, which, h) + d] = from_f32<TG>(tile[e] * mul);
+    if (t0 + r < g.T) dqkv[g.qkv_row(b, t0 + r, which, h) + d] = from_f32<TG>(tile[r * ld_f32<HS>() + d] * mul);
   }
 }
 
@@ -300,11 +312,12 @@ __global__ void __launch_bounds__(kBackwardThreads)
     flash_dkdv_kernel(TG* dqkv, const bf16_t* qkv, const bf16_t* dout, const float* stats, const float* D,
                       const uint8_t* key_valid, Geometry g) {
   ERL_DYNAMIC_SHARED(smem);
+  constexpr int LD = ld_bf16<HS>(), LDO = ld_f32<HS>();
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);
-  bf16_t* Vs = Ks + kTile * HS;
-  bf16_t* Qs = Vs + kTile * HS;
-  bf16_t* dOs = Qs + kTile * HS;
-  float* St = reinterpret_cast<float*>(dOs + kTile * HS);  // [key][query]
+  bf16_t* Vs = Ks + kTile * LD;
+  bf16_t* Qs = Vs + kTile * LD;
+  bf16_t* dOs = Qs + kTile * LD;
+  float* St = reinterpret_cast<float*>(dOs + kTile * LD);  // [key][query]
   float* dPt = St + kTile * kSld;
   bf16_t* Pdt = reinterpret_cast<bf16_t*>(dPt + kTile * kSld);
   bf16_t* dSt = Pdt + kTile * kPld;
@@ -327,9 +340,9 @@ __global__ void __launch_bounds__(kBackwardThreads)
     __syncthreads();
     {  // S^T and dPd^T, 16 keys x 32 queries per warp
       FragC acc[2];
-      mma_abt<2, HS / 16>(acc, Ks + rows * HS, HS, Qs + half * 32 * HS, HS);
+      mma_abt<2, HS / 16>(acc, Ks + rows * LD, LD, Qs + half * 32 * LD, LD);
       store_acc(St + rows * kSld + half * 32, kSld, acc);
-      mma_abt<2, HS / 16>(acc, Vs + rows * HS, HS, dOs + half * 32 * HS, HS);
+      mma_abt<2, HS / 16>(acc, Vs + rows * LD, LD, dOs + half * 32 * LD, LD);
       store_acc(dPt + rows * kSld + half * 32, kSld, acc);
     }
     __syncthreads();
@@ -337,17 +350,17 @@ __global__ void __launch_bounds__(kBackwardThreads)
         Pdt, dSt, St, dPt, [](int qi, int kj) { return kj * kSld + qi; }, kPld, true, b, h, i0, j0, m_s, inv_s, D_s,
         valid, g);
     __syncthreads();
-    mma_ab_accumulate<HS / 32, kTile / 16>(dv, Pdt + rows * kPld, kPld, dOs + half * (HS / 2), HS);
-    mma_ab_accumulate<HS / 32, kTile / 16>(dk, dSt + rows * kPld, kPld, Qs + half * (HS / 2), HS);
+    mma_ab_accumulate<HS / 32, kTile / 16>(dv, Pdt + rows * kPld, kPld, dOs + half * (HS / 2), LD);
+    mma_ab_accumulate<HS / 32, kTile / 16>(dk, dSt + rows * kPld, kPld, Qs + half * (HS / 2), LD);
   }
   // Q, dO (2 x 64 x HS bf16) hold one 64 x HS fp32 tile: dV first, then dK.
   float* tile = reinterpret_cast<float*>(Qs);
   __syncthreads();
-  store_acc(tile + rows * HS + half * (HS / 2), HS, dv);
+  store_acc(tile + rows * LDO + half * (HS / 2), LDO, dv);
   __syncthreads();
   write_rows<HS>(dqkv, tile, 1.0f, j0, 2, b, h, g);
   __syncthreads();
-  store_acc(tile + rows * HS + half * (HS / 2), HS, dk);
+  store_acc(tile + rows * LDO + half * (HS / 2), LDO, dk);
   __syncthreads();
   write_rows<HS>(dqkv, tile, g.scale, j0, 1, b, h, g);
 }
@@ -357,11 +370,12 @@ __global__ void __launch_bounds__(kBackwardThreads)
     flash_dq_kernel(TG* dqkv, const bf16_t* qkv, const bf16_t* dout, const float* stats, const float* D,
                     const uint8_t* key_valid, Geometry g) {
   ERL_DYNAMIC_SHARED(smem);
+  constexpr int LD = ld_bf16<HS>(), LDO = ld_f32<HS>();
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
-  bf16_t* dOs = Qs + kTile * HS;
-  bf16_t* Ks = dOs + kTile * HS;
-  bf16_t* Vs = Ks + kTile * HS;
-  float* Ss = reinterpret_cast<float*>(Vs + kTile * HS);  // [query][key]
+  bf16_t* dOs = Qs + kTile * LD;
+  bf16_t* Ks = dOs + kTile * LD;
+  bf16_t* Vs = Ks + kTile * LD;
+  float* Ss = reinterpret_cast<float*>(Vs + kTile * LD);  // [query][key]
   float* dPs = Ss + kTile * kSld;
   bf16_t* dSs = reinterpret_cast<bf16_t*>(dPs + kTile * kSld);
   float* m_s = reinterpret_cast<float*>(dSs + kTile * kPld);
@@ -383,9 +397,9 @@ __global__ void __launch_bounds__(kBackwardThreads)
     __syncthreads();
     {  // S and dPd, 16 queries x 32 keys per warp
       FragC acc[2];
-      mma_abt<2, HS / 16>(acc, Qs + rows * HS, HS, Ks + half * 32 * HS, HS);
+      mma_abt<2, HS / 16>(acc, Qs + rows * LD, LD, Ks + half * 32 * LD, LD);
       store_acc(Ss + rows * kSld + half * 32, kSld, acc);
-      mma_abt<2, HS / 16>(acc, dOs + rows * HS, HS, Vs + half * 32 * HS, HS);
+      mma_abt<2, HS / 16>(acc, dOs + rows * LD, LD, Vs + half * 32 * LD, LD);
       store_acc(dPs + rows * kSld + half * 32, kSld, acc);
     }
     __syncthreads();
@@ -393,23 +407,26 @@ __global__ void __launch_bounds__(kBackwardThreads)
         static_cast<bf16_t*>(nullptr), dSs, Ss, dPs, [](int qi, int kj) { return qi * kSld + kj; }, kPld, false, b, h,
         i0, j0, m_s, inv_s, D_s, valid, g);
     __syncthreads();
-    mma_ab_accumulate<HS / 32, kTile / 16>(dq, dSs + rows * kPld, kPld, Ks + half * (HS / 2), HS);
+    mma_ab_accumulate<HS / 32, kTile / 16>(dq, dSs + rows * kPld, kPld, Ks + half * (HS / 2), LD);
   }
   float* tile = reinterpret_cast<float*>(Ks);  // K, V (2 x 64 x HS bf16) hold the 64 x HS fp32 dQ tile
   __syncthreads();
-  store_acc(tile + rows * HS + half * (HS / 2), HS, dq);
+  store_acc(tile + rows * LDO + half * (HS / 2), LDO, dq);
   __syncthreads();
   write_rows<HS>(dqkv, tile, g.scale, i0, 0, b, h, g);
 }
 
 // ---- host side ----
 
-size_t forward_smem(int HS) { return 3 * size_t(kTile) * HS * 2 + size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2; }
+// Bytes of dynamic shared memory (tile rows at the padded stride HS + 8).
+size_t forward_smem(int HS) {
+  return 3 * size_t(kTile) * (HS + 8) * 2 + size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2;
+}
 size_t dkdv_smem(int HS) {
-  return 4 * size_t(kTile) * HS * 2 + 2 * size_t(kTile) * kSld * 4 + 2 * size_t(kTile) * kPld * 2 + 3 * kTile * 4;
+  return 4 * size_t(kTile) * (HS + 8) * 2 + 2 * size_t(kTile) * kSld * 4 + 2 * size_t(kTile) * kPld * 2 + 3 * kTile * 4;
 }
 size_t dq_smem(int HS) {
-  return 4 * size_t(kTile) * HS * 2 + 2 * size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2 + 3 * kTile * 4;
+  return 4 * size_t(kTile) * (HS + 8) * 2 + 2 * size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2 + 3 * kTile * 4;
 }
 
 Geometry geometry(const AttentionShape& s, const DropoutSpec& d) {
