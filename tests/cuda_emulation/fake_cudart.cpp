@@ -143,6 +143,9 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   char* guard = static_cast<char*>(base) + pages;
   mprotect(guard, page, PROT_NONE);
   void* p = guard - body;
+  // A fresh allocation holds 0xff bytes (NaN as fp32 or bf16), not the zeros of a new mapping: a kernel that reads
+  // device memory nobody wrote gets NaNs, as it may get garbage on a GPU.
+  std::memset(p, 0xff, body);
   h.maps[p] = Mapping{base, pages + page, size};
   h.used += size;
   *ptr = p;
