@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -211,6 +212,10 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
 
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, const std::function<void()>& thread) {
   if (g_block != nullptr) throw std::logic_error(std::string("CUDA emulation: ") + kernel + " launched from a kernel");
+  // One launch at a time in the process, like one GPU running one kernel: __shared__ variables are static, so two
+  // host threads launching at once would otherwise share them.
+  static std::mutex one_launch_at_a_time;
+  std::lock_guard<std::mutex> lock(one_launch_at_a_time);
   const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
   if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
     throw std::runtime_error(std::string("CUDA emulation: ") + kernel + ": invalid launch configuration");
