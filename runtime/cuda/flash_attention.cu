@@ -3,7 +3,7 @@
 // i: m_i = max over valid keys of S_ij, l_i = sum_j exp(S_ij - m_i), P_ij = exp(S_ij - m_i) * (1 / l_i) (0 for a
 // padded key; a row without a valid key is all 0), Pd = dropout(P) (kept: P / (1 - p)), O = Pd V.
 //
-// Forward, a block per 64 query rows (4 warps, 16 rows each), two passes over the key tiles:
+// Forward, a block per 128 query rows (8 warps, 16 rows each), two passes over the 64-key tiles:
 //   pass 1  S tile = Q K^T (wmma, fp32 accumulators, to shared memory); per row the running max and sum,
 //           l <- l * exp(m_old - m_new) + sum_j exp(S_ij - m_new)                                (online softmax)
 //   pass 2  S tile again; P, Pd (bf16, shared) exactly as above with the final m and 1/l; O += Pd V (wmma, the
@@ -20,7 +20,7 @@
 // + i*T + j and the same keep test as attention_rows.cuh, so the masks equal the CPU backend's.
 // Shared-memory tiles (bf16 rows of HS + 8, fp32 S rows of 64 + 4, bf16 P rows of 64 + 8: padded against bank
 // conflicts, every wmma pointer 32-byte aligned, every ldm a multiple of 16 bytes):
-//   forward  Q, K, V (64 x HS bf16 each), S (64 x 68 fp32), P (64 x 72 bf16)                 HS 256: 125 KiB
+//   forward  Q (128 x HS bf16), K, V (64 x HS), S (128 x 68 fp32), P (128 x 72 bf16)         HS 256: 184 KiB
 //   dK/dV    K, V, Q, dO, S^T, dPd^T, Pd^T, dS^T                                               HS 256: 185 KiB
 //   dQ       Q, dO, K, V, S, dPd, dS                                                           HS 256: 176 KiB
 #include <cuda_bf16.h>
@@ -58,7 +58,9 @@ template <int HS>
 constexpr int ld_f32() {
   return HS + 4;
 }
-constexpr int kForwardThreads = 128;
+constexpr int kForwardRows = 128;  // query rows per forward block: 8 warps of 16 (K and V tiles are read once per
+                                   // 128 query rows, and 8 warps hide latency better than 4)
+constexpr int kForwardThreads = 2 * kForwardRows;
 constexpr int kBackwardThreads = 256;
 
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major>;
@@ -90,12 +92,12 @@ struct Geometry {
   __device__ int64_t stat_row(int b, int h, int i) const { return (static_cast<int64_t>(b) * NH + h) * T + i; }
 };
 
-// dst (64 x HS bf16, row stride ld_bf16<HS>) <- rows t0.. of a bf16 tensor (row r at src + row_offset(t0 + r)); rows
+// dst (ROWS x HS bf16, row stride ld_bf16<HS>) <- rows t0.. of a bf16 tensor (row r at src + row_offset(t0 + r)); rows
 // past T are zero. 16-byte vectors, all threads of the block.
-template <int HS, class RowOffset>
+template <int HS, int ROWS = kTile, class RowOffset>
 __device__ void load_tile(bf16_t* dst, const bf16_t* src, int t0, int T, RowOffset row_offset) {
   constexpr int kVec = HS / 8;  // 8 bf16 per uint4
-  for (int v = threadIdx.x; v < kTile * kVec; v += blockDim.x) {
+  for (int v = threadIdx.x; v < ROWS * kVec; v += blockDim.x) {
     const int r = v / kVec, c = (v % kVec) * 8;
     uint4 x = make_uint4(0, 0, 0, 0);
     if (t0 + r < T) x = *reinterpret_cast<const uint4*>(src + row_offset(t0 + r) + c);
@@ -164,15 +166,15 @@ __global__ void __launch_bounds__(kForwardThreads)
   ERL_DYNAMIC_SHARED(smem);
   constexpr int LD = ld_bf16<HS>(), LDO = ld_f32<HS>();
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
-  bf16_t* Ks = Qs + kTile * LD;
+  bf16_t* Ks = Qs + kForwardRows * LD;
   bf16_t* Vs = Ks + kTile * LD;
   float* Ss = reinterpret_cast<float*>(Vs + kTile * LD);
-  bf16_t* Ps = reinterpret_cast<bf16_t*>(Ss + kTile * kSld);
-  const int i0 = blockIdx.x * kTile, h = blockIdx.y, b = blockIdx.z, T = g.T;
+  bf16_t* Ps = reinterpret_cast<bf16_t*>(Ss + kForwardRows * kSld);
+  const int i0 = blockIdx.x * kForwardRows, h = blockIdx.y, b = blockIdx.z, T = g.T;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int r = warp * 16 + lane / 2, half = lane & 1;  // this lane's row of the tile and half of the 64 keys
   const uint8_t* valid = key_valid + static_cast<int64_t>(b) * T;
-  load_tile<HS>(Qs, qkv, i0, T, [&](int t) { return g.qkv_row(b, t, 0, h); });
+  load_tile<HS, kForwardRows>(Qs, qkv, i0, T, [&](int t) { return g.qkv_row(b, t, 0, h); });
   float m = -INFINITY, l = 0.0f;
   FragC o[HS / 16];
 #pragma unroll
@@ -420,7 +422,7 @@ __global__ void __launch_bounds__(kBackwardThreads)
 
 // Bytes of dynamic shared memory (tile rows at the padded stride HS + 8).
 size_t forward_smem(int HS) {
-  return 3 * size_t(kTile) * (HS + 8) * 2 + size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2;
+  return (size_t(kForwardRows) + 2 * kTile) * (HS + 8) * 2 + size_t(kForwardRows) * (kSld * 4 + kPld * 2);
 }
 size_t dkdv_smem(int HS) {
   return 4 * size_t(kTile) * (HS + 8) * 2 + 2 * size_t(kTile) * kSld * 4 + 2 * size_t(kTile) * kPld * 2 + 3 * kTile * 4;
@@ -483,7 +485,7 @@ void launch_forward(const Launch& l, TO* out, float* stats, const bf16_t* qkv, c
                     const AttentionShape& s, const Geometry& g) {
   const size_t smem = forward_smem(HS);
   allow_smem(flash_forward_kernel<HS, TO>, smem);
-  const dim3 grid((s.Tn + kTile - 1) / kTile, s.NH, s.B);
+  const dim3 grid((s.Tn + kForwardRows - 1) / kForwardRows, s.NH, s.B);
   ERL_KERNEL(grid, kForwardThreads, smem, stream_of(l), flash_forward_kernel<HS, TO>)(out, stats, qkv, key_valid, g);
   ERL_CUDA_LAUNCHED();
 }
@@ -526,7 +528,7 @@ void check_call(const Launch& l, const char* op, const AttentionShape& s) {
 bool flash_attention_supported(const Launch& l, const AttentionShape& s) {
   if (s.HS != 64 && s.HS != 128 && s.HS != 256) return false;
   if (l.context == nullptr || l.context->math() != MathMode::BF16) return false;
-  return static_cast<int64_t>(std::max(dkdv_smem(s.HS), dq_smem(s.HS))) <= device_smem_optin();
+  return static_cast<int64_t>(std::max({forward_smem(s.HS), dkdv_smem(s.HS), dq_smem(s.HS)})) <= device_smem_optin();
 }
 
 int64_t flash_attention_scratch_elems(const AttentionShape& s) { return Slots(s).end; }
