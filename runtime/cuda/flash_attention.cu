@@ -1,5 +1,5 @@
 // Fused attention (flash_attention.h) on the tensor cores through nvcuda::wmma, one (sample b, head h) per
-// blockIdx.(z, y), tiles of 64 queries x 64 keys. Notation: S = Q K^T * scale (scale = 1/sqrt(HS)), for query row
+// blockIdx.(z, y), tiles of 64 keys (x 128 queries forward, x 64 backward). Notation: S = Q K^T * scale (scale = 1/sqrt(HS)), for query row
 // i: m_i = max over valid keys of S_ij, l_i = sum_j exp(S_ij - m_i), P_ij = exp(S_ij - m_i) * (1 / l_i) (0 for a
 // padded key; a row without a valid key is all 0), Pd = dropout(P) (kept: P / (1 - p)), O = Pd V.
 //
