@@ -1,7 +1,8 @@
 // Fused attention (flash_attention.h) on the tensor cores through nvcuda::wmma, one (sample b, head h) per
-// blockIdx.(z, y), tiles of 64 keys (x 128 queries forward, x 64 backward). Notation: S = Q K^T * scale (scale = 1/sqrt(HS)), for query row
-// i: m_i = max over valid keys of S_ij, l_i = sum_j exp(S_ij - m_i), P_ij = exp(S_ij - m_i) * (1 / l_i) (0 for a
-// padded key; a row without a valid key is all 0), Pd = dropout(P) (kept: P / (1 - p)), O = Pd V.
+// blockIdx.(z, y), tiles of 64 keys (x 128 queries forward, x 64 backward). Notation: S = Q K^T * scale
+// (scale = 1/sqrt(HS)), for query row i: m_i = max over valid keys of S_ij, l_i = sum_j exp(S_ij - m_i),
+// P_ij = exp(S_ij - m_i) * (1 / l_i) (0 for a padded key; a row without a valid key is all 0),
+// Pd = dropout(P) (kept: P / (1 - p)), O = Pd V.
 //
 // Forward, a block per 128 query rows (8 warps, 16 rows each), two passes over the 64-key tiles:
 //   pass 1  S tile = Q K^T (wmma, fp32 accumulators, to shared memory); per row the running max and sum,
