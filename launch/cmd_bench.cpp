@@ -16,8 +16,10 @@
 #include "runtime/backend.h"
 #include "runtime/blas_select.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/context.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/memory.h"
+#include "runtime/cuda/op_profiler.h"
 #endif
 #include "runtime/threading.h"
 #include "runtime/timer.h"
@@ -92,6 +94,36 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
 
 }  // namespace
 
+// --profile (CUDA): one more step with a CUDA event around every op (runtime/cuda/op_profiler.h), after the timed
+// steps so that they carry none; GPU time per op name, per step, largest first, and what the ops leave of the step.
+void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  auto* ctx = static_cast<cuda::Context*>(backend.exec().backend_context);
+  cuda::OpProfiler profiler(ctx->stream());
+  ctx->set_profiler(&profiler);
+  StepReport r;
+  try {
+    r = trainer.train_step();
+  } catch (...) {
+    ctx->set_profiler(nullptr);
+    throw;
+  }
+  ctx->set_profiler(nullptr);
+  const std::vector<cuda::OpProfiler::Row> rows = profiler.collect();
+  double total = 0.0;
+  for (const auto& row : rows) total += row.ms;
+  const double step_ms = 1e3 * r.step_seconds;
+  std::printf("  GPU time per op, one profiled step (%.1f ms wall; the events add a little):\n", step_ms);
+  std::printf("    %-40s %7s %10s %7s\n", "op", "calls", "ms", "share");
+  for (const auto& row : rows)
+    std::printf("    %-40s %7lld %10.3f %6.1f%%\n", row.op.c_str(), static_cast<long long>(row.calls), row.ms,
+                100.0 * row.ms / step_ms);
+  std::printf("    %-40s %7s %10.3f %6.1f%%\n", "(all ops)", "", total, 100.0 * total / step_ms);
+#else
+  (void)trainer, (void)backend;
+#endif
+}
+
 void register_bench(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("bench", "Time training steps: tokens/s, GFLOP/s, model-FLOPs utilisation");
   auto opts = add_run_options(cmd);
@@ -99,9 +131,12 @@ void register_bench(CLI::App& app, int& exit_code) {
   auto warmup = std::make_shared<int>(2);
   auto json_out = std::make_shared<bool>(false);
   auto largest_batch = std::make_shared<bool>(false);
+  auto profile = std::make_shared<bool>(false);
   cmd->add_option("--steps", *steps, "timed steps (median reported)")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", *warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", *json_out, "print one JSON line instead of the table");
+  cmd->add_flag("--profile", *profile,
+                "train.device=cuda: then one more step with the GPU time of every op (CUDA events), per op name");
   cmd->add_flag("--largest-micro-batch", *largest_batch,
                 "train.device=cuda: time the largest micro-batch whose device memory plan fits the free GPU memory "
                 "(overrides train.micro_batch)");
@@ -113,6 +148,8 @@ void register_bench(CLI::App& app, int& exit_code) {
     Logger log;
     SelfCommunicator tp("tp"), dp("dp");
     Backend backend(config);
+    if (*profile && !backend.cuda())
+      throw Error("bench --profile needs train.device=cuda (it times GPU ops with CUDA events)");
     if (*largest_batch) {
       if (!backend.cuda()) throw Error("bench --largest-micro-batch needs train.device=cuda (it sizes GPU memory)");
       const int fit = largest_device_micro_batch(config);
@@ -145,6 +182,7 @@ void register_bench(CLI::App& app, int& exit_code) {
     const double tokens = static_cast<double>(config.train.micro_batch) * config.train.grad_accum * config.train.seq_len;
     if (backend.cuda()) {
       print_gpu_report(config, backend, *steps, median, tokens, flops[0], *json_out);
+      if (*profile) print_op_profile(trainer, backend);
       exit_code = kExitOk;
       return;
     }

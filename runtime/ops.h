@@ -13,6 +13,7 @@
 #if defined(ERLANGSHEN_HAVE_CUDA)
 #include "runtime/cuda/flash_attention.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/op_profiler.h"
 #endif
 
 namespace erlangshen {
@@ -20,7 +21,12 @@ namespace erlangshen {
 // Device, Exec and cuda_available() live in runtime/exec.h.
 
 #if defined(ERLANGSHEN_HAVE_CUDA)
-#define ERL_CUDA_CALL(fn, ...) cuda::fn(cuda::Launch(x.stream, x.backend_context), __VA_ARGS__)
+// One CUDA op, timed by the Context's OpProfiler when one is attached (erlangshen bench --profile).
+#define ERL_CUDA_CALL(fn, ...)                                     \
+  do {                                                             \
+    cuda::OpScope erl_op_scope_(x.backend_context, #fn);           \
+    cuda::fn(cuda::Launch(x.stream, x.backend_context), __VA_ARGS__); \
+  } while (0)
 #else
 #define ERL_CUDA_CALL(fn, ...) throw Error("this build has no CUDA backend (configure with -DERLANGSHEN_CUDA=ON)")
 #endif

@@ -10,6 +10,7 @@
 #include "runtime/cpu/kernels.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/op_profiler.h"
 #endif
 
 namespace erlangshen::ops_bf16 {
@@ -17,10 +18,11 @@ namespace {
 
 #if defined(ERLANGSHEN_HAVE_CUDA)
 cuda::Launch launch(const Exec& x) { return cuda::Launch(x.stream, x.backend_context); }
-#define ERL_BF16_CUDA(fn, ...)        \
-  do {                                \
-    cuda::fn(launch(x), __VA_ARGS__); \
-    return;                           \
+#define ERL_BF16_CUDA(fn, ...)                                  \
+  do {                                                          \
+    cuda::OpScope erl_op_scope_(x.backend_context, #fn "[bf16]"); \
+    cuda::fn(launch(x), __VA_ARGS__);                           \
+    return;                                                     \
   } while (0)
 #else
 #define ERL_BF16_CUDA(fn, ...) throw Error("this build has no CUDA backend (configure with -DERLANGSHEN_CUDA=ON)")

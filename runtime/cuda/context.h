@@ -13,6 +13,8 @@
 
 namespace erlangshen::cuda {
 
+class OpProfiler;
+
 // How GEMMs compute on fp32 storage.
 enum class MathMode {
   FP32,  // fp32 inputs and accumulation (SGEMM): the parity path, 1e-5 relative against the CPU backend
@@ -61,9 +63,13 @@ class Context {
   bool in_staging(const void* p) const;
   struct AlgoCache;
   AlgoCache& algo_cache() const;
+  // Per-op GPU times (runtime/cuda/op_profiler.h), when one is attached (the caller owns it); null otherwise.
+  void set_profiler(OpProfiler* p) { profiler_ = p; }
+  OpProfiler* profiler() const { return profiler_; }
 
  private:
   ContextOptions options_;
+  OpProfiler* profiler_ = nullptr;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

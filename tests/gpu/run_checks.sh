@@ -148,13 +148,13 @@ if [[ -x "$ERL" ]]; then
   # micro-batch its (smaller) memory plan admits.
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
   timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+    --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # Flash attention (train.attention=flash) on top of bf16 storage: no probabilities saved, so a larger micro-batch.
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 train.attention=flash --largest-micro-batch"
   timeout "$(allow 60 50)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.attention=flash --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+    train.attention=flash --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"
   timeout "$(allow 40 50)" "$ERL" bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 \

@@ -1,0 +1,91 @@
+// OpProfiler (see op_profiler.h).
+#include "runtime/cuda/op_profiler.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+
+#include "runtime/check.h"
+#include "runtime/cuda/context.h"
+
+// Host code (compiled by the C++ compiler): common.cuh's device helpers are not needed, only its check.
+#define ERL_CUDA_CHECK(expr)                                                                    \
+  do {                                                                                          \
+    cudaError_t erl_e_ = (expr);                                                                \
+    ERL_CHECK(erl_e_ == cudaSuccess, "CUDA error in " #expr ": " << cudaGetErrorString(erl_e_)); \
+  } while (0)
+
+namespace erlangshen::cuda {
+
+struct OpProfiler::Impl {
+  cudaStream_t stream;
+  std::vector<cudaEvent_t> events;  // pool, reused after collect()
+  size_t used = 0;
+  struct Span {
+    const char* op;
+    size_t start, stop;
+  };
+  std::vector<Span> spans;
+  int depth = 0;
+  size_t open_start = 0;
+  const char* open_op = nullptr;
+
+  size_t record() {
+    if (used == events.size()) {
+      cudaEvent_t e;
+      ERL_CUDA_CHECK(cudaEventCreate(&e));
+      events.push_back(e);
+    }
+    ERL_CUDA_CHECK(cudaEventRecord(events[used], stream));
+    return used++;
+  }
+};
+
+OpProfiler::OpProfiler(void* stream) : impl_(new Impl{static_cast<cudaStream_t>(stream)}) {}
+
+OpProfiler::~OpProfiler() {
+  for (cudaEvent_t e : impl_->events) cudaEventDestroy(e);
+  delete impl_;
+}
+
+void OpProfiler::begin(const char* op) {
+  if (impl_->depth++ > 0) return;  // nested: counted in the outer op
+  impl_->open_op = op;
+  impl_->open_start = impl_->record();
+}
+
+void OpProfiler::end() {
+  if (impl_->depth == 0 || --impl_->depth > 0) return;
+  impl_->spans.push_back({impl_->open_op, impl_->open_start, impl_->record()});
+}
+
+std::vector<OpProfiler::Row> OpProfiler::collect() {
+  ERL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  std::map<std::string, Row> by_op;
+  for (const Impl::Span& s : impl_->spans) {
+    float ms = 0.0f;
+    ERL_CUDA_CHECK(cudaEventElapsedTime(&ms, impl_->events[s.start], impl_->events[s.stop]));
+    Row& r = by_op[s.op];
+    r.op = s.op;
+    r.calls += 1;
+    r.ms += ms;
+  }
+  impl_->spans.clear();
+  impl_->used = 0;
+  std::vector<Row> rows;
+  for (auto& [name, r] : by_op) rows.push_back(r);
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
+  return rows;
+}
+
+OpScope::OpScope(void* context, const char* op)
+    : profiler_(context ? static_cast<Context*>(context)->profiler() : nullptr) {
+  if (profiler_) profiler_->begin(op);
+}
+
+OpScope::~OpScope() {
+  if (profiler_) profiler_->end();
+}
+
+}  // namespace erlangshen::cuda
