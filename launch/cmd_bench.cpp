@@ -100,15 +100,12 @@ void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
 #if defined(ERLANGSHEN_HAVE_CUDA)
   auto* ctx = static_cast<cuda::Context*>(backend.exec().backend_context);
   cuda::OpProfiler profiler(ctx->stream());
+  struct Attached {  // the profiler is attached for this one step, also when it throws
+    cuda::Context* ctx;
+    ~Attached() { ctx->set_profiler(nullptr); }
+  } attached{ctx};
   ctx->set_profiler(&profiler);
-  StepReport r;
-  try {
-    r = trainer.train_step();
-  } catch (...) {
-    ctx->set_profiler(nullptr);
-    throw;
-  }
-  ctx->set_profiler(nullptr);
+  const StepReport r = trainer.train_step();
   const std::vector<cuda::OpProfiler::Row> rows = profiler.collect();
   double total = 0.0;
   for (const auto& row : rows) total += row.ms;

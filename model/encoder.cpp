@@ -34,12 +34,11 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
   tp::copy_to_tp_forward(tp_, a.ln1, NC);
   ops::matmul_forward(exec_, a.qkv, a.ln1, gemm_weight(P("attention.self.query.weight")),
                       value(P("attention.self.query.bias")), N, C, 3 * Cl);
+  const DropoutSpec attn_drop = dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep);
   if (attention_ == AttentionKernel::Flash)
-    ops::flash_attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
-                                 dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
+    ops::flash_attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape, attn_drop);
   else
-    ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
-                           dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
+    ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape, attn_drop);
   ops::matmul_forward(exec_, s.row_out, a.ctx, gemm_weight(P("attention.output.dense.weight")),
                       rank0 ? value(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
   tp::reduce_from_tp_forward(tp_, s.row_out, NC);
@@ -142,15 +141,14 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     // Selective recompute: one probability block serves every layer; rebuild layer l's (a.ctx is rewritten with
     // the value it already holds; the out-projection gradient above has read it).
     // Flash attention keeps each layer's row statistics and reads ctx (its output) instead of probabilities.
+    const DropoutSpec attn_drop = dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep);
     if (attention_ == AttentionKernel::Flash) {
       ops::flash_attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.ctx, a.qkv, a.probs, in.valid, shape,
-                                    dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
+                                    attn_drop);
     } else {
       if (recompute_ == Recompute::Selective)
-        ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape,
-                               dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
-      ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape,
-                              dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep));
+        ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape, attn_drop);
+      ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape, attn_drop);
     }
     ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),
                          s.dqkv, a.ln1, gemm_weight(P("attention.self.query.weight")), N, C, 3 * Cl);

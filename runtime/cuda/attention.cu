@@ -105,18 +105,10 @@ Operands operands(const Launch& l, const char* op, float* scratch, Act<const flo
   auto* qkv16 = reinterpret_cast<uint16_t*>(scratch + 2 * BNTT);
   auto* dout16 = qkv16 + N3C;
   o.type = CUDA_R_16BF, o.elem = 2;
-  if (qkv.is_bf16()) {
-    o.qkv = reinterpret_cast<const char*>(qkv.h);
-  } else {
-    float_to_bf16(l, qkv16, qkv.f, N3C);
-    o.qkv = reinterpret_cast<const char*>(qkv16);
-  }
-  if (dout.is_bf16()) {
-    o.dout = reinterpret_cast<const char*>(dout.h);
-  } else {
-    if (dout.f) float_to_bf16(l, dout16, dout.f, N3C / 3);
-    o.dout = reinterpret_cast<const char*>(dout16);
-  }
+  o.qkv = reinterpret_cast<const char*>(bf16_operand(l, qkv, qkv16, N3C));
+  // dout: none in the forward (an empty fp32 Act)
+  o.dout = dout.is_bf16() || dout.f ? reinterpret_cast<const char*>(bf16_operand(l, dout, dout16, N3C / 3))
+                                    : reinterpret_cast<const char*>(dout16);
   o.pd = reinterpret_cast<char*>(pd16);
   o.ds = reinterpret_cast<char*>(ds16);
   return o;

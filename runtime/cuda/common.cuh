@@ -6,13 +6,9 @@
 
 #include "runtime/check.h"
 #include "runtime/cuda/context.h"
+#include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/kernels.h"
 
-#define ERL_CUDA_CHECK(expr)                                                                      \
-  do {                                                                                            \
-    cudaError_t erl_e_ = (expr);                                                                  \
-    ERL_CHECK(erl_e_ == cudaSuccess, "CUDA error in " #expr ": " << cudaGetErrorString(erl_e_));   \
-  } while (0)
 // After a kernel launch: reports launch-configuration errors at the call site.
 #define ERL_CUDA_LAUNCHED() ERL_CUDA_CHECK(cudaGetLastError())
 // A kernel launch: ERL_KERNEL(grid, block, shared_bytes, stream, kernel)(args...) is

@@ -453,13 +453,6 @@ int device_smem_optin() {
   return v;
 }
 
-// The bf16 operand of a tensor: its own bf16 storage, or its fp32 values rounded into `slot`.
-const bf16_t* bf16_operand(const Launch& l, Act<const float> a, uint16_t* slot, int64_t n) {
-  if (a.is_bf16()) return reinterpret_cast<const bf16_t*>(a.h);
-  float_to_bf16(l, slot, a.f, n);
-  return reinterpret_cast<const bf16_t*>(slot);
-}
-
 template <class Kernel>
 void allow_smem(Kernel* kernel, size_t bytes) {
   ERL_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),

@@ -6,15 +6,8 @@
 #include <algorithm>
 #include <map>
 
-#include "runtime/check.h"
 #include "runtime/cuda/context.h"
-
-// Host code (compiled by the C++ compiler): common.cuh's device helpers are not needed, only its check.
-#define ERL_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                          \
-    cudaError_t erl_e_ = (expr);                                                                \
-    ERL_CHECK(erl_e_ == cudaSuccess, "CUDA error in " #expr ": " << cudaGetErrorString(erl_e_)); \
-  } while (0)
+#include "runtime/cuda/cuda_check.h"
 
 namespace erlangshen::cuda {
 

@@ -49,6 +49,14 @@ cudaDataType_t type_of(Act<T> a) {
   return a.is_bf16() ? CUDA_R_16BF : CUDA_R_32F;
 }
 
+// The bf16 GEMM operand of a tensor: its own bf16 storage, or its fp32 values rounded (to nearest even) into
+// `slot` (n elements).
+inline const __nv_bfloat16* bf16_operand(const Launch& l, Act<const float> a, uint16_t* slot, int64_t n) {
+  if (a.is_bf16()) return device_bf16(a.h);
+  float_to_bf16(l, slot, a.f, n);
+  return reinterpret_cast<const __nv_bfloat16*>(slot);
+}
+
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // The Context of an op on bf16 storage: its semantics (every GEMM operand in bf16) are MathMode::BF16's.
