@@ -46,6 +46,16 @@ std::vector<float> gemm_operand(Act<const float> a, size_t n) {
   return v;
 }
 
+// The bias (n) of a GEMM whose output has `out`'s storage, as the epilogue adds it: fp32 as given, its bf16 values
+// for a bf16 output (the CUDA backend's cuBLASLt epilogue reads a bias of the output's type). Empty for no bias.
+std::vector<float> epilogue_bias(const float* b, size_t n, bool bf16_out) {
+  if (b == nullptr) return {};
+  std::vector<float> v(b, b + n);
+  if (bf16_out)
+    for (float& e : v) e = round_to_bf16(e);
+  return v;
+}
+
 // dst (n) <- v: copied into fp32 storage, rounded once into bf16 storage.
 void store(Act<float> dst, const std::vector<float>& v) {
   if (dst.is_bf16())
@@ -76,7 +86,8 @@ void matmul_forward(const Exec& x, Act<float> out, Act<const float> inp, Act<con
   const std::vector<float> in = gemm_operand(inp, static_cast<size_t>(N) * C);
   const std::vector<float> wr = gemm_operand(w, static_cast<size_t>(OC) * C);
   std::vector<float> o = accumulate ? widen(Act<const float>(out.f), NO) : std::vector<float>(NO);
-  cpu::matmul_forward<float>(o.data(), in.data(), wr.data(), b, N, C, OC, accumulate);
+  const std::vector<float> bias = epilogue_bias(b, static_cast<size_t>(OC), out.is_bf16());
+  cpu::matmul_forward<float>(o.data(), in.data(), wr.data(), b ? bias.data() : nullptr, N, C, OC, accumulate);
   store(out, o);
 }
 
@@ -92,7 +103,8 @@ void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act
   const std::vector<float> wr = gemm_operand(w, static_cast<size_t>(OC) * C);
   std::vector<float> p(NO), a(NO);
   cpu::matmul_forward<float>(p.data(), in.data(), wr.data(), nullptr, N, C, OC, false);
-  cpu::bias_gelu_forward<float>(a.data(), p.data(), b, N, OC, kind);
+  const std::vector<float> bias = epilogue_bias(b, static_cast<size_t>(OC), act.is_bf16());
+  cpu::bias_gelu_forward<float>(a.data(), p.data(), b ? bias.data() : nullptr, N, OC, kind);
   store(pre, p);
   store(act, a);
 }

@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
@@ -26,23 +28,30 @@ __device__ __forceinline__ float gelu_exact_grad(float x) {
   return cdf + x * kInvSqrt2Pi * expf(-0.5f * x * x);
 }
 
+// The bias as a GEMM epilogue with output type T adds it: fp32 as given; with a bf16 output its bf16 value (what
+// cuBLASLt's bias of D's type holds, gemm.cuh).
+template <class T>
+__device__ __forceinline__ float epilogue_bias(float b) {
+  return std::is_same_v<T, float> ? b : __bfloat162float(__float2bfloat16_rn(b));
+}
+
 // Over a packed (rows, m) block, row-major (= a column-major m x rows GEMM result), bias (m) optional:
-//   out[i] = x[i] + bias[i % m]                              rounded once when T is bf16
+//   out[i] = x[i] + epilogue_bias(bias[i % m])               rounded once when T is bf16
 // x may be out itself (fp32 in place).
 template <class T>
 __global__ void bias_store_kernel(T* out, const float* x, const float* bias, int64_t total, int m) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = from_f32<T>(bias ? x[i] + bias[i % m] : x[i]);
+    out[i] = from_f32<T>(bias ? x[i] + epilogue_bias<T>(bias[i % m]) : x[i]);
 }
 
 // The same block through a GeLU, bias optional:
-//   v = x[i] + bias[i % m];   pre[i] = v;   act[i] = gelu(v)   (each rounded once when T is bf16; gelu of the fp32 v)
+//   v = x[i] + epilogue_bias(bias[i % m]);   pre[i] = v;   act[i] = gelu(v)   (each rounded once when T is bf16; gelu of the fp32 v)
 // x may be pre itself (fp32 in place).
 template <class T>
 __global__ void bias_gelu_store_kernel(T* act, T* pre, const float* x, const float* bias, int64_t total, int m,
                                        bool tanh_kind) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = bias ? x[i] + bias[i % m] : x[i];
+    const float v = bias ? x[i] + epilogue_bias<T>(bias[i % m]) : x[i];
     pre[i] = from_f32<T>(v);
     act[i] = from_f32<T>(tanh_kind ? gelu_tanh(v) : gelu_exact(v));
   }

@@ -61,10 +61,13 @@ __global__ void bf16_values_kernel(float* dst, const T* src, int64_t n) {
 struct Staged {
   const void* A;
   const void* B;
-  float* C;  // the temporary, when asked for
+  float* C;              // the temporary, when asked for
+  const void* bias16;    // the bias rounded to bf16, when asked for
 };
 
-Staged stage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cudaDataType_t as, bool temp_c) {
+// ... and, with `bias16`, [bias rounded to bf16 (m)] after them.
+Staged stage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cudaDataType_t as, bool temp_c,
+             bool bias16 = false) {
   const int64_t na = operand_span(g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda, g.batch, g.stride_a);
   const int64_t nb = operand_span(g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb, g.batch, g.stride_b);
   const bool copy_a = as == CUDA_R_32F || g.a_type == CUDA_R_32F, copy_b = as == CUDA_R_32F || g.b_type == CUDA_R_32F;
@@ -72,8 +75,9 @@ Staged stage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, c
   const int64_t elem = as == CUDA_R_16BF ? 2 : 4;
   const int64_t b_offset = copy_a ? round_up_256(elem * na) : 0;
   const int64_t c_offset = b_offset + (copy_b && !same ? round_up_256(elem * nb) : 0);
-  const int64_t bytes = c_offset + (temp_c ? 4 * static_cast<int64_t>(g.m) * g.n * g.batch : 0);
-  Staged s{g.A, g.B, nullptr};
+  const int64_t bias_offset = c_offset + (temp_c ? round_up_256(4 * static_cast<int64_t>(g.m) * g.n * g.batch) : 0);
+  const int64_t bytes = bias_offset + (bias16 ? round_up_256(2 * static_cast<int64_t>(g.m)) : 0);
+  Staged s{g.A, g.B, nullptr, nullptr};
   if (bytes == 0) return s;
   ERL_CHECK(!ctx.in_staging(g.A) && !ctx.in_staging(g.B),
             "cuda::" << op << ": a GEMM operand lives in the Context's staging, which this GEMM re-carves (no cuBLASLt "
@@ -103,6 +107,10 @@ Staged stage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, c
     s.B = base + b_offset;
   }
   if (temp_c) s.C = reinterpret_cast<float*>(base + c_offset);
+  if (bias16) {
+    float_to_bf16(l, reinterpret_cast<uint16_t*>(base + bias_offset), static_cast<const float*>(g.bias), g.m);
+    s.bias16 = base + bias_offset;
+  }
   return s;
 }
 
@@ -147,11 +155,12 @@ void finish_as(const Launch& l, const GemmArgs& g, const float* x) {
   const int64_t total = static_cast<int64_t>(g.m) * g.n * g.batch;
   const unsigned grid = grid_for(total, kThreads);
   T* c = static_cast<T*>(g.C);
+  const float* bias = static_cast<const float*>(g.bias);  // the caller's fp32 bias (a bf16 C rounds it: activation.cuh)
   if (gelu_epilogue(g.epilogue))
-    ERL_KERNEL(grid, kThreads, 0, stream_of(l), bias_gelu_store_kernel)(c, static_cast<T*>(g.aux), x, g.bias, total, g.m,
+    ERL_KERNEL(grid, kThreads, 0, stream_of(l), bias_gelu_store_kernel)(c, static_cast<T*>(g.aux), x, bias, total, g.m,
                                                                 g.epilogue == Epilogue::GeluAuxBias);
   else
-    ERL_KERNEL(grid, kThreads, 0, stream_of(l), bias_store_kernel)(c, x, g.bias, total, g.m);
+    ERL_KERNEL(grid, kThreads, 0, stream_of(l), bias_store_kernel)(c, x, bias, total, g.m);
   ERL_CUDA_LAUNCHED();
 }
 
@@ -184,7 +193,7 @@ bool gemm_staged_bf16(const Launch& l, Context& ctx, const char* op, const GemmA
 // A, B or C in bf16. Every operand enters the product as its bf16 value, accumulation is fp32, C is rounded once
 // when bf16, the epilogue computes in fp32 on the unrounded sum. The first of these that cuBLASLt runs:
 //   1. the configuration itself: fp32 operands rounded to bf16 into the staging, D in c_type, the epilogue in
-//      cuBLASLt (an fp32 bias with a bf16 D: CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE);
+//      cuBLASLt (with a bf16 D the bias rounded to bf16 into the staging too: cuBLASLt reads a bias of D's type);
 //   2. with an epilogue or a bf16 C: the same bf16 operands, D fp32 (a staging temporary when C is bf16; C
 //      itself when fp32), no epilogue, then finish(): the epilogue and the rounding in one element-wise pass;
 //   3. no bf16 algorithm for the layout (odd leading dimensions): SGEMM (COMPUTE_32F) on fp32 copies holding the
@@ -194,8 +203,11 @@ bool gemm_staged_bf16(const Launch& l, Context& ctx, const char* op, const GemmA
 bool gemm_bf16_storage(const Launch& l, Context& ctx, const char* op, const GemmArgs& g) {
   const bool c16 = g.c_type == CUDA_R_16BF;
   if (lt_epilogue_ok(g)) {
-    const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, false);
-    if (run(l, ctx, op, on_operands(g, s, CUDA_R_16BF), CUBLAS_COMPUTE_32F, false)) return true;
+    const bool bias16 = c16 && g.bias != nullptr;
+    const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, false, bias16);
+    GemmArgs t = on_operands(g, s, CUDA_R_16BF);
+    if (bias16) t.bias = s.bias16, t.bias_type = CUDA_R_16BF;
+    if (run(l, ctx, op, t, CUBLAS_COMPUTE_32F, false)) return true;
   }
   const bool apart = needs_finish(op, g);
   if (apart) {
@@ -223,9 +235,9 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
     cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     if (g.c_type != CUDA_R_32F) {
-      // The bias type defaults to D's (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE): keep the fp32 bias. The
-      // GELU aux type defaults to D's too (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE), which is what we want.
-      int32_t bias_type = CUDA_R_32F;
+      // The bias type defaults to D's (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE); say it. The GELU aux type
+      // defaults to D's too (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE), which is what we want.
+      int32_t bias_type = g.bias_type;
       ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                   sizeof(bias_type)));
     }
@@ -255,12 +267,12 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
   const uint32_t al_a = alignment(g.A), al_b = alignment(g.B), al_c = alignment(g.C),
                  al_bias = g.bias ? alignment(g.bias) : 256, al_aux = g.aux ? alignment(g.aux) : 256;
   char key[256];
-  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d %d c%d",
+  std::snprintf(key, sizeof key, "%d%d %d %d %d %d %d %d %lld %lld %lld %d %d %u %u %u %u %u %d %d %d %d %d %d c%d b%d",
                 g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<long long>(g.stride_a),
                 static_cast<long long>(g.stride_b), static_cast<long long>(g.stride_c), g.batch,
                 static_cast<int>(g.epilogue), al_a, al_b, al_c, al_bias, al_aux, static_cast<int>(ctx.math()),
                 g.beta != 0.0f, g.ldaux, static_cast<int>(g.a_type), static_cast<int>(g.b_type),
-                static_cast<int>(g.c_type), static_cast<int>(compute));
+                static_cast<int>(g.c_type), static_cast<int>(compute), static_cast<int>(g.bias_type));
   auto& cache = ctx.algo_cache().entries;
   auto it = cache.find(key);
   if (it == cache.end()) {

@@ -46,7 +46,9 @@ struct Context::AlgoCache {
   std::unordered_map<std::string, Entry> entries;
 };
 
-// The bias is fp32 whatever C's type; with a bf16 C the epilogue runs in fp32 and rounds its outputs once.
+// The caller's bias is fp32 whatever C's type. With a bf16 C the bias enters as its bf16 value (cuBLASLt's epilogue
+// reads a bias of D's type: H100 and H200 refuse an fp32 bias with a bf16 D), the epilogue runs in fp32 on the
+// unrounded sum and rounds its outputs once.
 enum class Epilogue {
   None,
   Bias,          // C += bias[row]                 (bias length m)
@@ -73,7 +75,8 @@ struct GemmArgs {
   int64_t stride_c = 0;
   int batch = 1;
   Epilogue epilogue = Epilogue::None;
-  const float* bias = nullptr;
+  const void* bias = nullptr;          // fp32 from callers; gemm.cu hands cuBLASLt a bf16 copy for a bf16 C
+  cudaDataType_t bias_type = CUDA_R_32F;
   void* aux = nullptr;
   int ldaux = 0;
 };

@@ -9,7 +9,7 @@
 //   COMPUTE_32F_FAST_16BF rounds fp32 operands to bf16 first. A bf16 D is rounded once, to nearest even.
 // The heuristic refuses what the H100 runs showed cuBLASLt refusing, so that gemm.cu's fallbacks run here too:
 // A and B of different types, bf16 operands with a leading dimension that is not a multiple of 8 or less than
-// 16-byte alignment, a GELU aux leading dimension that is not a multiple of 8. ERL_EMU_CUBLASLT_REFUSE (a comma
+// 16-byte alignment, a GELU aux leading dimension that is not a multiple of 8, an fp32 bias with a bf16 D. ERL_EMU_CUBLASLT_REFUSE (a comma
 // list) refuses more, to test the other fallbacks: `bf16-epilogue` (any epilogue with a bf16 D), `epilogue` (any
 // epilogue), `bf16` (any bf16 A, B or D).
 // Layouts that do not match the operation's m, n, k, or batch counts that differ, are INVALID_VALUE: a wrong
@@ -113,6 +113,7 @@ bool algorithm_exists(const Desc& d, const Layout& a, const Layout& b, const Lay
     if (refused("epilogue") || (c.type == CUDA_R_16BF && refused("bf16-epilogue"))) return false;
     if (d.epilogue != CUBLASLT_EPILOGUE_BIAS && d.epilogue != CUBLASLT_EPILOGUE_GELU_AUX_BIAS) return false;
     if (d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS && d.aux_ld % 8 != 0) return false;
+    if (c.type == CUDA_R_16BF && d.bias_type == CUDA_R_32F) return false;  // H100 / H200: status 7
   }
   return true;
 }

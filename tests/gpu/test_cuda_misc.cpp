@@ -36,6 +36,22 @@ TEST_F(CudaTest, EmbeddingsForwardBackward) {
   EXPECT_TRUE(close(d_dtype.host(), dtype_c, kFp32Rtol));
 }
 
+// The scatter over several id chunks (N > 256), column blocks (C > 256) and row blocks with a partial last one
+// (V_local % 32 != 0), one id far more frequent than the rest (a [MASK]-like token): still token order, same bits.
+TEST_F(CudaTest, WordEmbeddingBackwardManyChunks) {
+  const int N = 700, C = 300, V_local = 75, vocab_start = 10;
+  std::vector<int32_t> ids(N);
+  std::mt19937 gen(191);
+  for (int n = 0; n < N; ++n) ids[n] = static_cast<int32_t>(n % 3 == 0 ? 77 : gen() % 100);
+  const auto dout = randn(size_t(N) * C, 195), dword0 = randn(size_t(V_local) * C, 196);
+  std::vector<float> dword_c = dword0;
+  ops::word_embedding_backward(cpu(), dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
+  Dev<int32_t> d_ids(ids);
+  Dev<float> d_dout(dout), d_dword(dword0);
+  ops::word_embedding_backward(gpu(), d_dword.get(), d_dout.get(), d_ids.get(), N, C, vocab_start, V_local);
+  EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
+}
+
 TEST_F(CudaTest, CrossEntropyPieces) {
   const int M = 33, V = 1000, vocab_start = 500;
   const auto logits = randn(size_t(M) * V, 101, 3.0f), dloss = randn(M, 102);
