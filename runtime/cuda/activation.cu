@@ -22,14 +22,34 @@ __global__ void bias_gelu_backward_kernel(TD* dpre, const TA* dact, const TP* pr
   }
 }
 
+// The same, 4 elements at a time (total % 4 == 0, tensors aligned to 4 elements): groups = total / 4.
+template <class TD, class TA, class TP>
+__global__ void bias_gelu_backward4_kernel(TD* dpre, const TA* dact, const TP* pre, int64_t groups, bool tanh_kind) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
+    const float4 x = load4(pre + 4 * t);
+    float4 d = load4(dact + 4 * t);
+    if (tanh_kind) {
+      d.x *= gelu_tanh_grad(x.x), d.y *= gelu_tanh_grad(x.y), d.z *= gelu_tanh_grad(x.z), d.w *= gelu_tanh_grad(x.w);
+    } else {
+      d.x *= gelu_exact_grad(x.x), d.y *= gelu_exact_grad(x.y), d.z *= gelu_exact_grad(x.z);
+      d.w *= gelu_exact_grad(x.w);
+    }
+    store4(dpre + 4 * t, d);
+  }
+}
+
 // The backward kernel, then dbias (C) += sum_n dpre as stored (deterministic column sum; [ctx] when dbias is set).
 template <class TD, class TA, class TP>
 void bias_gelu_backward_on(const Launch& l, TD* dpre, float* dbias, const TA* dact, const TP* pre, int N, int C,
                            Activation kind) {
   const int64_t total = int64_t(N) * C;
   if (total == 0) return;
-  ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward_kernel)(dpre, dact, pre, total,
-                                                                                      kind == Activation::GeluTanh);
+  if (total % 4 == 0 && aligned4(dpre) && aligned4(dact) && aligned4(pre))
+    ERL_KERNEL(grid_for(total / 4, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward4_kernel)(
+        dpre, dact, pre, total / 4, kind == Activation::GeluTanh);
+  else
+    ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward_kernel)(
+        dpre, dact, pre, total, kind == Activation::GeluTanh);
   ERL_CUDA_LAUNCHED();
   if (dbias) colsum_add(l, "bias_gelu_backward", dbias, N, C, rows_of(dpre, C));
 }

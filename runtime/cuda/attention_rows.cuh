@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <initializer_list>
 
-#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/storage.cuh"
 #include "runtime/philox.h"
 
 namespace erlangshen::cuda::attention_rows {
@@ -125,17 +125,10 @@ __global__ void softmax_backward_kernel(TS* ds, float* dp, const float* probs, R
 // global dropout index (T % 4 == 0), so its 4 keep bits are exactly one Philox block, as keep4's aligned case.
 constexpr int kMaxGroups = 2;
 
-__device__ __forceinline__ void store4(float* dst, float a, float b, float c, float d) {
-  *reinterpret_cast<float4*>(dst) = make_float4(a, b, c, d);
+template <class T>
+__device__ __forceinline__ void store4(T* dst, float a, float b, float c, float d) {
+  cuda::store4(dst, make_float4(a, b, c, d));
 }
-__device__ __forceinline__ void store4(__nv_bfloat16* dst, float a, float b, float c, float d) {
-  const __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
-  uint2 u;
-  u.x = *reinterpret_cast<const uint32_t*>(&lo);
-  u.y = *reinterpret_cast<const uint32_t*>(&hi);
-  *reinterpret_cast<uint2*>(dst) = u;
-}
-__device__ __forceinline__ float& lane(float4& v, int w) { return (&v.x)[w]; }
 
 __device__ __forceinline__ void keep_group(bool keep[4], PhiloxKey key, uint64_t g, uint32_t threshold, bool drop) {
   if (!drop) {

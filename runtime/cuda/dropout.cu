@@ -1,7 +1,11 @@
 // Dropout (+ residual) with masks drawn from Philox by global element index (runtime/philox.h), the same rule
 // as the CPU backend, so masks agree bit for bit and none is stored:
 //   keep(j) = philox(key, j / 4)[j % 4] >= p * 2^32,  j = index_offset + i;   kept values scaled by 1 / (1 - p)
-// One thread per aligned group of 4 global indices: one Philox block serves 4 elements.
+// One thread per aligned group of 4 global indices: one Philox block serves 4 elements. Where the local elements
+// line up with those groups (index_offset % 4 == 0, n % 4 == 0, tensors aligned to 4 elements) each tensor is read
+// and written 4 elements at a time (the *4 kernels; the same arithmetic), else element by element.
+#include <initializer_list>
+
 #include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
@@ -43,6 +47,44 @@ __global__ void dropout_backward_kernel(TD* dx, const float* dout, int64_t n, Ph
               [&](int64_t i, bool keep) { dx[i] = from_f32<TD>(keep ? dout[i] * scale : 0.0f); });
 }
 
+// The aligned case: group g0 + t is local elements 4t .. 4t+3.
+template <class TX>
+__global__ void dropout_residual4_kernel(float* out, const float* resid, const TX* x, int64_t groups, PhiloxKey key,
+                                         uint32_t threshold, float scale, int64_t g0) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
+    const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + t));
+    const float4 v = load4(x + 4 * t);
+    float4 o = resid ? load4(resid + 4 * t) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    o.x = o.x + (r.v[0] >= threshold ? v.x * scale : 0.0f);
+    o.y = o.y + (r.v[1] >= threshold ? v.y * scale : 0.0f);
+    o.z = o.z + (r.v[2] >= threshold ? v.z * scale : 0.0f);
+    o.w = o.w + (r.v[3] >= threshold ? v.w * scale : 0.0f);
+    store4(out + 4 * t, o);
+  }
+}
+
+template <class TD>
+__global__ void dropout_backward4_kernel(TD* dx, const float* dout, int64_t groups, PhiloxKey key, uint32_t threshold,
+                                         float scale, int64_t g0) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
+    const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + t));
+    float4 v = load4(dout + 4 * t);
+    v.x = r.v[0] >= threshold ? v.x * scale : 0.0f;
+    v.y = r.v[1] >= threshold ? v.y * scale : 0.0f;
+    v.z = r.v[2] >= threshold ? v.z * scale : 0.0f;
+    v.w = r.v[3] >= threshold ? v.w * scale : 0.0f;
+    store4(dx + 4 * t, v);
+  }
+}
+
+// Whether the local elements line up with the Philox groups and every tensor can be accessed 4 at a time.
+bool groups_aligned(int64_t offset, int64_t n, std::initializer_list<const void*> tensors) {
+  if (offset % 4 != 0 || n % 4 != 0) return false;
+  for (const void* p : tensors)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 template <class TX>
 __global__ void residual_add_kernel(float* out, const float* resid, const TX* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -58,6 +100,9 @@ void dropout_residual_from(const Launch& l, float* out, const float* resid, cons
   if (n <= 0) return;
   if (d.p <= 0.0f) {
     ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), residual_add_kernel)(out, resid, x, n);
+  } else if (groups_aligned(index_offset, n, {out, resid, x})) {
+    ERL_KERNEL(grid_for(n / 4, kThreads), kThreads, 0, stream_of(l), dropout_residual4_kernel)(
+        out, resid, x, n / 4, d.key, dropout_threshold(d.p), 1.0f / (1.0f - d.p), index_offset / 4);
   } else {
     const int64_t groups = group_count(index_offset, n);
     const float scale = 1.0f / (1.0f - d.p);
@@ -72,6 +117,12 @@ void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n
                            int64_t index_offset) {
   const int64_t groups = group_count(index_offset, n);
   const float scale = 1.0f / (1.0f - d.p);
+  if (groups_aligned(index_offset, n, {dx, dout})) {
+    ERL_KERNEL(grid_for(n / 4, kThreads), kThreads, 0, stream_of(l), dropout_backward4_kernel)(
+        dx, dout, n / 4, d.key, dropout_threshold(d.p), scale, index_offset / 4);
+    ERL_CUDA_LAUNCHED();
+    return;
+  }
   ERL_KERNEL(grid_for(groups, kThreads), kThreads, 0, stream_of(l), dropout_backward_kernel)(
       dx, dout, n, d.key, dropout_threshold(d.p), scale, index_offset, groups);
   ERL_CUDA_LAUNCHED();

@@ -4,6 +4,9 @@
 // Backward (xhat = (x - mean) * rstd, g = dy * w), rows independent:
 //   dx += rstd * (g - mean(g) - xhat * mean(g * xhat))
 //   dw += sum_n dy * xhat;  db += sum_n dy      (deterministic two-stage column sums)
+// Rows with C % 4 == 0 up to C = 2048 (aligned) take register-resident kernels: each element read once, 4 at a time.
+#include <initializer_list>
+
 #include "runtime/cuda/colsum.cuh"
 
 namespace erlangshen::cuda {
@@ -36,6 +39,93 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
   }
 }
 
+// Register-resident rows (C % 4 == 0, C <= 4 * kThreads * G, rows aligned to 4 floats): thread t holds the groups of
+// 4 columns g = t + k kThreads (k < G), read once; the same formulas as the kernels above and below.
+template <class T, int G>
+__global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, const float* inp, const float* w,
+                                          const float* b, int C, double eps) {
+  __shared__ double smem[32];
+  const int64_t row = blockIdx.x;
+  const int groups = C / 4;
+  const float* x = inp + row * C;
+  float4 v[G];
+  double s = 0.0;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * kThreads;
+    if (g >= groups) continue;
+    v[k] = load4(x + 4 * g);
+    s += static_cast<double>(v[k].x) + v[k].y + v[k].z + v[k].w;
+  }
+  const double m = block_sum(s, smem) / C;
+  double var = 0.0;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    if (threadIdx.x + k * kThreads >= groups) continue;
+    for (int e = 0; e < 4; ++e) {
+      const double d = lane(v[k], e) - m;
+      var += d * d;
+    }
+  }
+  const double r = 1.0 / sqrt(block_sum(var, smem) / C + eps);
+  const float mt = static_cast<float>(m), rt = static_cast<float>(r);
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * kThreads;
+    if (g >= groups) continue;
+    const float4 wv = load4(w + 4 * g), bv = load4(b + 4 * g);
+    store4(out + row * C + 4 * g,
+           make_float4((v[k].x - mt) * rt * wv.x + bv.x, (v[k].y - mt) * rt * wv.y + bv.y,
+                       (v[k].z - mt) * rt * wv.z + bv.z, (v[k].w - mt) * rt * wv.w + bv.w));
+  }
+  if (threadIdx.x == 0) {
+    mean[row] = mt;
+    rstd[row] = rt;
+  }
+}
+
+template <int G>
+__global__ void layernorm_backward_dinp4_kernel(float* dinp, const float* dout, const float* inp, const float* w,
+                                                const float* mean, const float* rstd, int C) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  const int groups = C / 4;
+  const float m = mean[row], r = rstd[row];
+  float4 gv[G], xh[G];  // g = dy * w and xhat per column
+  float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * kThreads;
+    if (g >= groups) continue;
+    const float4 dy = load4(dout + row * C + 4 * g), x = load4(inp + row * C + 4 * g), wv = load4(w + 4 * g);
+    gv[k] = make_float4(dy.x * wv.x, dy.y * wv.y, dy.z * wv.z, dy.w * wv.w);
+    xh[k] = make_float4((x.x - m) * r, (x.y - m) * r, (x.z - m) * r, (x.w - m) * r);
+    for (int e = 0; e < 4; ++e) {
+      sg += lane(gv[k], e);
+      sgx += lane(gv[k], e) * lane(xh[k], e);
+    }
+  }
+  const float mg = block_sum(sg, smem) / C;
+  const float mgx = block_sum(sgx, smem) / C;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * kThreads;
+    if (g >= groups) continue;
+    float* dx = dinp + row * C + 4 * g;
+    float4 d = load4(dx);
+    for (int e = 0; e < 4; ++e) lane(d, e) += r * (lane(gv[k], e) - mg - lane(xh[k], e) * mgx);
+    store4(dx, d);
+  }
+}
+
+// Groups of 4 columns per thread the register-resident kernels need for a row of C (0: they do not apply).
+int register_groups(int C, std::initializer_list<const void*> tensors) {
+  if (C % 4 != 0 || C > 4 * kThreads * 2) return 0;
+  for (const void* p : tensors)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+  return C <= 4 * kThreads ? 1 : 2;
+}
+
 __global__ void layernorm_backward_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* w,
                                                const float* mean, const float* rstd, int C) {
   __shared__ float smem[32];
@@ -66,21 +156,49 @@ struct DyXhat {
     const int64_t i = static_cast<int64_t>(n) * C + c;
     return dy[i] * (x[i] - mean[n]) * rstd[n];
   }
+  __device__ float4 at4(int n, int c) const {
+    const int64_t i = static_cast<int64_t>(n) * C + c;
+    const float4 d = load4(dy + i), v = load4(x + i);
+    const float m = mean[n], r = rstd[n];
+    return make_float4(d.x * (v.x - m) * r, d.y * (v.y - m) * r, d.z * (v.z - m) * r, d.w * (v.w - m) * r);
+  }
+  bool vec4_ok() const { return aligned4(dy) && aligned4(x); }
 };
+
+// The forward launch for out stored as T.
+template <class T>
+void layernorm_forward_rows(const Launch& l, T* out, float* mean, float* rstd, const float* inp, const float* weight,
+                            const float* bias, int N, int C, double eps) {
+  const int G = register_groups(C, {out, inp, weight, bias});
+  if (G == 1)
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward4_kernel<T, 1>)(out, mean, rstd, inp, weight, bias, C,
+                                                                              eps);
+  else if (G == 2)
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward4_kernel<T, 2>)(out, mean, rstd, inp, weight, bias, C,
+                                                                              eps);
+  else
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias, C, eps);
+  ERL_CUDA_LAUNCHED();
+}
 
 }  // namespace
 
 void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, double eps) {
   if (N <= 0) return;
-  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias, C, eps);
-  ERL_CUDA_LAUNCHED();
+  layernorm_forward_rows(l, out, mean, rstd, inp, weight, bias, N, C, eps);
 }
 
 void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C) {
   if (N <= 0) return;
-  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel)(dinp, dout, inp, weight, mean, rstd, C);
+  const int G = register_groups(C, {dinp, dout, inp, weight});
+  if (G == 1)
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1>)(dinp, dout, inp, weight, mean, rstd, C);
+  else if (G == 2)
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2>)(dinp, dout, inp, weight, mean, rstd, C);
+  else
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel)(dinp, dout, inp, weight, mean, rstd, C);
   ERL_CUDA_LAUNCHED();
   if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat{dout, inp, mean, rstd, C});
   if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, RowsOf{dout, C});
@@ -90,8 +208,7 @@ void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const floa
                        const float* bias, int N, int C, double eps) {
   need_bf16_storage_context(l, "layernorm_forward");
   if (N <= 0) return;
-  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(device_bf16(out), mean, rstd, inp, weight, bias, C, eps);
-  ERL_CUDA_LAUNCHED();
+  layernorm_forward_rows(l, device_bf16(out), mean, rstd, inp, weight, bias, N, C, eps);
 }
 
 }  // namespace erlangshen::cuda

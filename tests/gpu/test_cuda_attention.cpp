@@ -102,9 +102,9 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(CudaTest, DropoutMasksBitForBit) {
   // dropout of ones with no residual exposes the mask: out = keep ? 1/(1-p) : 0. Odd offsets and lengths cover
-  // Philox groups that straddle the slice boundaries.
+  // Philox groups that straddle the slice boundaries; n = 4096 at offsets 0 and 2^33 takes the 4-wide kernels.
   for (int64_t offset : {int64_t(0), int64_t(1), int64_t(6), int64_t(1) << 33}) {
-    for (int64_t n : {int64_t(1), int64_t(7), int64_t(4096 + 3)}) {
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(4096), int64_t(4096 + 3)}) {
       SCOPED_TRACE(::testing::Message() << "offset=" << offset << " n=" << n);
       DropoutSpec d;
       d.p = 0.1f;

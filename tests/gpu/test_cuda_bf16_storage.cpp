@@ -224,9 +224,9 @@ TEST_F(CudaBf16Storage, BiasGeluBackward) {
 // the bf16 bits must be equal too.
 TEST_F(CudaBf16Storage, DropoutBackwardBitForBit) {
   for (float p : {0.0f, 0.1f}) {
-    for (int64_t offset : {int64_t(0), int64_t(3), int64_t(1) << 33}) {
-      const int64_t n = 4096 + 5;
-      SCOPED_TRACE(::testing::Message() << "p=" << p << " offset=" << offset);
+    for (int64_t offset : {int64_t(0), int64_t(3), int64_t(1) << 33})
+    for (int64_t n : {int64_t(4096), int64_t(4096 + 5)}) {  // 4096 at offsets 0, 2^33: the 4-wide kernels
+      SCOPED_TRACE(::testing::Message() << "p=" << p << " offset=" << offset << " n=" << n);
       DropoutSpec d;
       d.p = p;
       d.key = derive_key(7, RngPurpose::HiddenDropout, 3, 1, 0);

@@ -173,6 +173,14 @@ TEST_F(CudaTest, ReductionsAreBitwiseRepeatable) {
   ops::matmul_backward(gpu(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_b.get(), d_dout.get(),
                        d_inp.get(), d_w.get(), N, 8, C);
   EXPECT_TRUE(bit_equal(d_a.host(), d_b.host()));
+  // The 4-column kernel (C % 4 == 0, aligned rows) and the 1-column one (the same dout one float off alignment) sum
+  // each column in the same order: the same bits.
+  std::vector<float> shifted(dout.size() + 1);
+  std::copy(dout.begin(), dout.end(), shifted.begin() + 1);
+  Dev<float> d_shifted(shifted), d_c(C);
+  ops::matmul_backward(gpu(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_c.get(),
+                       d_shifted.get() + 1, d_inp.get(), d_w.get(), N, 8, C);
+  EXPECT_TRUE(bit_equal(d_a.host(), d_c.host())) << "4-column vs 1-column kernel";
 }
 
 TEST_F(CudaTest, Bf16ConversionRoundsToNearestEven) {
