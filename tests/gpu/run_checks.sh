@@ -14,16 +14,20 @@
 #      and the HF transformers MegatronBertForPreTraining peer (eager) at the same shape and batch;
 #   5. run the real trainer on the GPU: `erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda`.
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
+# CHECKS_QUICK=1 (a re-check after a kernel change, about 100 s with prebuilt binaries): the tests, and the trainer
+# benches with bf16 storage only (1.3B at its largest micro-batch with the per-op profile, bert-base); no probes, no
+# standalone layer bench, no HF peer, no build from source.
 #
 # Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
 #     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
 #     libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev libutf8proc2 libutf8proc-dev)
 # On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"] (or [".debs",
-# "build-gpu-prebuilt"] after bash tests/gpu/prepare_prebuilt.sh here), timeout_s 540.
+# "build-gpu-prebuilt.tgz"] after bash tests/gpu/prepare_prebuilt.sh here), timeout_s 540.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 BUDGET_S=${CHECKS_BUDGET_S:-470}
+QUICK=${CHECKS_QUICK:-}
 RESULTS="${OUT:-$ROOT/build-gpu/checks}"
 mkdir -p "$RESULTS"
 SUMMARY="$RESULTS/summary.txt"
@@ -74,9 +78,16 @@ build_from_source() {  # $1: parallel jobs, $2: seconds allowed
 # (carry it): then the GPU work starts at once, and the build from source runs alongside at low priority, only to
 # prove that it builds here. Without them (or when they do not load here), build first.
 PREBUILT="${CHECKS_PREBUILT:-$ROOT/build-gpu-prebuilt}"
+if [[ ! -d "$PREBUILT" && -f "$ROOT/build-gpu-prebuilt.tgz" ]]; then
+  tar xzf "$ROOT/build-gpu-prebuilt.tgz" -C "$ROOT" && note "== unpacked build-gpu-prebuilt.tgz"
+fi
 BIN=""
 BUILD_PID=""
-if [[ -x "$PREBUILT/gpu/erlangshen_gpu_bench" ]] && "$PREBUILT/gpu/test_memory_plan" --gtest_list_tests >/dev/null 2>&1; then
+if [[ -x "$PREBUILT/gpu/erlangshen_gpu_bench" ]] && "$PREBUILT/gpu/test_memory_plan" --gtest_list_tests >/dev/null 2>&1 &&
+   [[ -n "$QUICK" ]]; then
+  BIN="$PREBUILT"
+  note "== prebuilt binaries load here: using $PREBUILT (quick: no build from source)"
+elif [[ -x "$PREBUILT/gpu/erlangshen_gpu_bench" ]] && "$PREBUILT/gpu/test_memory_plan" --gtest_list_tests >/dev/null 2>&1; then
   BIN="$PREBUILT"
   note "== prebuilt binaries load here: using $PREBUILT; building from source alongside (nice, -j 6)"
   (nice -n 19 bash -c "$(declare -f build_from_source); $(declare -p GEN PKG_DIRS SYSROOT BUILD); build_from_source 6 $((BUDGET_S - 30))") \
@@ -109,6 +120,7 @@ grep -E "^\[  FAILED  \] [A-Za-z]" "$RESULTS/tests.log" | sort -u | tee -a "$SUM
 note "tests rc=$TEST_RC (t=${SECONDS}s)"
 
 BENCH="$BIN/gpu/erlangshen_gpu_bench"
+if [[ -z "$QUICK" ]]; then
 note "== bench: erlangshen-1.3b, seq 512, largest micro-batch"
 timeout "$(allow 100 110)" "$BENCH" --model 1.3b --seq 512 --steps 4 --warmup 2 --profile >"$RESULTS/bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; cat "$RESULTS/bench.log" | tee -a "$SUMMARY"
@@ -126,11 +138,13 @@ cat "$RESULTS/attention_probe.log" | tee -a "$SUMMARY"
 note "== bench: bert-base, seq 128"
 timeout "$(allow 45 90)" "$BENCH" --model base --seq 128 --batch 128 --steps 5 --profile >>"$RESULTS/bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -16 "$RESULTS/bench.log" | tee -a "$SUMMARY"
+fi
 
 # The trainer itself (model/, MegatronBert + AdamW + PretrainTrainer on device memory) through the CLI: bf16 GEMMs,
 # fp32 storage, memory plan checked first. Built only when the standalone project found yaml-cpp/json/CLI11.
 ERL="$BIN/erlangshen"
 if [[ -x "$ERL" ]]; then
+  if [[ -z "$QUICK" ]]; then
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda"
   timeout "$(allow 90 80)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda --steps 3 --warmup 1 \
     >"$RESULTS/erlangshen_bench.log" 2>&1
@@ -144,6 +158,7 @@ if [[ -x "$ERL" ]]; then
     rc=$?; note "rc=$rc (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
     ((rc == 0)) && break
   done
+  fi
   # bf16 activation storage (train.activations=bf16): the same trainer, the [act] tensors in bf16, at the largest
   # micro-batch its (smaller) memory plan admits.
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
@@ -151,10 +166,12 @@ if [[ -x "$ERL" ]]; then
     --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # Flash attention (train.attention=flash) on top of bf16 storage: no probabilities saved, so a larger micro-batch.
+  [[ -z "$QUICK" ]] && {
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 train.attention=flash --largest-micro-batch"
   timeout "$(allow 60 50)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     train.attention=flash --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  }
   # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"
   timeout "$(allow 40 50)" "$ERL" bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 \
@@ -164,6 +181,7 @@ else
   note "== erlangshen bench train.device=cuda: SKIPPED (no $ERL: carry libyaml-cpp-dev, libyaml-cpp0.7, nlohmann-json3-dev, libcli11-dev)"
 fi
 
+if [[ -z "$QUICK" ]]; then
 note "== peer: HF transformers MegatronBertForPreTraining (eager), same shape and batch"
 export PYTHONUNBUFFERED=1
 timeout "$(allow 120 30)" python3 tests/bench/hf_megatron_bert_bench.py --model 1.3b --seq 512 --batch "${B13:-8}" \
@@ -172,6 +190,7 @@ note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY
 timeout "$(allow 45 0)" python3 tests/bench/hf_megatron_bert_bench.py --model base --seq 128 --batch 128 --steps 5 \
   >>"$RESULTS/hf_bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY"
+fi
 
 if [[ -n "$BUILD_PID" ]]; then
   note "== build from source (alongside)"
