@@ -265,6 +265,38 @@ void set_epilogue_pointers(cublasLtMatmulDesc_t op, const GemmArgs& g) {
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
 }
 
+// The fastest of cuBLASLt's candidates for g, timed on g's own operands: one warm-up and 3 timed calls each (the
+// minimum of the 3 calls' total kept). Only for beta = 0, where every call overwrites D (and aux) and the real call
+// follows. A candidate that needs more workspace or does not launch is skipped; the heuristic's first is the default.
+cublasLtMatmulAlgo_t fastest_candidate(const Launch& l, Context& ctx, const Context::AlgoCache::Descriptors& d,
+                                       const GemmArgs& g, const cublasLtMatmulHeuristicResult_t* results, int found) {
+  cudaStream_t stream = stream_of(l);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ERL_CUDA_CHECK(cudaEventCreate(&start));
+  ERL_CUDA_CHECK(cudaEventCreate(&stop));
+  cublasLtMatmulAlgo_t best = results[0].algo;
+  float best_ms = INFINITY;
+  auto call = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), d.op, &g.alpha, g.A, d.a, g.B, d.b, &g.beta,
+                          g.C, d.c, g.C, d.c, &algo, ctx.gemm_workspace(), ctx.gemm_workspace_bytes(), stream);
+  };
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > ctx.gemm_workspace_bytes()) continue;
+    if (call(results[i].algo) != CUBLAS_STATUS_SUCCESS) continue;
+    ERL_CUDA_CHECK(cudaEventRecord(start, stream));
+    bool ok = true;
+    for (int rep = 0; rep < 3 && ok; ++rep) ok = call(results[i].algo) == CUBLAS_STATUS_SUCCESS;
+    ERL_CUDA_CHECK(cudaEventRecord(stop, stream));
+    ERL_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    ERL_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (ok && ms < best_ms) best_ms = ms, best = results[i].algo;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
+}
+
 // One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
 // `required`, else returns false having done nothing.
 bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
@@ -311,13 +343,16 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
       ERL_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
                                                         sizeof(mask)));
     set_epilogue_pointers(e.desc->op, g);  // the heuristic may look at the epilogue's pointers
-    cublasLtMatmulHeuristicResult_t result{};
+    // One candidate (the heuristic's first) in deterministic mode; up to kCandidates timed otherwise.
+    constexpr int kCandidates = 6;
+    const bool autotune = ctx.options().gemm_autotune && !ctx.deterministic() && g.beta == 0.0f;
+    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
     int found = 0;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op,
-                                                      e.desc->a, e.desc->b, e.desc->c, e.desc->c, pref, 1, &result,
-                                                      &found);
+                                                      e.desc->a, e.desc->b, e.desc->c, e.desc->c, pref,
+                                                      autotune ? kCandidates : 1, results, &found);
     e.ok = s == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (e.ok) e.algo = result.algo;
+    if (e.ok) e.algo = found > 1 ? fastest_candidate(l, ctx, *e.desc, g, results, found) : results[0].algo;
     ERL_CHECK(e.ok || !required,
               "cuda::" << op << ": cuBLASLt has no algorithm for GEMM " << key << " (status " << static_cast<int>(s)
                        << ")");
