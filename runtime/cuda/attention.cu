@@ -6,7 +6,8 @@
 //   P = softmax(S) with padded keys masked (saved);   Pd = dropout(P)   one fused row kernel over all B NH T rows
 //   O = Pd V                                          GEMM into out
 // Backward (Pd recomputed from P and Philox, nothing else stored):
-//   dV = Pd^T dO;  dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP))   (fused row kernel)
+//   dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP)), Pd = dropout(P)   (one fused row kernel)
+//   dV = Pd^T dO
 //   dQ = dS K / sqrt(HS);  dK = dS^T Q / sqrt(HS)
 // MathMode::FP32: every operand fp32 (SGEMM). MathMode::BF16 (T and HS multiples of 8): Q/K/V and dO are rounded
 // to bf16 once per call, the row kernels write Pd and dS directly in bf16, S and dPd come out of the GEMMs in fp32
@@ -176,24 +177,19 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
   const Call c(l, "attention_backward", scratch, qkv, dout, dqkv, s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
   float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;  // fp32 dPd -> dP (-> dS in place when fp32)
-  if (c.write_pd) {
-    c.as_operand(c.o.pd, [&](auto* pd) {
-      dropout_rows(l, c.rows, pd, probs, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop);
-    });
-  }
-  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
-  for (int h = 0; h < c.NH; ++h) {
-    // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
-    sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, 1.0f, c.at(c.o.dout, c.o_off(h)), C, c.s_o,
-                c.at(pd, c.tt_off(h)), T, c.s_tt, c.res_at(c.qkv_off(h, 2)), c.o.res_type, 3 * C, c.s_qkv, s.B);
-    // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
+  for (int h = 0; h < c.NH; ++h)  // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
     sample_gemm(l, "attention_backward", c.o.type, true, false, T, T, HS, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
                 c.s_qkv, c.at(c.o.dout, c.o_off(h)), C, c.s_o, dP + c.tt_off(h), CUDA_R_32F, T, c.s_tt, s.B);
-  }
-  // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place.
+  // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place. The same row pass recomputes Pd
+  // (dropout of P) into o.pd when the forward wrote one.
   c.as_operand(c.o.ds, [&](auto* ds) {
-    softmax_backward(l, c.rows, ds, dP, probs, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop);
+    auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;
+    softmax_backward(l, c.rows, ds, pd, dP, probs, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop);
   });
+  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
+  for (int h = 0; h < c.NH; ++h)  // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
+    sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, 1.0f, c.at(c.o.dout, c.o_off(h)), C, c.s_o,
+                c.at(pd, c.tt_off(h)), T, c.s_tt, c.res_at(c.qkv_off(h, 2)), c.o.res_type, 3 * C, c.s_qkv, s.B);
   for (int h = 0; h < c.NH; ++h) {
     // dQ^T(col) (HS, T_i) = scale * K^T(col) (HS, T_j) @ dS^T (T_j, T_i)
     sample_gemm(l, "attention_backward", c.o.type, false, false, HS, T, T, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)),

@@ -1,7 +1,8 @@
 // The row kernels of attention (runtime/cuda/attention.cu), one CUDA block per (sample, head, query) row of T
 // scores, all B x NH x T rows in one launch:
 //   forward   P = softmax(S) over the valid keys (in place in probs);  Pd = dropout(P) (fp32 or bf16)
-//   backward  Pd recomputed from P and Philox;  dP = dropout'(dPd);  dS = P * (dP - sum_j P dP) (fp32 or bf16)
+//   backward  dP = dropout'(dPd);  dS = P * (dP - sum_j P dP) (fp32 or bf16);  Pd recomputed from P and Philox in
+//             the same pass
 // Dropout element (b, h, i, j) is keyed by the global index ((sample_offset + b) * total_heads + head_offset + h)
 // * T*T + i*T + j, as the CPU backend (runtime/philox.h). Two implementations: register-resident kernels (each
 // thread holds groups of 4 elements: one read and one write per element) where T % 4 == 0 and T <= 1024 with
@@ -86,17 +87,10 @@ __global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_
   write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
 }
 
-// pd = dropout(probs) for every row (backward recomputes Pd).
-template <class TP>
-__global__ void dropout_rows_kernel(TP* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
-                                    float scale, bool drop) {
-  const int64_t row = blockIdx.x;
-  write_dropped_row(pd + row * geo.T, probs + row * geo.T, geo.T, geo.drop_index(row), key, threshold, scale, drop);
-}
-
-// dP = dropout'(dPd) (in place in dp); ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp).
+// dP = dropout'(dPd) (in place in dp); ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp);
+// pd row = dropout(P) as well when pd is set (the backward's Pd for dV, from the P this kernel reads anyway).
 template <class TS>
-__global__ void softmax_backward_kernel(TS* ds, float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
+__global__ void softmax_backward_kernel(TS* ds, TS* pd, float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
                                         uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -117,6 +111,7 @@ __global__ void softmax_backward_kernel(TS* ds, float* dp, const float* probs, R
   dot = block_sum(dot, smem);
   TS* out = ds + row * T;
   for (int j = threadIdx.x; j < T; j += blockDim.x) store(out + j, p[j] * (d[j] - dot));
+  if (pd) write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
 }
 
 // ---- Register-resident row kernels: T % 4 == 0, T <= 4 * 128 * kMaxGroups, 16-byte aligned rows ----
@@ -197,25 +192,11 @@ __global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_v
   }
 }
 
-template <class TP, int G>
-__global__ void dropout_rows4(TP* pd, const float* probs, RowGeometry geo, PhiloxKey key, uint32_t threshold,
-                              float scale, bool drop) {
-  const int64_t row = blockIdx.x;
-  const int T = geo.T, groups = T / 4;
-  const uint64_t base = geo.drop_index(row);
-#pragma unroll
-  for (int k = 0; k < G; ++k) {
-    const int g = threadIdx.x + k * blockDim.x;
-    if (g >= groups) continue;
-    const float4 q = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
-    store_dropped_group(pd + row * T + 4 * g, q, key, base + 4 * g, threshold, scale, drop);
-  }
-}
-
-// ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd).
+// ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd);
+// pd = dropout(P) too when set, from the keep bits computed for dP.
 template <class TS, int G>
-__global__ void softmax_backward_rows4(TS* ds, const float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
-                                       uint32_t threshold, float scale, bool drop) {
+__global__ void softmax_backward_rows4(TS* ds, TS* pd, const float* dp, const float* probs, RowGeometry geo,
+                                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int T = geo.T, groups = T / 4;
@@ -230,6 +211,11 @@ __global__ void softmax_backward_rows4(TS* ds, const float* dp, const float* pro
     dv[k] = *reinterpret_cast<const float4*>(dp + row * T + 4 * g);
     bool keep[4];
     keep_group(keep, key, base + 4 * g, threshold, drop);
+    if (pd) {
+      const float f = drop ? scale : 1.0f;
+      store4(pd + row * T + 4 * g, keep[0] ? pv[k].x * f : 0.0f, keep[1] ? pv[k].y * f : 0.0f,
+             keep[2] ? pv[k].z * f : 0.0f, keep[3] ? pv[k].w * f : 0.0f);
+    }
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       if (drop) lane(dv[k], w) = keep[w] ? lane(dv[k], w) * scale : 0.0f;
@@ -279,32 +265,20 @@ void softmax_dropout(const Launch& l, int64_t rows, float* probs, TP* pd, const 
   ERL_CUDA_LAUNCHED();
 }
 
-template <class TP>
-void dropout_rows(const Launch& l, int64_t rows, TP* pd, const float* probs, RowGeometry geo, PhiloxKey key,
-                  uint32_t threshold, float scale, bool drop) {
-  const RowLaunch r = row_launch(geo.T, {probs, pd});
-  if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), dropout_rows4<TP, 1>)(pd, probs, geo, key, threshold, scale, drop);
-  else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), dropout_rows4<TP, 2>)(pd, probs, geo, key, threshold, scale, drop);
-  else
-    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), dropout_rows_kernel<TP>)(pd, probs, geo, key, threshold, scale, drop);
-  ERL_CUDA_LAUNCHED();
-}
-
+// pd: nullptr, or where dropout(P) goes as well.
 template <class TS>
-void softmax_backward(const Launch& l, int64_t rows, TS* ds, float* dp, const float* probs, RowGeometry geo,
+void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, float* dp, const float* probs, RowGeometry geo,
                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
-  const RowLaunch r = row_launch(geo.T, {ds, dp, probs});
+  const RowLaunch r = row_launch(geo.T, {ds, pd, dp, probs});
   if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 1>)(ds, dp, probs, geo, key, threshold, scale,
-                                                                         drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 1>)(ds, pd, dp, probs, geo, key, threshold,
+                                                                                 scale, drop);
   else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 2>)(ds, dp, probs, geo, key, threshold, scale,
-                                                                         drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 2>)(ds, pd, dp, probs, geo, key, threshold,
+                                                                                 scale, drop);
   else
-    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS>)(ds, dp, probs, geo, key, threshold, scale,
-                                                                         drop);
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS>)(ds, pd, dp, probs, geo, key, threshold,
+                                                                                 scale, drop);
   ERL_CUDA_LAUNCHED();
 }
 

@@ -27,6 +27,26 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
   }
 }
 
+// The same on 16-byte-aligned tensors, 4 elements per thread per step (n4 = n / 4; n % 4 == 0).
+__global__ void adamw4_kernel(float4* param, const float4* grad, float4* m, float4* v, int64_t n4, float b1, float b2,
+                              float gs, float step_size, float inv_sqrt_bc2, float e, float decay) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    float4 p = param[i], mi = m[i], vi = v[i];
+    const float4 gr = grad[i];
+    for (int w = 0; w < 4; ++w) {
+      const float g = (&gr.x)[w] * gs;
+      float& mw = (&mi.x)[w];
+      float& vw = (&vi.x)[w];
+      mw = b1 * mw + (1.0f - b1) * g;
+      vw = b2 * vw + (1.0f - b2) * g * g;
+      (&p.x)[w] -= step_size * mw / (sqrtf(vw) * inv_sqrt_bc2 + e) + decay * (&p.x)[w];
+    }
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = p;
+  }
+}
+
 __global__ void sum_squares_chunks_kernel(double* partial, const float* x, int64_t n) {
   __shared__ double smem[32];
   const int64_t begin = blockIdx.x * kChunk;
@@ -88,9 +108,16 @@ void adamw_update(Launch l, float* param, const float* grad, float* m, float* v,
   if (n <= 0) return;
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), adamw_kernel)(
-      param, grad, m, v, n, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
-      float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
+  auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (n % 4 == 0 && a16(param) && a16(grad) && a16(m) && a16(v))
+    ERL_KERNEL(grid_for(n / 4, kThreads), kThreads, 0, stream_of(l), adamw4_kernel)(
+        reinterpret_cast<float4*>(param), reinterpret_cast<const float4*>(grad), reinterpret_cast<float4*>(m),
+        reinterpret_cast<float4*>(v), n / 4, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
+        float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
+  else
+    ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), adamw_kernel)(
+        param, grad, m, v, n, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
+        float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
   ERL_CUDA_LAUNCHED();
 }
 

@@ -145,6 +145,20 @@ TEST_F(CudaTest, AdamWAndVectorOps) {
   EXPECT_TRUE(close(d_p.host(), p_c, kFp32Rtol)) << "param";
   EXPECT_TRUE(close(d_m.host(), m_c, kFp32Rtol)) << "m";
   EXPECT_TRUE(close(d_v.host(), v_c, kFp32Rtol)) << "v";
+  {  // n % 4 == 0, aligned: the 4-wide kernel (the same float ops per element as the 1-wide one)
+    const int64_t n4 = 100000;
+    std::vector<float> p4(p0.begin(), p0.begin() + n4), m4(m0.begin(), m0.begin() + n4),
+        v4(v0.begin(), v0.begin() + n4), g4(g.begin(), g.begin() + n4);
+    Dev<float> d_p4(p4), d_g4(g4), d_m4(m4), d_v4(v4);
+    for (int64_t step = 1; step <= 3; ++step) {
+      ops::adamw_update(cpu(), p4.data(), g4.data(), m4.data(), v4.data(), n4, 1e-3, 0.9, 0.999, 1e-8, 0.01, step, 0.5);
+      ops::adamw_update(gpu(), d_p4.get(), d_g4.get(), d_m4.get(), d_v4.get(), n4, 1e-3, 0.9, 0.999, 1e-8, 0.01, step,
+                        0.5);
+    }
+    EXPECT_TRUE(close(d_p4.host(), p4, kFp32Rtol)) << "param (4-wide)";
+    EXPECT_TRUE(close(d_m4.host(), m4, kFp32Rtol)) << "m (4-wide)";
+    EXPECT_TRUE(close(d_v4.host(), v4, kFp32Rtol)) << "v (4-wide)";
+  }
 
   const double ss_c = ops::sum_squares(cpu(), g.data(), n);
   const double ss_g1 = ops::sum_squares(gpu(), d_g.get(), n), ss_g2 = ops::sum_squares(gpu(), d_g.get(), n);
