@@ -30,7 +30,7 @@ struct ContextOptions {
   // Deterministic mode: GEMM algorithms restricted to reduction schemes without atomics and fixed per shape
   // for the Context's lifetime. The backend's own reductions are always fixed-order.
   bool deterministic = false;
-  // Outside deterministic mode, the first call of each GEMM configuration that overwrites its output (beta = 0)
+  // Outside deterministic mode, the second call of each GEMM configuration that overwrites its output (beta = 0)
   // times cuBLASLt's top heuristic candidates on its own operands and keeps the fastest (gemm.cu).
   bool gemm_autotune = true;
   size_t gemm_workspace_bytes = size_t(32) << 20;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "runtime/cuda/common.cuh"
 
@@ -41,6 +42,10 @@ struct Context::AlgoCache {
   struct Entry {
     bool ok = false;  // false: no algorithm supports this configuration (caller falls back)
     cublasLtMatmulAlgo_t algo;
+    // Autotuning (gemm.cu): the heuristic's candidates, timed at the configuration's second call and then cleared,
+    // so that a shape seen once (the MLM head's masked-row count changes every step) costs no timing.
+    std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+    int calls = 0;
     std::unique_ptr<Descriptors> desc;
   };
   std::unordered_map<std::string, Entry> entries;

@@ -145,15 +145,17 @@ fi
 ERL="$BIN/erlangshen"
 if [[ -x "$ERL" ]]; then
   if [[ -z "$QUICK" ]]; then
-  note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda"
-  timeout "$(allow 90 80)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda --steps 3 --warmup 1 \
+  note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=fp32"
+  timeout "$(allow 90 80)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=fp32 \
+    --steps 3 --warmup 1 \
     >"$RESULTS/erlangshen_bench.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"; tail -12 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # The trainer at the largest micro-batch its memory plan admits (the bench setting); 24 if that fails.
   for mb in largest 24; do
     flag=(--largest-micro-batch); [[ "$mb" != largest ]] && flag=(train.micro_batch="$mb")
-    note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda ${flag[*]}"
-    timeout "$(allow 60 70)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda "${flag[@]}" \
+    note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=fp32 ${flag[*]}"
+    timeout "$(allow 60 70)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=fp32 \
+      "${flag[@]}" \
       --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
     rc=$?; note "rc=$rc (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
     ((rc == 0)) && break
