@@ -68,11 +68,14 @@ __global__ inline void colsum_finish_kernel(float* dst, const float* partial, in
   dst[c] += t;
 }
 
+// The partition: rows per chunk, a function of N only.
+inline int colsum_rows_per_chunk(int N) { return N <= 64 * 128 ? 64 : (N + 127) / 128; }
+
 template <class F>
 void colsum_add(const Launch& l, const char* op, float* dst, int N, int C, F f) {
   if (N <= 0 || C <= 0) return;
   Context& ctx = need_context(l, op);
-  const int rows_per_chunk = N <= 64 * 128 ? 64 : (N + 127) / 128;
+  const int rows_per_chunk = colsum_rows_per_chunk(N);
   const int R = (N + rows_per_chunk - 1) / rows_per_chunk;
   float* partial = static_cast<float*>(ctx.scratch(sizeof(float) * static_cast<size_t>(R) * C, op));
   const dim3 block(32, 8);

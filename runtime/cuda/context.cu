@@ -89,6 +89,11 @@ bool Context::in_staging(const void* p) const {
   return impl_->staging != nullptr && q >= base && q < base + impl_->staging_bytes;
 }
 
+bool Context::in_scratch(const void* p) const {
+  const auto base = reinterpret_cast<uintptr_t>(impl_->scratch), q = reinterpret_cast<uintptr_t>(p);
+  return impl_->scratch != nullptr && q >= base && q < base + options_.scratch_bytes;
+}
+
 std::string device_description(int device) {
   cudaDeviceProp p{};
   ERL_CUDA_CHECK(cudaGetDeviceProperties(&p, device));

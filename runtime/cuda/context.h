@@ -30,11 +30,12 @@ struct ContextOptions {
   // Deterministic mode: GEMM algorithms restricted to reduction schemes without atomics and fixed per shape
   // for the Context's lifetime. The backend's own reductions are always fixed-order.
   bool deterministic = false;
-  // Outside deterministic mode, the second call of each GEMM configuration that overwrites its output (beta = 0)
-  // times cuBLASLt's top heuristic candidates on its own operands and keeps the fastest (gemm.cu).
+  // Outside deterministic mode, the second call of each GEMM configuration times cuBLASLt's top heuristic
+  // candidates on its own operands and keeps the fastest (gemm.cu): into its own output when beta = 0, into the
+  // scratch when beta != 0 and the output fits there (the 1.3B FFN weight gradient, 64 MiB, does).
   bool gemm_autotune = true;
   size_t gemm_workspace_bytes = size_t(32) << 20;
-  size_t scratch_bytes = size_t(64) << 20;   // two-stage reductions (column sums, sum of squares)
+  size_t scratch_bytes = size_t(80) << 20;   // two-stage reductions (column sums, sum of squares), GEMM timing
 };
 
 class Context {
@@ -64,6 +65,9 @@ class Context {
   // Whether p points into the current staging block (a GEMM fallback that re-carves the staging checks that its
   // operands do not live there).
   bool in_staging(const void* p) const;
+  // Whether p points into the scratch (GEMM candidate timing borrows it for a beta != 0 output when no operand
+  // lives there).
+  bool in_scratch(const void* p) const;
   struct AlgoCache;
   AlgoCache& algo_cache() const;
   // Per-op GPU times (runtime/cuda/op_profiler.h), when one is attached (the caller owns it); null otherwise.

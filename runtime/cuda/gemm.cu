@@ -265,11 +265,13 @@ void set_epilogue_pointers(cublasLtMatmulDesc_t op, const GemmArgs& g) {
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
 }
 
-// The fastest of cuBLASLt's candidates for g, timed on g's own operands: one warm-up and 3 timed calls each (the
-// minimum of the 3 calls' total kept). Only for beta = 0, where every call overwrites D (and aux) and the real call
-// follows. A candidate that needs more workspace or does not launch is skipped; the heuristic's first is the default.
+// The fastest of cuBLASLt's candidates for g, timed on g's own operands and C with D at `out`: one warm-up and 3
+// timed calls each. `out` is C itself for beta = 0 (every call overwrites it, and aux, and the real call follows),
+// a scratch block for beta != 0 (C is only read). A candidate that needs more workspace or does not launch is
+// skipped; the heuristic's first is the default.
 cublasLtMatmulAlgo_t fastest_candidate(const Launch& l, Context& ctx, const Context::AlgoCache::Descriptors& d,
-                                       const GemmArgs& g, const cublasLtMatmulHeuristicResult_t* results, int found) {
+                                       const GemmArgs& g, void* out, const cublasLtMatmulHeuristicResult_t* results,
+                                       int found) {
   cudaStream_t stream = stream_of(l);
   cudaEvent_t start = nullptr, stop = nullptr;
   ERL_CUDA_CHECK(cudaEventCreate(&start));
@@ -278,7 +280,7 @@ cublasLtMatmulAlgo_t fastest_candidate(const Launch& l, Context& ctx, const Cont
   float best_ms = INFINITY;
   auto call = [&](const cublasLtMatmulAlgo_t& algo) {
     return cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), d.op, &g.alpha, g.A, d.a, g.B, d.b, &g.beta,
-                          g.C, d.c, g.C, d.c, &algo, ctx.gemm_workspace(), ctx.gemm_workspace_bytes(), stream);
+                          g.C, d.c, out, d.c, &algo, ctx.gemm_workspace(), ctx.gemm_workspace_bytes(), stream);
   };
   for (int i = 0; i < found; ++i) {
     if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > ctx.gemm_workspace_bytes()) continue;
@@ -295,6 +297,17 @@ cublasLtMatmulAlgo_t fastest_candidate(const Launch& l, Context& ctx, const Cont
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   return best;
+}
+
+// Where candidate timing may write D: C itself for beta = 0; for beta != 0 the scratch, when D's span fits there and
+// no operand lives in it; nullptr otherwise (no timing).
+void* timing_output(Context& ctx, const GemmArgs& g) {
+  if (g.beta == 0.0f) return g.C;
+  const int64_t bytes = (g.c_type == CUDA_R_16BF ? 2 : 4) * operand_span(g.m, g.n, g.ldc, g.batch, g.stride_c);
+  if (bytes > static_cast<int64_t>(ctx.options().scratch_bytes)) return nullptr;
+  for (const void* p : {g.A, g.B, static_cast<const void*>(g.C), g.bias, static_cast<const void*>(g.aux)})
+    if (p != nullptr && ctx.in_scratch(p)) return nullptr;
+  return ctx.scratch(static_cast<size_t>(bytes), "gemm candidate timing");
 }
 
 // One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
@@ -346,7 +359,7 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
     // One candidate (the heuristic's first) in deterministic mode; otherwise up to kCandidates, timed at the
     // configuration's second call (the first runs the heuristic's first).
     constexpr int kCandidates = 6;
-    const bool autotune = ctx.options().gemm_autotune && !ctx.deterministic() && g.beta == 0.0f;
+    const bool autotune = ctx.options().gemm_autotune && !ctx.deterministic();
     cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
     int found = 0;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op,
@@ -364,7 +377,8 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
   if (!e.ok) return false;
   set_epilogue_pointers(e.desc->op, g);
   if (++e.calls == 2 && !e.candidates.empty()) {
-    e.algo = fastest_candidate(l, ctx, *e.desc, g, e.candidates.data(), static_cast<int>(e.candidates.size()));
+    if (void* out = timing_output(ctx, g))
+      e.algo = fastest_candidate(l, ctx, *e.desc, g, out, e.candidates.data(), static_cast<int>(e.candidates.size()));
     e.candidates.clear();
   }
   const cublasStatus_t s = cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op, &g.alpha, g.A,

@@ -94,6 +94,9 @@ inline int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 // (the caller then runs it apart); throws on any other failure. With a bf16 A, B or C it always runs the
 // epilogue: when cuBLASLt cannot, an element-wise pass after the GEMM does (C packed: ldc == m, and batch 1 or
 // stride_c == m n; aux packed, batch 1).
+// Scratch: outside deterministic mode a beta != 0 GEMM may borrow the Context's scratch once (its second call, to
+// time candidate algorithms), so a caller keeps nothing in the scratch across such a GEMM that is not one of its
+// operands (operands there are detected, and then no timing happens).
 // Staging: the Context's staging is one block, re-carved by every GEMM that stages an operand or falls back, so
 // an operand the caller staged itself (matmul.cu's shared dout) must be bf16 and its GEMM must have a cuBLASLt
 // algorithm (dimensions multiples of 8, 16-byte aligned tensors); gemm() throws rather than overwrite it.

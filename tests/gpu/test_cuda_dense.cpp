@@ -100,6 +100,16 @@ TEST_F(CudaTest, LayerNormForwardBackward) {
     EXPECT_TRUE(close(d_dx.host(), dx_c, kFp32Rtol)) << "dx";
     EXPECT_TRUE(close(d_dw.host(), dw_c, kFp32Rtol)) << "dw";
     EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "db";
+    // dw and db from the one-pass kernel (aligned dy and x) and from two column sums (dy and x one float off
+    // alignment): the same partition and order, the same bits.
+    std::vector<float> dy_shifted(dy.size() + 1), x_shifted(x.size() + 1);
+    std::copy(dy.begin(), dy.end(), dy_shifted.begin() + 1);
+    std::copy(x.begin(), x.end(), x_shifted.begin() + 1);
+    Dev<float> d_dy1(dy_shifted), d_x1(x_shifted), d_dx1(dx0), d_dw1(dw0), d_db1(db0);
+    ops::layernorm_backward(gpu(), d_dx1.get(), d_dw1.get(), d_db1.get(), d_dy1.get() + 1, d_x1.get() + 1, d_w.get(),
+                            d_mean.get(), d_rstd.get(), N, C);
+    EXPECT_TRUE(bit_equal(d_dw1.host(), d_dw.host())) << "dw: one pass vs two column sums";
+    EXPECT_TRUE(bit_equal(d_db1.host(), d_db.host())) << "db: one pass vs two column sums";
   }
 }
 
@@ -119,6 +129,14 @@ TEST_F(CudaTest, BiasGeluAndTanhForwardBackward) {
     EXPECT_TRUE(close(d_act.host(), act_c, kFp32Rtol));
     EXPECT_TRUE(close(d_dpre.host(), dpre_c, kFp32Rtol));
     EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol));
+    // The one-pass kernel (aligned tensors, dbias wanted) against the element-wise kernel + column sum (dact one
+    // float off alignment): the same element formula, the same partition and order of the sums, the same bits.
+    std::vector<float> dact_shifted(dact.size() + 1);
+    std::copy(dact.begin(), dact.end(), dact_shifted.begin() + 1);
+    Dev<float> d_dact1(dact_shifted), d_dpre1(pre0.size()), d_db1(db0);
+    ops::bias_gelu_backward(gpu(), d_dpre1.get(), d_db1.get(), d_dact1.get() + 1, d_pre.get(), N, C, kind);
+    EXPECT_TRUE(bit_equal(d_dpre1.host(), d_dpre.host())) << "dpre: one pass vs two";
+    EXPECT_TRUE(bit_equal(d_db1.host(), d_db.host())) << "dbias: one pass vs two";
   }
   const auto x = randn(1000, 35, 1.5f), dy = randn(1000, 36);
   std::vector<float> y_c(1000), dx_c(1000);
