@@ -10,8 +10,10 @@
 //   dV = Pd^T dO
 //   dQ = dS K / sqrt(HS);  dK = dS^T Q / sqrt(HS)
 // MathMode::FP32: every operand fp32 (SGEMM). MathMode::BF16 (T and HS multiples of 8): Q/K/V and dO are rounded
-// to bf16 once per call, the row kernels write Pd and dS directly in bf16, S and dPd come out of the GEMMs in fp32
-// and softmax runs in fp32; all GEMMs accumulate in fp32.
+// to bf16 once per call, the row kernels write Pd and dS directly in bf16, S comes out of its GEMM in fp32 and
+// softmax runs in fp32; dPd comes out in bf16 (rounded once: half its traffic; the whole-model gradients move by
+// ~1e-4 relative, test_model_gpu_flash). S stays fp32: rounded to bf16 it moved them by 3e-3 (softmax amplifies
+// the logits' absolute rounding error). All GEMMs accumulate in fp32.
 // bf16 activation storage (runtime/act.h; qkv, out, dout, dqkv each fp32 or bf16; MathMode::BF16 required): the
 // bf16-math algorithm above, with a bf16 qkv / dout read in place as the GEMM operand (no rounding pass: it already
 // is the bf16 value), and a bf16 out / dqkv written by the O, dV, dQ, dK GEMMs as bf16 D (the fp32 accumulation
@@ -24,7 +26,7 @@
 // Scratch (floats; the bf16 buffers take half a float per element), TT = T*T, C = NH*HS, N = B*T:
 //   T and HS multiples of 8 (2 B NH TT + 2 N C floats):
 //     [0, B NH TT)          Pd  (fp32)  |  Pd16 + dS16 (bf16)
-//     [B NH TT, 2 B NH TT)  dP / dS (fp32, dS in place)
+//     [B NH TT, 2 B NH TT)  dP / dS (fp32, dS in place)  |  dPd16 (bf16) in its first half
 //     [2 B NH TT, + 2 N C)  qkv16 (N 3C bf16) + dO16 (N C bf16)   (bf16 math with that operand in fp32 storage)
 //   otherwise (bf16 math runs fp32 operands here, so the rounded copies are not needed), each slot starting on a
 //   256-byte boundary of the scratch:
@@ -176,15 +178,24 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
               const float* probs, const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
   const Call c(l, "attention_backward", scratch, qkv, dout, dqkv, s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
-  float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;  // fp32 dPd -> dP (-> dS in place when fp32)
+  // dPd: fp32 (-> dS in place), or with bf16 operands bf16, rounded once, into the same slot
+  float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;
+  auto* dP16 = reinterpret_cast<__nv_bfloat16*>(dP);
   for (int h = 0; h < c.NH; ++h)  // dPd row-major (T_i, T_j) == col-major (T_j, T_i) = op_T(V^T(col)) dO^T(col)
     sample_gemm(l, "attention_backward", c.o.type, true, false, T, T, HS, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
-                c.s_qkv, c.at(c.o.dout, c.o_off(h)), C, c.s_o, dP + c.tt_off(h), CUDA_R_32F, T, c.s_tt, s.B);
+                c.s_qkv, c.at(c.o.dout, c.o_off(h)), C, c.s_o,
+                c.bf16 ? static_cast<void*>(dP16 + c.tt_off(h)) : static_cast<void*>(dP + c.tt_off(h)),
+                c.bf16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place. The same row pass recomputes Pd
   // (dropout of P) into o.pd when the forward wrote one.
   c.as_operand(c.o.ds, [&](auto* ds) {
     auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;
-    softmax_backward(l, c.rows, ds, pd, dP, probs, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop);
+    if (c.bf16)
+      softmax_backward(l, c.rows, ds, pd, static_cast<const __nv_bfloat16*>(dP16), probs, c.geo, dropout.key,
+                       c.threshold, c.keep_scale, c.drop);
+    else
+      softmax_backward(l, c.rows, ds, pd, static_cast<const float*>(dP), probs, c.geo, dropout.key, c.threshold,
+                       c.keep_scale, c.drop);
   });
   const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
   for (int h = 0; h < c.NH; ++h)  // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)

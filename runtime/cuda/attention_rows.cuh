@@ -87,31 +87,42 @@ __global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_
   write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
 }
 
-// dP = dropout'(dPd) (in place in dp); ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp);
-// pd row = dropout(P) as well when pd is set (the backward's Pd for dV, from the P this kernel reads anyway).
-template <class TS>
-__global__ void softmax_backward_kernel(TS* ds, TS* pd, float* dp, const float* probs, RowGeometry geo, PhiloxKey key,
+// dP = dropout'(dPd), dPd fp32 or bf16 (bf16 math: the GEMM's result rounded once), read twice and never written;
+// ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp when both are fp32: every element is read
+// in the first loop, before the block reduction, and written in the second); pd row = dropout(P) as well when pd is
+// set (the backward's Pd for dV, from the P this kernel reads anyway).
+template <class TS, class TD>
+__global__ void softmax_backward_kernel(TS* ds, TS* pd, const TD* dp, const float* probs, RowGeometry geo, PhiloxKey key,
                                         uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int T = geo.T;
   const float* p = probs + row * T;
-  float* d = dp + row * T;
-  if (drop) {
-    const uint64_t base = geo.drop_index(row);
-    for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
-      bool keep[4];
-      keep4(keep, key, base + j0, threshold, min(4, T - j0));
-      for (int w = 0; w < 4 && j0 + w < T; ++w) d[j0 + w] = keep[w] ? d[j0 + w] * scale : 0.0f;
+  const TD* d = dp + row * T;
+  const uint64_t base = geo.drop_index(row);
+  // dP for the group j0 .. j0+3 of this row
+  auto dropped = [&](int j0, float dv[4]) {
+    bool keep[4] = {true, true, true, true};
+    if (drop) keep4(keep, key, base + j0, threshold, min(4, T - j0));
+    for (int w = 0; w < 4; ++w) {
+      const float x = j0 + w < T ? to_f32(d[j0 + w]) : 0.0f;
+      dv[w] = drop ? (keep[w] ? x * scale : 0.0f) : x;
     }
-    __syncthreads();  // the loops below read d with a different thread-to-element mapping
-  }
+  };
   float dot = 0.0f;
-  for (int j = threadIdx.x; j < T; j += blockDim.x) dot += p[j] * d[j];
+  for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
+    float dv[4];
+    dropped(j0, dv);
+    for (int w = 0; w < 4 && j0 + w < T; ++w) dot += p[j0 + w] * dv[w];
+  }
   dot = block_sum(dot, smem);
   TS* out = ds + row * T;
-  for (int j = threadIdx.x; j < T; j += blockDim.x) store(out + j, p[j] * (d[j] - dot));
-  if (pd) write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
+  for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
+    float dv[4];
+    dropped(j0, dv);
+    for (int w = 0; w < 4 && j0 + w < T; ++w) store(out + j0 + w, p[j0 + w] * (dv[w] - dot));
+  }
+  if (pd) write_dropped_row(pd + row * T, p, T, base, key, threshold, scale, drop);
 }
 
 // ---- Register-resident row kernels: T % 4 == 0, T <= 4 * 128 * kMaxGroups, 16-byte aligned rows ----
@@ -160,7 +171,7 @@ __global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_v
   for (int k = 0; k < G; ++k) {
     const int g = threadIdx.x + k * blockDim.x;
     if (g >= groups) continue;
-    v[k] = *reinterpret_cast<const float4*>(p + 4 * g);
+    v[k] = load4(p + 4 * g);
 #pragma unroll
     for (int w = 0; w < 4; ++w)
       if (valid[4 * g + w]) {
@@ -194,8 +205,8 @@ __global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_v
 
 // ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd);
 // pd = dropout(P) too when set, from the keep bits computed for dP.
-template <class TS, int G>
-__global__ void softmax_backward_rows4(TS* ds, TS* pd, const float* dp, const float* probs, RowGeometry geo,
+template <class TS, class TD, int G>
+__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const float* probs, RowGeometry geo,
                                        PhiloxKey key, uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -208,7 +219,7 @@ __global__ void softmax_backward_rows4(TS* ds, TS* pd, const float* dp, const fl
     const int g = threadIdx.x + k * blockDim.x;
     if (g >= groups) continue;
     pv[k] = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
-    dv[k] = *reinterpret_cast<const float4*>(dp + row * T + 4 * g);
+    dv[k] = load4(dp + row * T + 4 * g);
     bool keep[4];
     keep_group(keep, key, base + 4 * g, threshold, drop);
     if (pd) {
@@ -265,20 +276,20 @@ void softmax_dropout(const Launch& l, int64_t rows, float* probs, TP* pd, const 
   ERL_CUDA_LAUNCHED();
 }
 
-// pd: nullptr, or where dropout(P) goes as well.
-template <class TS>
-void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, float* dp, const float* probs, RowGeometry geo,
+// pd: nullptr, or where dropout(P) goes as well. dp: the dPd GEMM's result, fp32 or bf16.
+template <class TS, class TD>
+void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* dp, const float* probs, RowGeometry geo,
                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
   const RowLaunch r = row_launch(geo.T, {ds, pd, dp, probs});
   if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 1>)(ds, pd, dp, probs, geo, key, threshold,
-                                                                                 scale, drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, 1>)(ds, pd, dp, probs, geo, key,
+                                                                                     threshold, scale, drop);
   else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, 2>)(ds, pd, dp, probs, geo, key, threshold,
-                                                                                 scale, drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, 2>)(ds, pd, dp, probs, geo, key,
+                                                                                     threshold, scale, drop);
   else
-    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS>)(ds, pd, dp, probs, geo, key, threshold,
-                                                                                 scale, drop);
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS, TD>)(ds, pd, dp, probs, geo, key,
+                                                                                     threshold, scale, drop);
   ERL_CUDA_LAUNCHED();
 }
 
