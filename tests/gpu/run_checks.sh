@@ -16,7 +16,8 @@
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
 # CHECKS_QUICK=1 (a re-check after a kernel change, about 100 s with prebuilt binaries): the tests, and the trainer
 # benches with bf16 storage only (1.3B at its largest micro-batch with the per-op profile, bert-base); no probes, no
-# standalone layer bench, no HF peer, no build from source.
+# standalone layer bench, no build from source, and the HF peer only with CHECKS_PEER_BATCH=B (its 1.3B micro-batch:
+# the largest that fits it, 33 on an H200).
 #
 # Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
 #     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
@@ -28,6 +29,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 BUDGET_S=${CHECKS_BUDGET_S:-470}
 QUICK=${CHECKS_QUICK:-}
+# Seconds kept back for the stages after the tests while a test binary runs: what the full script's benches and
+# peer need, or the quick mode's (a quick run with CHECKS_BUDGET_S=190 once cut four test binaries to 5 s each
+# because the full reserve exceeded its budget).
+TEST_RESERVE=200
+[[ -n "$QUICK" ]] && TEST_RESERVE=$([[ -n "${CHECKS_PEER_BATCH:-}" ]] && echo 80 || echo 30)
 RESULTS="${OUT:-$ROOT/build-gpu/checks}"
 mkdir -p "$RESULTS"
 SUMMARY="$RESULTS/summary.txt"
@@ -109,7 +115,7 @@ TEST_RC=0
 for t in "$BIN"/gpu/test_*; do
   [[ -x "$t" ]] || continue
   name=$(basename "$t")
-  (cd "$(dirname "$t")" && timeout "$(allow 150 200)" "./$name" --gtest_color=no) >"$RESULTS/one_test.txt" 2>&1
+  (cd "$(dirname "$t")" && timeout "$(allow 150 "$TEST_RESERVE")" "./$name" --gtest_color=no) >"$RESULTS/one_test.txt" 2>&1
   rc=$?
   ((rc != 0)) && TEST_RC=1
   counts=$(grep -E "^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test" "$RESULTS/one_test.txt" | tr '\n' ' ')
@@ -183,10 +189,10 @@ else
   note "== erlangshen bench train.device=cuda: SKIPPED (no $ERL: carry libyaml-cpp-dev, libyaml-cpp0.7, nlohmann-json3-dev, libcli11-dev)"
 fi
 
-if [[ -z "$QUICK" ]]; then
+if [[ -z "$QUICK" || -n "${CHECKS_PEER_BATCH:-}" ]]; then
 note "== peer: HF transformers MegatronBertForPreTraining (eager), same shape and batch"
 export PYTHONUNBUFFERED=1
-timeout "$(allow 120 30)" python3 tests/bench/hf_megatron_bert_bench.py --model 1.3b --seq 512 --batch "${B13:-8}" \
+timeout "$(allow 120 30)" python3 tests/bench/hf_megatron_bert_bench.py --model 1.3b --seq 512 --batch "${CHECKS_PEER_BATCH:-${B13:-8}}" \
   --steps 3 --warmup 1 >"$RESULTS/hf_bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY"
 timeout "$(allow 45 0)" python3 tests/bench/hf_megatron_bert_bench.py --model base --seq 128 --batch 128 --steps 5 \

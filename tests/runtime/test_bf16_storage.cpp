@@ -74,7 +74,9 @@ void expect_bf16_near(bf16 got, double want, const char* what, size_t i) {
   EXPECT_LE(std::abs(to_float(got) - want), ulp * 1.0001 + 1e-6) << what << " [" << i << "]";
 }
 
-// out = round(x16 @ round(W)^T + b): the weight is rounded because the op touches bf16 storage (act.h).
+// out = round(x16 @ round(W)^T + b): the weight is rounded because the op touches bf16 storage (act.h); the bias
+// enters as its bf16 value when the output is bf16 (the GEMM epilogue reads a bias of the output's type), as given
+// when the output is fp32.
 TEST(Bf16Ops, MatmulForwardRoundsOperandsAndOutputOnce) {
   const int N = 9, C = 13, OC = 7;
   const std::vector<float> x = wave(N * C, 0.37f, 0.1f), w = wave(OC * C, 0.23f, 0.7f), b = wave(OC, 0.9f, 0.2f);
@@ -87,10 +89,10 @@ TEST(Bf16Ops, MatmulForwardRoundsOperandsAndOutputOnce) {
   ops::matmul_forward(cpu, out32.data(), Act<const float>::half(x16.data()), w.data(), b.data(), N, C, OC);
   for (int n = 0; n < N; ++n)
     for (int o = 0; o < OC; ++o) {
-      double s = b[o];
+      double s = 0.0;
       for (int c = 0; c < C; ++c) s += double(to_float(x16[n * C + c])) * round_to_bf16(w[o * C + c]);
-      expect_bf16_near(out16[n * OC + o], s, "bf16 out", n * OC + o);
-      EXPECT_NEAR(out32[n * OC + o], s, 1e-5 * std::max(1.0, std::abs(s))) << "fp32 out";
+      expect_bf16_near(out16[n * OC + o], s + round_to_bf16(b[o]), "bf16 out", n * OC + o);
+      EXPECT_NEAR(out32[n * OC + o], s + b[o], 1e-5 * std::max(1.0, std::abs(s + b[o]))) << "fp32 out";
     }
 }
 
@@ -122,7 +124,8 @@ TEST(Bf16Ops, MatmulBackwardUsesRoundedOperandsAndStoredBiasGradient) {
   }
 }
 
-// pre = round(x16 W^T + b), act = round(gelu(x16 W^T + b)) from the unrounded pre-activation.
+// pre = round(x16 W^T + b16), act = round(gelu(x16 W^T + b16)) from the unrounded pre-activation; b16 the bias's
+// bf16 value (a bf16 output's epilogue bias, as above).
 TEST(Bf16Ops, FusedFfnInStoresRoundedPreAndActivation) {
   const int N = 8, C = 10, OC = 12;
   const std::vector<float> x = wave(N * C, 0.29f, 0.5f), w = wave(OC * C, 0.19f, 0.9f), b = wave(OC, 0.7f, 0.0f);
@@ -132,7 +135,7 @@ TEST(Bf16Ops, FusedFfnInStoresRoundedPreAndActivation) {
                                 Act<const float>::half(x16.data()), w.data(), b.data(), N, C, OC, Activation::GeluTanh);
   for (int i = 0; i < N * OC; ++i) {
     const int n = i / OC, o = i % OC;
-    double s = b[o];
+    double s = round_to_bf16(b[o]);
     for (int c = 0; c < C; ++c) s += double(to_float(x16[n * C + c])) * round_to_bf16(w[o * C + c]);
     const double g = 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
     expect_bf16_near(pre[i], s, "pre", i);
