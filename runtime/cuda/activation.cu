@@ -51,60 +51,43 @@ __device__ __forceinline__ float4 as_stored4(float4 v) {
   }
 }
 
-// The backward with the bias gradient in the same pass, on colsum.cuh's partition (block (32 x 8) over 128 columns
-// and one chunk of rows, 4 columns a thread): each thread writes dpre for its elements and sums them as stored, so
-// partial[r][c] is what colsum_add(rows_of(dpre)) computes, in the same order: the same bits, without re-reading dpre.
+// dpre = dact * g'(pre) as a column-sum summand that also stores it (colsum.cuh evaluates each (n, c) once): the
+// bias gradient sums dpre as stored in the same pass that writes it, in colsum_add's partition and order, so the
+// same bits as the element-wise kernel followed by colsum_add(rows_of(dpre)), without re-reading dpre.
 template <class TD, class TA, class TP>
-__global__ void bias_gelu_backward_dbias4_kernel(float* partial, TD* dpre, const TA* dact, const TP* pre, int N, int C,
-                                                 int rows_per_chunk, bool tanh_kind) {
-  __shared__ float4 lanes[8][32];
-  const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
-  const int n0 = blockIdx.y * rows_per_chunk;
-  const int n1 = min(N, n0 + rows_per_chunk);
-  float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  if (c < C)
-    for (int n = n0 + threadIdx.y; n < n1; n += 8) {
-      const int64_t i = static_cast<int64_t>(n) * C + c;
-      const float4 x = load4(pre + i);
-      float4 d = load4(dact + i);
-      if (tanh_kind) {
-        d.x *= gelu_tanh_grad(x.x), d.y *= gelu_tanh_grad(x.y), d.z *= gelu_tanh_grad(x.z);
-        d.w *= gelu_tanh_grad(x.w);
-      } else {
-        d.x *= gelu_exact_grad(x.x), d.y *= gelu_exact_grad(x.y), d.z *= gelu_exact_grad(x.z);
-        d.w *= gelu_exact_grad(x.w);
-      }
-      store4(dpre + i, d);
-      const float4 v = as_stored4<TD>(d);
-      s.x += v.x, s.y += v.y, s.z += v.z, s.w += v.w;
-    }
-  lanes[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int y = 0; y < 8; ++y) {
-      const float4 v = lanes[y][threadIdx.x];
-      t.x += v.x, t.y += v.y, t.z += v.z, t.w += v.w;
-    }
-    store4(partial + static_cast<int64_t>(blockIdx.y) * C + c, t);
+struct StoredDgelu {
+  TD* dpre;
+  const TA* dact;
+  const TP* pre;
+  int C;
+  bool tanh_kind;
+  __device__ float grad(float x) const { return tanh_kind ? gelu_tanh_grad(x) : gelu_exact_grad(x); }
+  __device__ float operator()(int n, int c) const {
+    const int64_t i = static_cast<int64_t>(n) * C + c;
+    const TD v = from_f32<TD>(to_f32(dact[i]) * grad(to_f32(pre[i])));
+    dpre[i] = v;
+    return to_f32(v);
   }
-}
+  __device__ float4 at4(int n, int c) const {
+    const int64_t i = static_cast<int64_t>(n) * C + c;
+    const float4 x = load4(pre + i);
+    float4 d = load4(dact + i);
+    d.x *= grad(x.x), d.y *= grad(x.y), d.z *= grad(x.z), d.w *= grad(x.w);
+    store4(dpre + i, d);
+    return as_stored4<TD>(d);
+  }
+  bool vec4_ok() const { return aligned4(dpre) && aligned4(dact) && aligned4(pre); }
+};
 
-// The backward kernel, then dbias (C) += sum_n dpre as stored (deterministic column sum; [ctx] when dbias is set).
+// dpre, and with dbias set dbias (C) += sum_n dpre as stored in the same pass (deterministic column sum).
 template <class TD, class TA, class TP>
 void bias_gelu_backward_on(const Launch& l, TD* dpre, float* dbias, const TA* dact, const TP* pre, int N, int C,
                            Activation kind) {
   const int64_t total = int64_t(N) * C;
   if (total == 0) return;
-  if (dbias && C % 4 == 0 && aligned4(dpre) && aligned4(dact) && aligned4(pre)) {
-    const int rows_per_chunk = colsum_rows_per_chunk(N), R = (N + rows_per_chunk - 1) / rows_per_chunk;
-    float* partial = static_cast<float*>(
-        need_context(l, "bias_gelu_backward").scratch(sizeof(float) * size_t(R) * C, "bias_gelu_backward"));
-    ERL_KERNEL(dim3((C / 4 + 31) / 32, R), dim3(32, 8), 0, stream_of(l), bias_gelu_backward_dbias4_kernel)(
-        partial, dpre, dact, pre, N, C, rows_per_chunk, kind == Activation::GeluTanh);
-    ERL_CUDA_LAUNCHED();
-    ERL_KERNEL((C + 255) / 256, 256, 0, stream_of(l), colsum_finish_kernel)(dbias, partial, R, C);
-    ERL_CUDA_LAUNCHED();
+  if (dbias) {  // one pass: dpre written and summed (StoredDgelu)
+    colsum_add(l, "bias_gelu_backward", dbias, N, C,
+               StoredDgelu<TD, TA, TP>{dpre, dact, pre, C, kind == Activation::GeluTanh});
     return;
   }
   if (total % 4 == 0 && aligned4(dpre) && aligned4(dact) && aligned4(pre))
@@ -114,7 +97,6 @@ void bias_gelu_backward_on(const Launch& l, TD* dpre, float* dbias, const TA* da
     ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward_kernel)(
         dpre, dact, pre, total, kind == Activation::GeluTanh);
   ERL_CUDA_LAUNCHED();
-  if (dbias) colsum_add(l, "bias_gelu_backward", dbias, N, C, rows_of(dpre, C));
 }
 
 __global__ void tanh_forward_kernel(float* out, const float* inp, int64_t n) {

@@ -5,6 +5,8 @@
 // Used for bias gradients, LayerNorm weight/bias gradients and token-type embedding gradients. No atomics.
 // A summand type with `float4 at4(n, c)` (4 columns at once) and `bool vec4_ok(C)` takes the 4-column kernel where
 // vec4_ok: each thread sums 4 adjacent columns with one load per row, in the same order, so the same bits.
+// Either kernel evaluates f exactly once per (n, c), so f may also write the element it returns (bias_gelu_backward
+// stores dpre that way and sums it in the same pass).
 #include <type_traits>
 
 #pragma once
@@ -30,6 +32,16 @@ __global__ void colsum_partial_kernel(float* partial, int N, int C, int rows_per
   }
 }
 
+// Thread (x, 0) of a (32 x 8) block: the 8 row lanes' sums of its 4 columns, added in lane order, stored at dst.
+__device__ inline void store_lane_sums4(const float4 (&lanes)[8][32], float* dst) {
+  float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int y = 0; y < 8; ++y) {
+    const float4 v = lanes[y][threadIdx.x];
+    t.x += v.x, t.y += v.y, t.z += v.z, t.w += v.w;
+  }
+  store4(dst, t);
+}
+
 // The same partition, thread (x, y) on columns 4 (blockIdx.x * 32 + x) .. +3.
 template <class F>
 __global__ void colsum_partial4_kernel(float* partial, int N, int C, int rows_per_chunk, F f) {
@@ -45,14 +57,7 @@ __global__ void colsum_partial4_kernel(float* partial, int N, int C, int rows_pe
     }
   lanes[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int y = 0; y < 8; ++y) {
-      const float4 v = lanes[y][threadIdx.x];
-      t.x += v.x, t.y += v.y, t.z += v.z, t.w += v.w;
-    }
-    store4(partial + static_cast<int64_t>(blockIdx.y) * C + c, t);
-  }
+  if (threadIdx.y == 0 && c < C) store_lane_sums4(lanes, partial + static_cast<int64_t>(blockIdx.y) * C + c);
 }
 
 template <class F, class = void>

@@ -137,21 +137,16 @@ __global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_
       const int64_t i = static_cast<int64_t>(n) * C + c;
       const float4 d = load4(dout + i), v = load4(inp + i);
       const float m = mean[n], r = rstd[n];
-      sw.x += d.x * (v.x - m) * r, sw.y += d.y * (v.y - m) * r, sw.z += d.z * (v.z - m) * r, sw.w += d.w * (v.w - m) * r;
+      sw.x += d.x * (v.x - m) * r, sw.y += d.y * (v.y - m) * r;
+      sw.z += d.z * (v.z - m) * r, sw.w += d.w * (v.w - m) * r;
       sb.x += d.x, sb.y += d.y, sb.z += d.z, sb.w += d.w;
     }
   lanes_w[threadIdx.y][threadIdx.x] = sw;
   lanes_b[threadIdx.y][threadIdx.x] = sb;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
-    float4 tw = make_float4(0.0f, 0.0f, 0.0f, 0.0f), tb = tw;
-    for (int y = 0; y < 8; ++y) {
-      const float4 a = lanes_w[y][threadIdx.x], b = lanes_b[y][threadIdx.x];
-      tw.x += a.x, tw.y += a.y, tw.z += a.z, tw.w += a.w;
-      tb.x += b.x, tb.y += b.y, tb.z += b.z, tb.w += b.w;
-    }
-    store4(partial_w + static_cast<int64_t>(blockIdx.y) * C + c, tw);
-    store4(partial_b + static_cast<int64_t>(blockIdx.y) * C + c, tb);
+    store_lane_sums4(lanes_w, partial_w + static_cast<int64_t>(blockIdx.y) * C + c);
+    store_lane_sums4(lanes_b, partial_b + static_cast<int64_t>(blockIdx.y) * C + c);
   }
 }
 

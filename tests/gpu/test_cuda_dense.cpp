@@ -129,14 +129,22 @@ TEST_F(CudaTest, BiasGeluAndTanhForwardBackward) {
     EXPECT_TRUE(close(d_act.host(), act_c, kFp32Rtol));
     EXPECT_TRUE(close(d_dpre.host(), dpre_c, kFp32Rtol));
     EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol));
-    // The one-pass kernel (aligned tensors, dbias wanted) against the element-wise kernel + column sum (dact one
-    // float off alignment): the same element formula, the same partition and order of the sums, the same bits.
+    // The pass that writes dpre and sums it, 4 columns a thread (aligned tensors) and 1 (dact one float off
+    // alignment): the same element formula, the same partition and order of the sums, the same bits.
     std::vector<float> dact_shifted(dact.size() + 1);
     std::copy(dact.begin(), dact.end(), dact_shifted.begin() + 1);
     Dev<float> d_dact1(dact_shifted), d_dpre1(pre0.size()), d_db1(db0);
     ops::bias_gelu_backward(gpu(), d_dpre1.get(), d_db1.get(), d_dact1.get() + 1, d_pre.get(), N, C, kind);
-    EXPECT_TRUE(bit_equal(d_dpre1.host(), d_dpre.host())) << "dpre: one pass vs two";
-    EXPECT_TRUE(bit_equal(d_db1.host(), d_db.host())) << "dbias: one pass vs two";
+    EXPECT_TRUE(bit_equal(d_dpre1.host(), d_dpre.host())) << "dpre: 4-column vs 1-column pass";
+    EXPECT_TRUE(bit_equal(d_db1.host(), d_db.host())) << "dbias: 4-column vs 1-column pass";
+    // ... and the two-pass route: dpre alone (the element-wise kernel), then its column sum (matmul_backward's bias
+    // gradient, colsum_add on the stored rows)
+    Dev<float> d_dpre2(pre0.size()), d_db2(db0), d_inp8(size_t(N) * 8), d_w8(size_t(C) * 8);
+    ops::bias_gelu_backward(gpu(), d_dpre2.get(), static_cast<float*>(nullptr), d_dact.get(), d_pre.get(), N, C, kind);
+    ops::matmul_backward(gpu(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_db2.get(), d_dpre2.get(),
+                         d_inp8.get(), d_w8.get(), N, 8, C);
+    EXPECT_TRUE(bit_equal(d_dpre2.host(), d_dpre.host())) << "dpre: one pass vs element-wise kernel";
+    EXPECT_TRUE(bit_equal(d_db2.host(), d_db.host())) << "dbias: one pass vs element-wise kernel + column sum";
   }
   const auto x = randn(1000, 35, 1.5f), dy = randn(1000, 36);
   std::vector<float> y_c(1000), dx_c(1000);
