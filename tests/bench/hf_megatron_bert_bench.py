@@ -7,8 +7,10 @@ fp32 master weights and AdamW -- the same shape, batch and mixed-precision recip
 Prints tokens/s, model TFLOP/s (the same FLOP formula as the CUDA bench: 3 x forward GEMM FLOPs with the MLM
 decoder on the masked 15% of tokens; HF computes logits on every position, so its real work is larger), MFU
 against the dense bf16 peak by device name, and peak memory; last line `BENCH_JSON {...}`. On out-of-memory it
-halves the batch and says so.
+halves the batch and says so; with --refine K it then bisects between the batch that ran and the one that did not
+(K more tries at most) and ends with the fastest run's BENCH_JSON, so the peer is timed near its own largest batch.
 """
+import gc
 import argparse
 import json
 import time
@@ -84,9 +86,30 @@ def run(args, batch):
           f"micro_batch: {batch}")
     print(f"step: {secs * 1e3:.1f} ms  tokens/s: {batch * T / secs:.0f}  model TFLOP/s: {tflops:.1f}  MFU: {mfu}  "
           f"peak memory: {mem:.2f} GiB")
-    print("BENCH_JSON " + json.dumps({"impl": "hf-transformers-eager", "model": name, "device": dev, "seq": T,
-                                      "batch": batch, "step_ms": secs * 1e3, "tokens_per_s": batch * T / secs,
-                                      "tflops": tflops, "mfu": tflops / peak if peak else None, "mem_gib": mem}))
+    result = {"impl": "hf-transformers-eager", "model": name, "device": dev, "seq": T, "batch": batch,
+              "step_ms": secs * 1e3, "tokens_per_s": batch * T / secs, "tflops": tflops,
+              "mfu": tflops / peak if peak else None, "mem_gib": mem}
+    print("BENCH_JSON " + json.dumps(result))
+    return result
+
+
+def out_of_memory(e):
+    """Whether e is PyTorch's CUDA out-of-memory error (torch.OutOfMemoryError where it exists)."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e)
+
+
+def try_run(args, batch):
+    """run() at `batch`, or None when it runs out of memory (the memory is released for the next try)."""
+    try:
+        return run(args, batch)
+    except RuntimeError as e:
+        if not out_of_memory(e):
+            raise
+        print(f"out of memory at micro_batch {batch}")
+        gc.collect()
+        torch.cuda.empty_cache()
+        return None
 
 
 def main():
@@ -96,19 +119,35 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--refine", type=int, default=0,
+                   help="after halving past an out-of-memory batch, up to this many bisection tries above it")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("hf_megatron_bert_bench: no CUDA GPU visible")
-    batch = args.batch
+    batch, too_big, results = args.batch, None, []
     while batch >= 1:
-        try:
-            run(args, batch)
-            return
-        except torch.OutOfMemoryError:
-            print(f"out of memory at micro_batch {batch}; halving")
-            torch.cuda.empty_cache()
-            batch //= 2
-    raise SystemExit("hf_megatron_bert_bench: even micro_batch 1 does not fit")
+        r = try_run(args, batch)
+        if r is not None:
+            results.append(r)
+            break
+        too_big, batch = batch, batch // 2
+    if not results:
+        raise SystemExit("hf_megatron_bert_bench: even micro_batch 1 does not fit")
+    fits = batch
+    for _ in range(args.refine):
+        if too_big is None or too_big - fits <= max(1, fits // 8):
+            break
+        mid = (fits + too_big) // 2
+        r = try_run(args, mid)
+        if r is None:
+            too_big = mid
+        else:
+            results.append(r)
+            fits = mid
+    if len(results) > 1:
+        best = max(results, key=lambda r: r["tokens_per_s"])
+        print(f"fastest of micro-batches {sorted(r['batch'] for r in results)}: {best['batch']}")
+        print("BENCH_JSON " + json.dumps(best))
 
 
 if __name__ == "__main__":

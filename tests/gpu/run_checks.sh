@@ -193,6 +193,7 @@ if [[ -z "$QUICK" || -n "${CHECKS_PEER_BATCH:-}" ]]; then
 note "== peer: HF transformers MegatronBertForPreTraining (eager), same shape and batch"
 export PYTHONUNBUFFERED=1
 timeout "$(allow 120 30)" python3 tests/bench/hf_megatron_bert_bench.py --model 1.3b --seq 512 --batch "${CHECKS_PEER_BATCH:-${B13:-8}}" \
+  --refine "$([[ -n "${CHECKS_PEER_BATCH:-}" ]] && echo 0 || echo 2)" \
   --steps 3 --warmup 1 >"$RESULTS/hf_bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY"
 timeout "$(allow 45 0)" python3 tests/bench/hf_megatron_bert_bench.py --model base --seq 128 --batch 128 --steps 5 \
