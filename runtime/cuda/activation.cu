@@ -14,32 +14,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// dpre[i] = dact[i] * g'(pre[i])  (N*C elements; each tensor fp32 or bf16: read exactly, fp32 math, dpre rounded
-// once when bf16). dpre may be dact itself (same storage).
-template <class TD, class TA, class TP>
-__global__ void bias_gelu_backward_kernel(TD* dpre, const TA* dact, const TP* pre, int64_t total, bool tanh_kind) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = to_f32(pre[i]);
-    dpre[i] = from_f32<TD>(to_f32(dact[i]) * (tanh_kind ? gelu_tanh_grad(x) : gelu_exact_grad(x)));
-  }
-}
-
-// The same, 4 elements at a time (total % 4 == 0, tensors aligned to 4 elements): groups = total / 4.
-template <class TD, class TA, class TP>
-__global__ void bias_gelu_backward4_kernel(TD* dpre, const TA* dact, const TP* pre, int64_t groups, bool tanh_kind) {
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
-    const float4 x = load4(pre + 4 * t);
-    float4 d = load4(dact + 4 * t);
-    if (tanh_kind) {
-      d.x *= gelu_tanh_grad(x.x), d.y *= gelu_tanh_grad(x.y), d.z *= gelu_tanh_grad(x.z), d.w *= gelu_tanh_grad(x.w);
-    } else {
-      d.x *= gelu_exact_grad(x.x), d.y *= gelu_exact_grad(x.y), d.z *= gelu_exact_grad(x.z);
-      d.w *= gelu_exact_grad(x.w);
-    }
-    store4(dpre + 4 * t, d);
-  }
-}
-
 // v as a tensor of T stores it, widened back to fp32 (bf16: rounded once to nearest even).
 template <class T>
 __device__ __forceinline__ float4 as_stored4(float4 v) {
@@ -51,9 +25,11 @@ __device__ __forceinline__ float4 as_stored4(float4 v) {
   }
 }
 
-// dpre = dact * g'(pre) as a column-sum summand that also stores it (colsum.cuh evaluates each (n, c) once): the
-// bias gradient sums dpre as stored in the same pass that writes it, in colsum_add's partition and order, so the
-// same bits as the element-wise kernel followed by colsum_add(rows_of(dpre)), without re-reading dpre.
+// dpre[i] = dact[i] * g'(pre[i])  (N*C elements; each tensor fp32 or bf16: read exactly, fp32 math, dpre rounded
+// once when bf16; dpre may be dact itself, same storage). store1 / store4 write element i (i .. i+3: aligned to 4
+// elements) and return the values as stored. As a column-sum summand (operator(), at4; colsum.cuh evaluates each
+// (n, c) once) the bias gradient sums dpre as stored in the same pass that writes it, in colsum_add's partition and
+// order: the same bits as the element-wise kernels followed by colsum_add(rows_of(dpre)), without re-reading dpre.
 template <class TD, class TA, class TP>
 struct StoredDgelu {
   TD* dpre;
@@ -62,22 +38,34 @@ struct StoredDgelu {
   int C;
   bool tanh_kind;
   __device__ float grad(float x) const { return tanh_kind ? gelu_tanh_grad(x) : gelu_exact_grad(x); }
-  __device__ float operator()(int n, int c) const {
-    const int64_t i = static_cast<int64_t>(n) * C + c;
+  __device__ float store1(int64_t i) const {
     const TD v = from_f32<TD>(to_f32(dact[i]) * grad(to_f32(pre[i])));
     dpre[i] = v;
     return to_f32(v);
   }
-  __device__ float4 at4(int n, int c) const {
-    const int64_t i = static_cast<int64_t>(n) * C + c;
+  __device__ float4 store4(int64_t i) const {
     const float4 x = load4(pre + i);
     float4 d = load4(dact + i);
     d.x *= grad(x.x), d.y *= grad(x.y), d.z *= grad(x.z), d.w *= grad(x.w);
-    store4(dpre + i, d);
+    cuda::store4(dpre + i, d);
     return as_stored4<TD>(d);
   }
+  __device__ float operator()(int n, int c) const { return store1(static_cast<int64_t>(n) * C + c); }
+  __device__ float4 at4(int n, int c) const { return store4(static_cast<int64_t>(n) * C + c); }
   bool vec4_ok() const { return aligned4(dpre) && aligned4(dact) && aligned4(pre); }
 };
+
+// Without a bias gradient: f over all elements, one at a time or (vec4) 4 at a time (groups = total / 4).
+template <class F>
+__global__ void bias_gelu_backward_kernel(F f, int64_t total) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    f.store1(i);
+}
+template <class F>
+__global__ void bias_gelu_backward4_kernel(F f, int64_t groups) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
+    f.store4(4 * t);
+}
 
 // dpre, and with dbias set dbias (C) += sum_n dpre as stored in the same pass (deterministic column sum).
 template <class TD, class TA, class TP>
@@ -85,17 +73,12 @@ void bias_gelu_backward_on(const Launch& l, TD* dpre, float* dbias, const TA* da
                            Activation kind) {
   const int64_t total = int64_t(N) * C;
   if (total == 0) return;
-  if (dbias) {  // one pass: dpre written and summed (StoredDgelu)
-    colsum_add(l, "bias_gelu_backward", dbias, N, C,
-               StoredDgelu<TD, TA, TP>{dpre, dact, pre, C, kind == Activation::GeluTanh});
-    return;
-  }
-  if (total % 4 == 0 && aligned4(dpre) && aligned4(dact) && aligned4(pre))
-    ERL_KERNEL(grid_for(total / 4, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward4_kernel)(
-        dpre, dact, pre, total / 4, kind == Activation::GeluTanh);
+  const StoredDgelu<TD, TA, TP> f{dpre, dact, pre, C, kind == Activation::GeluTanh};
+  if (dbias) return colsum_add(l, "bias_gelu_backward", dbias, N, C, f);  // one pass: dpre written and summed
+  if (total % 4 == 0 && f.vec4_ok())
+    ERL_KERNEL(grid_for(total / 4, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward4_kernel)(f, total / 4);
   else
-    ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward_kernel)(
-        dpre, dact, pre, total, kind == Activation::GeluTanh);
+    ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), bias_gelu_backward_kernel)(f, total);
   ERL_CUDA_LAUNCHED();
 }
 

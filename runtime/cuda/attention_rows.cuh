@@ -250,7 +250,7 @@ struct RowLaunch {
 inline RowLaunch row_launch(int T, std::initializer_list<const void*> rows) {
   RowLaunch r;
   for (const void* p : rows)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return r;
+    if (!aligned16(p)) return r;
   if (T % 4 != 0 || T / 4 > kRowThreads * kMaxGroups) return r;
   const int groups = T / 4;
   r.groups_per_thread = groups <= kRowThreads ? 1 : 2;

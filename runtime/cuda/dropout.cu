@@ -81,7 +81,7 @@ __global__ void dropout_backward4_kernel(TD* dx, const float* dout, int64_t grou
 bool groups_aligned(int64_t offset, int64_t n, std::initializer_list<const void*> tensors) {
   if (offset % 4 != 0 || n % 4 != 0) return false;
   for (const void* p : tensors)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    if (!aligned16(p)) return false;
   return true;
 }
 

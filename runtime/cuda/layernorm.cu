@@ -154,7 +154,7 @@ __global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_
 int register_groups(int C, std::initializer_list<const void*> tensors) {
   if (C % 4 != 0 || C > 4 * kThreads * 2) return 0;
   for (const void* p : tensors)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+    if (!aligned16(p)) return 0;
   return C <= 4 * kThreads ? 1 : 2;
 }
 

@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
 namespace {
@@ -32,14 +32,14 @@ __global__ void adamw4_kernel(float4* param, const float4* grad, float4* m, floa
                               float gs, float step_size, float inv_sqrt_bc2, float e, float decay) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
     float4 p = param[i], mi = m[i], vi = v[i];
-    const float4 gr = grad[i];
+    float4 gr = grad[i];
     for (int w = 0; w < 4; ++w) {
-      const float g = (&gr.x)[w] * gs;
-      float& mw = (&mi.x)[w];
-      float& vw = (&vi.x)[w];
+      const float g = lane(gr, w) * gs;
+      float& mw = lane(mi, w);
+      float& vw = lane(vi, w);
       mw = b1 * mw + (1.0f - b1) * g;
       vw = b2 * vw + (1.0f - b2) * g * g;
-      (&p.x)[w] -= step_size * mw / (sqrtf(vw) * inv_sqrt_bc2 + e) + decay * (&p.x)[w];
+      lane(p, w) -= step_size * mw / (sqrtf(vw) * inv_sqrt_bc2 + e) + decay * lane(p, w);
     }
     m[i] = mi;
     v[i] = vi;
@@ -108,8 +108,7 @@ void adamw_update(Launch l, float* param, const float* grad, float* m, float* v,
   if (n <= 0) return;
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (n % 4 == 0 && a16(param) && a16(grad) && a16(m) && a16(v))
+  if (n % 4 == 0 && aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v))
     ERL_KERNEL(grid_for(n / 4, kThreads), kThreads, 0, stream_of(l), adamw4_kernel)(
         reinterpret_cast<float4*>(param), reinterpret_cast<const float4*>(grad), reinterpret_cast<float4*>(m),
         reinterpret_cast<float4*>(v), n / 4, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
@@ -158,7 +157,7 @@ void add_inplace(Launch l, float* y, const float* x, int64_t n) {
 void float_to_bf16(Launch l, uint16_t* dst, const float* src, int64_t n) {
   if (n <= 0) return;
   int64_t done = 0;
-  if (reinterpret_cast<uintptr_t>(dst) % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 && n >= 8) {
+  if (aligned16(dst) && aligned16(src) && n >= 8) {
     const int64_t n8 = n / 8;
     ERL_KERNEL(grid_for(n8, kThreads), kThreads, 0, stream_of(l), to_bf16_x8_kernel)(reinterpret_cast<uint4*>(dst),
                                                                             reinterpret_cast<const float4*>(src), n8);

@@ -82,6 +82,14 @@ inline ::testing::AssertionResult close(const std::vector<float>& gpu, const std
                                        << worst << ", rtol " << rtol << ")";
 }
 
+// v one float off 16-byte alignment: a device copy's get() + 1 points at v's first element on a 4-byte boundary, so
+// a kernel with a 4-wide path takes its element-wise one instead.
+inline std::vector<float> one_float_off(const std::vector<float>& v) {
+  std::vector<float> shifted(v.size() + 1);
+  std::copy(v.begin(), v.end(), shifted.begin() + 1);
+  return shifted;
+}
+
 inline ::testing::AssertionResult bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return ::testing::AssertionFailure() << "size " << a.size() << " vs " << b.size();
   for (size_t i = 0; i < a.size(); ++i)

@@ -102,10 +102,7 @@ TEST_F(CudaTest, LayerNormForwardBackward) {
     EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "db";
     // dw and db from the one-pass kernel (aligned dy and x) and from two column sums (dy and x one float off
     // alignment): the same partition and order, the same bits.
-    std::vector<float> dy_shifted(dy.size() + 1), x_shifted(x.size() + 1);
-    std::copy(dy.begin(), dy.end(), dy_shifted.begin() + 1);
-    std::copy(x.begin(), x.end(), x_shifted.begin() + 1);
-    Dev<float> d_dy1(dy_shifted), d_x1(x_shifted), d_dx1(dx0), d_dw1(dw0), d_db1(db0);
+    Dev<float> d_dy1(one_float_off(dy)), d_x1(one_float_off(x)), d_dx1(dx0), d_dw1(dw0), d_db1(db0);
     ops::layernorm_backward(gpu(), d_dx1.get(), d_dw1.get(), d_db1.get(), d_dy1.get() + 1, d_x1.get() + 1, d_w.get(),
                             d_mean.get(), d_rstd.get(), N, C);
     EXPECT_TRUE(bit_equal(d_dw1.host(), d_dw.host())) << "dw: one pass vs two column sums";
@@ -131,9 +128,7 @@ TEST_F(CudaTest, BiasGeluAndTanhForwardBackward) {
     EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol));
     // The pass that writes dpre and sums it, 4 columns a thread (aligned tensors) and 1 (dact one float off
     // alignment): the same element formula, the same partition and order of the sums, the same bits.
-    std::vector<float> dact_shifted(dact.size() + 1);
-    std::copy(dact.begin(), dact.end(), dact_shifted.begin() + 1);
-    Dev<float> d_dact1(dact_shifted), d_dpre1(pre0.size()), d_db1(db0);
+    Dev<float> d_dact1(one_float_off(dact)), d_dpre1(pre0.size()), d_db1(db0);
     ops::bias_gelu_backward(gpu(), d_dpre1.get(), d_db1.get(), d_dact1.get() + 1, d_pre.get(), N, C, kind);
     EXPECT_TRUE(bit_equal(d_dpre1.host(), d_dpre.host())) << "dpre: 4-column vs 1-column pass";
     EXPECT_TRUE(bit_equal(d_db1.host(), d_db.host())) << "dbias: 4-column vs 1-column pass";
@@ -215,9 +210,7 @@ TEST_F(CudaTest, ReductionsAreBitwiseRepeatable) {
   EXPECT_TRUE(bit_equal(d_a.host(), d_b.host()));
   // The 4-column kernel (C % 4 == 0, aligned rows) and the 1-column one (the same dout one float off alignment) sum
   // each column in the same order: the same bits.
-  std::vector<float> shifted(dout.size() + 1);
-  std::copy(dout.begin(), dout.end(), shifted.begin() + 1);
-  Dev<float> d_shifted(shifted), d_c(C);
+  Dev<float> d_shifted(one_float_off(dout)), d_c(C);
   ops::matmul_backward(gpu(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_c.get(),
                        d_shifted.get() + 1, d_inp.get(), d_w.get(), N, 8, C);
   EXPECT_TRUE(bit_equal(d_a.host(), d_c.host())) << "4-column vs 1-column kernel";
