@@ -14,7 +14,8 @@ struct MegatronBert<T>::LayerActs {
   Act<T> ln1;              // (N, C)   LN(x) before attention [act]
   T *ln1_mean, *ln1_rstd;  // (N)
   Act<T> qkv;              // (N, 3 * C_local)  [q | k | v] of this rank's heads [act]
-  T* probs;                // (B, NH_local, T, T) softmax before dropout
+  Act<T> probs;            // (B, NH_local, T, T) softmax before dropout [act]; flash attention: its row statistics
+                           // (B, NH_local, T, 2), always T
   Act<T> ctx;              // (N, C_local) attention output before the row-parallel projection [act]
   T* x1;                   // (N, C)   residual after attention
   Act<T> ln2;              // (N, C)   LN(x1) before the MLP [act]

@@ -36,7 +36,7 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
                       value(P("attention.self.query.bias")), N, C, 3 * Cl);
   const DropoutSpec attn_drop = dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep);
   if (attention_ == AttentionKernel::Flash)
-    ops::flash_attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape, attn_drop);
+    ops::flash_attention_forward(exec_, a.ctx, a.probs.f, s.attn_scratch, a.qkv, in.valid, shape, attn_drop);
   else
     ops::attention_forward(exec_, a.ctx, a.probs, s.attn_scratch, a.qkv, in.valid, shape, attn_drop);
   ops::matmul_forward(exec_, s.row_out, a.ctx, gemm_weight(P("attention.output.dense.weight")),
@@ -123,10 +123,9 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2),
                           hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
-    ops::matmul_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")), s.dtmp, a.act,
-                         gemm_weight(P("output.dense.weight")), N, Fl, C);
-    ops::bias_gelu_backward(exec_, s.dact, grad(P("intermediate.dense.bias")), s.dact, a.pre, N, Fl,
-                            config_.activation);
+    ops::matmul_gelu_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")),
+                              grad(P("intermediate.dense.bias")), s.dtmp, a.act, gemm_weight(P("output.dense.weight")),
+                              a.pre, N, Fl, C, config_.activation);
     ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), static_cast<T*>(nullptr), s.dact, a.ln2,
                          gemm_weight(P("intermediate.dense.weight")), N, C, Fl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
@@ -143,7 +142,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     // Flash attention keeps each layer's row statistics and reads ctx (its output) instead of probabilities.
     const DropoutSpec attn_drop = dropout_spec(RngPurpose::AttentionDropout, l, 0, attention_dropout_, a.attn_keep);
     if (attention_ == AttentionKernel::Flash) {
-      ops::flash_attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.ctx, a.qkv, a.probs, in.valid, shape,
+      ops::flash_attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.ctx, a.qkv, a.probs.f, in.valid, shape,
                                     attn_drop);
     } else {
       if (recompute_ == Recompute::Selective)

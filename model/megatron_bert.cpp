@@ -132,7 +132,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.keep2 = mask(N * C, "dropout mask");
     }
     if (first || probs_per_layer) {
-      l.probs = a.alloc<T>(probs_n, flash ? "attention row statistics" : "attention probs");
+      l.probs = flash ? Act<T>(a.alloc<T>(probs_n, "attention row statistics")) : act(probs_n, "attention probs");
       l.attn_keep = mask(probs_n, "attention dropout mask");
     }
     l.x2 = a.alloc<T>(N * C, "x2");

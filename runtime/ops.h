@@ -135,6 +135,20 @@ void bias_gelu_backward(const Exec& x, Act<no_deduce_t<T>> dpre, T* dbias, Act<c
     ERL_BF16_ROUTE(bias_gelu_backward, dpre, dbias, dact, pre, N, C, kind);
   ERL_DISPATCH(bias_gelu_backward, dpre.f, dbias, dact.f, pre.f, N, C, kind);
 }
+// The MLP's output layer backward through the GeLU in front of it (act = gelu(pre)):
+//   dpre (N, C) = (dout (N, OC) @ w (OC, C)) * gelu'(pre);  dw += dout^T @ act;  db (OC) += sum_n dout;
+//   dbias_pre (C) += sum_n dpre (as stored)
+// With every tensor in T storage: matmul_backward into dpre, then bias_gelu_backward in place (the same bits as
+// those two calls). With bf16 storage (ops_bf16.h): the product is not rounded before the derivative.
+template <class T>
+void matmul_gelu_backward(const Exec& x, Act<no_deduce_t<T>> dpre, T* dw, T* db, T* dbias_pre,
+                          Act<const no_deduce_t<T>> dout, Act<const no_deduce_t<T>> act, Act<const no_deduce_t<T>> w,
+                          Act<const no_deduce_t<T>> pre, int N, int C, int OC, Activation kind) {
+  if (dpre.is_bf16() || dout.is_bf16() || act.is_bf16() || w.is_bf16() || pre.is_bf16())
+    ERL_BF16_ROUTE(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind);
+  matmul_backward<T>(x, dpre, dw, db, dout, act, w, N, C, OC);
+  bias_gelu_backward<T>(x, dpre, dbias_pre, Act<const T>(dpre), pre, N, C, kind);
+}
 template <class T>
 void tanh_forward(const Exec& x, T* out, const T* inp, int64_t n) {
   ERL_DISPATCH(tanh_forward, out, inp, n);
@@ -144,10 +158,12 @@ void tanh_backward(const Exec& x, T* dinp, const T* dout, const T* out, int64_t 
   ERL_DISPATCH(tanh_backward, dinp, dout, out, n);
 }
 template <class T>
-void attention_forward(const Exec& x, Act<no_deduce_t<T>> out, T* probs, T* scratch, Act<const no_deduce_t<T>> qkv,
-                       const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
-  if (out.is_bf16() || qkv.is_bf16()) ERL_BF16_ROUTE(attention_forward, out, probs, scratch, qkv, valid, s, d);
-  ERL_DISPATCH(attention_forward, out.f, probs, scratch, qkv.f, valid, s, d);
+void attention_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<no_deduce_t<T>> probs, T* scratch,
+                       Act<const no_deduce_t<T>> qkv, const uint8_t* valid, const cpu::AttentionShape& s,
+                       const DropoutSpec& d) {
+  if (out.is_bf16() || probs.is_bf16() || qkv.is_bf16())
+    ERL_BF16_ROUTE(attention_forward, out, probs, scratch, qkv, valid, s, d);
+  ERL_DISPATCH(attention_forward, out.f, probs.f, scratch, qkv.f, valid, s, d);
 }
 // Elements of the `scratch` argument of attention_forward/backward on this device.
 inline int64_t attention_scratch_elems(const Exec& x, const cpu::AttentionShape& s) {
@@ -158,11 +174,11 @@ inline int64_t attention_scratch_elems(const Exec& x, const cpu::AttentionShape&
 }
 template <class T>
 void attention_backward(const Exec& x, Act<no_deduce_t<T>> dqkv, T* scratch, Act<const no_deduce_t<T>> dout,
-                        Act<const no_deduce_t<T>> qkv, const T* probs, const uint8_t* valid,
+                        Act<const no_deduce_t<T>> qkv, Act<const no_deduce_t<T>> probs, const uint8_t* valid,
                         const cpu::AttentionShape& s, const DropoutSpec& d) {
-  if (dqkv.is_bf16() || dout.is_bf16() || qkv.is_bf16())
+  if (dqkv.is_bf16() || dout.is_bf16() || qkv.is_bf16() || probs.is_bf16())
     ERL_BF16_ROUTE(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
-  ERL_DISPATCH(attention_backward, dqkv.f, scratch, dout.f, qkv.f, probs, valid, s, d);
+  ERL_DISPATCH(attention_backward, dqkv.f, scratch, dout.f, qkv.f, probs.f, valid, s, d);
 }
 // Fused attention (train.attention=flash): CUDA only, runtime/cuda/flash_attention.h. `stats` (B, NH, T, 2) takes
 // the place of the saved probabilities; the backward also reads the forward's output. The CPU backend has none.

@@ -150,6 +150,15 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
   if (db) add_column_sums(db, Act<const float>(dpre), N, C);
 }
 
+void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, float* dbias_pre, Act<const float> dout,
+                          Act<const float> act, Act<const float> w, Act<const float> pre, int N, int C, int OC,
+                          Activation kind) {
+  if (x.on_device()) ERL_BF16_CUDA(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind);
+  std::vector<float> dact(static_cast<size_t>(N) * C);  // the product, unrounded
+  matmul_backward(x, Act<float>(dact.data()), dw, db, dout, act, w, N, C, OC, false);
+  bias_gelu_backward(x, dpre, dbias_pre, Act<const float>(dact.data()), pre, N, C, kind);
+}
+
 void dropout_residual_forward(const Exec& x, float* out, const float* resid, Act<const float> in, int64_t n,
                               const DropoutSpec& d, int64_t offset) {
   if (x.on_device()) ERL_BF16_CUDA(dropout_residual_forward, out, resid, in, n, d, offset);
@@ -165,23 +174,30 @@ void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n
   store(dx, v);
 }
 
-void attention_forward(const Exec& x, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+void attention_forward(const Exec& x, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
                        const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
   if (x.on_device()) ERL_BF16_CUDA(attention_forward, out, probs, scratch, qkv, valid, s, d);
   const size_t NC = static_cast<size_t>(s.B) * s.Tn * s.NH * s.HS;
+  const size_t BNTT = static_cast<size_t>(s.B) * s.NH * s.Tn * s.Tn;
   const std::vector<float> q = widen(qkv, 3 * NC);
-  std::vector<float> o(NC);
-  cpu::attention_forward<float>(o.data(), probs, scratch, q.data(), valid, s, d);
+  std::vector<float> o(NC), p32(probs.is_bf16() ? BNTT : 0);
+  float* p = probs.is_bf16() ? p32.data() : probs.f;
+  cpu::attention_forward<float>(o.data(), p, scratch, q.data(), valid, s, d, probs.is_bf16());
   store(out, o);
+  if (probs.is_bf16()) store(probs, p32);  // exact: the values are bf16 already
 }
 
 void attention_backward(const Exec& x, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
-                        const float* probs, const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d) {
+                        Act<const float> probs, const uint8_t* valid, const cpu::AttentionShape& s,
+                        const DropoutSpec& d) {
   if (x.on_device()) ERL_BF16_CUDA(attention_backward, dqkv, scratch, dout, qkv, probs, valid, s, d);
   const size_t NC = static_cast<size_t>(s.B) * s.Tn * s.NH * s.HS;
+  const size_t BNTT = static_cast<size_t>(s.B) * s.NH * s.Tn * s.Tn;
   const std::vector<float> q = widen(qkv, 3 * NC), dO = widen(dout, NC);
+  const std::vector<float> p32 = probs.is_bf16() ? widen(probs, BNTT) : std::vector<float>();
   std::vector<float> dq(3 * NC);
-  cpu::attention_backward<float>(dq.data(), scratch, dO.data(), q.data(), probs, valid, s, d);
+  cpu::attention_backward<float>(dq.data(), scratch, dO.data(), q.data(), probs.is_bf16() ? p32.data() : probs.f,
+                                 valid, s, d);
   store(dqkv, dq);
 }
 

@@ -29,18 +29,28 @@ void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, 
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
 
+// dpre (N, C) = (dout (N, OC) @ w) * gelu'(pre) with the product in fp32 (dpre rounded once);  dw (OC, C) +=
+// dout^T @ act;  db (OC) += sum_n dout;  dbias_pre (C) += sum_n dpre (as stored). (The CUDA backend fuses the
+// derivative into the GEMM's epilogue; where cuBLASLt cannot, it rounds the product into dpre first.)
+void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, float* dbias_pre, Act<const float> dout,
+                          Act<const float> act, Act<const float> w, Act<const float> pre, int N, int C, int OC,
+                          Activation kind);
+
 // out (n) = resid + dropout(in) (runtime/cpu/kernels.h) with `in` read from its storage; out and resid fp32
 void dropout_residual_forward(const Exec& x, float* out, const float* resid, Act<const float> in, int64_t n,
                               const DropoutSpec& d, int64_t offset);
 // dx (n) = dropout'(dout) (runtime/cpu/kernels.h), rounded once into dx's storage
 void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset);
 
-// Attention (runtime/cpu/kernels.h layouts): qkv (B, T, 3C), out (B, T, C), dout, dqkv in T or bf16 storage;
-// probs and scratch fp32. The fp32 attention on the widened inputs, each bf16 output rounded once. (The CUDA
-// backend's bf16 math also rounds the dropped probabilities and dS for its GEMMs: a bf16-math difference.)
-void attention_forward(const Exec& x, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+// Attention (runtime/cpu/kernels.h layouts): qkv (B, T, 3C), out (B, T, C), dout, dqkv and probs in T or bf16
+// storage; scratch fp32. The fp32 attention on the widened inputs, each bf16 output rounded once; bf16 probs are
+// rounded as soon as the softmax has formed them, before the dropout and the PV product use them (the backward
+// reads them as stored). (The CUDA backend's bf16 math also rounds the dropped probabilities and dS for its GEMMs:
+// a bf16-math difference.)
+void attention_forward(const Exec& x, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
                        const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d);
 void attention_backward(const Exec& x, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
-                        const float* probs, const uint8_t* valid, const cpu::AttentionShape& s, const DropoutSpec& d);
+                        Act<const float> probs, const uint8_t* valid, const cpu::AttentionShape& s,
+                        const DropoutSpec& d);
 
 }  // namespace erlangshen::ops_bf16

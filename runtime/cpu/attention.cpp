@@ -1,5 +1,5 @@
 // Multi-head self-attention for one TP rank's heads, one (sample, head) pair per task.
-//   S = Q K^T / sqrt(HS), padded keys -> -inf;  P = softmax(S) (saved);  O = dropout(P) V
+//   S = Q K^T / sqrt(HS), padded keys -> -inf;  P = softmax(S) (saved; rounded to bf16 when asked);  O = dropout(P) V
 // Backward (Pd = dropout(P); the mask is redrawn from Philox, or read from dropout.keep_mask, laid out like probs,
 // where forward stored it):
 //   dV = Pd^T dO;  dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP));
@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/bf16.h"
 #include "runtime/cpu/fast_math.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/philox_batch.h"
@@ -75,7 +76,7 @@ int64_t attention_scratch_elems(const AttentionShape& s) {
 
 template <class T>
 void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t* key_valid, const AttentionShape& s,
-                       const DropoutSpec& dropout) {
+                       const DropoutSpec& dropout, bool probs_bf16) {
   const int Tn = s.Tn, HS = s.HS;
   const int ld = 3 * s.NH * HS, ldo = s.NH * HS;
   const T scale = T(1) / std::sqrt(T(HS));
@@ -101,6 +102,8 @@ void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t
       }
       const T inv = sum > 0 ? T(1) / sum : T(0);
       for (int j = 0; j < Tn; ++j) row[j] *= inv;
+      if (probs_bf16)
+        for (int j = 0; j < Tn; ++j) row[j] = static_cast<T>(round_to_bf16(static_cast<float>(row[j])));
     }
     const T* Pd = P;
     if (dropout.p > 0.0f) {
@@ -152,9 +155,9 @@ void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const 
 }
 
 template void attention_forward<float>(float*, float*, float*, const float*, const uint8_t*, const AttentionShape&,
-                                       const DropoutSpec&);
+                                       const DropoutSpec&, bool);
 template void attention_forward<double>(double*, double*, double*, const double*, const uint8_t*, const AttentionShape&,
-                                        const DropoutSpec&);
+                                        const DropoutSpec&, bool);
 template void attention_backward<float>(float*, float*, const float*, const float*, const float*, const uint8_t*,
                                         const AttentionShape&, const DropoutSpec&);
 template void attention_backward<double>(double*, double*, const double*, const double*, const double*, const uint8_t*,

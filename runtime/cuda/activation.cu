@@ -4,7 +4,6 @@
 //   exact GeLU: g(x) = x Phi(x),  g'(x) = Phi(x) + x phi(x)
 // bf16 storage (runtime/act.h): the backward kernel reads dact / pre and writes dpre in fp32 or bf16; the math is
 // the same fp32, a bf16 dpre is rounded once and the bias gradient sums it as stored.
-#include <type_traits>
 
 #include "runtime/cuda/activation.cuh"
 #include "runtime/cuda/colsum.cuh"
@@ -13,17 +12,6 @@ namespace erlangshen::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-// v as a tensor of T stores it, widened back to fp32 (bf16: rounded once to nearest even).
-template <class T>
-__device__ __forceinline__ float4 as_stored4(float4 v) {
-  if constexpr (std::is_same_v<T, float>) {
-    return v;
-  } else {
-    return make_float4(__bfloat162float(__float2bfloat16_rn(v.x)), __bfloat162float(__float2bfloat16_rn(v.y)),
-                       __bfloat162float(__float2bfloat16_rn(v.z)), __bfloat162float(__float2bfloat16_rn(v.w)));
-  }
-}
 
 // dpre[i] = dact[i] * g'(pre[i])  (N*C elements; each tensor fp32 or bf16: read exactly, fp32 math, dpre rounded
 // once when bf16; dpre may be dact itself, same storage). store1 / store4 write element i (i .. i+3: aligned to 4

@@ -2,8 +2,10 @@
 //   qkv (B, T, 3, NH, HS)   probs (B, NH, T, T) saved, before dropout   out (B, T, NH*HS)
 // For each head h, one strided-batched cuBLASLt GEMM over the B samples (the stride between samples is uniform
 // for a fixed head, so NH calls per product instead of B x NH):
-//   S = Q K^T / sqrt(HS)                              GEMM, written straight into probs
+//   S = Q K^T / sqrt(HS)                              GEMM, fp32: straight into fp32 probs, else into the scratch
 //   P = softmax(S) with padded keys masked (saved);   Pd = dropout(P)   one fused row kernel over all B NH T rows
+//       (bf16 probs, an [act] tensor under bf16 storage: P rounded once, and Pd formed from the rounded P, so that
+//       the backward, which reads the stored P, recomputes the same Pd)
 //   O = Pd V                                          GEMM into out
 // Backward (Pd recomputed from P and Philox, nothing else stored):
 //   dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP)), Pd = dropout(P)   (one fused row kernel)
@@ -26,11 +28,12 @@
 // Scratch (floats; the bf16 buffers take half a float per element), TT = T*T, C = NH*HS, N = B*T:
 //   T and HS multiples of 8 (2 B NH TT + 2 N C floats):
 //     [0, B NH TT)          Pd  (fp32)  |  Pd16 + dS16 (bf16)
-//     [B NH TT, 2 B NH TT)  dP / dS (fp32, dS in place)  |  dPd16 (bf16) in its first half
+//     [B NH TT, 2 B NH TT)  backward: dP / dS (fp32, dS in place)  |  dPd16 (bf16) in its first half;
+//                           forward with bf16 probs: S (fp32)
 //     [2 B NH TT, + 2 N C)  qkv16 (N 3C bf16) + dO16 (N C bf16)   (bf16 math with that operand in fp32 storage)
 //   otherwise (bf16 math runs fp32 operands here, so the rounded copies are not needed), each slot starting on a
 //   256-byte boundary of the scratch:
-//     [0, 2 B NH TT)        Pd, dP / dS (fp32)
+//     [0, 2 B NH TT)        Pd, dP / dS (fp32); the forward's S (fp32) in the second half with bf16 probs
 //     then qkv32 (N 3C), dO32 or out32 (N C), dqkv32 (N 3C): the bf16-storage fallback's fp32 copies
 // Not done yet: a flash-style kernel that never writes S/P to memory (the saved P would then be recomputed).
 #include <cuda_bf16.h>
@@ -125,17 +128,19 @@ struct Call {
   int T, HS, NH, C;
   float scale, keep_scale;
   uint32_t threshold;
-  bool drop, bf16, write_pd;  // write_pd: Pd has its own buffer (dropout, or bf16); else O = P V from probs
+  bool drop, bf16, write_pd;  // write_pd: Pd has its own buffer (dropout, bf16 operands or bf16 probs); else
+                              // O = P V from the fp32 probs
   int64_t TT, rows, s_qkv, s_o, s_tt;
   RowGeometry geo;
   Operands o;
 
   Call(const Launch& l, const char* op, float* scratch, Act<const float> qkv, Act<const float> dout, Act<float> res,
-       const AttentionShape& s, const DropoutSpec& dropout)
+       bool probs_bf16, const AttentionShape& s, const DropoutSpec& dropout)
       : T(s.Tn), HS(s.HS), NH(s.NH), C(s.NH * s.HS), scale(1.0f / std::sqrt(static_cast<float>(s.HS))),
         keep_scale(1.0f / (1.0f - dropout.p)), threshold(dropout_threshold(dropout.p)), drop(dropout.p > 0.0f),
         bf16(need_context(l, op).math() == MathMode::BF16 && bf16_operands(s)),
-        write_pd(drop || bf16), TT(static_cast<int64_t>(T) * T), rows(static_cast<int64_t>(s.B) * NH * T),
+        write_pd(drop || bf16 || probs_bf16), TT(static_cast<int64_t>(T) * T),
+        rows(static_cast<int64_t>(s.B) * NH * T),
         s_qkv(static_cast<int64_t>(T) * 3 * C), s_o(static_cast<int64_t>(T) * C), s_tt(NH * TT),
         geo{s.Tn, s.NH, s.total_heads > 0 ? s.total_heads : s.NH, s.head_offset, s.sample_offset},
         o(operands(l, op, scratch, qkv, dout, res, s, bf16)) {}
@@ -156,27 +161,30 @@ struct Call {
   }
 };
 
-void forward(const Launch& l, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
              const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
-  const Call c(l, "attention_forward", scratch, qkv, Act<const float>(), out, s, dropout);
+  const Call c(l, "attention_forward", scratch, qkv, Act<const float>(), out, probs.is_bf16(), s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
+  // S (fp32): the fp32 probs themselves (normalised in place), or the scratch's second T x T block (header comment)
+  float* S = probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
   for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
     sample_gemm(l, "attention_forward", c.o.type, true, false, T, T, HS, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)), 3 * C,
-                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, probs + c.tt_off(h), CUDA_R_32F, T, c.s_tt,
-                s.B);
-  c.as_operand(c.o.pd, [&](auto* pd) {
-    softmax_dropout(l, c.rows, probs, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
-                    c.write_pd);
+                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, S + c.tt_off(h), CUDA_R_32F, T, c.s_tt, s.B);
+  visit(probs, [&](auto* p) {
+    c.as_operand(c.o.pd, [&](auto* pd) {
+      softmax_dropout(l, c.rows, S, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
+                      c.write_pd);
+    });
   });
-  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
+  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs.f);
   for (int h = 0; h < c.NH; ++h)  // O^T(col) (HS, T_i) = V^T(col) Pd^T(col)
     sample_gemm(l, "attention_forward", c.o.type, false, false, HS, T, T, 1.0f, c.at(c.o.qkv, c.qkv_off(h, 2)), 3 * C,
                 c.s_qkv, c.at(pd, c.tt_off(h)), T, c.s_tt, c.res_at(c.o_off(h)), c.o.res_type, C, c.s_o, s.B);
 }
 
 void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
-              const float* probs, const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
-  const Call c(l, "attention_backward", scratch, qkv, dout, dqkv, s, dropout);
+              Act<const float> probs, const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
+  const Call c(l, "attention_backward", scratch, qkv, dout, dqkv, probs.is_bf16(), s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
   // dPd: fp32 (-> dS in place), or with bf16 operands bf16, rounded once, into the same slot
   float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;
@@ -188,16 +196,18 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
                 c.bf16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place. The same row pass recomputes Pd
   // (dropout of P) into o.pd when the forward wrote one.
-  c.as_operand(c.o.ds, [&](auto* ds) {
-    auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;
-    if (c.bf16)
-      softmax_backward(l, c.rows, ds, pd, static_cast<const __nv_bfloat16*>(dP16), probs, c.geo, dropout.key,
-                       c.threshold, c.keep_scale, c.drop);
-    else
-      softmax_backward(l, c.rows, ds, pd, static_cast<const float*>(dP), probs, c.geo, dropout.key, c.threshold,
-                       c.keep_scale, c.drop);
+  visit(probs, [&](const auto* p) {
+    c.as_operand(c.o.ds, [&](auto* ds) {
+      auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;
+      if (c.bf16)
+        softmax_backward(l, c.rows, ds, pd, static_cast<const __nv_bfloat16*>(dP16), p, c.geo, dropout.key,
+                         c.threshold, c.keep_scale, c.drop);
+      else
+        softmax_backward(l, c.rows, ds, pd, static_cast<const float*>(dP), p, c.geo, dropout.key, c.threshold,
+                         c.keep_scale, c.drop);
+    });
   });
-  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs);
+  const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs.f);
   for (int h = 0; h < c.NH; ++h)  // dV^T(col) (HS, T_j) = dO^T(col) (HS, T_i) @ Pd (T_i, T_j)
     sample_gemm(l, "attention_backward", c.o.type, false, true, HS, T, T, 1.0f, c.at(c.o.dout, c.o_off(h)), C, c.s_o,
                 c.at(pd, c.tt_off(h)), T, c.s_tt, c.res_at(c.qkv_off(h, 2)), c.o.res_type, 3 * C, c.s_qkv, s.B);
@@ -276,25 +286,25 @@ void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout
   backward(l, dqkv, scratch, dout, qkv, probs, key_valid, s, dropout);
 }
 
-void attention_forward(Launch l, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+void attention_forward(Launch l, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
                        const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
-  if (!out.is_bf16() && !qkv.is_bf16())
-    return attention_forward(l, out.f, probs, scratch, qkv.f, key_valid, s, dropout);
-  if (bf16_in_place(l, "attention_forward", s, {out.h, qkv.h}))
+  if (!out.is_bf16() && !qkv.is_bf16() && !probs.is_bf16())
+    return attention_forward(l, out.f, probs.f, scratch, qkv.f, key_valid, s, dropout);
+  if (bf16_in_place(l, "attention_forward", s, {out.h, qkv.h, probs.h}))
     return forward(l, out, probs, scratch, qkv, key_valid, s, dropout);
   const FallbackSlots f(s);
   const float* q = fp32_values(l, qkv, scratch + f.qkv, 3 * f.nc);
   float* o = fp32_result(out, scratch + f.second);
-  forward(l, o, probs, scratch, q, key_valid, s, dropout);  // fp32 operands: scratch [0, 2 B NH TT) only
+  forward(l, o, probs, scratch, q, key_valid, s, dropout);  // fp32 operands (and S): scratch [0, 2 B NH TT) only
   store_result(l, out, o, f.nc);
 }
 
 void attention_backward(Launch l, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
-                        const float* probs, const uint8_t* key_valid, const AttentionShape& s,
+                        Act<const float> probs, const uint8_t* key_valid, const AttentionShape& s,
                         const DropoutSpec& dropout) {
-  if (!dqkv.is_bf16() && !dout.is_bf16() && !qkv.is_bf16())
-    return attention_backward(l, dqkv.f, scratch, dout.f, qkv.f, probs, key_valid, s, dropout);
-  if (bf16_in_place(l, "attention_backward", s, {dqkv.h, dout.h, qkv.h}))
+  if (!dqkv.is_bf16() && !dout.is_bf16() && !qkv.is_bf16() && !probs.is_bf16())
+    return attention_backward(l, dqkv.f, scratch, dout.f, qkv.f, probs.f, key_valid, s, dropout);
+  if (bf16_in_place(l, "attention_backward", s, {dqkv.h, dout.h, qkv.h, probs.h}))
     return backward(l, dqkv, scratch, dout, qkv, probs, key_valid, s, dropout);
   const FallbackSlots f(s);
   const float* q = fp32_values(l, qkv, scratch + f.qkv, 3 * f.nc);

@@ -1,8 +1,9 @@
 // The row kernels of attention (runtime/cuda/attention.cu), one CUDA block per (sample, head, query) row of T
 // scores, all B x NH x T rows in one launch:
-//   forward   P = softmax(S) over the valid keys (in place in probs);  Pd = dropout(P) (fp32 or bf16)
+//   forward   P = softmax(S) over the valid keys, from fp32 S into probs as stored (fp32: in place over S; bf16:
+//             rounded once);  Pd = dropout(P as stored) (fp32 or bf16)
 //   backward  dP = dropout'(dPd);  dS = P * (dP - sum_j P dP) (fp32 or bf16);  Pd recomputed from P and Philox in
-//             the same pass
+//             the same pass (P read as stored: the same Pd as the forward's)
 // Dropout element (b, h, i, j) is keyed by the global index ((sample_offset + b) * total_heads + head_offset + h)
 // * T*T + i*T + j, as the CPU backend (runtime/philox.h). Two implementations: register-resident kernels (each
 // thread holds groups of 4 elements: one read and one write per element) where T % 4 == 0 and T <= 1024 with
@@ -48,27 +49,32 @@ __device__ __forceinline__ void keep4(bool keep[4], PhiloxKey key, uint64_t g, u
   }
 }
 
-// pd row <- dropout(p row) (or p itself when !drop), in pd's element type.
-template <class TP>
-__device__ void write_dropped_row(TP* pd, const float* p, int T, uint64_t base, PhiloxKey key, uint32_t threshold,
+// pd row <- dropout(p row) (or p itself when !drop), in pd's element type; p fp32 or bf16.
+template <class TP, class TR>
+__device__ void write_dropped_row(TP* pd, const TR* p, int T, uint64_t base, PhiloxKey key, uint32_t threshold,
                                   float scale, bool drop) {
   for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
     bool keep[4] = {true, true, true, true};
     if (drop) keep4(keep, key, base + j0, threshold, min(4, T - j0));
-    for (int w = 0; w < 4 && j0 + w < T; ++w)
-      store(pd + j0 + w, drop ? (keep[w] ? p[j0 + w] * scale : 0.0f) : p[j0 + w]);
+    for (int w = 0; w < 4 && j0 + w < T; ++w) {
+      const float v = to_f32(p[j0 + w]);
+      store(pd + j0 + w, drop ? (keep[w] ? v * scale : 0.0f) : v);
+    }
   }
 }
 
-// One block per row: probs row <- softmax(S row, masked); if write_pd: pd row <- dropout(probs row).
-template <class TP>
-__global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
+// One block per row: probs row <- softmax(S row, masked) as stored (TR); if write_pd: pd row <- dropout(probs row as
+// stored). The S row (fp32) is normalised in place first and then holds the stored values; probs may be S itself
+// (fp32).
+template <class TR, class TP>
+__global__ void softmax_dropout_kernel(float* scores, TR* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
                                        PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int T = geo.T;
   const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
-  float* p = probs + row * T;
+  float* p = scores + row * T;
+  TR* q = probs + row * T;
   float mx = -INFINITY;
   for (int j = threadIdx.x; j < T; j += blockDim.x)
     if (valid[j]) mx = fmaxf(mx, p[j]);
@@ -81,7 +87,11 @@ __global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_
   }
   const float sum = block_sum(s, smem);
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-  for (int j = threadIdx.x; j < T; j += blockDim.x) p[j] *= inv;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) {
+    const float v = as_stored<TR>(p[j] * inv);
+    p[j] = v;
+    store(q + j, v);  // the same element p[j] when probs is the S buffer
+  }
   if (!write_pd) return;
   __syncthreads();  // the row is re-read with a different thread-to-element mapping
   write_dropped_row(pd + row * T, p, T, geo.drop_index(row), key, threshold, scale, drop);
@@ -90,14 +100,14 @@ __global__ void softmax_dropout_kernel(float* probs, TP* pd, const uint8_t* key_
 // dP = dropout'(dPd), dPd fp32 or bf16 (bf16 math: the GEMM's result rounded once), read twice and never written;
 // ds row = P * (dP - sum_j P dP), in ds's element type (ds may alias dp when both are fp32: every element is read
 // in the first loop, before the block reduction, and written in the second); pd row = dropout(P) as well when pd is
-// set (the backward's Pd for dV, from the P this kernel reads anyway).
-template <class TS, class TD>
-__global__ void softmax_backward_kernel(TS* ds, TS* pd, const TD* dp, const float* probs, RowGeometry geo, PhiloxKey key,
+// set (the backward's Pd for dV, from the P this kernel reads anyway). P as stored: fp32 or bf16 (TR).
+template <class TS, class TD, class TR>
+__global__ void softmax_backward_kernel(TS* ds, TS* pd, const TD* dp, const TR* probs, RowGeometry geo, PhiloxKey key,
                                         uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int T = geo.T;
-  const float* p = probs + row * T;
+  const TR* p = probs + row * T;
   const TD* d = dp + row * T;
   const uint64_t base = geo.drop_index(row);
   // dP for the group j0 .. j0+3 of this row
@@ -113,14 +123,14 @@ __global__ void softmax_backward_kernel(TS* ds, TS* pd, const TD* dp, const floa
   for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
     float dv[4];
     dropped(j0, dv);
-    for (int w = 0; w < 4 && j0 + w < T; ++w) dot += p[j0 + w] * dv[w];
+    for (int w = 0; w < 4 && j0 + w < T; ++w) dot += to_f32(p[j0 + w]) * dv[w];
   }
   dot = block_sum(dot, smem);
   TS* out = ds + row * T;
   for (int j0 = 4 * threadIdx.x; j0 < T; j0 += 4 * blockDim.x) {
     float dv[4];
     dropped(j0, dv);
-    for (int w = 0; w < 4 && j0 + w < T; ++w) store(out + j0 + w, p[j0 + w] * (dv[w] - dot));
+    for (int w = 0; w < 4 && j0 + w < T; ++w) store(out + j0 + w, to_f32(p[j0 + w]) * (dv[w] - dot));
   }
   if (pd) write_dropped_row(pd + row * T, p, T, base, key, threshold, scale, drop);
 }
@@ -156,14 +166,16 @@ __device__ __forceinline__ void store_dropped_group(TP* dst, float4 q, PhiloxKey
   store4(dst, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f, keep[3] ? q.w * f : 0.0f);
 }
 
-template <class TP, int G>
-__global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo, PhiloxKey key,
-                                      uint32_t threshold, float scale, bool drop, bool write_pd) {
+// scores (fp32) -> probs as stored (TR; may be the scores buffer itself when fp32), Pd from the stored values.
+template <class TR, class TP, int G>
+__global__ void softmax_dropout_rows4(const float* scores, TR* probs, TP* pd, const uint8_t* key_valid,
+                                      RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop,
+                                      bool write_pd) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int T = geo.T, groups = T / 4;
   const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
-  float* p = probs + row * T;
+  const float* p = scores + row * T;
   float4 v[G];
   unsigned valid_bits = 0;
   float mx = -INFINITY;
@@ -198,15 +210,16 @@ __global__ void softmax_dropout_rows4(float* probs, TP* pd, const uint8_t* key_v
     if (g >= groups) continue;
     float4 q = v[k];
     q.x *= inv, q.y *= inv, q.z *= inv, q.w *= inv;
-    store4(p + 4 * g, q.x, q.y, q.z, q.w);
+    q = as_stored4<TR>(q);
+    cuda::store4(probs + row * T + 4 * g, q);
     if (write_pd) store_dropped_group(pd + row * T + 4 * g, q, key, base + 4 * g, threshold, scale, drop);
   }
 }
 
 // ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd);
 // pd = dropout(P) too when set, from the keep bits computed for dP.
-template <class TS, class TD, int G>
-__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const float* probs, RowGeometry geo,
+template <class TS, class TD, class TR, int G>
+__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* probs, RowGeometry geo,
                                        PhiloxKey key, uint32_t threshold, float scale, bool drop) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -218,7 +231,7 @@ __global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const float
   for (int k = 0; k < G; ++k) {
     const int g = threadIdx.x + k * blockDim.x;
     if (g >= groups) continue;
-    pv[k] = *reinterpret_cast<const float4*>(probs + row * T + 4 * g);
+    pv[k] = load4(probs + row * T + 4 * g);
     dv[k] = load4(dp + row * T + 4 * g);
     bool keep[4];
     keep_group(keep, key, base + 4 * g, threshold, drop);
@@ -259,37 +272,38 @@ inline RowLaunch row_launch(int T, std::initializer_list<const void*> rows) {
   return r;
 }
 
-// Row-kernel launches: the register kernels where row_launch allows, else the generic ones.
-template <class TP>
-void softmax_dropout(const Launch& l, int64_t rows, float* probs, TP* pd, const uint8_t* key_valid, RowGeometry geo,
-                     PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
-  const RowLaunch r = row_launch(geo.T, {probs, pd});
+// Row-kernel launches: the register kernels where row_launch allows, else the generic ones. scores: fp32 S, which
+// the generic kernel normalises in place; probs: where P is stored (TR), the scores buffer itself when fp32.
+template <class TR, class TP>
+void softmax_dropout(const Launch& l, int64_t rows, float* scores, TR* probs, TP* pd, const uint8_t* key_valid,
+                     RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
+  const RowLaunch r = row_launch(geo.T, {scores, probs, pd});
   if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TP, 1>)(probs, pd, key_valid, geo, key, threshold,
-                                                                        scale, drop, write_pd);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TR, TP, 1>)(
+        scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
   else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TP, 2>)(probs, pd, key_valid, geo, key, threshold,
-                                                                        scale, drop, write_pd);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TR, TP, 2>)(
+        scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
   else
-    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TP>)(probs, pd, key_valid, geo, key, threshold,
-                                                                        scale, drop, write_pd);
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TR, TP>)(
+        scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
   ERL_CUDA_LAUNCHED();
 }
 
-// pd: nullptr, or where dropout(P) goes as well. dp: the dPd GEMM's result, fp32 or bf16.
-template <class TS, class TD>
-void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* dp, const float* probs, RowGeometry geo,
+// pd: nullptr, or where dropout(P) goes as well. dp: the dPd GEMM's result, fp32 or bf16. probs: P as stored.
+template <class TS, class TD, class TR>
+void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* dp, const TR* probs, RowGeometry geo,
                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
   const RowLaunch r = row_launch(geo.T, {ds, pd, dp, probs});
   if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, 1>)(ds, pd, dp, probs, geo, key,
-                                                                                     threshold, scale, drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 1>)(ds, pd, dp, probs, geo, key,
+                                                                                         threshold, scale, drop);
   else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, 2>)(ds, pd, dp, probs, geo, key,
-                                                                                     threshold, scale, drop);
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 2>)(ds, pd, dp, probs, geo, key,
+                                                                                         threshold, scale, drop);
   else
-    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS, TD>)(ds, pd, dp, probs, geo, key,
-                                                                                     threshold, scale, drop);
+    ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS, TD, TR>)(ds, pd, dp, probs, geo, key,
+                                                                                         threshold, scale, drop);
   ERL_CUDA_LAUNCHED();
 }
 

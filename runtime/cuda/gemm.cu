@@ -141,7 +141,12 @@ GemmArgs fp32_c_only(const GemmArgs& g, float* temp) {
 // cuBLASLt's documented limits of an epilogue (the aux leading dimension of GELU_AUX_BIAS a multiple of 8).
 bool lt_epilogue_ok(const GemmArgs& g) {
   if (g.epilogue == Epilogue::GeluExactAuxBias) return false;  // not a cuBLASLt epilogue
-  return g.epilogue != Epilogue::GeluAuxBias || g.ldaux % 8 == 0;
+  return (g.epilogue != Epilogue::GeluAuxBias && g.epilogue != Epilogue::DGelu) || g.ldaux % 8 == 0;
+}
+
+// Whether the epilogue adds a bias (and so reads CUBLASLT_MATMUL_DESC_BIAS_POINTER).
+bool has_bias(Epilogue e) {
+  return e == Epilogue::Bias || e == Epilogue::GeluAuxBias || e == Epilogue::GeluExactAuxBias;
 }
 
 bool gelu_epilogue(Epilogue e) { return e == Epilogue::GeluAuxBias || e == Epilogue::GeluExactAuxBias; }
@@ -207,6 +212,8 @@ bool gemm_bf16_storage(const Launch& l, Context& ctx, const char* op, const Gemm
   // outputs, as if the sum were rounded before the bias; those take step 2, which is exact.
   const bool tensor_core_shape = g.m % 8 == 0 && g.n % 8 == 0 && g.k % 8 == 0 && g.lda % 8 == 0 &&
                                  g.ldb % 8 == 0 && g.ldc % 8 == 0;
+  ERL_CHECK(g.epilogue != Epilogue::DGelu || (g.aux != nullptr && g.beta == 0.0f && g.bias == nullptr),
+            "cuda::" << op << ": the DGelu epilogue reads aux, overwrites C and adds no bias");
   if (lt_epilogue_ok(g) && (g.bias == nullptr || !c16 || tensor_core_shape)) {
     const bool bias16 = c16 && g.bias != nullptr;
     const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, false, bias16);
@@ -217,6 +224,7 @@ bool gemm_bf16_storage(const Launch& l, Context& ctx, const char* op, const Gemm
     }
     if (run(l, ctx, op, t, CUBLAS_COMPUTE_32F, false)) return true;
   }
+  if (g.epilogue == Epilogue::DGelu) return false;  // cuBLASLt's or none: the caller composes it
   const bool apart = needs_finish(op, g);
   if (apart) {
     const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, c16);
@@ -240,16 +248,18 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
   ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   ERL_CHECK(g.epilogue != Epilogue::GeluExactAuxBias, "cuBLASLt has no exact-GeLU epilogue (gemm_bf16_storage only)");
   if (g.epilogue != Epilogue::None) {
-    cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    const cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias          ? CUBLASLT_EPILOGUE_BIAS
+                                   : g.epilogue == Epilogue::GeluAuxBias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                                                         : CUBLASLT_EPILOGUE_DGELU;
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    if (g.c_type != CUDA_R_32F) {
+    if (g.c_type != CUDA_R_32F && has_bias(g.epilogue)) {
       // The bias type defaults to D's (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE); say it. The GELU aux type
       // defaults to D's too (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE), which is what we want.
       int32_t bias_type = g.bias_type;
       ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                   sizeof(bias_type)));
     }
-    if (g.epilogue == Epilogue::GeluAuxBias) {
+    if (g.epilogue == Epilogue::GeluAuxBias || g.epilogue == Epilogue::DGelu) {
       int64_t ld = g.ldaux;
       ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
     }
@@ -260,11 +270,12 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
   return d;
 }
 
-// The epilogue's per-call pointers (bias; aux for GELU_AUX_BIAS) on a cached descriptor.
+// The epilogue's per-call pointers (bias; aux for GELU_AUX_BIAS and DGELU) on a cached descriptor.
 void set_epilogue_pointers(cublasLtMatmulDesc_t op, const GemmArgs& g) {
   if (g.epilogue == Epilogue::None) return;
-  ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (g.epilogue == Epilogue::GeluAuxBias)
+  if (has_bias(g.epilogue))
+    ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  if (g.epilogue == Epilogue::GeluAuxBias || g.epilogue == Epilogue::DGelu)
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
 }
 

@@ -60,6 +60,8 @@ enum class Epilogue {
   GeluAuxBias,   // aux = AB + bias; C = gelu_tanh(AB + bias)   (beta must be 0; aux in c_type, ldaux % 8 == 0)
   GeluExactAuxBias,  // aux = AB + bias; C = gelu_exact(AB + bias): cuBLASLt has no such epilogue, so only GEMMs
                      // on bf16 storage take it, as their separate element-wise pass (gemm.cu gemm_bf16_storage)
+  DGelu,         // C = AB * gelu_tanh'(aux)   (aux read: the GeLU input in c_type, ldaux % 8 == 0; no bias; beta 0).
+                 // cuBLASLt's DGELU or nothing: gemm() returns false when cuBLASLt has no algorithm for it
 };
 
 struct GemmArgs {
@@ -82,7 +84,7 @@ struct GemmArgs {
   Epilogue epilogue = Epilogue::None;
   const void* bias = nullptr;          // fp32 from callers; gemm.cu hands cuBLASLt a bf16 copy for a bf16 C
   cudaDataType_t bias_type = CUDA_R_32F;
-  void* aux = nullptr;
+  void* aux = nullptr;  // written by GeluAuxBias, read by DGelu
   int ldaux = 0;
 };
 
@@ -90,10 +92,10 @@ struct GemmArgs {
 // cuBLASLt's fastest algorithms want.
 inline int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// Runs the GEMM. Returns false (and does nothing) only for fp32 A, B and C with an epilogue no algorithm supports
-// (the caller then runs it apart); throws on any other failure. With a bf16 A, B or C it always runs the
-// epilogue: when cuBLASLt cannot, an element-wise pass after the GEMM does (C packed: ldc == m, and batch 1 or
-// stride_c == m n; aux packed, batch 1).
+// Runs the GEMM. Returns false (and does nothing) only for fp32 A, B and C with an epilogue no algorithm supports,
+// or a DGelu epilogue cuBLASLt cannot run (the caller then runs it apart); throws on any other failure. With a bf16
+// A, B or C it always runs the other epilogues: when cuBLASLt cannot, an element-wise pass after the GEMM does (C
+// packed: ldc == m, and batch 1 or stride_c == m n; aux packed, batch 1).
 // Scratch: outside deterministic mode a beta != 0 GEMM may borrow the Context's scratch once (its second call, to
 // time candidate algorithms), so a caller keeps nothing in the scratch across such a GEMM that is not one of its
 // operands (operands there are detected, and then no timing happens).

@@ -129,21 +129,32 @@ void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const floa
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
+//   matmul_gelu_backward: the MLP's output layer backward through the GeLU in front of it,
+//                    dpre (N, C) = (dout (N, OC) @ weight) * gelu'(pre), dweight += dout^T @ act, dbias (OC) +=
+//                    sum_n dout, dbias_pre (C) += sum_n dpre (as stored). The product is not rounded before the
+//                    derivative (dpre rounded once): with tanh GeLU and bf16 dpre and pre, cuBLASLt's DGELU
+//                    epilogue applies it in the dgrad GEMM; otherwise (or when cuBLASLt has no DGELU algorithm)
+//                    matmul_backward into dpre, then bias_gelu_backward in place (the product rounded once more).
+void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbias, float* dbias_pre,
+                          Act<const float> dout, Act<const float> act, Act<const float> weight, Act<const float> pre,
+                          int N, int C, int OC, Activation kind);
 //   dropout_residual_forward: out = resid + dropout(x) with x fp32 or bf16 (read exactly), out fp32.
 void dropout_residual_forward(Launch l, float* out, const float* resid, Act<const float> x, int64_t n,
                               const DropoutSpec& d, int64_t index_offset);
 //   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
                       int64_t index_offset);
-//   attention_forward / attention_backward: qkv (B, T, 3C), out (B, T, C), dout, dqkv in fp32 or bf16 each; probs
-//                    (B, NH, T, T) and scratch (attention_scratch_elems(s)) stay fp32. The bf16-math attention with
+//   attention_forward / attention_backward: qkv (B, T, 3C), out (B, T, C), dout, dqkv and probs (B, NH, T, T) in
+//                    fp32 or bf16 each; scratch (attention_scratch_elems(s)) fp32. The bf16-math attention with
 //                    bf16 Q/K/V and dO read in place and bf16 out / dqkv written by the GEMMs (attention.cu); bf16
-//                    tensors 16-byte aligned when T and HS are multiples of 8 (else any alignment: a slower
-//                    fallback through fp32 copies in the scratch). All four fp32: the fp32 ops above, unchanged.
-void attention_forward(Launch l, Act<float> out, float* probs, float* scratch, Act<const float> qkv,
+//                    probs are P rounded once, and the forward's Pd is dropout of the rounded P (what the backward
+//                    recomputes from them); S and the softmax stay fp32. bf16 tensors 16-byte aligned when T and
+//                    HS are multiples of 8 (else any alignment: a slower fallback through fp32 copies in the
+//                    scratch). All fp32: the fp32 ops above, unchanged.
+void attention_forward(Launch l, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
                        const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout);
 void attention_backward(Launch l, Act<float> dqkv, float* scratch, Act<const float> dout, Act<const float> qkv,
-                        const float* probs, const uint8_t* key_valid, const AttentionShape& s,
+                        Act<const float> probs, const uint8_t* key_valid, const AttentionShape& s,
                         const DropoutSpec& dropout);
 
 // ---- mixed precision helpers ----

@@ -4,6 +4,9 @@
 //             dW (OC, C) += dout^T @ inp                     ->  C(C, OC) = inp^T @ op_T(dout^T)
 //             db (OC)    += sum_n dout                       ->  deterministic column sum (colsum.cuh)
 // The bias rides on the GEMM epilogue (CUBLASLT_EPILOGUE_BIAS); FFN-in can fuse bias + tanh GeLU as well.
+// The MLP's output layer backward through the GeLU (act = gelu(pre)) in front of it, with bf16 dpre and pre:
+//             dpre (N, C) = (dout @ W) * gelu_tanh'(pre)  ->  cuBLASLt's DGELU epilogue on the dgrad GEMM, aux = pre
+//             (the GeLU's derivative applied to the fp32 sum in registers: no (N, C) gradient of act in memory)
 // bf16 activation storage (runtime/act.h): inp, out, dout, dinp, act and pre may be bf16. The same GEMMs with
 // those operands in bf16 (gemm.cuh: fp32 ones rounded into the staging, bf16 ones read in place, fp32
 // accumulation, a bf16 output rounded once after the fp32 epilogue); db sums dout as stored.
@@ -215,6 +218,31 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
     }
   }
   if (dbias) visit(dout, [&](auto* d) { colsum_add(l, "matmul_backward", dbias, N, OC, rows_of(d, OC)); });
+}
+
+void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbias, float* dbias_pre,
+                          Act<const float> dout, Act<const float> act, Act<const float> weight, Act<const float> pre,
+                          int N, int C, int OC, Activation kind) {
+  need_bf16_storage_context(l, "matmul_gelu_backward");
+  ERL_CHECK(!dpre.empty() && !dout.empty() && !act.empty() && !weight.empty() && !pre.empty(),
+            "cuda::matmul_gelu_backward: dpre, dout, act, weight and pre are required");
+  if (kind == Activation::GeluTanh && dpre.is_bf16() && pre.is_bf16()) {
+    // C(C, N) = (W16 @ dout^T) * gelu'(aux), aux = pre (C, N) column-major, ld C: read, never written
+    GemmArgs g = dgrad_args(dpre.h, data_of(dout), data_of(weight), N, C, OC, false);
+    g.a_type = type_of(weight);
+    g.b_type = type_of(dout);
+    g.c_type = CUDA_R_16BF;
+    g.epilogue = Epilogue::DGelu;
+    g.aux = const_cast<bf16*>(pre.h);  // NOLINT: GemmArgs::aux is an output for GeluAuxBias; DGelu only reads it
+    g.ldaux = C;
+    if (gemm(l, "matmul_gelu_backward", g)) {
+      matmul_backward(l, Act<float>(), dweight, dbias, dout, act, weight, N, C, OC, false);
+      if (dbias_pre) colsum_add(l, "matmul_gelu_backward", dbias_pre, N, C, rows_of(device_bf16(dpre.h), C));
+      return;
+    }
+  }
+  matmul_backward(l, dpre, dweight, dbias, dout, act, weight, N, C, OC, false);
+  bias_gelu_backward(l, dpre, dbias_pre, Act<const float>(dpre), pre, N, C, kind);
 }
 
 }  // namespace erlangshen::cuda

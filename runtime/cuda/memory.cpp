@@ -32,11 +32,12 @@ int64_t layer_elems_per_token(const EncoderShape& s, int seq_len, bool keep_prob
 
 int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   const int64_t N = int64_t(B) * T, C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
-  // The [act] tensors of a layer (ln1, ln2, qkv, ctx, pre, act) are counted at act_bytes, the rest at
-  // storage_bytes.
-  const int64_t layer_act = (2 * C + 4 * Cl + 2 * Fl) * N;
-  const int64_t layer_rest =
-      layer_elems_per_token(s, T, s.flash_attention || r != Recompute::Selective) * N - layer_act;
+  // The [act] tensors of a layer (ln1, ln2, qkv, ctx, pre, act, and the unfused attention's probabilities where the
+  // layer keeps them) are counted at act_bytes, the rest at storage_bytes.
+  const bool keep_probs = s.flash_attention || r != Recompute::Selective;
+  const int64_t probs_block = int64_t(B) * s.heads_local * T * T;  // one layer's (B, NH, T, T) probabilities
+  const int64_t layer_act = (2 * C + 4 * Cl + 2 * Fl) * N + (keep_probs && !s.flash_attention ? probs_block : 0);
+  const int64_t layer_rest = layer_elems_per_token(s, T, keep_probs) * N - layer_act;
   int64_t saved, saved_act;
   if (r == Recompute::Full) {  // layer inputs + one live layer
     saved = int64_t(s.layers) * N * C + layer_rest;
@@ -47,7 +48,7 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   }
   // Selective recompute keeps one (B, NH, T, T) block for the layer being recomputed (flash: none). Full counts
   // the live layer's probabilities in layer_rest already (the model allocates one block: model/megatron_bert.cpp).
-  if (r == Recompute::Selective && !s.flash_attention) saved += int64_t(B) * s.heads_local * T * T;
+  if (r == Recompute::Selective && !s.flash_attention) saved_act += probs_block;
   // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dln; dtmp, dctx,
   // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
   // masked rows (6 C + V per row + stats).

@@ -45,6 +45,15 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, float4 v) {
   u.y = *reinterpret_cast<const uint32_t*>(&hi);
   *reinterpret_cast<uint2*>(p) = u;
 }
+// v as a tensor of T stores it, widened back to fp32 (bf16: rounded once to nearest even; fp32: v itself).
+template <class T>
+__device__ __forceinline__ float as_stored(float v) {
+  return to_f32(from_f32<T>(v));
+}
+template <class T>
+__device__ __forceinline__ float4 as_stored4(float4 v) {
+  return make_float4(as_stored<T>(v.x), as_stored<T>(v.y), as_stored<T>(v.z), as_stored<T>(v.w));
+}
 // Element w (0..3) of a float4.
 __device__ __forceinline__ float& lane(float4& v, int w) { return (&v.x)[w]; }
 

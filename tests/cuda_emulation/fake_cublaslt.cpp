@@ -2,6 +2,7 @@
 //   D[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], column-major, then the epilogue:
 //     BIAS:           D += bias[row]
 //     GELU_AUX_BIAS:  aux = x + bias[row];  D = gelu_tanh(x + bias[row])      (x the scaled product)
+//     DGELU:          D = x * gelu_tanh'(aux)                                   (aux read in its type; no bias)
 //   The bias is read in CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, which defaults to D's type (so a bf16 D without that
 //   attribute reads a bf16 bias, as the library does); aux is stored in D's type.
 //   COMPUTE_32F multiplies the operands' values (bf16 products are exact in fp32) with fp32 accumulation
@@ -78,6 +79,13 @@ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
 }
 
+// d/dx gelu_tanh, evaluated in double: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 a x^2), t = tanh(k (x + a x^3))
+float gelu_tanh_derivative(float xf) {
+  const double x = xf, k = 0.7978845608028654, a = 0.044715;
+  const double t = std::tanh(k * (x + a * x * x * x));
+  return static_cast<float>(0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * a * x * x));
+}
+
 uint32_t address_alignment(const void* p) {
   const auto a = reinterpret_cast<uintptr_t>(p);
   uint32_t al = 256;
@@ -111,8 +119,10 @@ bool algorithm_exists(const Desc& d, const Layout& a, const Layout& b, const Lay
   if (d.compute != CUBLAS_COMPUTE_32F && d.compute != CUBLAS_COMPUTE_32F_FAST_16BF) return false;
   if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     if (refused("epilogue") || (c.type == CUDA_R_16BF && refused("bf16-epilogue"))) return false;
-    if (d.epilogue != CUBLASLT_EPILOGUE_BIAS && d.epilogue != CUBLASLT_EPILOGUE_GELU_AUX_BIAS) return false;
-    if (d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS && d.aux_ld % 8 != 0) return false;
+    if (d.epilogue != CUBLASLT_EPILOGUE_BIAS && d.epilogue != CUBLASLT_EPILOGUE_GELU_AUX_BIAS &&
+        d.epilogue != CUBLASLT_EPILOGUE_DGELU)
+      return false;
+    if (d.epilogue != CUBLASLT_EPILOGUE_BIAS && d.aux_ld % 8 != 0) return false;
     if (c.type == CUDA_R_16BF && d.bias_type == CUDA_R_32F) return false;  // H100 / H200: status 7
   }
   return true;
@@ -248,9 +258,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   if (!algorithm_exists(d, la, lb, lc)) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (la.type == CUDA_R_16BF && (address_alignment(A) < 16 || address_alignment(B) < 16))
     return CUBLAS_STATUS_NOT_SUPPORTED;
-  const bool gelu = d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-  if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.bias == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-  if (gelu && (d.aux == nullptr || d.aux_ld < static_cast<int64_t>(m) || lc.batch != 1))
+  const bool gelu = d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS, dgelu = d.epilogue == CUBLASLT_EPILOGUE_DGELU;
+  const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS || gelu;
+  if (bias && d.bias == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  if ((gelu || dgelu) && (d.aux == nullptr || d.aux_ld < static_cast<int64_t>(m) || lc.batch != 1))
     return CUBLAS_STATUS_INVALID_VALUE;
   const float alpha = *static_cast<const float*>(alpha_p), beta = *static_cast<const float*>(beta_p);
   const cudaDataType_t bias_type = d.bias_type < 0 ? lc.type : static_cast<cudaDataType_t>(d.bias_type);
@@ -287,7 +298,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
     for (uint64_t j = 0; j < n; ++j)
       for (uint64_t i = 0; i < m; ++i) {
         float x = out[j * m + i];
-        if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT) x += load(d.bias, bias_type, static_cast<int64_t>(i));
+        if (bias) x += load(d.bias, bias_type, static_cast<int64_t>(i));
+        if (dgelu) x *= gelu_tanh_derivative(load(d.aux, aux_type, static_cast<int64_t>(i + j * d.aux_ld)));
         if (gelu) {
           store(d.aux, aux_type, static_cast<int64_t>(i + j * d.aux_ld), x);
           x = gelu_tanh(x);

@@ -195,13 +195,15 @@ std::vector<float> bf16_values(std::vector<float> v) {
 
 // Which tensors are stored in bf16.
 struct AttnStorage {
-  bool qkv, out, dout, dqkv;
+  bool qkv, out, dout, dqkv, probs;
   const char* name;
 };
 const AttnStorage kAttnStorages[] = {
-    {true, true, true, true, "all bf16 (the model's train.activations=bf16)"},
-    {true, false, false, false, "qkv bf16, the rest fp32"},
-    {false, true, true, true, "qkv fp32, out / dout / dqkv bf16"},
+    {true, true, true, true, true, "all bf16 (the model's train.activations=bf16)"},
+    {true, true, true, true, false, "all bf16 but probs"},
+    {true, false, false, false, false, "qkv bf16, the rest fp32"},
+    {false, true, true, true, false, "qkv fp32, out / dout / dqkv bf16"},
+    {false, false, false, false, true, "probs bf16, the rest fp32"},
 };
 
 // A Context for bf16 storage (MathMode::BF16) whose GEMMs are bitwise reproducible (no split-K atomics), so that
@@ -240,23 +242,25 @@ TEST_P(CudaAttention, Bf16StorageMatchesCpuEmulationAndFp32Storage) {
 
   for (const AttnStorage& st : kAttnStorages) {
     SCOPED_TRACE(st.name);
-    Stored t_qkv(qkv, st.qkv), t_out(junk_out, st.out), t_dout(dout, st.dout), t_dqkv(junk_dqkv, st.dqkv);
+    Stored t_qkv(qkv, st.qkv), t_out(junk_out, st.out), t_dout(dout, st.dout), t_dqkv(junk_dqkv, st.dqkv),
+        t_probs(std::vector<float>(P, 0.25f), st.probs);
     // CPU: the emulation, through ops:: with the same Act arguments.
-    std::vector<float> probs_c(P), scratch_c(size_t(ops::attention_scratch_elems(cpu(), s)));
-    ops::attention_forward(cpu(), t_out.cpu(), probs_c.data(), scratch_c.data(), t_qkv.cpu(), a.valid.data(), s, a.d);
-    ops::attention_backward(cpu(), t_dqkv.cpu(), scratch_c.data(), t_dout.cpu(), t_qkv.cpu(), probs_c.data(),
+    std::vector<float> scratch_c(size_t(ops::attention_scratch_elems(cpu(), s)));
+    ops::attention_forward(cpu(), t_out.cpu(), t_probs.cpu(), scratch_c.data(), t_qkv.cpu(), a.valid.data(), s, a.d);
+    ops::attention_backward(cpu(), t_dqkv.cpu(), scratch_c.data(), t_dout.cpu(), t_qkv.cpu(), t_probs.cpu(),
                             a.valid.data(), s, a.d);
-    Dev<float> d_probs(P), d_scratch(scratch_n);
-    ops::attention_forward(g, t_out.gpu(), d_probs.get(), d_scratch.get(), t_qkv.gpu(), d_valid.get(), s, a.d);
-    ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), d_probs.get(),
+    Dev<float> d_scratch(scratch_n);
+    ops::attention_forward(g, t_out.gpu(), t_probs.gpu(), d_scratch.get(), t_qkv.gpu(), d_valid.get(), s, a.d);
+    ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), t_probs.gpu(),
                             d_valid.get(), s, a.d);
-    const auto probs_g = d_probs.host();
     // (a) against the CPU emulation
-    EXPECT_TRUE(close(probs_g, probs_c, 1e-2)) << "probs vs CPU";
+    EXPECT_TRUE(matches_cpu(t_probs, 1e-2)) << "probs vs CPU";
     EXPECT_TRUE(matches_cpu(t_out, 1e-2)) << "out vs CPU";
     EXPECT_TRUE(matches_cpu(t_dqkv, 3e-2)) << "dqkv vs CPU";
-    // (b) against fp32 storage on the GPU
-    EXPECT_TRUE(bit_equal(probs_g, probs32)) << "probs vs fp32 storage";
+    // (b) against fp32 storage on the GPU: bf16 probs are the fp32 run's rounded once. Pd is then formed from the
+    // rounded P (another value than the fp32 run's), so out and dqkv are compared in (a) only.
+    EXPECT_TRUE(one_rounding_of(t_probs, probs32)) << "probs vs fp32 storage";
+    if (st.probs) continue;
     EXPECT_TRUE(one_rounding_of(t_out, out32)) << "out vs fp32 storage";
     EXPECT_TRUE(one_rounding_of(t_dqkv, dqkv32)) << "dqkv vs fp32 storage";
   }
@@ -300,6 +304,26 @@ TEST_F(CudaTest, AttentionDropoutMaskBitForBitBf16Storage) {
   EXPECT_GT(dropped, out_c.size() / 10) << "p = 0.3 should drop about 30% of the positions";
   EXPECT_TRUE(close_ulp(out_g, out_c, 1.0, 1e-2));
   EXPECT_TRUE(bit_equal(out_g, d_out32.host())) << "bf16 storage vs fp32 storage on the GPU";
+
+  // With the probabilities stored in bf16 too, out row i is dropout of the stored (rounded) P row, rounded once:
+  // out[b, i, h, j] = keep ? bf16(P16[b, h, i, j] * (1 / (1 - p))) : 0, bit for bit, the keep bits the CPU's.
+  Dev<bf16> d_probs16{std::vector<bf16>(P)};
+  Stored t_out16(std::vector<float>(size_t(B) * T * C, 0.5f), true);
+  ops::attention_forward(g, t_out16.gpu(), Act<float>::half(d_probs16.get()), d_scratch.get(), t_qkv.gpu(),
+                         d_valid.get(), s, d);
+  const auto out16 = t_out16.gpu_values();
+  const auto probs16 = widen(d_probs16.host());
+  const float scale = 1.0f / (1.0f - d.p);
+  std::vector<float> want(out16.size());
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < T; ++i)
+      for (int h = 0; h < NH; ++h)
+        for (int j = 0; j < HS; ++j) {  // HS == T: V row j is the one-hot e_j
+          const size_t o = (size_t(b) * T + i) * C + size_t(h) * HS + j;
+          const float pij = probs16[((size_t(b) * NH + h) * T + i) * T + j];
+          want[o] = out_c[o] == 0.0f ? 0.0f : to_float(to_bf16(pij * scale));
+        }
+  EXPECT_TRUE(bit_equal(out16, want)) << "out = dropout(P as stored in bf16), rounded once";
 }
 
 TEST_F(CudaTest, AttentionBf16StorageErrors) {

@@ -219,6 +219,52 @@ TEST_F(CudaBf16Storage, BiasGeluBackward) {
   }
 }
 
+// The MLP's output layer backward through its GeLU: dpre = (dout @ W) * gelu'(pre), dW, db and the FFN-in bias
+// gradient (sum of dpre as stored). The CPU rounds the product once, after the derivative; so does the GPU on
+// cuBLASLt's DGELU epilogue (bf16 dpre and pre, tanh GeLU), while its composition (fp32 dpre or pre, exact GeLU, or
+// cuBLASLt refusing the epilogue: the `_refuse_` runs) rounds the product into dpre before the derivative too: that
+// second rounding adds at most half a bf16 ulp of the product times |gelu'| (<= 1.13), so bf16 dpre is allowed 2
+// ulps. dbias_pre is checked against the sums of the dpre the GPU stored, as in BiasGeluBackward.
+TEST_F(CudaBf16Storage, MatmulGeluBackward) {
+  for (const Shape& k : kShapes) {
+    const int N = k.N, F = k.C, C = k.OC;  // dpre / pre / act (N, F), dout (N, C), W (C, F)
+    const auto pre0 = randn(size_t(N) * F, 41, 2.0f), w = randn(size_t(C) * F, 42, 0.05f),
+               dy = randn(size_t(N) * C, 43), dw0 = randn(w.size(), 44), db0 = randn(C, 45), dbp0 = randn(F, 46),
+               junk = randn(pre0.size(), 47);
+    std::vector<float> act0(pre0.size());
+    for (size_t i = 0; i < pre0.size(); ++i) act0[i] = std::tanh(pre0[i]);  // any values: act is only an operand
+    for (Activation kind : {Activation::GeluTanh, Activation::GeluExact}) {
+      for (int mask = 0; mask < 4; ++mask) {  // storage of dpre / act (together), and of pre / dout (together)
+        const bool out_bf = mask & 1, in_bf = mask & 2;
+        if (mask == 0) continue;  // all fp32: matmul_backward + bias_gelu_backward (the fp32 tests)
+        SCOPED_TRACE(::testing::Message() << "N=" << N << " F=" << F << " C=" << C << " "
+                                          << (kind == Activation::GeluTanh ? "gelu tanh" : "gelu exact") << " dpre/act "
+                                          << storage(out_bf) << " pre/dout " << storage(in_bf));
+        Stored dpre(junk, out_bf), act(act0, out_bf), pre(pre0, in_bf), dout(dy, in_bf), weight(w, true);
+        std::vector<float> dw_c = dw0, db_c = db0, dbp_c = dbp0;
+        Dev<float> d_dw(dw0), d_db(db0), d_dbp(dbp0);
+        ops::matmul_gelu_backward(cpu(), dpre.cpu(), dw_c.data(), db_c.data(), dbp_c.data(), dout.cpu(), act.cpu(),
+                                  weight.cpu(), pre.cpu(), N, F, C, kind);
+        ops::matmul_gelu_backward(gpu(), dpre.gpu(), d_dw.get(), d_db.get(), d_dbp.get(), dout.gpu(), act.gpu(),
+                                  weight.gpu(), pre.gpu(), N, F, C, kind);
+        EXPECT_TRUE(dpre.is_bf16() ? close_ulp(dpre.gpu_values(), dpre.cpu_values(), 2.0, kGemmRtol)
+                                   : close(dpre.gpu_values(), dpre.cpu_values(), kGemmRtol))
+            << "dpre";
+        EXPECT_TRUE(close(d_dw.host(), dw_c, kGemmRtol)) << "dweight";
+        EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias";
+        const auto dpre_g = dpre.gpu_values();
+        std::vector<float> want(F);
+        for (int c = 0; c < F; ++c) {
+          double sum = dbp0[c];
+          for (int n = 0; n < N; ++n) sum += dpre_g[size_t(n) * F + c];
+          want[c] = static_cast<float>(sum);
+        }
+        EXPECT_TRUE(close(d_dbp.host(), want, kFp32Rtol)) << "dbias_pre (sums of dpre as the GPU stored it)";
+      }
+    }
+  }
+}
+
 // dx = dropout'(dout) rounded once into bf16 (then resid + dropout(dx) from that bf16 tensor): the fp32 values are
 // bit-equal on both backends (test_cuda_attention's DropoutMasksBitForBit), and both round them to nearest even, so
 // the bf16 bits must be equal too.
@@ -316,9 +362,10 @@ TEST_F(CudaBf16Storage, Repeatable) {
 
 // Not a check: reports whether cuBLASLt offers the fused bf16-output configurations at a model-like shape (bf16 A,
 // B and D, COMPUTE_32F, BIAS and GELU_AUX_BIAS epilogues, bf16 aux) with an fp32 bias (what gemm.cu asked for
-// until the H100/H200 runs refused it) and a bf16 bias (what it asks for now). Without them gemm.cu runs the
-// epilogue apart: the same results, one more pass, and an fp32 (N, OC) staging temporary that the memory plan
-// (runtime/cuda/memory.cpp) does not count.
+// until the H100/H200 runs refused it) and a bf16 bias (what it asks for now), and DGELU with a bf16 aux in the
+// dgrad layout (matmul_gelu_backward; without it the backward composes the GEMM and bias_gelu_backward). Without
+// the forward ones gemm.cu runs the epilogue apart: the same results, one more pass, and an fp32 (N, OC) staging
+// temporary that the memory plan (runtime/cuda/memory.cpp) does not count.
 TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
   const int m = 512, n = 64, k = 128;  // C(OC, N) = op_T(W^T(col)) @ inp^T(col), as matmul.cu's forward
   Dev<bf16> a(std::vector<bf16>(size_t(m) * k)), b(std::vector<bf16>(size_t(k) * n)),
@@ -327,27 +374,36 @@ TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
   Dev<bf16> bias16(std::vector<bf16>(static_cast<size_t>(m)));
   const size_t ws_bytes = ctx_->gemm_workspace_bytes();
   auto lt = static_cast<cublasLtHandle_t>(ctx_->cublaslt());
-  for (const auto& [epi, epi_name] :
-       {std::pair{CUBLASLT_EPILOGUE_BIAS, "BIAS"}, {CUBLASLT_EPILOGUE_GELU_AUX_BIAS, "GELU_AUX_BIAS"}})
+  for (const auto& [epi, epi_name] : {std::pair{CUBLASLT_EPILOGUE_BIAS, "BIAS"},
+                                      {CUBLASLT_EPILOGUE_GELU_AUX_BIAS, "GELU_AUX_BIAS"},
+                                      {CUBLASLT_EPILOGUE_DGELU, "DGELU"}})
     for (const int32_t bias_type : {int32_t(CUDA_R_32F), int32_t(CUDA_R_16BF)}) {
-      const std::string name = std::string(bias_type == CUDA_R_32F ? "fp32" : "bf16") + " bias, epilogue " + epi_name;
+      // DGELU (matmul_gelu_backward) adds no bias: asked for once, in the dgrad GEMM's layout (A not transposed)
+      const bool dgelu = epi == CUBLASLT_EPILOGUE_DGELU;
+      if (dgelu && bias_type == CUDA_R_32F) continue;
+      const std::string name =
+          dgelu ? std::string("bf16 aux, epilogue DGELU")
+                : std::string(bias_type == CUDA_R_32F ? "fp32" : "bf16") + " bias, epilogue " + epi_name;
       cublasLtMatmulDesc_t op = nullptr;
       cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
       cublasLtMatmulPreference_t pref = nullptr;
       ASSERT_EQ(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
-      const cublasOperation_t ta = CUBLAS_OP_T;
+      const cublasOperation_t ta = dgelu ? CUBLAS_OP_N : CUBLAS_OP_T;
       const int64_t ldaux = m;
       const void* bias_ptr = bias_type == CUDA_R_32F ? static_cast<const void*>(bias32.get()) : bias16.get();
       void* aux_ptr = aux.get();
       cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
       cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr));
-      if (epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
+      if (!dgelu) {
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr));
+      }
+      if (epi != CUBLASLT_EPILOGUE_BIAS) {
         cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr, sizeof(aux_ptr));
         cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ldaux, sizeof(ldaux));
       }
-      cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, k);
+      if (dgelu) cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, m, k, m);  // A (m, k) as stored, ld m
+      else cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, k);
       cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, k);
       cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, m, n, m);
       cublasLtMatmulPreferenceCreate(&pref);
@@ -367,7 +423,9 @@ TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
                                                     "): gemm.cu runs it apart";
       }
       std::cout << "[ report   ] cuBLASLt bf16 A/B/D + " << name << ": " << verdict << std::endl;
-      RecordProperty(std::string(bias_type == CUDA_R_32F ? "fp32_bias_" : "bf16_bias_") + epi_name, verdict);
+      RecordProperty(dgelu ? std::string("bf16_aux_DGELU")
+                           : std::string(bias_type == CUDA_R_32F ? "fp32_bias_" : "bf16_bias_") + epi_name,
+                     verdict);
       sync();
       cublasLtMatmulPreferenceDestroy(pref);
       cublasLtMatrixLayoutDestroy(lc);

@@ -64,7 +64,8 @@ TEST(MemoryPlan, RecomputeAndZeroShrinkThePlan) {
 }
 
 // train.activations=bf16: the [act] tensors (per layer ln1, ln2: N x C; qkv: N x 3C; ctx: N x C; pre, act: N x F;
-// and the shared dtmp, dqkv, dctx, dact; model/activations.h) take 2 bytes instead of 4, everything else is unchanged.
+// the attention probabilities B x NH x T x T, per layer or one shared block under recompute; and the shared dtmp,
+// dqkv, dctx, dact; model/activations.h) take 2 bytes instead of 4, everything else is unchanged.
 TEST(MemoryPlan, Bf16ActivationsHalveTheActTensors) {
   for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
     auto q = erlangshen_1_3b(16);
@@ -73,8 +74,9 @@ TEST(MemoryPlan, Bf16ActivationsHalveTheActTensors) {
     q.shape.act_bytes = 2;
     const int64_t bf16 = activation_bytes(q.shape, 16, 512, r);
     const int64_t live_layers = r == Recompute::Full ? 1 : L;
+    const int64_t probs = (r == Recompute::None ? L : 1) * N * 8 * 512;  // B NH T T: 8 heads
     // ... less the bf16 copy of the row-parallel outputs (N x C) that bf16 storage adds
-    EXPECT_EQ(fp32 - bf16, 2 * (live_layers * (6 * N * C + 2 * N * F) + N * F + 5 * N * C) - 2 * N * C)
+    EXPECT_EQ(fp32 - bf16, 2 * (live_layers * (6 * N * C + 2 * N * F) + probs + N * F + 5 * N * C) - 2 * N * C)
         << recompute_name(r);
   }
   // The larger micro-batch that fits in 80 GiB is what bf16 storage is for.

@@ -3,10 +3,13 @@
 //  1. Against the unfused attention on the same GPU, with fp32 and with bf16 activation storage. Both form the same
 //     bf16 operands (Q, K, V, dO, Pd, dS) with fp32 sums and the same dropout bits; they differ in the order of the
 //     softmax sums, in D = rowsum(dO * O) (flash) against rowsum(P * dP) (unfused), which differ by the rounding of
-//     Pd (and of O when stored in bf16), and in where P is rounded. Measured on the CUDA emulation: 2.5e-4 (fp32
-//     storage) and 3.8e-4 (bf16) relative in the gradients' L2 norm; bounds 3e-3 and cosine 0.99999, losses within
-//     1e-3 relative. A wrong mask, scale or tile moves these by O(1); computing D from the wrong tensor (dO . dO)
-//     moved them to 1e-2 and cosine 0.99995 (checked).
+//     Pd (and of O when stored in bf16), and in where P is rounded. Measured on the CUDA emulation: 3.3e-4 relative
+//     in the gradients' L2 norm with fp32 storage; bound 3e-3 and cosine 0.99999, losses within 1e-3 relative.
+//     With bf16 storage the unfused attention also stores P in bf16 (an [act] tensor) where flash keeps it in
+//     registers: the two runs then differ by bf16 storage's own noise, 3.8e-3 (3.8e-4 while P was fp32; bf16
+//     against fp32 storage is 3.4e-3 either way, test_model_gpu_bf16); bound 6e-3 and cosine 0.99998. A wrong
+//     mask, scale or tile moves these by O(1); computing D from the wrong tensor (dO . dO) moved them to 1e-2 and
+//     cosine 0.99995 (checked).
 //  2. Recompute none / selective / full under flash: the same bits (deterministic Context).
 //  3. The refusals: flash on the CPU, and in fp32 math.
 // Needs the full build (model/); skips without a GPU.
@@ -53,8 +56,9 @@ TEST_F(ModelGpuFlash, AgainstUnfusedAttention) {
       EXPECT_NEAR(flash.losses[i].sop_sum, unfused.losses[i].sop_sum, 1e-3 * unfused.losses[i].sop_sum);
     }
     const GradientGap g = gradient_gap(flash.grads, unfused.grads);
-    EXPECT_LT(g.rel_l2, 3e-3);
-    EXPECT_GT(g.cosine, 0.99999);
+    const bool bf16 = storage == ActivationStorage::BF16;
+    EXPECT_LT(g.rel_l2, bf16 ? 6e-3 : 3e-3);
+    EXPECT_GT(g.cosine, bf16 ? 0.99998 : 0.99999);
     std::printf("flash vs unfused attention (%s storage): gradients %.3g relative L2, cosine %.6f\n",
                 storage == ActivationStorage::BF16 ? "bf16" : "fp32", g.rel_l2, g.cosine);
   }

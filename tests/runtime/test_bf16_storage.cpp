@@ -177,6 +177,46 @@ TEST(Bf16Ops, GeluBackwardInPlaceAndBiasGradientOfStoredValues) {
   for (int c = 0; c < C; ++c) EXPECT_NEAR(db[c], sum[c], 1e-6 * std::max(1.0, std::abs(sum[c])));
 }
 
+// The MLP's output layer backward through its GeLU: dpre = round((dout16 @ round(W)) * gelu'(pre16)), rounded once,
+// i.e. to the bf16 nearest the exact value (within half an ulp; rounding the product first, as
+// matmul_backward + bias_gelu_backward would, lands a full ulp off on some elements); dW += dout16^T act16,
+// db += sum dout, dbias_pre += sum of dpre as stored.
+TEST(Bf16Ops, MlpOutputBackwardRoundsGeluGradientOnce) {
+  const int N = 9, F = 12, C = 7;  // pre, act, dpre (N, F); dout (N, C); W (C, F)
+  const std::vector<bf16> pre = to_bf16_vector(wave(N * F, 0.61f, 0.3f)),
+                          act = to_bf16_vector(wave(N * F, 0.37f, 0.2f)),
+                          dout = to_bf16_vector(wave(N * C, 0.47f, 0.8f));
+  const std::vector<float> w = wave(C * F, 0.23f, 0.7f);
+  std::vector<bf16> dpre(N * F);
+  std::vector<float> dw(C * F, 0.5f), db(C, -0.25f), dbp(F, 0.125f);
+  ops::matmul_gelu_backward(Exec{}, Act<float>::half(dpre.data()), dw.data(), db.data(), dbp.data(),
+                            Act<const float>::half(dout.data()), Act<const float>::half(act.data()), w.data(),
+                            Act<const float>::half(pre.data()), N, F, C, Activation::GeluTanh);
+  std::vector<double> sum(F, 0.125);
+  for (int i = 0; i < N * F; ++i) {
+    const int n = i / F, f = i % F;
+    double dact = 0;
+    for (int o = 0; o < C; ++o) dact += double(to_float(dout[n * C + o])) * round_to_bf16(w[o * F + f]);
+    const double x = to_float(pre[i]), k = std::sqrt(2 / M_PI), u = k * (x + 0.044715 * x * x * x);
+    const double th = std::tanh(u);
+    const double want = dact * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * k * (1 + 3 * 0.044715 * x * x));
+    const double half_ulp = std::ldexp(1.0, std::ilogb(std::max(std::abs(want), 1e-30)) - 8);
+    EXPECT_LE(std::abs(to_float(dpre[i]) - want), half_ulp * 1.001 + 1e-6 * std::abs(want)) << "dpre [" << i << "]";
+    sum[f] += to_float(dpre[i]);
+  }
+  for (int f = 0; f < F; ++f) EXPECT_NEAR(dbp[f], sum[f], 1e-6 * std::max(1.0, std::abs(sum[f]))) << "dbias_pre";
+  for (int o = 0; o < C; ++o) {
+    double sb = -0.25;
+    for (int n = 0; n < N; ++n) sb += to_float(dout[n * C + o]);
+    EXPECT_NEAR(db[o], sb, 1e-5) << "dbias";
+    for (int f = 0; f < F; ++f) {
+      double s = 0.5;
+      for (int n = 0; n < N; ++n) s += double(to_float(dout[n * C + o])) * to_float(act[n * F + f]);
+      EXPECT_NEAR(dw[o * F + f], s, 1e-5 * std::max(1.0, std::abs(s))) << "dweight";
+    }
+  }
+}
+
 // out = round(softmax(q k^T / sqrt(HS), padded keys masked) v) from bf16 q, k, v, against a double loop; the
 // backward's dV = P^T dO (dropout off) rounded into the bf16 dqkv.
 TEST(Bf16Ops, AttentionReadsBf16QkvAndRoundsItsOutputs) {
@@ -221,6 +261,61 @@ TEST(Bf16Ops, AttentionReadsBf16QkvAndRoundsItsOutputs) {
           double dv = 0;
           for (int i = 0; i < T; ++i)
             dv += double(probs[((b * NH + h) * T + i) * T + j]) * to_float(dout[(b * T + i) * C + h * HS + d]);
+          const size_t k = ((b * T + j) * 3 + 2) * C + h * HS + d;
+          expect_bf16_near(dqkv[k], dv, "dV", k);
+        }
+}
+
+// probs in bf16 storage (the model's [act] probabilities): each the bf16 nearest the exact softmax (half an ulp),
+// and the forward's output and the backward's dV formed from those stored values.
+TEST(Bf16Ops, AttentionStoresProbabilitiesRoundedOnce) {
+  const int B = 2, T = 6, NH = 2, HS = 4, C = NH * HS;
+  const cpu::AttentionShape shape{B, T, NH, HS};
+  const std::vector<bf16> qkv = to_bf16_vector(wave(B * T * 3 * C, 0.71f, 0.9f));
+  const std::vector<bf16> dout = to_bf16_vector(wave(B * T * C, 0.53f, 0.4f));
+  const std::vector<uint8_t> valid = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1};  // sample 0's last key is padding
+  std::vector<float> scratch(ops::attention_scratch_elems(Exec{}, shape));
+  std::vector<bf16> probs(B * NH * T * T), out(B * T * C), dqkv(B * T * 3 * C);
+  const DropoutSpec off{};
+  ops::attention_forward(Exec{}, Act<float>::half(out.data()), Act<float>::half(probs.data()), scratch.data(),
+                         Act<const float>::half(qkv.data()), valid.data(), shape, off);
+  ops::attention_backward(Exec{}, Act<float>::half(dqkv.data()), scratch.data(), Act<const float>::half(dout.data()),
+                          Act<const float>::half(qkv.data()), Act<const float>::half(probs.data()), valid.data(), shape,
+                          off);
+  auto at = [&](const std::vector<bf16>& v, int b, int t, int part, int h, int d) {
+    return double(to_float(v[((b * T + t) * 3 + part) * C + h * HS + d]));
+  };
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int i = 0; i < T; ++i) {
+        std::vector<double> p(T);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < T; ++j) {
+          double sc = 0;
+          for (int d = 0; d < HS; ++d) sc += at(qkv, b, i, 0, h, d) * at(qkv, b, j, 1, h, d);
+          p[j] = valid[b * T + j] ? sc / std::sqrt(double(HS)) : -1e300;
+          mx = std::max(mx, p[j]);
+        }
+        for (int j = 0; j < T; ++j) sum += (p[j] = valid[b * T + j] ? std::exp(p[j] - mx) : 0.0);
+        const bf16* stored = &probs[((b * NH + h) * T + i) * T];
+        for (int j = 0; j < T; ++j) {
+          const double want = p[j] / sum, half_ulp = std::ldexp(1.0, std::ilogb(std::max(want, 1e-30)) - 8);
+          EXPECT_LE(std::abs(to_float(stored[j]) - want), half_ulp * 1.001 + 1e-7) << "P[" << b << h << i << j << "]";
+        }
+        for (int d = 0; d < HS; ++d) {
+          double o = 0;
+          for (int j = 0; j < T; ++j) o += double(to_float(stored[j])) * at(qkv, b, j, 2, h, d);
+          expect_bf16_near(out[(b * T + i) * C + h * HS + d], o, "out", (b * T + i) * C + h * HS + d);
+        }
+      }
+  for (int b = 0; b < B; ++b)  // dV[b, j, h, d] = sum_i P16[b, h, i, j] dO[b, i, h, d]
+    for (int h = 0; h < NH; ++h)
+      for (int j = 0; j < T; ++j)
+        for (int d = 0; d < HS; ++d) {
+          double dv = 0;
+          for (int i = 0; i < T; ++i)
+            dv += double(to_float(probs[((b * NH + h) * T + i) * T + j])) *
+                  to_float(dout[(b * T + i) * C + h * HS + d]);
           const size_t k = ((b * T + j) * 3 + 2) * C + h * HS + d;
           expect_bf16_near(dqkv[k], dv, "dV", k);
         }
