@@ -28,6 +28,14 @@ struct MegatronBert<T>::LayerActs {
   uint8_t *keep1, *keep2;  // (N, C)   after the attention / MLP output projections
 };
 
+// A LayerNorm's output and statistics, and its parameters: where a fused residual add + LayerNorm writes.
+template <class T>
+struct MegatronBert<T>::LayerNormOut {
+  Act<T> out;      // (N, C)
+  T *mean, *rstd;  // (N)
+  const T *weight, *bias;
+};
+
 template <class T>
 struct MegatronBert<T>::Acts {
   int B = 0, T_ = 0;

@@ -3,6 +3,10 @@
 //   x' = x + dropout(Attn(LN1(x)));   x'' = x' + dropout(MLP(LN2(x')));   hidden = LN_f(x_L)
 // Dropout bits are keyed by (seed, purpose, step, layer, site) and the element's global index
 // ((sample_base + b) * T + t) * C + c, so every layout draws the same mask.
+// Every LayerNorm reads a residual stream just formed (x_0, x', x''): the two run as one op
+// (ops::dropout_residual_layernorm_forward), and every LayerNorm backward but layer 0's LN1 forms the dropout
+// gradient that comes next in the backward (ops::layernorm_backward_dropout), across the layer boundary too. The
+// same results as the ops one after the other; on the GPU one pass over the residual stream fewer each.
 #include "model/activations.h"
 #include "parallel/mappings.h"
 
@@ -17,7 +21,17 @@ struct LayerParams {
 }  // namespace
 
 template <class T>
-void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
+typename MegatronBert<T>::LayerNormOut MegatronBert<T>::layer_norm_before(int l) {
+  Acts& s = *acts_;
+  if (l == config_.layers)
+    return {Act<T>(s.hidden), s.lnf_mean, s.lnf_rstd, value("bert.encoder.ln.weight"), value("bert.encoder.ln.bias")};
+  LayerActs& a = s.layers[l];
+  const LayerParams P(l);
+  return {a.ln1, a.ln1_mean, a.ln1_rstd, value(P("attention.ln.weight")), value(P("attention.ln.bias"))};
+}
+
+template <class T>
+void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a, bool ln1_ready, const LayerNormOut* next) {
   Acts& s = *acts_;
   const EncoderInputs& in = in_;
   const int B = in.B, Tn = in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
@@ -29,8 +43,9 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
                                   tp_.rank() * heads_local_, config_.heads};
   LayerParams P(l);
   // attention block
-  ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, value(P("attention.ln.weight")),
-                         value(P("attention.ln.bias")), N, C, config_.layernorm_eps);
+  if (!ln1_ready)
+    ops::layernorm_forward(exec_, a.ln1, a.ln1_mean, a.ln1_rstd, x, value(P("attention.ln.weight")),
+                           value(P("attention.ln.bias")), N, C, config_.layernorm_eps);
   tp::copy_to_tp_forward(tp_, a.ln1, NC);
   ops::matmul_forward(exec_, a.qkv, a.ln1, gemm_weight(P("attention.self.query.weight")),
                       value(P("attention.self.query.bias")), N, C, 3 * Cl);
@@ -42,19 +57,25 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a) {
   ops::matmul_forward(exec_, s.row_out, a.ctx, gemm_weight(P("attention.output.dense.weight")),
                       rank0 ? value(P("attention.output.dense.bias")) : nullptr, N, Cl, C);
   tp::reduce_from_tp_forward(tp_, s.row_out, NC);
-  ops::dropout_residual_forward(exec_, a.x1, x, s.row_out, NC,
-                                dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
+  // x1 = x + dropout(row_out), ln2 = LN(x1)
+  ops::dropout_residual_layernorm_forward(exec_, a.x1, a.ln2, a.ln2_mean, a.ln2_rstd, x, s.row_out,
+                                          value(P("ln.weight")), value(P("ln.bias")), N, C, config_.layernorm_eps,
+                                          dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1),
+                                          hidden_offset);
   // MLP block
-  ops::layernorm_forward(exec_, a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, value(P("ln.weight")), value(P("ln.bias")), N, C,
-                         config_.layernorm_eps);
   tp::copy_to_tp_forward(tp_, a.ln2, NC);
   ops::matmul_bias_gelu_forward(exec_, a.act, a.pre, a.ln2, gemm_weight(P("intermediate.dense.weight")),
                                 value(P("intermediate.dense.bias")), N, C, Fl, config_.activation);
   ops::matmul_forward(exec_, s.row_out, a.act, gemm_weight(P("output.dense.weight")),
                       rank0 ? value(P("output.dense.bias")) : nullptr, N, Fl, C);
   tp::reduce_from_tp_forward(tp_, s.row_out, NC);
-  ops::dropout_residual_forward(exec_, a.x2, a.x1, s.row_out, NC,
-                                dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2), hidden_offset);
+  const DropoutSpec out_drop = dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2);
+  if (next)  // x2 = x1 + dropout(row_out), and the LayerNorm that reads it
+    ops::dropout_residual_layernorm_forward(exec_, a.x2, next->out, next->mean, next->rstd, a.x1, s.row_out,
+                                            next->weight, next->bias, N, C, config_.layernorm_eps, out_drop,
+                                            hidden_offset);
+  else
+    ops::dropout_residual_forward(exec_, a.x2, a.x1, s.row_out, NC, out_drop, hidden_offset);
 }
 
 template <class T>
@@ -80,16 +101,19 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   tp::reduce_from_tp_forward(tp_, s.tmp, NC);
   ops::position_type_embedding_forward(exec_, s.tmp, in.types, value("bert.embeddings.position_embeddings.weight"),
                                        value("bert.embeddings.token_type_embeddings.weight"), B, Tn, C);
-  ops::dropout_residual_forward(exec_, s.emb, static_cast<const T*>(nullptr), s.tmp, NC,
-                                dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
-
+  // x_0 = dropout(embeddings), and layer 0's LN1 (the final LayerNorm without layers)
+  const LayerNormOut first = layer_norm_before(0);
+  ops::dropout_residual_layernorm_forward(exec_, s.emb, first.out, first.mean, first.rstd,
+                                          static_cast<const T*>(nullptr), s.tmp, first.weight, first.bias, N, C,
+                                          config_.layernorm_eps,
+                                          dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep),
+                                          hidden_offset);
   const T* x = s.emb;
   for (int l = 0; l < config_.layers; ++l) {
-    layer_forward(l, x, s.layers[l]);
+    const LayerNormOut next = layer_norm_before(l + 1);
+    layer_forward(l, x, s.layers[l], true, &next);
     x = s.layers[l].x2;
   }
-  ops::layernorm_forward(exec_, s.hidden, s.lnf_mean, s.lnf_rstd, x, value("bert.encoder.ln.weight"),
-                         value("bert.encoder.ln.bias"), N, C, config_.layernorm_eps);
   return s.hidden;
 }
 
@@ -105,11 +129,27 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
                             config_.heads};
   const T* x_last = config_.layers > 0 ? s.layers.back().x2 : s.emb;
 
-  // final LayerNorm: dres = dLN_f / dx_L
+  // The dropout in front of a residual add, as the LayerNorm backward before it applies it to dres: layer l's
+  // output dropout (site 1). Its mask is redrawn, not read from a.keep2: under full recompute that buffer holds the
+  // layer recomputed last, l + 1 (the same bits either way).
+  auto output_dropout = [&](int l) {
+    return dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, recompute_ == Recompute::Full ? nullptr
+                                                                                                  : s.layers[l].keep2);
+  };
+  // LayerNorm backward into dres (accumulated); for l >= 0 also s.dtmp = dropout'(dres) through layer l's output
+  // dropout, the next op of the backward.
+  auto ln_backward = [&](int l, T* dw, T* db, const T* dout, const T* inp, const T* w, const T* mean,
+                                const T* rstd) {
+    if (l < 0) return ops::layernorm_backward(exec_, s.dres, dw, db, dout, inp, w, mean, rstd, N, C);
+    ops::layernorm_backward_dropout(exec_, s.dres, dw, db, s.dtmp, dout, inp, w, mean, rstd, N, C, output_dropout(l),
+                                    hidden_offset);
+  };
+
+  // final LayerNorm: dres = dLN_f / dx_L; dtmp = dropout'(dres) of layer L-1's output
   T* dres = s.dres;
   ops::fill(exec_, dres, NC, T(0));
-  ops::layernorm_backward(exec_, dres, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
-                          value("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd, N, C);
+  ln_backward(config_.layers - 1, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
+                     value("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd);
   grads_ready(layer_bounds_[config_.layers], table_.total());  // heads + final LayerNorm are final
 
   for (int l = config_.layers - 1; l >= 0; --l) {
@@ -118,10 +158,9 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     const T* x = l > 0 ? s.layers[l - 1].x2 : s.emb;
     // Full recompute: the layer's saved tensors live in buffers shared by all layers; rebuild layer l's from its
     // input (same dropout keys, so the same bits; a.x2 is rewritten with the value it already holds).
-    if (recompute_ == Recompute::Full) layer_forward(l, x, a);
-    // MLP block: x2 = x1 + dropout(act W2^T + b2), act = gelu(ln2 W1^T + b1), ln2 = LN(x1)
-    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2),
-                          hidden_offset);
+    if (recompute_ == Recompute::Full) layer_forward(l, x, a, false, nullptr);
+    // MLP block: x2 = x1 + dropout(act W2^T + b2), act = gelu(ln2 W1^T + b1), ln2 = LN(x1). s.dtmp = dropout'(dres)
+    // already (the LayerNorm backward before).
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_gelu_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")),
                               grad(P("intermediate.dense.bias")), s.dtmp, a.act, gemm_weight(P("output.dense.weight")),
@@ -129,11 +168,11 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), static_cast<T*>(nullptr), s.dact, a.ln2,
                          gemm_weight(P("intermediate.dense.weight")), N, C, Fl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
-    ops::layernorm_backward(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dln, a.x1, value(P("ln.weight")),
-                            a.ln2_mean, a.ln2_rstd, N, C);
-    // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x)
-    ops::dropout_backward(exec_, s.dtmp, dres, NC, dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1),
-                          hidden_offset);
+    // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x). The LN2
+    // backward forms s.dtmp = dropout'(dres) through the attention output's dropout (site 0).
+    ops::layernorm_backward_dropout(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dtmp, s.dln, a.x1,
+                                    value(P("ln.weight")), a.ln2_mean, a.ln2_rstd, N, C,
+                                    dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")), grad(P("attention.output.dense.bias")),
                          s.dtmp, a.ctx, gemm_weight(P("attention.output.dense.weight")), N, Cl, C);
@@ -152,8 +191,10 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),
                          s.dqkv, a.ln1, gemm_weight(P("attention.self.query.weight")), N, C, 3 * Cl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
-    ops::layernorm_backward(exec_, dres, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
-                            value(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd, N, C);
+    // LN1 backward; s.dtmp = dropout'(dres) through layer l - 1's output dropout (layer 0: the embeddings' dropout
+    // below, into s.dln, which this LayerNorm backward still reads)
+    ln_backward(l - 1, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
+                       value(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd);
     grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
   // embeddings (their gradient in fp32: s.dln is free once the layers are done)

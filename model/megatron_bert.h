@@ -157,6 +157,7 @@ class MegatronBert {
  private:
   struct LayerActs;
   struct Acts;
+  struct LayerNormOut;
   void plan_arena(Arena& arena, int B, int Tn);
   const T* encode_forward(const EncoderInputs& in, const RngContext& rng);
   // Parameter values for the ops (read-only: does not mark the compute copy stale).
@@ -165,8 +166,12 @@ class MegatronBert {
   Act<const T> gemm_weight(const std::string& name) const;
   void weights_changed() { compute_weights_stale_ = true; }
   void refresh_compute_weights();
-  // Layer l from its input x (N, C) to a.x2, saving what backward reads into `a`.
-  void layer_forward(int l, const T* x, LayerActs& a);
+  // Layer l from its input x (N, C) to a.x2, saving what backward reads into `a`. ln1_ready: a.ln1 and its
+  // statistics already hold LN1(x) (formed with the residual add before it); next: where LN(x2) goes (the next
+  // layer's LN1 or the final LayerNorm), formed with the residual add, or nullptr.
+  void layer_forward(int l, const T* x, LayerActs& a, bool ln1_ready, const LayerNormOut* next);
+  // The LayerNorm that reads layer l's input: layer l's LN1, or the final LayerNorm for l == layers.
+  LayerNormOut layer_norm_before(int l);
   void encode_backward(T* dhidden);  // dhidden (N, C) = gradient at the final LayerNorm output; consumed
   void pooler_forward(const T* hidden, int B, int Tn);
   void pooler_backward(const T* dpooled, T* dhidden, int B, int Tn);

@@ -233,6 +233,38 @@ void dropout_backward(const Exec& x, Act<no_deduce_t<T>> dx, const T* dout, int6
   if (dx.is_bf16()) ERL_BF16_ROUTE(dropout_backward, dx, dout, n, d, offset);
   ERL_DISPATCH(dropout_backward, dx.f, dout, n, d, offset);
 }
+// A pre-LN encoder's LayerNorms read a residual stream just formed, and each LayerNorm backward's dinp is the
+// gradient the next op drops out. These pair the ops: the same results as the two calls one after the other, which
+// is what they run except on CUDA, which fuses them (runtime/cuda/layernorm.cu: one pass over the stream fewer).
+//   h (N, C) = resid + dropout(in) (resid optional);  out = LN(h), mean, rstd
+template <class T>
+void dropout_residual_layernorm_forward(const Exec& x, T* h, Act<no_deduce_t<T>> out, T* mean, T* rstd,
+                                        const T* resid, Act<const no_deduce_t<T>> in, const T* w, const T* b, int N,
+                                        int C, double eps, const DropoutSpec& d, int64_t offset) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.device == Device::CUDA) {
+      ERL_CUDA_CALL(dropout_residual_layernorm_forward, h, out, mean, rstd, resid, in, w, b, N, C, eps, d, offset);
+      return;
+    }
+  }
+  dropout_residual_forward<T>(x, h, resid, in, static_cast<int64_t>(N) * C, d, offset);
+  layernorm_forward<T>(x, out, mean, rstd, h, w, b, N, C, eps);
+}
+//   dinp (N, C) += LN'(dout), dw / db accumulated (layernorm_backward);  dx = dropout'(dinp) (dx must not alias
+//   dinp, dout or inp)
+template <class T>
+void layernorm_backward_dropout(const Exec& x, T* dinp, T* dw, T* db, Act<no_deduce_t<T>> dx, const T* dout,
+                                const T* inp, const T* w, const T* mean, const T* rstd, int N, int C,
+                                const DropoutSpec& d, int64_t offset) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.device == Device::CUDA) {
+      ERL_CUDA_CALL(layernorm_backward_dropout, dinp, dw, db, dx, dout, inp, w, mean, rstd, N, C, d, offset);
+      return;
+    }
+  }
+  layernorm_backward<T>(x, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  dropout_backward<T>(x, dx, dinp, static_cast<int64_t>(N) * C, d, offset);
+}
 template <class T>
 void ce_rowmax(const Exec& x, T* rowmax, const T* logits, int M, int Vl) {
   ERL_DISPATCH(ce_rowmax, rowmax, logits, M, Vl);

@@ -141,6 +141,18 @@ void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbia
 //   dropout_residual_forward: out = resid + dropout(x) with x fp32 or bf16 (read exactly), out fp32.
 void dropout_residual_forward(Launch l, float* out, const float* resid, Act<const float> x, int64_t n,
                               const DropoutSpec& d, int64_t index_offset);
+//   dropout_residual_layernorm_forward: h (N, C) = resid + dropout(in) (resid optional, in fp32 or bf16), then
+//                    out = LN(h) in out's type; the same bits as dropout_residual_forward + layernorm_forward, one
+//                    read of h fewer (layernorm.cu).
+void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, float* mean, float* rstd,
+                                        const float* resid, Act<const float> in, const float* weight,
+                                        const float* bias, int N, int C, double eps, const DropoutSpec& d,
+                                        int64_t index_offset);
+//   layernorm_backward_dropout: layernorm_backward into dinp (accumulated), then dx = dropout'(dinp) in dx's type;
+//                    the same bits as the two ops, one read of dinp fewer. dx must not alias dinp, dout or inp.
+void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx, const float* dout,
+                                const float* inp, const float* weight, const float* mean, const float* rstd, int N,
+                                int C, const DropoutSpec& d, int64_t index_offset);
 //   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
                       int64_t index_offset);

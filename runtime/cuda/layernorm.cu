@@ -8,14 +8,83 @@
 // dw and db then come from one pass over dy and x (the same partition and order as two column sums).
 // (A one-pass backward that also kept per-chunk partial column sums of dw and db measured slower on an H200, 38 ms
 // against 36 ms per 1.3B step: 512 blocks walking ~100 rows each with two block reductions per row.)
+// Fused with the dropout around them (the pre-LN encoder: every LayerNorm reads a residual stream just formed as
+// h = resid + dropout(in), and every LayerNorm backward's dinp is the residual gradient the next op drops out):
+//   forward   h = resid + dropout(in) formed in the register kernel's load and stored, then y = LN(h)
+//   backward  dx = dropout'(dinp) stored by the register kernel right after its dinp store
+// with dropout.cu's arithmetic and mask (Philox group of element i: (index_offset + i) / 4), so the same bits as
+// dropout_residual_forward + layernorm_forward (layernorm_backward + dropout_backward), one read of h (of dinp)
+// fewer. Where the register kernels or dropout.cu's 4-wide kernels do not apply, the entry points compose the ops.
 #include <initializer_list>
+#include <type_traits>
 
 #include "runtime/cuda/colsum.cuh"
+#include "runtime/cuda/kernels.h"
 
 namespace erlangshen::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+
+// The register forward's row source: x itself ...
+struct LoadRows {
+  const float* x;
+  __device__ float4 operator()(int64_t i) const { return load4(x + i); }
+};
+// ... or h = resid + dropout(in) (resid optional), stored to h as it is formed: dropout.cu's arithmetic
+// (residual_add_kernel without dropout, dropout_residual4_kernel with it).
+template <class TX>
+struct ResidualDropoutRows {
+  float* h;
+  const float* resid;
+  const TX* in;
+  PhiloxKey key;
+  uint32_t threshold;
+  float scale;
+  bool drop;
+  int64_t g0;  // Philox group of element 0: index_offset / 4
+  __device__ float4 operator()(int64_t i) const {
+    const float4 v = load4(in + i);
+    float4 o = resid ? load4(resid + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (drop) {
+      const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + i / 4));
+      o.x = o.x + (r.v[0] >= threshold ? v.x * scale : 0.0f);
+      o.y = o.y + (r.v[1] >= threshold ? v.y * scale : 0.0f);
+      o.z = o.z + (r.v[2] >= threshold ? v.z * scale : 0.0f);
+      o.w = o.w + (r.v[3] >= threshold ? v.w * scale : 0.0f);
+    } else {
+      o.x = o.x + v.x, o.y = o.y + v.y, o.z = o.z + v.z, o.w = o.w + v.w;
+    }
+    store4(h + i, o);
+    return o;
+  }
+};
+
+// The register backward's epilogue on the 4 new dinp values at element i: nothing ...
+struct NoEpilogue {
+  __device__ void operator()(int64_t, float4) const {}
+};
+// ... or dx[i..i+3] = dropout'(dinp) in dx's type: dropout.cu's arithmetic (dropout_backward4_kernel; without dropout
+// the value itself, rounded once when bf16).
+template <class TD>
+struct DropoutBackwardEpilogue {
+  TD* dx;
+  PhiloxKey key;
+  uint32_t threshold;
+  float scale;
+  bool drop;
+  int64_t g0;
+  __device__ void operator()(int64_t i, float4 v) const {
+    if (drop) {
+      const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + i / 4));
+      v.x = r.v[0] >= threshold ? v.x * scale : 0.0f;
+      v.y = r.v[1] >= threshold ? v.y * scale : 0.0f;
+      v.z = r.v[2] >= threshold ? v.z * scale : 0.0f;
+      v.w = r.v[3] >= threshold ? v.w * scale : 0.0f;
+    }
+    store4(dx + i, v);
+  }
+};
 
 // out (N, C) stored as T: fp32, or bf16 (y rounded once; mean / rstd fp32 either way).
 template <class T>
@@ -44,20 +113,20 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
 
 // Register-resident rows (C % 4 == 0, C <= 4 * kThreads * G, rows aligned to 4 floats): thread t holds the groups of
 // 4 columns g = t + k kThreads (k < G), read once; the same formulas as the kernels above and below.
-template <class T, int G>
-__global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, const float* inp, const float* w,
-                                          const float* b, int C, double eps) {
+// The row comes from `src` (LoadRows, or the fused ResidualDropoutRows).
+template <class T, int G, class Src>
+__global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, Src src, const float* w, const float* b,
+                                          int C, double eps) {
   __shared__ double smem[32];
   const int64_t row = blockIdx.x;
   const int groups = C / 4;
-  const float* x = inp + row * C;
   float4 v[G];
   double s = 0.0;
 #pragma unroll
   for (int k = 0; k < G; ++k) {
     const int g = threadIdx.x + k * kThreads;
     if (g >= groups) continue;
-    v[k] = load4(x + 4 * g);
+    v[k] = src(row * C + 4 * g);
     s += static_cast<double>(v[k].x) + v[k].y + v[k].z + v[k].w;
   }
   const double m = block_sum(s, smem) / C;
@@ -87,9 +156,10 @@ __global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, cons
   }
 }
 
-template <int G>
+// epi(i, new dinp[i..i+3]) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue).
+template <int G, class Epi>
 __global__ void layernorm_backward_dinp4_kernel(float* dinp, const float* dout, const float* inp, const float* w,
-                                                const float* mean, const float* rstd, int C) {
+                                                const float* mean, const float* rstd, int C, Epi epi) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int groups = C / 4;
@@ -118,6 +188,7 @@ __global__ void layernorm_backward_dinp4_kernel(float* dinp, const float* dout, 
     float4 d = load4(dx);
     for (int e = 0; e < 4; ++e) lane(d, e) += r * (lane(gv[k], e) - mg - lane(xh[k], e) * mgx);
     store4(dx, d);
+    epi(row * C + 4 * g, d);
   }
 }
 
@@ -197,41 +268,47 @@ struct DyXhat {
   bool vec4_ok() const { return aligned4(dy) && aligned4(x); }
 };
 
+// The register forward with G groups a thread, the row from src.
+template <class T, class Src>
+void layernorm_forward4(const Launch& l, int G, T* out, float* mean, float* rstd, Src src, const float* weight,
+                        const float* bias, int N, int C, double eps) {
+  if (G == 1)
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward4_kernel<T, 1, Src>)(out, mean, rstd, src, weight, bias,
+                                                                                   C, eps);
+  else
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward4_kernel<T, 2, Src>)(out, mean, rstd, src, weight, bias,
+                                                                                   C, eps);
+  ERL_CUDA_LAUNCHED();
+}
+
 // The forward launch for out stored as T.
 template <class T>
 void layernorm_forward_rows(const Launch& l, T* out, float* mean, float* rstd, const float* inp, const float* weight,
                             const float* bias, int N, int C, double eps) {
   const int G = register_groups(C, {out, inp, weight, bias});
-  if (G == 1)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward4_kernel<T, 1>)(out, mean, rstd, inp, weight, bias, C,
-                                                                              eps);
-  else if (G == 2)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward4_kernel<T, 2>)(out, mean, rstd, inp, weight, bias, C,
-                                                                              eps);
-  else
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias, C, eps);
+  if (G > 0) return layernorm_forward4(l, G, out, mean, rstd, LoadRows{inp}, weight, bias, N, C, eps);
+  ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias, C, eps);
   ERL_CUDA_LAUNCHED();
 }
 
-}  // namespace
-
-void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int N, int C, double eps) {
-  if (N <= 0) return;
-  layernorm_forward_rows(l, out, mean, rstd, inp, weight, bias, N, C, eps);
-}
-
-void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int N, int C) {
-  if (N <= 0) return;
-  const int G = register_groups(C, {dinp, dout, inp, weight});
+// dinp (+)= LN'(dout) rows (the register kernel with epi where it applies, else the generic one; epi then unused).
+template <class Epi>
+void layernorm_backward_rows(const Launch& l, int G, float* dinp, const float* dout, const float* inp,
+                             const float* weight, const float* mean, const float* rstd, int N, int C, Epi epi) {
   if (G == 1)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1>)(dinp, dout, inp, weight, mean, rstd, C);
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, Epi>)(dinp, dout, inp, weight, mean,
+                                                                                      rstd, C, epi);
   else if (G == 2)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2>)(dinp, dout, inp, weight, mean, rstd, C);
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, Epi>)(dinp, dout, inp, weight, mean,
+                                                                                      rstd, C, epi);
   else
     ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel)(dinp, dout, inp, weight, mean, rstd, C);
   ERL_CUDA_LAUNCHED();
+}
+
+// The column sums of the backward: dw += sum_n dy xhat, db += sum_n dy.
+void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, const float* dout, const float* inp,
+                                const float* mean, const float* rstd, int N, int C) {
   if (dweight && dbias && C % 4 == 0 && aligned4(dout) && aligned4(inp)) {
     const int rows_per_chunk = colsum_rows_per_chunk(N), R = (N + rows_per_chunk - 1) / rows_per_chunk;
     Context& ctx = need_context(l, "layernorm_backward");
@@ -248,6 +325,71 @@ void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, con
   }
   if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat{dout, inp, mean, rstd, C});
   if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, RowsOf{dout, C});
+}
+
+// Whether the fused dropout can run 4 elements at a time on rows of C: dropout.cu's 4-wide condition.
+bool dropout_groups_aligned(int64_t index_offset, int C) { return index_offset % 4 == 0 && C % 4 == 0; }
+
+}  // namespace
+
+void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, double eps) {
+  if (N <= 0) return;
+  layernorm_forward_rows(l, out, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int N, int C) {
+  if (N <= 0) return;
+  const int G = register_groups(C, {dinp, dout, inp, weight});
+  layernorm_backward_rows(l, G, dinp, dout, inp, weight, mean, rstd, N, C, NoEpilogue{});
+  layernorm_backward_columns(l, dweight, dbias, dout, inp, mean, rstd, N, C);
+}
+
+void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, float* mean, float* rstd,
+                                        const float* resid, Act<const float> in, const float* weight,
+                                        const float* bias, int N, int C, double eps, const DropoutSpec& d,
+                                        int64_t index_offset) {
+  if (out.is_bf16() || in.is_bf16()) need_bf16_storage_context(l, "dropout_residual_layernorm_forward");
+  if (N <= 0) return;
+  const int G = register_groups(C, {h, data_of(out), resid, data_of(in), weight, bias});
+  if (G == 0 || !dropout_groups_aligned(index_offset, C)) {  // the ops one after the other
+    dropout_residual_forward(l, h, resid, in, int64_t(N) * C, d, index_offset);
+    if (out.is_bf16()) return layernorm_forward(l, out.h, mean, rstd, h, weight, bias, N, C, eps);
+    return layernorm_forward(l, out.f, mean, rstd, h, weight, bias, N, C, eps);
+  }
+  const bool drop = d.p > 0.0f;
+  const uint32_t threshold = drop ? dropout_threshold(d.p) : 0u;
+  const float scale = drop ? 1.0f / (1.0f - d.p) : 1.0f;
+  visit(in, [&](const auto* x) {
+    using TX = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    const ResidualDropoutRows<TX> src{h, resid, x, d.key, threshold, scale, drop, index_offset / 4};
+    visit(out, [&](auto* y) { layernorm_forward4(l, G, y, mean, rstd, src, weight, bias, N, C, eps); });
+  });
+}
+
+void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx, const float* dout,
+                                const float* inp, const float* weight, const float* mean, const float* rstd, int N,
+                                int C, const DropoutSpec& d, int64_t index_offset) {
+  if (dx.is_bf16()) need_bf16_storage_context(l, "layernorm_backward_dropout");
+  ERL_CHECK(data_of(Act<const float>(dx)) != dout && data_of(Act<const float>(dx)) != inp &&
+                data_of(Act<const float>(dx)) != dinp,
+            "cuda::layernorm_backward_dropout: dx must not alias dinp, dout or inp (the column sums read them after)");
+  if (N <= 0) return;
+  const int G = register_groups(C, {dinp, dout, inp, weight, data_of(dx)});
+  if (G == 0 || !dropout_groups_aligned(index_offset, C)) {  // the ops one after the other
+    layernorm_backward(l, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+    return dropout_backward(l, dx, dinp, int64_t(N) * C, d, index_offset);
+  }
+  const bool drop = d.p > 0.0f;
+  const uint32_t threshold = drop ? dropout_threshold(d.p) : 0u;
+  const float scale = drop ? 1.0f / (1.0f - d.p) : 1.0f;
+  visit(dx, [&](auto* x) {
+    using TD = std::remove_pointer_t<decltype(x)>;
+    layernorm_backward_rows(l, G, dinp, dout, inp, weight, mean, rstd, N, C,
+                            DropoutBackwardEpilogue<TD>{x, d.key, threshold, scale, drop, index_offset / 4});
+  });
+  layernorm_backward_columns(l, dweight, dbias, dout, inp, mean, rstd, N, C);
 }
 
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,

@@ -1,0 +1,132 @@
+// The residual stream's fused ops (runtime/cuda/layernorm.cu) against the ops they fuse, on the same GPU:
+//   dropout_residual_layernorm_forward == dropout_residual_forward + layernorm_forward
+//   layernorm_backward_dropout         == layernorm_backward + dropout_backward
+// bit for bit: the fused kernels do the same arithmetic in the same order (dropout.cu's residual add and mask,
+// layernorm.cu's register kernels), so any difference is a bug. Cases: rows of 2048 (two groups a thread: the 1.3B
+// model), 512 (one) and 2560 / 36 (the generic kernels: composed), a Philox offset that is a multiple of 4 (fused)
+// and one that is not (composed), with and without dropout and resid, fp32 and bf16 storage of in / out / dx. And
+// against the CPU (the composition there) within the fp32 tolerance, and the refusal of an aliased dx.
+#include <string>
+#include <vector>
+
+#include "runtime/act.h"
+#include "runtime/bf16.h"
+#include "tests/gpu/bf16_test_util.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+struct Case {
+  int N, C;
+  int64_t offset;  // global dropout index of element 0
+};
+const Case kCases[] = {{24, 2048, 4 * 1000}, {37, 512, 8}, {9, 2560, 0}, {13, 36, 4}, {16, 512, 6}};
+
+DropoutSpec spec(float p, uint64_t seed) {
+  DropoutSpec d;
+  d.p = p;
+  d.key = derive_key(seed, RngPurpose::HiddenDropout, 3, 1, 1);
+  return d;
+}
+
+const char* storage(bool bf) { return bf ? "bf16" : "fp32"; }
+
+class CudaResidualLayerNorm : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (ctx_) ctx_->set_math(cuda::MathMode::BF16);  // bf16 storage needs it; fp32 ops do not care
+  }
+};
+
+TEST_F(CudaResidualLayerNorm, ForwardIsTheTwoOpsBitForBit) {
+  for (const Case& k : kCases)
+    for (float p : {0.0f, 0.1f})
+      for (bool with_resid : {true, false})
+        for (int mask = 0; mask < 4; ++mask) {
+          const bool in_bf = mask & 1, out_bf = mask & 2;
+          SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " offset " << k.offset << " p " << p
+                                            << " resid " << with_resid << " in " << storage(in_bf) << " out "
+                                            << storage(out_bf));
+          const size_t n = size_t(k.N) * k.C;
+          const auto in0 = randn(n, 1), resid0 = randn(n, 2, 3.0f, 0.5f), w = randn(k.C, 3, 0.2f, 1.0f),
+                     b = randn(k.C, 4), junk = randn(n, 5);
+          const DropoutSpec d = spec(p, 7);
+          Stored in(in0, in_bf), out_fused(junk, out_bf), out_ops(junk, out_bf);
+          Dev<float> d_resid(resid0), d_w(w), d_b(b), h_fused(junk), h_ops(junk), mean_f(k.N), rstd_f(k.N),
+              mean_o(k.N), rstd_o(k.N);
+          const float* resid = with_resid ? d_resid.get() : nullptr;
+          ops::dropout_residual_layernorm_forward(gpu(), h_fused.get(), out_fused.gpu(), mean_f.get(), rstd_f.get(),
+                                                  resid, Act<const float>(in.gpu()), d_w.get(), d_b.get(), k.N, k.C,
+                                                  1e-5, d, k.offset);
+          ops::dropout_residual_forward(gpu(), h_ops.get(), resid, Act<const float>(in.gpu()), int64_t(n), d,
+                                        k.offset);
+          ops::layernorm_forward(gpu(), out_ops.gpu(), mean_o.get(), rstd_o.get(), h_ops.get(), d_w.get(), d_b.get(),
+                                 k.N, k.C, 1e-5);
+          EXPECT_TRUE(bit_equal(h_fused.host(), h_ops.host())) << "h";
+          EXPECT_TRUE(bit_equal(out_fused.gpu_values(), out_ops.gpu_values())) << "out";
+          EXPECT_TRUE(bit_equal(mean_f.host(), mean_o.host())) << "mean";
+          EXPECT_TRUE(bit_equal(rstd_f.host(), rstd_o.host())) << "rstd";
+          // and the CPU, which composes the two ops
+          std::vector<float> h_c(n), mean_c(k.N), rstd_c(k.N);
+          ops::dropout_residual_layernorm_forward(cpu(), h_c.data(), out_ops.cpu(), mean_c.data(), rstd_c.data(),
+                                                  with_resid ? resid0.data() : nullptr, Act<const float>(in.cpu()),
+                                                  w.data(), b.data(), k.N, k.C, 1e-5, d, k.offset);
+          EXPECT_TRUE(close(h_fused.host(), h_c, kFp32Rtol)) << "h vs CPU";
+          EXPECT_TRUE(out_bf ? close_ulp(out_fused.gpu_values(), out_ops.cpu_values(), 1.0, kFp32Rtol)
+                             : close(out_fused.gpu_values(), out_ops.cpu_values(), kFp32Rtol))
+              << "out vs CPU";
+          EXPECT_TRUE(close(rstd_f.host(), rstd_c, kFp32Rtol)) << "rstd vs CPU";
+        }
+}
+
+TEST_F(CudaResidualLayerNorm, BackwardIsTheTwoOpsBitForBit) {
+  for (const Case& k : kCases)
+    for (float p : {0.0f, 0.1f})
+      for (bool dx_bf : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " offset " << k.offset << " p " << p
+                                          << " dx " << storage(dx_bf));
+        const size_t n = size_t(k.N) * k.C;
+        const auto x = randn(n, 11, 2.0f, 0.5f), w = randn(k.C, 12, 0.2f, 1.0f), b = randn(k.C, 13),
+                   dy = randn(n, 14), dinp0 = randn(n, 15), dw0 = randn(k.C, 16), db0 = randn(k.C, 17),
+                   junk = randn(n, 18);
+        const DropoutSpec d = spec(p, 9);
+        Dev<float> d_x(x), d_w(w), d_b(b), d_dy(dy), y(n), mean(k.N), rstd(k.N);
+        ops::layernorm_forward(gpu(), y.get(), mean.get(), rstd.get(), d_x.get(), d_w.get(), d_b.get(), k.N, k.C,
+                               1e-5);
+        Dev<float> dinp_f(dinp0), dw_f(dw0), db_f(db0), dinp_o(dinp0), dw_o(dw0), db_o(db0);
+        Stored dx_fused(junk, dx_bf), dx_ops(junk, dx_bf);
+        ops::layernorm_backward_dropout(gpu(), dinp_f.get(), dw_f.get(), db_f.get(), dx_fused.gpu(), d_dy.get(),
+                                        d_x.get(), d_w.get(), mean.get(), rstd.get(), k.N, k.C, d, k.offset);
+        ops::layernorm_backward(gpu(), dinp_o.get(), dw_o.get(), db_o.get(), d_dy.get(), d_x.get(), d_w.get(),
+                                mean.get(), rstd.get(), k.N, k.C);
+        ops::dropout_backward(gpu(), dx_ops.gpu(), dinp_o.get(), int64_t(n), d, k.offset);
+        EXPECT_TRUE(bit_equal(dinp_f.host(), dinp_o.host())) << "dinp";
+        EXPECT_TRUE(bit_equal(dw_f.host(), dw_o.host())) << "dw";
+        EXPECT_TRUE(bit_equal(db_f.host(), db_o.host())) << "db";
+        EXPECT_TRUE(bit_equal(dx_fused.gpu_values(), dx_ops.gpu_values())) << "dx";
+        // the dropout really ran: about p of dx is 0 where dinp is not
+        if (p > 0.0f) {
+          const auto dxv = dx_fused.gpu_values();
+          size_t zeros = 0;
+          for (float v : dxv) zeros += v == 0.0f;
+          EXPECT_GT(zeros, n / 20) << "dropout p = 0.1 zeroed too few";
+          EXPECT_LT(zeros, n / 5) << "dropout p = 0.1 zeroed too many";
+        }
+      }
+}
+
+TEST_F(CudaResidualLayerNorm, BackwardRefusesAnAliasedDx) {
+  const int N = 4, C = 64;
+  Dev<float> x{randn(size_t(N) * C, 1)}, w{size_t(C), 1.0f}, dy{randn(size_t(N) * C, 2)}, dinp{size_t(N) * C},
+      mean{size_t(N)}, rstd{size_t(N), 1.0f};
+  for (float* alias : {dy.get(), x.get(), dinp.get()})
+    EXPECT_THROW(ops::layernorm_backward_dropout(gpu(), dinp.get(), static_cast<float*>(nullptr),
+                                                 static_cast<float*>(nullptr), Act<float>(alias), dy.get(), x.get(),
+                                                 w.get(), mean.get(), rstd.get(), N, C, spec(0.1f, 1), 0),
+                 Error);
+}
+
+}  // namespace
+}  // namespace erlangshen::testing
