@@ -130,8 +130,8 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   const T* x_last = config_.layers > 0 ? s.layers.back().x2 : s.emb;
 
   // The dropout in front of a residual add, as the LayerNorm backward before it applies it to dres: layer l's
-  // output dropout (site 1). Its mask is redrawn, not read from a.keep2: under full recompute that buffer holds the
-  // layer recomputed last, l + 1 (the same bits either way).
+  // output dropout (site 1). Under full recompute its mask is redrawn rather than read from the shared keep2 buffer
+  // (CPU), which then holds layer l + 1's, the layer recomputed last (the same bits either way).
   auto output_dropout = [&](int l) {
     return dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, recompute_ == Recompute::Full ? nullptr
                                                                                                   : s.layers[l].keep2);
