@@ -34,6 +34,7 @@ struct Context::Impl {
   void* scratch = nullptr;
   void* staging = nullptr;
   size_t staging_bytes = 0;
+  void* epilogue_vector = nullptr;
   AlgoCache algos;
 };
 
@@ -43,12 +44,15 @@ Context::Context(const ContextOptions& options) : options_(options), impl_(std::
   ERL_CHECK(cublasLtCreate(&impl_->lt) == CUBLAS_STATUS_SUCCESS, "cublasLtCreate failed");
   if (options_.gemm_workspace_bytes > 0) ERL_CUDA_CHECK(cudaMalloc(&impl_->workspace, options_.gemm_workspace_bytes));
   if (options_.scratch_bytes > 0) ERL_CUDA_CHECK(cudaMalloc(&impl_->scratch, options_.scratch_bytes));
+  if (options_.epilogue_vector_bytes > 0)
+    ERL_CUDA_CHECK(cudaMalloc(&impl_->epilogue_vector, options_.epilogue_vector_bytes));
 }
 
 Context::~Context() {
   if (!impl_) return;
   if (impl_->stream) cudaStreamSynchronize(impl_->stream);
   if (impl_->staging) cudaFree(impl_->staging);
+  if (impl_->epilogue_vector) cudaFree(impl_->epilogue_vector);
   if (impl_->scratch) cudaFree(impl_->scratch);
   if (impl_->workspace) cudaFree(impl_->workspace);
   if (impl_->lt) cublasLtDestroy(impl_->lt);
@@ -87,6 +91,10 @@ void* Context::staging(size_t bytes) const {
 bool Context::in_staging(const void* p) const {
   const auto base = reinterpret_cast<uintptr_t>(impl_->staging), q = reinterpret_cast<uintptr_t>(p);
   return impl_->staging != nullptr && q >= base && q < base + impl_->staging_bytes;
+}
+
+float* Context::epilogue_vector(size_t n) const {
+  return n * sizeof(float) <= options_.epilogue_vector_bytes ? static_cast<float*>(impl_->epilogue_vector) : nullptr;
 }
 
 bool Context::in_scratch(const void* p) const {

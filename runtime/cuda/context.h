@@ -36,6 +36,9 @@ struct ContextOptions {
   bool gemm_autotune = true;
   size_t gemm_workspace_bytes = size_t(32) << 20;
   size_t scratch_bytes = size_t(80) << 20;   // two-stage reductions (column sums, sum of squares), GEMM timing
+  // A GEMM epilogue's vector output (a weight-gradient GEMM's bias gradient, matmul.cu) before it is added into its
+  // destination: 64K floats, more than any bias of the model.
+  size_t epilogue_vector_bytes = size_t(256) << 10;
 };
 
 class Context {
@@ -68,6 +71,8 @@ class Context {
   // Whether p points into the scratch (GEMM candidate timing borrows it for a beta != 0 output when no operand
   // lives there).
   bool in_scratch(const void* p) const;
+  // Device vector of n floats for a GEMM epilogue's output, valid until the next op; nullptr when n does not fit.
+  float* epilogue_vector(size_t n) const;
   struct AlgoCache;
   AlgoCache& algo_cache() const;
   // Per-op GPU times (runtime/cuda/op_profiler.h), when one is attached (the caller owns it); null otherwise.

@@ -148,6 +148,8 @@ bool lt_epilogue_ok(const GemmArgs& g) {
 bool has_bias(Epilogue e) {
   return e == Epilogue::Bias || e == Epilogue::GeluAuxBias || e == Epilogue::GeluExactAuxBias;
 }
+// Whether CUBLASLT_MATMUL_DESC_BIAS_POINTER is set: a bias to add, or a bias gradient to write.
+bool uses_bias_pointer(Epilogue e) { return has_bias(e) || e == Epilogue::BiasGradB; }
 
 bool gelu_epilogue(Epilogue e) { return e == Epilogue::GeluAuxBias || e == Epilogue::GeluExactAuxBias; }
 
@@ -214,6 +216,8 @@ bool gemm_bf16_storage(const Launch& l, Context& ctx, const char* op, const Gemm
                                  g.ldb % 8 == 0 && g.ldc % 8 == 0;
   ERL_CHECK(g.epilogue != Epilogue::DGelu || (g.aux != nullptr && g.beta == 0.0f && g.bias == nullptr),
             "cuda::" << op << ": the DGelu epilogue reads aux, overwrites C and adds no bias");
+  ERL_CHECK(g.epilogue != Epilogue::BiasGradB || (g.bias != nullptr && !c16 && g.alpha == 1.0f),
+            "cuda::" << op << ": the BiasGradB epilogue writes an fp32 bias gradient beside an fp32 C, alpha 1");
   if (lt_epilogue_ok(g) && (g.bias == nullptr || !c16 || tensor_core_shape)) {
     const bool bias16 = c16 && g.bias != nullptr;
     const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, false, bias16);
@@ -224,7 +228,7 @@ bool gemm_bf16_storage(const Launch& l, Context& ctx, const char* op, const Gemm
     }
     if (run(l, ctx, op, t, CUBLAS_COMPUTE_32F, false)) return true;
   }
-  if (g.epilogue == Epilogue::DGelu) return false;  // cuBLASLt's or none: the caller composes it
+  if (g.epilogue == Epilogue::DGelu || g.epilogue == Epilogue::BiasGradB) return false;  // cuBLASLt's or none
   const bool apart = needs_finish(op, g);
   if (apart) {
     const Staged s = stage(l, ctx, op, g, CUDA_R_16BF, c16);
@@ -250,7 +254,8 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
   if (g.epilogue != Epilogue::None) {
     const cublasLtEpilogue_t epi = g.epilogue == Epilogue::Bias          ? CUBLASLT_EPILOGUE_BIAS
                                    : g.epilogue == Epilogue::GeluAuxBias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
-                                                                         : CUBLASLT_EPILOGUE_DGELU;
+                                   : g.epilogue == Epilogue::DGelu       ? CUBLASLT_EPILOGUE_DGELU
+                                                                         : CUBLASLT_EPILOGUE_BGRADB;
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     if (g.c_type != CUDA_R_32F && has_bias(g.epilogue)) {
       // The bias type defaults to D's (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE); say it. The GELU aux type
@@ -273,7 +278,7 @@ std::unique_ptr<Context::AlgoCache::Descriptors> make_descriptors(const GemmArgs
 // The epilogue's per-call pointers (bias; aux for GELU_AUX_BIAS and DGELU) on a cached descriptor.
 void set_epilogue_pointers(cublasLtMatmulDesc_t op, const GemmArgs& g) {
   if (g.epilogue == Epilogue::None) return;
-  if (has_bias(g.epilogue))
+  if (uses_bias_pointer(g.epilogue))
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
   if (g.epilogue == Epilogue::GeluAuxBias || g.epilogue == Epilogue::DGelu)
     ERL_LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
@@ -421,6 +426,8 @@ bool gemm(const Launch& l, const char* op, const GemmArgs& g) {
             "cuda::" << op << ": a bf16 GEMM output needs MathMode::BF16");
   if (g.a_type != CUDA_R_32F || g.b_type != CUDA_R_32F || g.c_type != CUDA_R_32F)
     return gemm_bf16_storage(l, ctx, op, g);
+  // BiasGradB sums B as the GEMM reads it: not when that is fp32 B rounded into the staging
+  if (g.epilogue == Epilogue::BiasGradB && ctx.math() == MathMode::BF16) return false;
   if (ctx.math() == MathMode::BF16) return gemm_staged_bf16(l, ctx, op, g);
   return run(l, ctx, op, g, CUBLAS_COMPUTE_32F, g.epilogue == Epilogue::None);
 }

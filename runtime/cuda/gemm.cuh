@@ -62,6 +62,9 @@ enum class Epilogue {
                      // on bf16 storage take it, as their separate element-wise pass (gemm.cu gemm_bf16_storage)
   DGelu,         // C = AB * gelu_tanh'(aux)   (aux read: the GeLU input in c_type, ldaux % 8 == 0; no bias; beta 0).
                  // cuBLASLt's DGELU or nothing: gemm() returns false when cuBLASLt has no algorithm for it
+  BiasGradB,     // C = alpha AB + beta C, and bias (n, fp32, written, not accumulated) = sum over k of op(B)[k, :]
+                 // (a weight-gradient GEMM's bias gradient: B is dout). fp32 C, alpha 1. cuBLASLt's BGRADB or
+                 // nothing, as DGelu
 };
 
 struct GemmArgs {
@@ -93,9 +96,9 @@ struct GemmArgs {
 inline int64_t round_up_256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Runs the GEMM. Returns false (and does nothing) only for fp32 A, B and C with an epilogue no algorithm supports,
-// or a DGelu epilogue cuBLASLt cannot run (the caller then runs it apart); throws on any other failure. With a bf16
-// A, B or C it always runs the other epilogues: when cuBLASLt cannot, an element-wise pass after the GEMM does (C
-// packed: ldc == m, and batch 1 or stride_c == m n; aux packed, batch 1).
+// or a DGelu / BiasGradB epilogue cuBLASLt cannot run (the caller then runs it apart); throws on any other
+// failure. With a bf16 A, B or C it always runs the other epilogues: when cuBLASLt cannot, an element-wise pass
+// after the GEMM does (C packed: ldc == m, and batch 1 or stride_c == m n; aux packed, batch 1).
 // Scratch: outside deterministic mode a beta != 0 GEMM may borrow the Context's scratch once (its second call, to
 // time candidate algorithms), so a caller keeps nothing in the scratch across such a GEMM that is not one of its
 // operands (operands there are detected, and then no timing happens).

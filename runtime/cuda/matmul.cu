@@ -2,7 +2,9 @@
 //   forward   out (N, OC) = inp (N, C) @ W (OC, C)^T + b     ->  C(OC, N) = op_T(W^T(col)) @ inp^T(col) + b
 //   backward  dinp (N, C) = dout @ W                         ->  C(C, N)  = W^T(col) @ dout^T
 //             dW (OC, C) += dout^T @ inp                     ->  C(C, OC) = inp^T @ op_T(dout^T)
-//             db (OC)    += sum_n dout                       ->  deterministic column sum (colsum.cuh)
+//             db (OC)    += sum_n dout                       ->  deterministic column sum (colsum.cuh); with a bf16
+//                                                                dout, cuBLASLt's BGRADB epilogue on the dW GEMM
+//                                                                (which reads dout anyway) where it runs
 // The bias rides on the GEMM epilogue (CUBLASLT_EPILOGUE_BIAS); FFN-in can fuse bias + tanh GeLU as well.
 // The MLP's output layer backward through the GeLU (act = gelu(pre)) in front of it, with bf16 dpre and pre:
 //             dpre (N, C) = (dout @ W) * gelu_tanh'(pre)  ->  cuBLASLt's DGELU epilogue on the dgrad GEMM, aux = pre
@@ -15,6 +17,7 @@
 #include "runtime/cuda/activation.cuh"
 #include "runtime/cuda/colsum.cuh"
 #include "runtime/cuda/gemm.cuh"
+#include "runtime/cuda/kernels.h"
 
 namespace erlangshen::cuda {
 namespace {
@@ -58,6 +61,23 @@ GemmArgs wgrad_args(float* dweight, const void* dout, const void* inp, int N, in
 // A GEMM with a bf16 operand or output: gemm() runs its epilogue in every case (gemm.cuh).
 void gemm_bf16_storage(const Launch& l, const char* op, const GemmArgs& g) {
   ERL_CHECK(gemm(l, op, g), "cuda::" << op << ": GEMM epilogue not run");
+}
+
+// The weight-gradient GEMM w with dbias (OC) += sum_n dout formed by it: cuBLASLt's BGRADB epilogue sums op(B) =
+// dout over the GEMM's k (the N rows) into the Context's epilogue vector, which is then added into dbias. Only
+// where that is the sum of dout as stored (dout bf16, read in place: the bias gradient's semantics), outside
+// deterministic mode (the epilogue's order of summation is cuBLASLt's) and where cuBLASLt runs it. Returns false,
+// having done nothing, otherwise: the caller runs w alone and the column sum.
+bool wgrad_with_bias_gradient(const Launch& l, const GemmArgs& w, float* dbias, int OC) {
+  Context& ctx = need_context(l, "matmul_backward");
+  float* v = dbias && w.b_type == CUDA_R_16BF && !ctx.deterministic() ? ctx.epilogue_vector(size_t(OC)) : nullptr;
+  if (v == nullptr) return false;
+  GemmArgs g = w;
+  g.epilogue = Epilogue::BiasGradB;
+  g.bias = v;
+  if (!gemm(l, "matmul_backward", g)) return false;
+  add_inplace(l, dbias, v, OC);
+  return true;
 }
 
 // MathMode::BF16 with both dinp and dweight and an fp32 dout: dout is rounded to bf16 once for the two GEMMs
@@ -210,11 +230,12 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
       g.c_type = type_of(dinp);
       gemm_bf16_storage(l, "matmul_backward", g);
     }
-    if (dweight) {  // C(C, OC) += inp^T @ op_T(dout^T), fp32
+    if (dweight) {  // C(C, OC) += inp^T @ op_T(dout^T), fp32; with dbias += sum_n dout where it can
       GemmArgs w = wgrad_args(dweight, data_of(dout), data_of(inp), N, C, OC);
       w.a_type = type_of(inp);
       w.b_type = type_of(dout);
-      gemm_bf16_storage(l, "matmul_backward", w);
+      if (wgrad_with_bias_gradient(l, w, dbias, OC)) dbias = nullptr;  // done
+      else gemm_bf16_storage(l, "matmul_backward", w);
     }
   }
   if (dbias) visit(dout, [&](auto* d) { colsum_add(l, "matmul_backward", dbias, N, OC, rows_of(d, OC)); });

@@ -3,6 +3,7 @@
 //     BIAS:           D += bias[row]
 //     GELU_AUX_BIAS:  aux = x + bias[row];  D = gelu_tanh(x + bias[row])      (x the scaled product)
 //     DGELU:          D = x * gelu_tanh'(aux)                                   (aux read in its type; no bias)
+//     BGRADB:         D as without epilogue; bias[j] = sum over k of op(B)[k, j]  (written in D's type)
 //   The bias is read in CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, which defaults to D's type (so a bf16 D without that
 //   attribute reads a bf16 bias, as the library does); aux is stored in D's type.
 //   COMPUTE_32F multiplies the operands' values (bf16 products are exact in fp32) with fp32 accumulation
@@ -120,9 +121,10 @@ bool algorithm_exists(const Desc& d, const Layout& a, const Layout& b, const Lay
   if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     if (refused("epilogue") || (c.type == CUDA_R_16BF && refused("bf16-epilogue"))) return false;
     if (d.epilogue != CUBLASLT_EPILOGUE_BIAS && d.epilogue != CUBLASLT_EPILOGUE_GELU_AUX_BIAS &&
-        d.epilogue != CUBLASLT_EPILOGUE_DGELU)
+        d.epilogue != CUBLASLT_EPILOGUE_DGELU && d.epilogue != CUBLASLT_EPILOGUE_BGRADB)
       return false;
-    if (d.epilogue != CUBLASLT_EPILOGUE_BIAS && d.aux_ld % 8 != 0) return false;
+    if ((d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || d.epilogue == CUBLASLT_EPILOGUE_DGELU) && d.aux_ld % 8 != 0)
+      return false;
     if (c.type == CUDA_R_16BF && d.bias_type == CUDA_R_32F) return false;  // H100 / H200: status 7
   }
   return true;
@@ -259,8 +261,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   if (la.type == CUDA_R_16BF && (address_alignment(A) < 16 || address_alignment(B) < 16))
     return CUBLAS_STATUS_NOT_SUPPORTED;
   const bool gelu = d.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS, dgelu = d.epilogue == CUBLASLT_EPILOGUE_DGELU;
-  const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS || gelu;
-  if (bias && d.bias == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS || gelu, bgradb = d.epilogue == CUBLASLT_EPILOGUE_BGRADB;
+  if ((bias || bgradb) && d.bias == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  if (bgradb && lc.batch != 1) return CUBLAS_STATUS_INVALID_VALUE;
   if ((gelu || dgelu) && (d.aux == nullptr || d.aux_ld < static_cast<int64_t>(m) || lc.batch != 1))
     return CUBLAS_STATUS_INVALID_VALUE;
   const float alpha = *static_cast<const float*>(alpha_p), beta = *static_cast<const float*>(beta_p);
@@ -291,6 +294,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                   out.data(), M);
     else
       std::fill(out.begin(), out.end(), 0.0f);
+    if (bgradb)  // the bias gradient (n): op(B)'s column sums over k, fp32 accumulation
+      for (uint64_t j = 0; j < n; ++j) {
+        float sum = 0.0f;
+        for (uint64_t p = 0; p < k; ++p) sum += opb[j * k + p];
+        store(const_cast<void*>(d.bias), bias_type, static_cast<int64_t>(j), sum);
+      }
     if (beta != 0.0f)
       for (uint64_t j = 0; j < n; ++j)
         for (uint64_t i = 0; i < m; ++i)

@@ -435,5 +435,53 @@ TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
     }
 }
 
+// Not a check either: whether cuBLASLt runs BGRADB on a weight-gradient GEMM as matmul.cu asks for it (bf16 A = inp
+// and B = dout, B transposed, fp32 C accumulated, an fp32 bias gradient). Without it matmul_backward sums the bias
+// gradient in a column-sum pass (the same values).
+TEST_F(CudaBf16Storage, ReportsBiasGradientEpilogueSupport) {
+  const int m = 128, n = 512, k = 64;  // C(C, OC) += inp^T(col) (C, N) @ op_T(dout^T(col)) (N, OC), as matmul.cu
+  Dev<bf16> a(std::vector<bf16>(size_t(m) * k)), b(std::vector<bf16>(size_t(n) * k));
+  Dev<float> c(size_t(m) * n), grad(static_cast<size_t>(n));
+  const size_t ws_bytes = ctx_->gemm_workspace_bytes();
+  auto lt = static_cast<cublasLtHandle_t>(ctx_->cublaslt());
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ASSERT_EQ(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
+  const cublasOperation_t tb = CUBLAS_OP_T;
+  const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BGRADB;
+  void* grad_ptr = grad.get();
+  cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+  cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
+  cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &grad_ptr, sizeof(grad_ptr));
+  cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, m, k, m);
+  cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, n, k, n);
+  cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, m);
+  cublasLtMatmulPreferenceCreate(&pref);
+  const uint64_t ws = ws_bytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &result, &found);
+  std::string verdict = "not offered (status " + std::to_string(static_cast<int>(hs)) + "): a column-sum pass";
+  if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
+    const float alpha = 1.0f, beta = 1.0f;
+    const cublasStatus_t ms = cublasLtMatmul(lt, op, &alpha, a.get(), la, b.get(), lb, &beta, c.get(), lc, c.get(), lc,
+                                             &result.algo, ctx_->gemm_workspace(), ws_bytes,
+                                             static_cast<cudaStream_t>(ctx_->stream()));
+    verdict = ms == CUBLAS_STATUS_SUCCESS
+                  ? "fused"
+                  : "offered but refused (status " + std::to_string(static_cast<int>(ms)) + "): a column-sum pass";
+  }
+  std::cout << "[ report   ] cuBLASLt bf16 A/B, fp32 C + fp32 bias gradient, epilogue BGRADB: " << verdict << std::endl;
+  RecordProperty("fp32_bias_gradient_BGRADB", verdict);
+  sync();
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatmulDescDestroy(op);
+}
+
 }  // namespace
 }  // namespace erlangshen::testing
