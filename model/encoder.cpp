@@ -162,11 +162,12 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     // MLP block: x2 = x1 + dropout(act W2^T + b2), act = gelu(ln2 W1^T + b1), ln2 = LN(x1). s.dtmp = dropout'(dres)
     // already (the LayerNorm backward before).
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
+    // dact = d(GeLU input); the FFN-in bias gradient (its column sums) comes with the FFN-in weight gradient
     ops::matmul_gelu_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")),
-                              grad(P("intermediate.dense.bias")), s.dtmp, a.act, gemm_weight(P("output.dense.weight")),
-                              a.pre, N, Fl, C, config_.activation);
-    ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), static_cast<T*>(nullptr), s.dact, a.ln2,
-                         gemm_weight(P("intermediate.dense.weight")), N, C, Fl);
+                              static_cast<T*>(nullptr), s.dtmp, a.act, gemm_weight(P("output.dense.weight")), a.pre, N,
+                              Fl, C, config_.activation);
+    ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), grad(P("intermediate.dense.bias")), s.dact,
+                         a.ln2, gemm_weight(P("intermediate.dense.weight")), N, C, Fl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x). The LN2
     // backward forms s.dtmp = dropout'(dres) through the attention output's dropout (site 0).
