@@ -123,6 +123,8 @@ for t in "$BIN"/gpu/test_*; do
   note "$name rc=$rc: $counts(t=${SECONDS}s)"
 done
 grep -E "^\[  FAILED  \] [A-Za-z]" "$RESULTS/tests.log" | sort -u | tee -a "$SUMMARY"
+# Which cuBLASLt epilogues the fused paths get on this GPU (BIAS / GELU_AUX_BIAS / DGELU / BGRADB; test_cuda_bf16_storage)
+grep -E "^\[ report   \]" "$RESULTS/tests.log" | sort -u | tee -a "$SUMMARY"
 note "tests rc=$TEST_RC (t=${SECONDS}s)"
 
 BENCH="$BIN/gpu/erlangshen_gpu_bench"
