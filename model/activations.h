@@ -44,11 +44,15 @@ struct MegatronBert<T>::Acts {
   std::vector<LayerActs> layers;
   T* hidden;               // (N, C) final LayerNorm output
   T *lnf_mean, *lnf_rstd;  // (N)
-  T* tmp;                  // (N, C) embedding sum; the row-parallel outputs when row_out is it
+  T* tmp;                  // (N, C) embedding sum; the row-parallel outputs when row_out is it; in the backward the
+                           // gradient at the encoder output (the heads accumulate it) and then the embeddings'
+                           // gradient
   Act<T> row_out;          // (N, C) row-parallel layer outputs: bf16 under bf16 storage with TP 1 [act], else tmp
                            // (the TP all-reduce runs on T)
   // backward scratch
-  T *dres, *dln;           // (N, C) residual-stream gradient, LayerNorm input gradient (fp32: accumulated)
+  T* dres;                 // (N, C) residual-stream gradient (fp32: accumulated)
+  Act<T> dln;              // (N, C) a LayerNorm's input gradient (the QKV / FFN-in dgrad output): bf16 under bf16
+                           // storage with TP 1 [act], else T (the TP all-reduce runs on T)
   Act<T> dtmp;             // (N, C) gradient of a row-parallel output (dropout backward -> GEMM dout) [act]
   Act<T> dctx;             // (N, C_local) [act]
   Act<T> dqkv;             // (N, 3 * C_local) [act]

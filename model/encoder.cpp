@@ -138,8 +138,8 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   };
   // LayerNorm backward into dres (accumulated); for l >= 0 also s.dtmp = dropout'(dres) through layer l's output
   // dropout, the next op of the backward.
-  auto ln_backward = [&](int l, T* dw, T* db, const T* dout, const T* inp, const T* w, const T* mean,
-                                const T* rstd) {
+  auto ln_backward = [&](int l, T* dw, T* db, Act<const T> dout, const T* inp, const T* w, const T* mean,
+                         const T* rstd) {
     if (l < 0) return ops::layernorm_backward(exec_, s.dres, dw, db, dout, inp, w, mean, rstd, N, C);
     ops::layernorm_backward_dropout(exec_, s.dres, dw, db, s.dtmp, dout, inp, w, mean, rstd, N, C, output_dropout(l),
                                     hidden_offset);
@@ -193,13 +193,13 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
                          s.dqkv, a.ln1, gemm_weight(P("attention.self.query.weight")), N, C, 3 * Cl);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     // LN1 backward; s.dtmp = dropout'(dres) through layer l - 1's output dropout (layer 0: the embeddings' dropout
-    // below, into s.dln, which this LayerNorm backward still reads)
+    // below)
     ln_backward(l - 1, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
                        value(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd);
     grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
-  // embeddings (their gradient in fp32: s.dln is free once the layers are done)
-  T* demb = s.dln;
+  // embeddings (their gradient in fp32: s.tmp, free since the final LayerNorm's backward read dhidden from it)
+  T* demb = s.tmp;
   ops::dropout_backward(exec_, demb, dres, NC, dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep),
                         hidden_offset);
   ops::position_type_embedding_backward(exec_, grad("bert.embeddings.position_embeddings.weight"),

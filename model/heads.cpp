@@ -103,7 +103,7 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   if (!backward) return out;
 
   // ---- backward ----
-  T* dhidden = s.dln;
+  T* dhidden = s.tmp;
   ops::fill(exec_, dhidden, static_cast<int64_t>(B) * Tn * C, T(0));
   if (M > 0) {
     ops::fill(exec_, s.mlm_dloss, M, static_cast<T>(1.0 / mlm_denominator));
@@ -159,7 +159,7 @@ template <class T>
 void MegatronBert<T>::classify_backward(const T* dlogits) {
   Acts& s = *acts_;
   const int B = in_.B, Tn = in_.T, C = config_.hidden, K = config_.num_classes;
-  T* dhidden = s.dln;
+  T* dhidden = s.tmp;
   ops::fill(exec_, dhidden, static_cast<int64_t>(B) * Tn * C, T(0));
   ops::matmul_backward(exec_, s.dpool_a, grad("classifier.weight"), grad("classifier.bias"), dlogits, s.pool_drop,
                        value("classifier.weight"), B, C, K);

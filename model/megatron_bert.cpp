@@ -146,7 +146,9 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
                   : Act<T>(s.tmp);
   s.dres = a.alloc<T>(N * C);
   s.dtmp = act(N * C, "row-parallel output gradient");
-  s.dln = a.alloc<T>(N * C);
+  s.dln = activations_ == ActivationStorage::BF16 && tp_.size() == 1
+              ? Act<T>::half(a.alloc<bf16>(N * C, "LayerNorm input gradient"))
+              : Act<T>(a.alloc<T>(N * C));
   s.dctx = act(N * Cl, "ctx gradient");
   s.dqkv = act(N * 3 * Cl, "qkv gradient");
   s.dact = act(N * Fl, "ffn act gradient");

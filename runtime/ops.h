@@ -102,9 +102,10 @@ void layernorm_forward(const Exec& x, Act<no_deduce_t<T>> out, T* mean, T* rstd,
   ERL_DISPATCH(layernorm_forward, out.f, mean, rstd, inp, w, b, N, C, eps);
 }
 template <class T>
-void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, const T* mean,
-                        const T* rstd, int N, int C) {
-  ERL_DISPATCH(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout, const T* inp,
+                        const T* w, const T* mean, const T* rstd, int N, int C) {
+  if (dout.is_bf16()) ERL_BF16_ROUTE(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  ERL_DISPATCH(layernorm_backward, dinp, dw, db, dout.f, inp, w, mean, rstd, N, C);
 }
 template <class T>
 void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int C, Activation kind) {
@@ -253,9 +254,9 @@ void dropout_residual_layernorm_forward(const Exec& x, T* h, Act<no_deduce_t<T>>
 //   dinp (N, C) += LN'(dout), dw / db accumulated (layernorm_backward);  dx = dropout'(dinp) (dx must not alias
 //   dinp, dout or inp)
 template <class T>
-void layernorm_backward_dropout(const Exec& x, T* dinp, T* dw, T* db, Act<no_deduce_t<T>> dx, const T* dout,
-                                const T* inp, const T* w, const T* mean, const T* rstd, int N, int C,
-                                const DropoutSpec& d, int64_t offset) {
+void layernorm_backward_dropout(const Exec& x, T* dinp, T* dw, T* db, Act<no_deduce_t<T>> dx,
+                                Act<const no_deduce_t<T>> dout, const T* inp, const T* w, const T* mean, const T* rstd,
+                                int N, int C, const DropoutSpec& d, int64_t offset) {
   if constexpr (std::is_same_v<T, float>) {
     if (x.device == Device::CUDA) {
       ERL_CUDA_CALL(layernorm_backward_dropout, dinp, dw, db, dx, dout, inp, w, mean, rstd, N, C, d, offset);

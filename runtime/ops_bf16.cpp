@@ -139,6 +139,13 @@ void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, 
   store(out, o);
 }
 
+void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, const float* inp,
+                        const float* w, const float* mean, const float* rstd, int N, int C) {
+  if (x.on_device()) ERL_BF16_CUDA(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  const std::vector<float> dy = widen(dout, static_cast<size_t>(N) * C);
+  cpu::layernorm_backward<float>(dinp, dw, db, dy.data(), inp, w, mean, rstd, N, C);
+}
+
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind) {
   if (x.on_device()) ERL_BF16_CUDA(bias_gelu_backward, dpre, db, dact, pre, N, C, kind);

@@ -25,6 +25,9 @@ void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<c
 // out (N, C) = LN(inp) rounded to out's storage; mean, rstd (N) fp32
 void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, const float* inp, const float* w,
                        const float* b, int N, int C, double eps);
+// dinp (N, C) += LN'(dout) with dout read from its storage; dw, db (C) accumulated (runtime/cpu/kernels.h)
+void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, const float* inp,
+                        const float* w, const float* mean, const float* rstd, int N, int C);
 // dpre = dact * gelu'(pre) (may alias dact);  db (C) += sum_n dpre (as stored)
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);

@@ -125,6 +125,9 @@ void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<cons
                               const float* bias, int N, int C, int OC, Activation kind);
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
                      Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp);
+//   layernorm_backward: dout fp32 or bf16 (read exactly; the LayerNorm's input gradient as the dgrad GEMMs store it).
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int N, int C);
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
@@ -150,9 +153,9 @@ void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, floa
                                         int64_t index_offset);
 //   layernorm_backward_dropout: layernorm_backward into dinp (accumulated), then dx = dropout'(dinp) in dx's type;
 //                    the same bits as the two ops, one read of dinp fewer. dx must not alias dinp, dout or inp.
-void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx, const float* dout,
-                                const float* inp, const float* weight, const float* mean, const float* rstd, int N,
-                                int C, const DropoutSpec& d, int64_t index_offset);
+void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx,
+                                Act<const float> dout, const float* inp, const float* weight, const float* mean,
+                                const float* rstd, int N, int C, const DropoutSpec& d, int64_t index_offset);
 //   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
                       int64_t index_offset);

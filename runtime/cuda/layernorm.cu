@@ -156,9 +156,10 @@ __global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, Src 
   }
 }
 
-// epi(i, new dinp[i..i+3]) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue).
-template <int G, class Epi>
-__global__ void layernorm_backward_dinp4_kernel(float* dinp, const float* dout, const float* inp, const float* w,
+// epi(i, new dinp[i..i+3]) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue). dout (dy) is
+// stored as TD: fp32, or bf16 (read exactly) under bf16 activation storage.
+template <int G, class TD, class Epi>
+__global__ void layernorm_backward_dinp4_kernel(float* dinp, const TD* dout, const float* inp, const float* w,
                                                 const float* mean, const float* rstd, int C, Epi epi) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -195,7 +196,8 @@ __global__ void layernorm_backward_dinp4_kernel(float* dinp, const float* dout, 
 // dw and db partial column sums in one pass over dy and x: colsum.cuh's partition and summation order (so the same
 // bits as two colsum_add calls), 4 columns a thread, dy read once for both:
 //   partial_w[r][c] = sum over chunk r of dy * xhat,   partial_b[r][c] = sum over chunk r of dy
-__global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_b, const float* dout, const float* inp,
+template <class TD>
+__global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_b, const TD* dout, const float* inp,
                                                const float* mean, const float* rstd, int N, int C,
                                                int rows_per_chunk) {
   __shared__ float4 lanes_w[8][32], lanes_b[8][32];
@@ -229,17 +231,18 @@ int register_groups(int C, std::initializer_list<const void*> tensors) {
   return C <= 4 * kThreads ? 1 : 2;
 }
 
-__global__ void layernorm_backward_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* w,
+template <class TD>
+__global__ void layernorm_backward_dinp_kernel(float* dinp, const TD* dout, const float* inp, const float* w,
                                                const float* mean, const float* rstd, int C) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const float* x = inp + row * C;
-  const float* dy = dout + row * C;
+  const TD* dy = dout + row * C;
   float* dx = dinp + row * C;
   const float m = mean[row], r = rstd[row];
   float sg = 0.0f, sgx = 0.0f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    const float g = dy[c] * w[c];
+    const float g = to_f32(dy[c]) * w[c];
     sg += g;
     sgx += g * (x[c] - m) * r;
   }
@@ -247,17 +250,19 @@ __global__ void layernorm_backward_dinp_kernel(float* dinp, const float* dout, c
   const float mgx = block_sum(sgx, smem) / C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     const float xhat = (x[c] - m) * r;
-    dx[c] += r * (dy[c] * w[c] - mg - xhat * mgx);
+    dx[c] += r * (to_f32(dy[c]) * w[c] - mg - xhat * mgx);
   }
 }
 
-// f(n, c) = dy[n, c] * xhat[n, c]
+// f(n, c) = dy[n, c] * xhat[n, c], dy stored as TD
+template <class TD>
 struct DyXhat {
-  const float *dy, *x, *mean, *rstd;
+  const TD* dy;
+  const float *x, *mean, *rstd;
   int C;
   __device__ float operator()(int n, int c) const {
     const int64_t i = static_cast<int64_t>(n) * C + c;
-    return dy[i] * (x[i] - mean[n]) * rstd[n];
+    return to_f32(dy[i]) * (x[i] - mean[n]) * rstd[n];
   }
   __device__ float4 at4(int n, int c) const {
     const int64_t i = static_cast<int64_t>(n) * C + c;
@@ -292,29 +297,31 @@ void layernorm_forward_rows(const Launch& l, T* out, float* mean, float* rstd, c
 }
 
 // dinp (+)= LN'(dout) rows (the register kernel with epi where it applies, else the generic one; epi then unused).
-template <class Epi>
-void layernorm_backward_rows(const Launch& l, int G, float* dinp, const float* dout, const float* inp,
+template <class TD, class Epi>
+void layernorm_backward_rows(const Launch& l, int G, float* dinp, const TD* dout, const float* inp,
                              const float* weight, const float* mean, const float* rstd, int N, int C, Epi epi) {
   if (G == 1)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, Epi>)(dinp, dout, inp, weight, mean,
-                                                                                      rstd, C, epi);
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, TD, Epi>)(dinp, dout, inp, weight,
+                                                                                          mean, rstd, C, epi);
   else if (G == 2)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, Epi>)(dinp, dout, inp, weight, mean,
-                                                                                      rstd, C, epi);
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, TD, Epi>)(dinp, dout, inp, weight,
+                                                                                          mean, rstd, C, epi);
   else
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel)(dinp, dout, inp, weight, mean, rstd, C);
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel<TD>)(dinp, dout, inp, weight, mean, rstd,
+                                                                                 C);
   ERL_CUDA_LAUNCHED();
 }
 
 // The column sums of the backward: dw += sum_n dy xhat, db += sum_n dy.
-void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, const float* dout, const float* inp,
+template <class TD>
+void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, const TD* dout, const float* inp,
                                 const float* mean, const float* rstd, int N, int C) {
   if (dweight && dbias && C % 4 == 0 && aligned4(dout) && aligned4(inp)) {
     const int rows_per_chunk = colsum_rows_per_chunk(N), R = (N + rows_per_chunk - 1) / rows_per_chunk;
     Context& ctx = need_context(l, "layernorm_backward");
     float* partial_w = static_cast<float*>(ctx.scratch(sizeof(float) * 2 * size_t(R) * C, "layernorm_backward"));
     float* partial_b = partial_w + size_t(R) * C;
-    ERL_KERNEL(dim3((C / 4 + 31) / 32, R), dim3(32, 8), 0, stream_of(l), layernorm_dwdb_partial4_kernel)(
+    ERL_KERNEL(dim3((C / 4 + 31) / 32, R), dim3(32, 8), 0, stream_of(l), layernorm_dwdb_partial4_kernel<TD>)(
         partial_w, partial_b, dout, inp, mean, rstd, N, C, rows_per_chunk);
     ERL_CUDA_LAUNCHED();
     ERL_KERNEL((C + 255) / 256, 256, 0, stream_of(l), colsum_finish_kernel)(dweight, partial_w, R, C);
@@ -323,8 +330,8 @@ void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, c
     ERL_CUDA_LAUNCHED();
     return;
   }
-  if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat{dout, inp, mean, rstd, C});
-  if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, RowsOf{dout, C});
+  if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat<TD>{dout, inp, mean, rstd, C});
+  if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, rows_of(dout, C));
 }
 
 // Whether the fused dropout can run 4 elements at a time on rows of C: dropout.cu's 4-wide condition.
@@ -340,10 +347,18 @@ void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const flo
 
 void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C) {
+  layernorm_backward(l, dinp, dweight, dbias, Act<const float>(dout), inp, weight, mean, rstd, N, C);
+}
+
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int N, int C) {
+  if (dout.is_bf16()) need_bf16_storage_context(l, "layernorm_backward");
   if (N <= 0) return;
-  const int G = register_groups(C, {dinp, dout, inp, weight});
-  layernorm_backward_rows(l, G, dinp, dout, inp, weight, mean, rstd, N, C, NoEpilogue{});
-  layernorm_backward_columns(l, dweight, dbias, dout, inp, mean, rstd, N, C);
+  const int G = register_groups(C, {dinp, data_of(dout), inp, weight});
+  visit(dout, [&](const auto* dy) {
+    layernorm_backward_rows(l, G, dinp, dy, inp, weight, mean, rstd, N, C, NoEpilogue{});
+    layernorm_backward_columns(l, dweight, dbias, dy, inp, mean, rstd, N, C);
+  });
 }
 
 void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, float* mean, float* rstd,
@@ -368,15 +383,15 @@ void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, floa
   });
 }
 
-void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx, const float* dout,
-                                const float* inp, const float* weight, const float* mean, const float* rstd, int N,
-                                int C, const DropoutSpec& d, int64_t index_offset) {
-  if (dx.is_bf16()) need_bf16_storage_context(l, "layernorm_backward_dropout");
-  ERL_CHECK(data_of(Act<const float>(dx)) != dout && data_of(Act<const float>(dx)) != inp &&
+void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx,
+                                Act<const float> dout, const float* inp, const float* weight, const float* mean,
+                                const float* rstd, int N, int C, const DropoutSpec& d, int64_t index_offset) {
+  if (dx.is_bf16() || dout.is_bf16()) need_bf16_storage_context(l, "layernorm_backward_dropout");
+  ERL_CHECK(data_of(Act<const float>(dx)) != data_of(dout) && data_of(Act<const float>(dx)) != inp &&
                 data_of(Act<const float>(dx)) != dinp,
             "cuda::layernorm_backward_dropout: dx must not alias dinp, dout or inp (the column sums read them after)");
   if (N <= 0) return;
-  const int G = register_groups(C, {dinp, dout, inp, weight, data_of(dx)});
+  const int G = register_groups(C, {dinp, data_of(dout), inp, weight, data_of(dx)});
   if (G == 0 || !dropout_groups_aligned(index_offset, C)) {  // the ops one after the other
     layernorm_backward(l, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
     return dropout_backward(l, dx, dinp, int64_t(N) * C, d, index_offset);
@@ -384,12 +399,14 @@ void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* db
   const bool drop = d.p > 0.0f;
   const uint32_t threshold = drop ? dropout_threshold(d.p) : 0u;
   const float scale = drop ? 1.0f / (1.0f - d.p) : 1.0f;
-  visit(dx, [&](auto* x) {
-    using TD = std::remove_pointer_t<decltype(x)>;
-    layernorm_backward_rows(l, G, dinp, dout, inp, weight, mean, rstd, N, C,
-                            DropoutBackwardEpilogue<TD>{x, d.key, threshold, scale, drop, index_offset / 4});
+  visit(dout, [&](const auto* dy) {
+    visit(dx, [&](auto* x) {
+      using TX = std::remove_pointer_t<decltype(x)>;
+      layernorm_backward_rows(l, G, dinp, dy, inp, weight, mean, rstd, N, C,
+                              DropoutBackwardEpilogue<TX>{x, d.key, threshold, scale, drop, index_offset / 4});
+    });
+    layernorm_backward_columns(l, dweight, dbias, dy, inp, mean, rstd, N, C);
   });
-  layernorm_backward_columns(l, dweight, dbias, dout, inp, mean, rstd, N, C);
 }
 
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,

@@ -59,9 +59,12 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
                                                       : 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl;
   const int64_t other = 3 * N * C + 2 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
   // bf16 storage adds a bf16 copy of the row-parallel outputs (model/activations.h row_out; with TP 1 only, counted
-  // always).
+  // always), and with TP 1 (this rank holds every head) stores the LayerNorm input gradient dln in bf16: it moves
+  // from `other` (dres, dln) to the [act] tensors.
   const int64_t row_out = s.act_bytes < s.storage_bytes ? N * C : 0;
-  return (saved + other) * s.storage_bytes + (saved_act + N * C + N * Fl + 4 * N * Cl + row_out) * s.act_bytes;
+  const int64_t dln_act = int64_t(s.heads_local) * s.head_dim == C ? N * C : 0;
+  return (saved + other - dln_act) * s.storage_bytes +
+         (saved_act + N * C + N * Fl + 4 * N * Cl + row_out + dln_act) * s.act_bytes;
 }
 
 int64_t gemm_staging_bytes(const EncoderShape& s, int B, int T) {

@@ -39,7 +39,8 @@ struct EncoderShape {
   double masked_fraction = 0.15;  // share of tokens that reach the output layer (MLM)
   int storage_bytes = 4;          // bytes per saved activation element (4: fp32 storage of the current ops)
   int act_bytes = 4;              // bytes per element of the [act] tensors (model/activations.h: ln1, ln2, qkv, ctx,
-                                  // pre, act, dtmp, dctx, dqkv, dact): 2 under train.activations=bf16
+                                  // probs, pre, act, dtmp, dctx, dqkv, dact; dln with TP 1): 2 under
+                                  // train.activations=bf16
   bool flash_attention = false;   // train.attention=flash: 2 floats per query row and head saved instead of the
                                   // probabilities, and the fused kernels' scratch (runtime/cuda/flash_attention.h)
 };
