@@ -360,6 +360,36 @@ TEST_F(CudaBf16Storage, Repeatable) {
   for (size_t i = 0; i < runs.size() / 2; ++i) EXPECT_TRUE(bit_equal(runs[i], runs[i + runs.size() / 2])) << i;
 }
 
+// Whether cuBLASLt offers a configuration (its heuristic's first algorithm) and runs it once on a, b and c (c both
+// C and D, beta as given): "fused", or which of the two refused and with what status. Destroys the descriptors.
+std::string offered_and_run(cuda::Context& ctx, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                            cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, const void* a, const void* b, void* c,
+                            float beta) {
+  auto lt = static_cast<cublasLtHandle_t>(ctx.cublaslt());
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasLtMatmulPreferenceCreate(&pref);
+  const uint64_t ws = ctx.gemm_workspace_bytes();
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &result, &found);
+  std::string verdict = "not offered (status " + std::to_string(static_cast<int>(hs)) + ")";
+  if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
+    const float alpha = 1.0f;
+    const cublasStatus_t ms = cublasLtMatmul(lt, op, &alpha, a, la, b, lb, &beta, c, lc, c, lc, &result.algo,
+                                             ctx.gemm_workspace(), ws, static_cast<cudaStream_t>(ctx.stream()));
+    verdict = ms == CUBLAS_STATUS_SUCCESS ? "fused"
+                                          : "offered but refused (status " + std::to_string(static_cast<int>(ms)) + ")";
+  }
+  ctx.synchronize();
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatmulDescDestroy(op);
+  return verdict;
+}
+
 // Not a check: reports whether cuBLASLt offers the fused bf16-output configurations at a model-like shape (bf16 A,
 // B and D, COMPUTE_32F, BIAS and GELU_AUX_BIAS epilogues, bf16 aux) with an fp32 bias (what gemm.cu asked for
 // until the H100/H200 runs refused it) and a bf16 bias (what it asks for now), and DGELU with a bf16 aux in the
@@ -372,8 +402,6 @@ TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
       d(std::vector<bf16>(size_t(m) * n)), aux(std::vector<bf16>(size_t(m) * n));
   Dev<float> bias32(static_cast<size_t>(m));
   Dev<bf16> bias16(std::vector<bf16>(static_cast<size_t>(m)));
-  const size_t ws_bytes = ctx_->gemm_workspace_bytes();
-  auto lt = static_cast<cublasLtHandle_t>(ctx_->cublaslt());
   for (const auto& [epi, epi_name] : {std::pair{CUBLASLT_EPILOGUE_BIAS, "BIAS"},
                                       {CUBLASLT_EPILOGUE_GELU_AUX_BIAS, "GELU_AUX_BIAS"},
                                       {CUBLASLT_EPILOGUE_DGELU, "DGELU"}})
@@ -386,7 +414,6 @@ TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
                 : std::string(bias_type == CUDA_R_32F ? "fp32" : "bf16") + " bias, epilogue " + epi_name;
       cublasLtMatmulDesc_t op = nullptr;
       cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-      cublasLtMatmulPreference_t pref = nullptr;
       ASSERT_EQ(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
       const cublasOperation_t ta = dgelu ? CUBLAS_OP_N : CUBLAS_OP_T;
       const int64_t ldaux = m;
@@ -406,32 +433,12 @@ TEST_F(CudaBf16Storage, ReportsFusedEpilogueSupport) {
       else cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, k);
       cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, k);
       cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, m, n, m);
-      cublasLtMatmulPreferenceCreate(&pref);
-      const uint64_t ws = ws_bytes;
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-      cublasLtMatmulHeuristicResult_t result{};
-      int found = 0;
-      const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &result, &found);
-      std::string verdict = "not offered (status " + std::to_string(static_cast<int>(hs)) + "): gemm.cu runs it apart";
-      if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
-        const float alpha = 1.0f, beta = 0.0f;
-        const cublasStatus_t ms =
-            cublasLtMatmul(lt, op, &alpha, a.get(), la, b.get(), lb, &beta, d.get(), lc, d.get(), lc, &result.algo,
-                           ctx_->gemm_workspace(), ws_bytes, static_cast<cudaStream_t>(ctx_->stream()));
-        verdict = ms == CUBLAS_STATUS_SUCCESS ? "fused"
-                                              : "offered but refused (status " + std::to_string(static_cast<int>(ms)) +
-                                                    "): gemm.cu runs it apart";
-      }
+      std::string verdict = offered_and_run(*ctx_, op, la, lb, lc, a.get(), b.get(), d.get(), 0.0f);
+      if (verdict != "fused") verdict += ": gemm.cu runs it apart";
       std::cout << "[ report   ] cuBLASLt bf16 A/B/D + " << name << ": " << verdict << std::endl;
       RecordProperty(dgelu ? std::string("bf16_aux_DGELU")
                            : std::string(bias_type == CUDA_R_32F ? "fp32_bias_" : "bf16_bias_") + epi_name,
                      verdict);
-      sync();
-      cublasLtMatmulPreferenceDestroy(pref);
-      cublasLtMatrixLayoutDestroy(lc);
-      cublasLtMatrixLayoutDestroy(lb);
-      cublasLtMatrixLayoutDestroy(la);
-      cublasLtMatmulDescDestroy(op);
     }
 }
 
@@ -442,11 +449,8 @@ TEST_F(CudaBf16Storage, ReportsBiasGradientEpilogueSupport) {
   const int m = 128, n = 512, k = 64;  // C(C, OC) += inp^T(col) (C, N) @ op_T(dout^T(col)) (N, OC), as matmul.cu
   Dev<bf16> a(std::vector<bf16>(size_t(m) * k)), b(std::vector<bf16>(size_t(n) * k));
   Dev<float> c(size_t(m) * n), grad(static_cast<size_t>(n));
-  const size_t ws_bytes = ctx_->gemm_workspace_bytes();
-  auto lt = static_cast<cublasLtHandle_t>(ctx_->cublaslt());
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
   ASSERT_EQ(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
   const cublasOperation_t tb = CUBLAS_OP_T;
   const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BGRADB;
@@ -457,30 +461,10 @@ TEST_F(CudaBf16Storage, ReportsBiasGradientEpilogueSupport) {
   cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, m, k, m);
   cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, n, k, n);
   cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, m);
-  cublasLtMatmulPreferenceCreate(&pref);
-  const uint64_t ws = ws_bytes;
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &result, &found);
-  std::string verdict = "not offered (status " + std::to_string(static_cast<int>(hs)) + "): a column-sum pass";
-  if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
-    const float alpha = 1.0f, beta = 1.0f;
-    const cublasStatus_t ms = cublasLtMatmul(lt, op, &alpha, a.get(), la, b.get(), lb, &beta, c.get(), lc, c.get(), lc,
-                                             &result.algo, ctx_->gemm_workspace(), ws_bytes,
-                                             static_cast<cudaStream_t>(ctx_->stream()));
-    verdict = ms == CUBLAS_STATUS_SUCCESS
-                  ? "fused"
-                  : "offered but refused (status " + std::to_string(static_cast<int>(ms)) + "): a column-sum pass";
-  }
+  std::string verdict = offered_and_run(*ctx_, op, la, lb, lc, a.get(), b.get(), c.get(), 1.0f);
+  if (verdict != "fused") verdict += ": a column-sum pass";
   std::cout << "[ report   ] cuBLASLt bf16 A/B, fp32 C + fp32 bias gradient, epilogue BGRADB: " << verdict << std::endl;
   RecordProperty("fp32_bias_gradient_BGRADB", verdict);
-  sync();
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(lc);
-  cublasLtMatrixLayoutDestroy(lb);
-  cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatmulDescDestroy(op);
 }
 
 }  // namespace

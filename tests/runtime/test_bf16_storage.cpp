@@ -217,6 +217,27 @@ TEST(Bf16Ops, MlpOutputBackwardRoundsGeluGradientOnce) {
   }
 }
 
+// Element (b, t, part, h, d) of a bf16 qkv (B, T, 3, NH, HS), as a double.
+double qkv_at(const std::vector<bf16>& qkv, int T, int NH, int HS, int b, int t, int part, int h, int d) {
+  return double(to_float(qkv[((size_t(b) * T + t) * 3 + part) * NH * HS + size_t(h) * HS + d]));
+}
+
+// Row (b, h, i) of softmax(q k^T / sqrt(HS)) with padded keys masked, in double from the bf16 q and k.
+std::vector<double> softmax_row(const std::vector<bf16>& qkv, const std::vector<uint8_t>& valid, int T, int NH,
+                                int HS, int b, int h, int i) {
+  std::vector<double> p(T);
+  double mx = -1e300, sum = 0;
+  for (int j = 0; j < T; ++j) {
+    double sc = 0;
+    for (int d = 0; d < HS; ++d) sc += qkv_at(qkv, T, NH, HS, b, i, 0, h, d) * qkv_at(qkv, T, NH, HS, b, j, 1, h, d);
+    p[j] = valid[b * T + j] ? sc / std::sqrt(double(HS)) : -1e300;
+    mx = std::max(mx, p[j]);
+  }
+  for (int j = 0; j < T; ++j) sum += (p[j] = valid[b * T + j] ? std::exp(p[j] - mx) : 0.0);
+  for (double& e : p) e /= sum;
+  return p;
+}
+
 // out = round(softmax(q k^T / sqrt(HS), padded keys masked) v) from bf16 q, k, v, against a double loop; the
 // backward's dV = P^T dO (dropout off) rounded into the bf16 dqkv.
 TEST(Bf16Ops, AttentionReadsBf16QkvAndRoundsItsOutputs) {
@@ -232,24 +253,13 @@ TEST(Bf16Ops, AttentionReadsBf16QkvAndRoundsItsOutputs) {
                          Act<const float>::half(qkv.data()), valid.data(), shape, off);
   ops::attention_backward(Exec{}, Act<float>::half(dqkv.data()), scratch.data(), Act<const float>::half(dout.data()),
                           Act<const float>::half(qkv.data()), probs.data(), valid.data(), shape, off);
-  auto at = [&](const std::vector<bf16>& v, int b, int t, int part, int h, int d) {
-    return double(to_float(v[((b * T + t) * 3 + part) * C + h * HS + d]));
-  };
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h)
       for (int i = 0; i < T; ++i) {
-        std::vector<double> p(T);
-        double mx = -1e300, sum = 0;
-        for (int j = 0; j < T; ++j) {
-          double sc = 0;
-          for (int d = 0; d < HS; ++d) sc += at(qkv, b, i, 0, h, d) * at(qkv, b, j, 1, h, d);
-          p[j] = valid[b * T + j] ? sc / std::sqrt(double(HS)) : -1e300;
-          mx = std::max(mx, p[j]);
-        }
-        for (int j = 0; j < T; ++j) sum += (p[j] = valid[b * T + j] ? std::exp(p[j] - mx) : 0.0);
+        const std::vector<double> p = softmax_row(qkv, valid, T, NH, HS, b, h, i);
         for (int d = 0; d < HS; ++d) {
           double o = 0;
-          for (int j = 0; j < T; ++j) o += p[j] / sum * at(qkv, b, j, 2, h, d);
+          for (int j = 0; j < T; ++j) o += p[j] * qkv_at(qkv, T, NH, HS, b, j, 2, h, d);
           expect_bf16_near(out[(b * T + i) * C + h * HS + d], o, "out", (b * T + i) * C + h * HS + d);
         }
       }
@@ -282,29 +292,18 @@ TEST(Bf16Ops, AttentionStoresProbabilitiesRoundedOnce) {
   ops::attention_backward(Exec{}, Act<float>::half(dqkv.data()), scratch.data(), Act<const float>::half(dout.data()),
                           Act<const float>::half(qkv.data()), Act<const float>::half(probs.data()), valid.data(), shape,
                           off);
-  auto at = [&](const std::vector<bf16>& v, int b, int t, int part, int h, int d) {
-    return double(to_float(v[((b * T + t) * 3 + part) * C + h * HS + d]));
-  };
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h)
       for (int i = 0; i < T; ++i) {
-        std::vector<double> p(T);
-        double mx = -1e300, sum = 0;
-        for (int j = 0; j < T; ++j) {
-          double sc = 0;
-          for (int d = 0; d < HS; ++d) sc += at(qkv, b, i, 0, h, d) * at(qkv, b, j, 1, h, d);
-          p[j] = valid[b * T + j] ? sc / std::sqrt(double(HS)) : -1e300;
-          mx = std::max(mx, p[j]);
-        }
-        for (int j = 0; j < T; ++j) sum += (p[j] = valid[b * T + j] ? std::exp(p[j] - mx) : 0.0);
+        const std::vector<double> p = softmax_row(qkv, valid, T, NH, HS, b, h, i);
         const bf16* stored = &probs[((b * NH + h) * T + i) * T];
         for (int j = 0; j < T; ++j) {
-          const double want = p[j] / sum, half_ulp = std::ldexp(1.0, std::ilogb(std::max(want, 1e-30)) - 8);
+          const double want = p[j], half_ulp = std::ldexp(1.0, std::ilogb(std::max(want, 1e-30)) - 8);
           EXPECT_LE(std::abs(to_float(stored[j]) - want), half_ulp * 1.001 + 1e-7) << "P[" << b << h << i << j << "]";
         }
         for (int d = 0; d < HS; ++d) {
           double o = 0;
-          for (int j = 0; j < T; ++j) o += double(to_float(stored[j])) * at(qkv, b, j, 2, h, d);
+          for (int j = 0; j < T; ++j) o += double(to_float(stored[j])) * qkv_at(qkv, T, NH, HS, b, j, 2, h, d);
           expect_bf16_near(out[(b * T + i) * C + h * HS + d], o, "out", (b * T + i) * C + h * HS + d);
         }
       }
