@@ -6,6 +6,7 @@
 // and written 4 elements at a time (the *4 kernels; the same arithmetic), else element by element.
 #include <initializer_list>
 
+#include "runtime/cuda/dropout.cuh"
 #include "runtime/cuda/storage.cuh"
 
 namespace erlangshen::cuda {
@@ -52,13 +53,9 @@ template <class TX>
 __global__ void dropout_residual4_kernel(float* out, const float* resid, const TX* x, int64_t groups, PhiloxKey key,
                                          uint32_t threshold, float scale, int64_t g0) {
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
-    const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + t));
-    const float4 v = load4(x + 4 * t);
+    const float4 v = dropped4(load4(x + 4 * t), philox_at(key, static_cast<uint64_t>(g0 + t)), threshold, scale);
     float4 o = resid ? load4(resid + 4 * t) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    o.x = o.x + (r.v[0] >= threshold ? v.x * scale : 0.0f);
-    o.y = o.y + (r.v[1] >= threshold ? v.y * scale : 0.0f);
-    o.z = o.z + (r.v[2] >= threshold ? v.z * scale : 0.0f);
-    o.w = o.w + (r.v[3] >= threshold ? v.w * scale : 0.0f);
+    o.x = o.x + v.x, o.y = o.y + v.y, o.z = o.z + v.z, o.w = o.w + v.w;
     store4(out + 4 * t, o);
   }
 }
@@ -67,13 +64,7 @@ template <class TD>
 __global__ void dropout_backward4_kernel(TD* dx, const float* dout, int64_t groups, PhiloxKey key, uint32_t threshold,
                                          float scale, int64_t g0) {
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
-    const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + t));
-    float4 v = load4(dout + 4 * t);
-    v.x = r.v[0] >= threshold ? v.x * scale : 0.0f;
-    v.y = r.v[1] >= threshold ? v.y * scale : 0.0f;
-    v.z = r.v[2] >= threshold ? v.z * scale : 0.0f;
-    v.w = r.v[3] >= threshold ? v.w * scale : 0.0f;
-    store4(dx + 4 * t, v);
+    store4(dx + 4 * t, dropped4(load4(dout + 4 * t), philox_at(key, static_cast<uint64_t>(g0 + t)), threshold, scale));
   }
 }
 

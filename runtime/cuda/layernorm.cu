@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "runtime/cuda/colsum.cuh"
+#include "runtime/cuda/dropout.cuh"
 #include "runtime/cuda/kernels.h"
 
 namespace erlangshen::cuda {
@@ -44,17 +45,10 @@ struct ResidualDropoutRows {
   bool drop;
   int64_t g0;  // Philox group of element 0: index_offset / 4
   __device__ float4 operator()(int64_t i) const {
-    const float4 v = load4(in + i);
+    float4 v = load4(in + i);
+    if (drop) v = dropped4(v, philox_at(key, static_cast<uint64_t>(g0 + i / 4)), threshold, scale);
     float4 o = resid ? load4(resid + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (drop) {
-      const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + i / 4));
-      o.x = o.x + (r.v[0] >= threshold ? v.x * scale : 0.0f);
-      o.y = o.y + (r.v[1] >= threshold ? v.y * scale : 0.0f);
-      o.z = o.z + (r.v[2] >= threshold ? v.z * scale : 0.0f);
-      o.w = o.w + (r.v[3] >= threshold ? v.w * scale : 0.0f);
-    } else {
-      o.x = o.x + v.x, o.y = o.y + v.y, o.z = o.z + v.z, o.w = o.w + v.w;
-    }
+    o.x = o.x + v.x, o.y = o.y + v.y, o.z = o.z + v.z, o.w = o.w + v.w;
     store4(h + i, o);
     return o;
   }
@@ -75,13 +69,7 @@ struct DropoutBackwardEpilogue {
   bool drop;
   int64_t g0;
   __device__ void operator()(int64_t i, float4 v) const {
-    if (drop) {
-      const Philox4 r = philox_at(key, static_cast<uint64_t>(g0 + i / 4));
-      v.x = r.v[0] >= threshold ? v.x * scale : 0.0f;
-      v.y = r.v[1] >= threshold ? v.y * scale : 0.0f;
-      v.z = r.v[2] >= threshold ? v.z * scale : 0.0f;
-      v.w = r.v[3] >= threshold ? v.w * scale : 0.0f;
-    }
+    if (drop) v = dropped4(v, philox_at(key, static_cast<uint64_t>(g0 + i / 4)), threshold, scale);
     store4(dx + i, v);
   }
 };
