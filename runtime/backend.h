@@ -15,11 +15,15 @@ class Backend {
   // device: "cpu" or "cuda" (the value of train.device); gpu: the CUDA device ordinal (the local rank);
   // source: the config file, for messages. Throws an Error naming train.device when the build has no CUDA
   // backend or no GPU is visible.
-  // deterministic (cuda): GEMM algorithms without atomic split-K reductions, fixed per shape (train.deterministic)
-  Backend(const std::string& device, int gpu = 0, const std::string& source = "", bool deterministic = false);
-  // The backend a run's config asks for: train.device and train.deterministic, messages naming config.source.
+  // deterministic (cuda): GEMM algorithms without atomic split-K reductions, fixed per shape (train.deterministic);
+  // backward_epilogues (cuda): train.backward_epilogues (runtime/config.h)
+  Backend(const std::string& device, int gpu = 0, const std::string& source = "", bool deterministic = false,
+          bool backward_epilogues = true);
+  // The backend a run's config asks for: train.device, train.deterministic and train.backward_epilogues, messages
+  // naming config.source.
   explicit Backend(const Config& config, int gpu = 0)
-      : Backend(config.train.device, gpu, config.source, config.train.deterministic) {}
+      : Backend(config.train.device, gpu, config.source, config.train.deterministic,
+                config.train.backward_epilogues) {}
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

@@ -58,6 +58,10 @@ struct TrainConfig {
   std::string device = "cpu";    // cpu | cuda: where the training step runs (cuda: one GPU per rank)
   std::string recompute = "none";  // none | selective | full (see Recompute)
   bool deterministic = false;    // cuda: GEMM algorithms without atomic split-K, fixed per shape (bit-exact reruns)
+  // cuda: the GeLU derivative and the bias gradients on the backward GEMMs' cuBLASLt epilogues (DGELU, BGRADB);
+  // false: separate passes (the same sums; the GeLU gradient then rounded twice). A switch to measure them, and a way
+  // out should a cuBLASLt version run them slower.
+  bool backward_epilogues = true;
   // fp32 | bf16: storage of the large activations and backward temporaries (runtime/act.h); math stays fp32.
   // bf16 halves their memory and traffic on CUDA; on the CPU it is emulated (slow; for tests).
   std::string activations = "fp32";

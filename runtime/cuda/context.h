@@ -34,6 +34,9 @@ struct ContextOptions {
   // candidates on its own operands and keeps the fastest (gemm.cu): into its own output when beta = 0, into the
   // scratch when beta != 0 and the output fits there (the 1.3B FFN weight gradient, 64 MiB, does).
   bool gemm_autotune = true;
+  // The backward GEMMs' fused epilogues (matmul.cu): the GeLU derivative on the FFN-out dgrad (DGELU) and the bias
+  // gradients on the weight gradients (BGRADB). false: the separate passes (train.backward_epilogues).
+  bool backward_epilogues = true;
   size_t gemm_workspace_bytes = size_t(32) << 20;
   size_t scratch_bytes = size_t(80) << 20;   // two-stage reductions (column sums, sum of squares), GEMM timing
   // A GEMM epilogue's vector output (a weight-gradient GEMM's bias gradient, matmul.cu) before it is added into its

@@ -70,7 +70,8 @@ void gemm_bf16_storage(const Launch& l, const char* op, const GemmArgs& g) {
 // having done nothing, otherwise: the caller runs w alone and the column sum.
 bool wgrad_with_bias_gradient(const Launch& l, const GemmArgs& w, float* dbias, int OC) {
   Context& ctx = need_context(l, "matmul_backward");
-  float* v = dbias && w.b_type == CUDA_R_16BF && !ctx.deterministic() ? ctx.epilogue_vector(size_t(OC)) : nullptr;
+  const bool fuse = dbias && w.b_type == CUDA_R_16BF && !ctx.deterministic() && ctx.options().backward_epilogues;
+  float* v = fuse ? ctx.epilogue_vector(size_t(OC)) : nullptr;
   if (v == nullptr) return false;
   GemmArgs g = w;
   g.epilogue = Epilogue::BiasGradB;
@@ -244,10 +245,10 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
 void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbias, float* dbias_pre,
                           Act<const float> dout, Act<const float> act, Act<const float> weight, Act<const float> pre,
                           int N, int C, int OC, Activation kind) {
-  need_bf16_storage_context(l, "matmul_gelu_backward");
+  const Context& ctx = need_bf16_storage_context(l, "matmul_gelu_backward");
   ERL_CHECK(!dpre.empty() && !dout.empty() && !act.empty() && !weight.empty() && !pre.empty(),
             "cuda::matmul_gelu_backward: dpre, dout, act, weight and pre are required");
-  if (kind == Activation::GeluTanh && dpre.is_bf16() && pre.is_bf16()) {
+  if (kind == Activation::GeluTanh && dpre.is_bf16() && pre.is_bf16() && ctx.options().backward_epilogues) {
     // C(C, N) = (W16 @ dout^T) * gelu'(aux), aux = pre (C, N) column-major, ld C: read, never written
     GemmArgs g = dgrad_args(dpre.h, data_of(dout), data_of(weight), N, C, OC, false);
     g.a_type = type_of(weight);

@@ -294,10 +294,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                   out.data(), M);
     else
       std::fill(out.begin(), out.end(), 0.0f);
-    if (bgradb)  // the bias gradient (n): op(B)'s column sums over k, fp32 accumulation
+    if (bgradb)  // the bias gradient (n): op(B)'s column sums over k, fp32 accumulation, last row first (an order
+                 // of its own, as the library's is: not the backend's column sums, bit for bit)
       for (uint64_t j = 0; j < n; ++j) {
         float sum = 0.0f;
-        for (uint64_t p = 0; p < k; ++p) sum += opb[j * k + p];
+        for (uint64_t p = k; p-- > 0;) sum += opb[j * k + p];
         store(const_cast<void*>(d.bias), bias_type, static_cast<int64_t>(j), sum);
       }
     if (beta != 0.0f)

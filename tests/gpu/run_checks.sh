@@ -175,6 +175,11 @@ if [[ -x "$ERL" ]]; then
   timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  # The same without the backward GEMMs' fused epilogues (DGELU, BGRADB): what they buy, or cost, on this GPU.
+  note "== the same with train.backward_epilogues=false"
+  timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
+    train.backward_epilogues=false --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # Flash attention (train.attention=flash) on top of bf16 storage: no probabilities saved, so a larger micro-batch.
   [[ -z "$QUICK" ]] && {
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 train.attention=flash --largest-micro-batch"

@@ -265,6 +265,42 @@ TEST_F(CudaBf16Storage, MatmulGeluBackward) {
   }
 }
 
+// ContextOptions::backward_epilogues = false (train.backward_epilogues=false): the FFN-out backward is then exactly
+// the GEMM into dpre and bias_gelu_backward, and a weight gradient's bias gradient the column sum: the same bits as
+// those ops on the same Context.
+TEST_F(CudaBf16Storage, BackwardEpiloguesOffIsTheSeparatePasses) {
+  cuda::ContextOptions o;
+  o.math = MathMode::BF16;
+  o.backward_epilogues = false;
+  ctx_ = std::make_unique<cuda::Context>(o);
+  const int N = 64, F = 512, C = 128;
+  const auto pre0 = randn(size_t(N) * F, 51, 2.0f), w = randn(size_t(C) * F, 52, 0.05f),
+             act0 = randn(pre0.size(), 54), dbp0 = randn(F, 55);
+  // dout over 2^-12 .. 2^11: its column sums need more than fp32's 24 bits, so the order of summation shows in them
+  // (sums of N(0, 1) bf16 values would be exact in fp32 in any order)
+  auto dy = randn(size_t(N) * C, 53);
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = std::ldexp(dy[i], int(i % 24) - 12);
+  Stored pre(pre0, true), act(act0, true), dout(dy, true), weight(w, true), dpre_a(pre0, true), dpre_b(pre0, true);
+  Dev<float> dw_a{w.size()}, db_a{size_t(C)}, dbp_a{dbp0}, dw_b{w.size()}, db_b{size_t(C)}, dbp_b{dbp0};
+  ops::matmul_gelu_backward(gpu(), dpre_a.gpu(), dw_a.get(), db_a.get(), dbp_a.get(), dout.gpu(), act.gpu(),
+                            weight.gpu(), pre.gpu(), N, F, C, Activation::GeluTanh);
+  ops::matmul_backward(gpu(), dpre_b.gpu(), dw_b.get(), db_b.get(), dout.gpu(), act.gpu(), weight.gpu(), N, F, C);
+  ops::bias_gelu_backward(gpu(), dpre_b.gpu(), dbp_b.get(), Act<const float>(dpre_b.gpu()), pre.gpu(), N, F,
+                          Activation::GeluTanh);
+  EXPECT_TRUE(bit_equal(dpre_a.gpu_values(), dpre_b.gpu_values())) << "dpre";
+  EXPECT_TRUE(bit_equal(dw_a.host(), dw_b.host())) << "dweight";
+  EXPECT_TRUE(bit_equal(db_a.host(), db_b.host())) << "dbias";
+  EXPECT_TRUE(bit_equal(dbp_a.host(), dbp_b.host())) << "dbias_pre";
+  // and the bias gradient is the column sum, the bits of a deterministic Context's (which never fuses it)
+  cuda::ContextOptions d = o;
+  d.deterministic = true;
+  cuda::Context det(d);
+  Dev<float> dw_d{w.size()}, db_d{size_t(C)};
+  ops::matmul_backward(Exec{Device::CUDA, det.stream(), &det}, Act<float>(), dw_d.get(), db_d.get(), dout.gpu(),
+                       act.gpu(), weight.gpu(), N, F, C);
+  EXPECT_TRUE(bit_equal(db_a.host(), db_d.host())) << "dbias: the column sum";
+}
+
 // dx = dropout'(dout) rounded once into bf16 (then resid + dropout(dx) from that bf16 tensor): the fp32 values are
 // bit-equal on both backends (test_cuda_attention's DropoutMasksBitForBit), and both round them to nearest even, so
 // the bf16 bits must be equal too.
