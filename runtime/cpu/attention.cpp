@@ -1,5 +1,6 @@
 // Multi-head self-attention for one TP rank's heads, one (sample, head) pair per task.
-//   S = Q K^T / sqrt(HS), padded keys -> -inf;  P = softmax(S) (saved; rounded to bf16 when asked);  O = dropout(P) V
+//   S = Q K^T / sqrt(HS), padded keys -> -inf;  P = softmax(S) (saved);  O = dropout(P) V
+// (probs_bf16: S and P each rounded to bf16 as formed, the softmax in T: bf16 activation storage)
 // Backward (Pd = dropout(P); the mask is redrawn from Philox, or read from dropout.keep_mask, laid out like probs,
 // where forward stored it):
 //   dV = Pd^T dO;  dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP));
@@ -88,6 +89,9 @@ void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t
     T* P = probs + v.p;
     gemm(CblasNoTrans, CblasTrans, Tn, Tn, HS, scale, qkv + v.q, ld, qkv + v.k, ld, T(0), P, Tn);
     const uint8_t* valid = key_valid + static_cast<int64_t>(b) * Tn;
+    if (probs_bf16)  // the scores as a bf16 GEMM output holds them
+      for (int64_t e = 0; e < static_cast<int64_t>(Tn) * Tn; ++e)
+        P[e] = static_cast<T>(round_to_bf16(static_cast<float>(P[e])));
     for (int i = 0; i < Tn; ++i) {
       T* row = P + static_cast<int64_t>(i) * Tn;
       T mx = -std::numeric_limits<T>::infinity();

@@ -75,9 +75,9 @@ struct AttentionShape {
 // scores = q k^T / sqrt(HS) with padded keys (key_valid[b, j] == 0) masked out; probs = softmax(scores)
 // (saved, before dropout); out (B, Tn, NH*HS) = dropout(probs) v, dropout element (b, h, i, j) keyed by global
 // index ((sample_offset + b) * total_heads + head_offset + h) * Tn*Tn + i*Tn + j.
-// scratch: attention_scratch_elems(s) elements (per-thread T x T work space). probs_bf16: each probability is
-// rounded to bf16 (kept in T) as soon as it is formed, before dropout and the product with v use it (the bf16
-// storage of runtime/ops_bf16.h).
+// scratch: attention_scratch_elems(s) elements (per-thread T x T work space). probs_bf16: the scores, and then each
+// probability, are rounded to bf16 (kept in T) as soon as they are formed, before the softmax, dropout and the
+// product with v use them (the bf16 storage of runtime/ops_bf16.h).
 template <class T>
 void attention_forward(T* out, T* probs, T* scratch, const T* qkv, const uint8_t* key_valid, const AttentionShape& s,
                        const DropoutSpec& dropout, bool probs_bf16 = false);

@@ -14,8 +14,11 @@
 // MathMode::FP32: every operand fp32 (SGEMM). MathMode::BF16 (T and HS multiples of 8): Q/K/V and dO are rounded
 // to bf16 once per call, the row kernels write Pd and dS directly in bf16, S comes out of its GEMM in fp32 and
 // softmax runs in fp32; dPd comes out in bf16 (rounded once: half its traffic; the whole-model gradients move by
-// ~1e-4 relative, test_model_gpu_flash). S stays fp32: rounded to bf16 it moved them by 3e-3 (softmax amplifies
-// the logits' absolute rounding error). All GEMMs accumulate in fp32.
+// ~1e-4 relative, test_model_gpu_flash). With bf16 probs (bf16 storage) S comes out in bf16 too, as bf16
+// training's unfused attention has it (the softmax still fp32): half the traffic of the largest tensor again; the
+// whole model's distance to fp32 storage stayed at 3e-3 relative (3.1e-3 with, 3.4e-3 without, on the CUDA
+// emulation: test_model_gpu_bf16), though against the flash kernels' fp32 S it is one more rounding of the logits,
+// which softmax turns into an absolute error. All GEMMs accumulate in fp32.
 // bf16 activation storage (runtime/act.h; qkv, out, dout, dqkv each fp32 or bf16; MathMode::BF16 required): the
 // bf16-math algorithm above, with a bf16 qkv / dout read in place as the GEMM operand (no rounding pass: it already
 // is the bf16 value), and a bf16 out / dqkv written by the O, dV, dQ, dK GEMMs as bf16 D (the fp32 accumulation
@@ -165,15 +168,25 @@ void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, 
              const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
   const Call c(l, "attention_forward", scratch, qkv, Act<const float>(), out, probs.is_bf16(), s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
-  // S (fp32): the fp32 probs themselves (normalised in place), or the scratch's second T x T block (header comment)
+  // S: fp32 into the fp32 probs themselves (normalised in place); with bf16 probs into the scratch's second T x T
+  // block (header comment), in bf16 where the bf16 operands and the register row kernels run (the QK^T GEMM's
+  // output rounded once, as bf16 training's unfused attention has it; the softmax stays fp32), else fp32.
   float* S = probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
+  auto* S16 = reinterpret_cast<__nv_bfloat16*>(S);
+  const bool s16 = probs.is_bf16() && c.bf16 && register_rows(T, {S, probs.h, c.o.pd});
   for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
     sample_gemm(l, "attention_forward", c.o.type, true, false, T, T, HS, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)), 3 * C,
-                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, S + c.tt_off(h), CUDA_R_32F, T, c.s_tt, s.B);
+                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv,
+                s16 ? static_cast<void*>(S16 + c.tt_off(h)) : static_cast<void*>(S + c.tt_off(h)),
+                s16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   visit(probs, [&](auto* p) {
     c.as_operand(c.o.pd, [&](auto* pd) {
-      softmax_dropout(l, c.rows, S, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
-                      c.write_pd);
+      if (s16)
+        softmax_dropout(l, c.rows, S16, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
+                        c.write_pd);
+      else
+        softmax_dropout(l, c.rows, S, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
+                        c.write_pd);
     });
   });
   const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs.f);

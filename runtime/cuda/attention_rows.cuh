@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <type_traits>
 
 #include "runtime/cuda/storage.cuh"
 #include "runtime/philox.h"
@@ -166,16 +167,17 @@ __device__ __forceinline__ void store_dropped_group(TP* dst, float4 q, PhiloxKey
   store4(dst, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f, keep[3] ? q.w * f : 0.0f);
 }
 
-// scores (fp32) -> probs as stored (TR; may be the scores buffer itself when fp32), Pd from the stored values.
-template <class TR, class TP, int G>
-__global__ void softmax_dropout_rows4(const float* scores, TR* probs, TP* pd, const uint8_t* key_valid,
+// scores (TSc: fp32, or bf16 as the QK^T GEMM rounded them) -> probs as stored (TR; may be the scores buffer itself
+// when both are fp32), Pd from the stored values.
+template <class TSc, class TR, class TP, int G>
+__global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid,
                                       RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop,
                                       bool write_pd) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const int T = geo.T, groups = T / 4;
   const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
-  const float* p = scores + row * T;
+  const TSc* p = scores + row * T;
   float4 v[G];
   unsigned valid_bits = 0;
   float mx = -INFINITY;
@@ -272,21 +274,31 @@ inline RowLaunch row_launch(int T, std::initializer_list<const void*> rows) {
   return r;
 }
 
-// Row-kernel launches: the register kernels where row_launch allows, else the generic ones. scores: fp32 S, which
-// the generic kernel normalises in place; probs: where P is stored (TR), the scores buffer itself when fp32.
-template <class TR, class TP>
-void softmax_dropout(const Launch& l, int64_t rows, float* scores, TR* probs, TP* pd, const uint8_t* key_valid,
+// Whether the register kernels take rows of T with these tensors (bf16 scores need them: the generic kernel
+// normalises its fp32 scores in place).
+inline bool register_rows(int T, std::initializer_list<const void*> rows) {
+  return row_launch(T, rows).groups_per_thread > 0;
+}
+
+// Row-kernel launches: the register kernels where row_launch allows, else the generic ones. scores: S, fp32 (which
+// the generic kernel normalises in place) or bf16 (register kernels only); probs: where P is stored (TR), the
+// scores buffer itself when both are fp32.
+template <class TSc, class TR, class TP>
+void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid,
                      RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
   const RowLaunch r = row_launch(geo.T, {scores, probs, pd});
-  if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TR, TP, 1>)(
+  if (r.groups_per_thread == 1) {
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 1>)(
         scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
-  else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TR, TP, 2>)(
+  } else if (r.groups_per_thread == 2) {
+    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 2>)(
         scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
-  else
+  } else if constexpr (std::is_same_v<TSc, float>) {
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TR, TP>)(
         scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
+  } else {
+    ERL_CHECK(false, "attention: bf16 scores need the register row kernels (T % 4 == 0, T <= 1024, aligned rows)");
+  }
   ERL_CUDA_LAUNCHED();
 }
 

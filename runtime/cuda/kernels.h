@@ -163,8 +163,9 @@ void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, con
 //                    fp32 or bf16 each; scratch (attention_scratch_elems(s)) fp32. The bf16-math attention with
 //                    bf16 Q/K/V and dO read in place and bf16 out / dqkv written by the GEMMs (attention.cu); bf16
 //                    probs are P rounded once, and the forward's Pd is dropout of the rounded P (what the backward
-//                    recomputes from them); S and the softmax stay fp32. bf16 tensors 16-byte aligned when T and
-//                    HS are multiples of 8 (else any alignment: a slower fallback through fp32 copies in the
+//                    recomputes from them); with bf16 probs S is the GEMM's bf16 output where the bf16 operands and
+//                    the register row kernels run (else fp32), the softmax fp32. bf16 tensors 16-byte aligned when
+//                    T and HS are multiples of 8 (else any alignment: a slower fallback through fp32 copies in the
 //                    scratch). All fp32: the fp32 ops above, unchanged.
 void attention_forward(Launch l, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
                        const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout);

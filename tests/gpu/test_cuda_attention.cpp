@@ -257,10 +257,10 @@ TEST_P(CudaAttention, Bf16StorageMatchesCpuEmulationAndFp32Storage) {
     EXPECT_TRUE(matches_cpu(t_probs, 1e-2)) << "probs vs CPU";
     EXPECT_TRUE(matches_cpu(t_out, 1e-2)) << "out vs CPU";
     EXPECT_TRUE(matches_cpu(t_dqkv, 3e-2)) << "dqkv vs CPU";
-    // (b) against fp32 storage on the GPU: bf16 probs are the fp32 run's rounded once. Pd is then formed from the
-    // rounded P (another value than the fp32 run's), so out and dqkv are compared in (a) only.
-    EXPECT_TRUE(one_rounding_of(t_probs, probs32)) << "probs vs fp32 storage";
+    // (b) against fp32 storage on the GPU. bf16 probs come from bf16 scores (where the bf16 operands run: T and HS
+    // multiples of 8) and Pd from the rounded P, other values than the fp32 run's: compared in (a) only.
     if (st.probs) continue;
+    EXPECT_TRUE(one_rounding_of(t_probs, probs32)) << "probs vs fp32 storage";
     EXPECT_TRUE(one_rounding_of(t_out, out32)) << "out vs fp32 storage";
     EXPECT_TRUE(one_rounding_of(t_dqkv, dqkv32)) << "dqkv vs fp32 storage";
   }
@@ -324,6 +324,50 @@ TEST_F(CudaTest, AttentionDropoutMaskBitForBitBf16Storage) {
           want[o] = out_c[o] == 0.0f ? 0.0f : to_float(to_bf16(pij * scale));
         }
   EXPECT_TRUE(bit_equal(out16, want)) << "out = dropout(P as stored in bf16), rounded once";
+}
+
+// Under bf16 storage the scores are the QK^T GEMM's output rounded to bf16, and the softmax runs in fp32 on those:
+// stored P = bf16(softmax(bf16(S))). Logits up to ~20 built from bf16-exact q and k (S itself needs ~14 bits, so its
+// rounding moves it by up to 2^-9 |S|, P by a few per cent): P must be within an ulp of the softmax of the rounded
+// scores, and that must be measurably apart from the softmax of the exact ones (or this test could not tell).
+TEST_F(CudaTest, AttentionBf16ScoresRoundedBeforeTheSoftmax) {
+  const auto bctx = deterministic_bf16_context();
+  const Exec g{Device::CUDA, bctx->stream(), bctx.get()};
+  const int B = 1, T = 64, NH = 1, HS = 64, C = NH * HS;
+  const cpu::AttentionShape s{B, T, NH, HS};
+  std::vector<float> qkv(size_t(T) * 3 * C, 0.0f);
+  for (int t = 0; t < T; ++t) {
+    qkv[size_t(t) * 3 * C] = 16.0f * (1.0f + t / 64.0f);         // q_t = a_t e_0
+    qkv[size_t(t) * 3 * C + C] = 3.0f + t / 32.0f;               // k_t = c_t e_0
+    qkv[size_t(t) * 3 * C + 2 * C + t % HS] = 1.0f;              // v: one-hot
+  }
+  Stored t_qkv(qkv, true), t_out(std::vector<float>(size_t(T) * C), true);
+  Dev<bf16> d_probs{std::vector<bf16>(size_t(T) * T)};
+  Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, s)));
+  Dev<uint8_t> d_valid(std::vector<uint8_t>(T, 1));
+  ops::attention_forward(g, t_out.gpu(), Act<float>::half(d_probs.get()), d_scratch.get(), t_qkv.gpu(), d_valid.get(),
+                         s, DropoutSpec{});
+  const auto probs = widen(d_probs.host());
+  size_t far_from_exact = 0;
+  std::vector<float> want(probs.size());
+  for (int i = 0; i < T; ++i) {
+    std::vector<double> rounded(T), exact(T);
+    double mr = -1e300, me = -1e300, sr = 0, se = 0;
+    for (int j = 0; j < T; ++j) {
+      const float sc = qkv[size_t(i) * 3 * C] * qkv[size_t(j) * 3 * C + C] / 8.0f;  // exact in fp32; / sqrt(HS)
+      exact[j] = sc;
+      rounded[j] = to_float(to_bf16(sc));
+      mr = std::max(mr, rounded[j]), me = std::max(me, exact[j]);
+    }
+    for (int j = 0; j < T; ++j) sr += std::exp(rounded[j] - mr), se += std::exp(exact[j] - me);
+    for (int j = 0; j < T; ++j) {
+      want[size_t(i) * T + j] = static_cast<float>(std::exp(rounded[j] - mr) / sr);
+      const double e = std::exp(exact[j] - me) / se, got = probs[size_t(i) * T + j];
+      far_from_exact += std::fabs(got - e) > 4 * bf16_ulp(e) + 1e-6;
+    }
+  }
+  EXPECT_TRUE(close_ulp(probs, want, 1.0, 1e-6)) << "stored P against softmax(bf16(S))";
+  EXPECT_GT(far_from_exact, probs.size() / 20) << "the exact scores' softmax is as close: the test cannot tell";
 }
 
 TEST_F(CudaTest, AttentionBf16StorageErrors) {

@@ -5,9 +5,10 @@
 //     softmax sums, in D = rowsum(dO * O) (flash) against rowsum(P * dP) (unfused), which differ by the rounding of
 //     Pd (and of O when stored in bf16), and in where P is rounded. Measured on the CUDA emulation: 3.3e-4 relative
 //     in the gradients' L2 norm with fp32 storage; bound 3e-3 and cosine 0.99999, losses within 1e-3 relative.
-//     With bf16 storage the unfused attention also stores P in bf16 (an [act] tensor) where flash keeps it in
-//     registers: the two runs then differ by bf16 storage's own noise, 3.8e-3 (3.8e-4 while P was fp32; bf16
-//     against fp32 storage is 3.4e-3 either way, test_model_gpu_bf16); bound 6e-3 and cosine 0.99998. A wrong
+//     With bf16 storage the unfused attention also rounds S and stores P in bf16 (an [act] tensor) where flash
+//     keeps both in fp32 on chip: the two runs then differ by bf16 storage's own noise, 3.8e-3 (3.8e-4 while S and
+//     P were fp32; bf16 against fp32 storage is 3.1e-3 to 3.4e-3 either way, test_model_gpu_bf16); bound 6e-3 and
+//     cosine 0.99998. A wrong
 //     mask, scale or tile moves these by O(1); computing D from the wrong tensor (dO . dO) moved them to 1e-2 and
 //     cosine 0.99995 (checked).
 //  2. Recompute none / selective / full under flash: the same bits (deterministic Context).

@@ -222,15 +222,18 @@ double qkv_at(const std::vector<bf16>& qkv, int T, int NH, int HS, int b, int t,
   return double(to_float(qkv[((size_t(b) * T + t) * 3 + part) * NH * HS + size_t(h) * HS + d]));
 }
 
-// Row (b, h, i) of softmax(q k^T / sqrt(HS)) with padded keys masked, in double from the bf16 q and k.
+// Row (b, h, i) of softmax(q k^T / sqrt(HS)) with padded keys masked, in double from the bf16 q and k; with
+// bf16_scores the scores rounded to bf16 first (as the bf16-storage attention forms them).
 std::vector<double> softmax_row(const std::vector<bf16>& qkv, const std::vector<uint8_t>& valid, int T, int NH,
-                                int HS, int b, int h, int i) {
+                                int HS, int b, int h, int i, bool bf16_scores = false) {
   std::vector<double> p(T);
   double mx = -1e300, sum = 0;
   for (int j = 0; j < T; ++j) {
     double sc = 0;
     for (int d = 0; d < HS; ++d) sc += qkv_at(qkv, T, NH, HS, b, i, 0, h, d) * qkv_at(qkv, T, NH, HS, b, j, 1, h, d);
-    p[j] = valid[b * T + j] ? sc / std::sqrt(double(HS)) : -1e300;
+    sc /= std::sqrt(double(HS));
+    if (bf16_scores) sc = round_to_bf16(static_cast<float>(sc));
+    p[j] = valid[b * T + j] ? sc : -1e300;
     mx = std::max(mx, p[j]);
   }
   for (int j = 0; j < T; ++j) sum += (p[j] = valid[b * T + j] ? std::exp(p[j] - mx) : 0.0);
@@ -276,8 +279,9 @@ TEST(Bf16Ops, AttentionReadsBf16QkvAndRoundsItsOutputs) {
         }
 }
 
-// probs in bf16 storage (the model's [act] probabilities): each the bf16 nearest the exact softmax (half an ulp),
-// and the forward's output and the backward's dV formed from those stored values.
+// probs in bf16 storage (the model's [act] probabilities): the scores rounded to bf16 as the QK^T GEMM's output,
+// each probability the bf16 nearest the exact softmax of those (half an ulp), and the forward's output and the
+// backward's dV formed from the stored probabilities.
 TEST(Bf16Ops, AttentionStoresProbabilitiesRoundedOnce) {
   const int B = 2, T = 6, NH = 2, HS = 4, C = NH * HS;
   const cpu::AttentionShape shape{B, T, NH, HS};
@@ -295,7 +299,7 @@ TEST(Bf16Ops, AttentionStoresProbabilitiesRoundedOnce) {
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h)
       for (int i = 0; i < T; ++i) {
-        const std::vector<double> p = softmax_row(qkv, valid, T, NH, HS, b, h, i);
+        const std::vector<double> p = softmax_row(qkv, valid, T, NH, HS, b, h, i, true);
         const bf16* stored = &probs[((b * NH + h) * T + i) * T];
         for (int j = 0; j < T; ++j) {
           const double want = p[j], half_ulp = std::ldexp(1.0, std::ilogb(std::max(want, 1e-30)) - 8);
