@@ -149,7 +149,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   T* dres = s.dres;
   ops::fill(exec_, dres, NC, T(0));
   ln_backward(config_.layers - 1, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
-                     value("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd);
+              value("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd);
   grads_ready(layer_bounds_[config_.layers], table_.total());  // heads + final LayerNorm are final
 
   for (int l = config_.layers - 1; l >= 0; --l) {
@@ -175,8 +175,9 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
                                     value(P("ln.weight")), a.ln2_mean, a.ln2_rstd, N, C,
                                     dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
-    ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")), grad(P("attention.output.dense.bias")),
-                         s.dtmp, a.ctx, gemm_weight(P("attention.output.dense.weight")), N, Cl, C);
+    ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")),
+                         grad(P("attention.output.dense.bias")), s.dtmp, a.ctx,
+                         gemm_weight(P("attention.output.dense.weight")), N, Cl, C);
     // Selective recompute: one probability block serves every layer; rebuild layer l's (a.ctx is rewritten with
     // the value it already holds; the out-projection gradient above has read it).
     // Flash attention keeps each layer's row statistics and reads ctx (its output) instead of probabilities.
@@ -195,7 +196,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     // LN1 backward; s.dtmp = dropout'(dres) through layer l - 1's output dropout (layer 0: the embeddings' dropout
     // below)
     ln_backward(l - 1, grad(P("attention.ln.weight")), grad(P("attention.ln.bias")), s.dln, x,
-                       value(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd);
+                value(P("attention.ln.weight")), a.ln1_mean, a.ln1_rstd);
     grads_ready(layer_bounds_[l], layer_bounds_[l + 1]);  // layer l is final
   }
   // embeddings (their gradient in fp32: s.tmp, free since the final LayerNorm's backward read dhidden from it)

@@ -141,14 +141,12 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.lnf_mean = a.alloc<T>(N);
   s.lnf_rstd = a.alloc<T>(N);
   s.tmp = a.alloc<T>(N * C);
-  s.row_out = activations_ == ActivationStorage::BF16 && tp_.size() == 1
-                  ? Act<T>::half(a.alloc<bf16>(N * C, "row-parallel output"))
-                  : Act<T>(s.tmp);
+  // Tensors a TP all-reduce touches (the communicators carry T) are bf16 [act] tensors on one TP rank only.
+  const bool bf16_unreduced = activations_ == ActivationStorage::BF16 && tp_.size() == 1;
+  s.row_out = bf16_unreduced ? Act<T>::half(a.alloc<bf16>(N * C, "row-parallel output")) : Act<T>(s.tmp);
   s.dres = a.alloc<T>(N * C);
   s.dtmp = act(N * C, "row-parallel output gradient");
-  s.dln = activations_ == ActivationStorage::BF16 && tp_.size() == 1
-              ? Act<T>::half(a.alloc<bf16>(N * C, "LayerNorm input gradient"))
-              : Act<T>(a.alloc<T>(N * C));
+  s.dln = bf16_unreduced ? Act<T>::half(a.alloc<bf16>(N * C, "LayerNorm input gradient")) : Act<T>(a.alloc<T>(N * C));
   s.dctx = act(N * Cl, "ctx gradient");
   s.dqkv = act(N * 3 * Cl, "qkv gradient");
   s.dact = act(N * Fl, "ffn act gradient");

@@ -25,23 +25,25 @@ template <class T>
 inline void copy_to_tp_backward(Communicator& tp, T* grad, size_t n) {
   if (tp.size() > 1) tp.all_reduce(grad, n, ReduceOp::Sum);
 }
-// An Act reduces in T storage only (the communicators carry T); bf16 storage is for one TP rank.
+// An Act reduces in T storage only (the communicators carry T); bf16 storage is for one TP rank. `mapping` names
+// the caller in the error.
+template <class T>
+inline void all_reduce_act(Communicator& tp, Act<T> x, size_t n, const char* mapping) {
+  if (tp.size() == 1) return;
+  ERL_CHECK(!x.is_bf16(), mapping << ": bf16 storage with parallel.tp > 1");
+  tp.all_reduce(x.f, n, ReduceOp::Sum);
+}
 template <class T>
 inline void copy_to_tp_backward(Communicator& tp, Act<T> grad, size_t n) {
-  if (tp.size() == 1) return;
-  ERL_CHECK(!grad.is_bf16(), "copy_to_tp: bf16 storage with parallel.tp > 1");
-  tp.all_reduce(grad.f, n, ReduceOp::Sum);
+  all_reduce_act(tp, grad, n, "copy_to_tp");
 }
 template <class T>
 inline void reduce_from_tp_forward(Communicator& tp, T* x, size_t n) {
   if (tp.size() > 1) tp.all_reduce(x, n, ReduceOp::Sum);
 }
-// An Act reduces in T storage only (the communicators carry T); bf16 storage is for one TP rank.
 template <class T>
 inline void reduce_from_tp_forward(Communicator& tp, Act<T> x, size_t n) {
-  if (tp.size() == 1) return;
-  ERL_CHECK(!x.is_bf16(), "reduce_from_tp: bf16 storage with parallel.tp > 1");
-  tp.all_reduce(x.f, n, ReduceOp::Sum);
+  all_reduce_act(tp, x, n, "reduce_from_tp");
 }
 template <class T>
 inline void reduce_from_tp_backward(Communicator&, T*, size_t) {}

@@ -172,21 +172,21 @@ void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, 
   // block (header comment), in bf16 where the bf16 operands and the register row kernels run (the QK^T GEMM's
   // output rounded once, as bf16 training's unfused attention has it; the softmax stays fp32), else fp32.
   float* S = probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
-  auto* S16 = reinterpret_cast<__nv_bfloat16*>(S);
   const bool s16 = probs.is_bf16() && c.bf16 && register_rows(T, {S, probs.h, c.o.pd});
+  char* S_bytes = reinterpret_cast<char*>(S);
+  const int64_t s_elem = s16 ? 2 : sizeof(float);
   for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
     sample_gemm(l, "attention_forward", c.o.type, true, false, T, T, HS, c.scale, c.at(c.o.qkv, c.qkv_off(h, 1)), 3 * C,
-                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv,
-                s16 ? static_cast<void*>(S16 + c.tt_off(h)) : static_cast<void*>(S + c.tt_off(h)),
+                c.s_qkv, c.at(c.o.qkv, c.qkv_off(h, 0)), 3 * C, c.s_qkv, S_bytes + c.tt_off(h) * s_elem,
                 s16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   visit(probs, [&](auto* p) {
     c.as_operand(c.o.pd, [&](auto* pd) {
-      if (s16)
-        softmax_dropout(l, c.rows, S16, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
+      auto rows = [&](auto* scores) {
+        softmax_dropout(l, c.rows, scores, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
                         c.write_pd);
-      else
-        softmax_dropout(l, c.rows, S, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
-                        c.write_pd);
+      };
+      if (s16) rows(reinterpret_cast<__nv_bfloat16*>(S));
+      else rows(S);
     });
   });
   const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs.f);

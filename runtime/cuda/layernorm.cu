@@ -32,6 +32,23 @@ struct LoadRows {
   const float* x;
   __device__ float4 operator()(int64_t i) const { return load4(x + i); }
 };
+// A DropoutSpec on rows whose element i (a multiple of 4) has global index index_offset + i: its 4 elements are one
+// Philox block when index_offset % 4 == 0. Without dropout, the values themselves.
+struct GroupDropout {
+  PhiloxKey key;
+  uint32_t threshold = 0;
+  float scale = 1.0f;
+  bool drop = false;
+  int64_t g0 = 0;  // Philox group of element 0: index_offset / 4
+  GroupDropout(const DropoutSpec& d, int64_t index_offset)
+      : key(d.key), drop(d.p > 0.0f), g0(index_offset / 4) {
+    if (drop) threshold = dropout_threshold(d.p), scale = 1.0f / (1.0f - d.p);
+  }
+  __device__ float4 operator()(int64_t i, float4 v) const {
+    return drop ? dropped4(v, philox_at(key, static_cast<uint64_t>(g0 + i / 4)), threshold, scale) : v;
+  }
+};
+
 // ... or h = resid + dropout(in) (resid optional), stored to h as it is formed: dropout.cu's arithmetic
 // (residual_add_kernel without dropout, dropout_residual4_kernel with it).
 template <class TX>
@@ -39,14 +56,9 @@ struct ResidualDropoutRows {
   float* h;
   const float* resid;
   const TX* in;
-  PhiloxKey key;
-  uint32_t threshold;
-  float scale;
-  bool drop;
-  int64_t g0;  // Philox group of element 0: index_offset / 4
+  GroupDropout dropout;
   __device__ float4 operator()(int64_t i) const {
-    float4 v = load4(in + i);
-    if (drop) v = dropped4(v, philox_at(key, static_cast<uint64_t>(g0 + i / 4)), threshold, scale);
+    const float4 v = dropout(i, load4(in + i));
     float4 o = resid ? load4(resid + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     o.x = o.x + v.x, o.y = o.y + v.y, o.z = o.z + v.z, o.w = o.w + v.w;
     store4(h + i, o);
@@ -63,15 +75,8 @@ struct NoEpilogue {
 template <class TD>
 struct DropoutBackwardEpilogue {
   TD* dx;
-  PhiloxKey key;
-  uint32_t threshold;
-  float scale;
-  bool drop;
-  int64_t g0;
-  __device__ void operator()(int64_t i, float4 v) const {
-    if (drop) v = dropped4(v, philox_at(key, static_cast<uint64_t>(g0 + i / 4)), threshold, scale);
-    store4(dx + i, v);
-  }
+  GroupDropout dropout;
+  __device__ void operator()(int64_t i, float4 v) const { store4(dx + i, dropout(i, v)); }
 };
 
 // out (N, C) stored as T: fp32, or bf16 (y rounded once; mean / rstd fp32 either way).
@@ -361,12 +366,9 @@ void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, floa
     if (out.is_bf16()) return layernorm_forward(l, out.h, mean, rstd, h, weight, bias, N, C, eps);
     return layernorm_forward(l, out.f, mean, rstd, h, weight, bias, N, C, eps);
   }
-  const bool drop = d.p > 0.0f;
-  const uint32_t threshold = drop ? dropout_threshold(d.p) : 0u;
-  const float scale = drop ? 1.0f / (1.0f - d.p) : 1.0f;
   visit(in, [&](const auto* x) {
     using TX = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
-    const ResidualDropoutRows<TX> src{h, resid, x, d.key, threshold, scale, drop, index_offset / 4};
+    const ResidualDropoutRows<TX> src{h, resid, x, GroupDropout(d, index_offset)};
     visit(out, [&](auto* y) { layernorm_forward4(l, G, y, mean, rstd, src, weight, bias, N, C, eps); });
   });
 }
@@ -384,14 +386,11 @@ void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* db
     layernorm_backward(l, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
     return dropout_backward(l, dx, dinp, int64_t(N) * C, d, index_offset);
   }
-  const bool drop = d.p > 0.0f;
-  const uint32_t threshold = drop ? dropout_threshold(d.p) : 0u;
-  const float scale = drop ? 1.0f / (1.0f - d.p) : 1.0f;
   visit(dout, [&](const auto* dy) {
     visit(dx, [&](auto* x) {
       using TX = std::remove_pointer_t<decltype(x)>;
       layernorm_backward_rows(l, G, dinp, dy, inp, weight, mean, rstd, N, C,
-                              DropoutBackwardEpilogue<TX>{x, d.key, threshold, scale, drop, index_offset / 4});
+                              DropoutBackwardEpilogue<TX>{x, GroupDropout(d, index_offset)});
     });
     layernorm_backward_columns(l, dweight, dbias, dy, inp, mean, rstd, N, C);
   });

@@ -36,6 +36,17 @@ using cuda::MathMode;
 
 constexpr double kGemmRtol = 1e-4;  // fp32 GEMM results (header comment)
 
+// start[c] + sum_n x[n, c] over an (N, C) tensor, in double, rounded once: a bias gradient over stored values.
+std::vector<float> column_sums(const std::vector<float>& x, int N, int C, const std::vector<float>& start) {
+  std::vector<float> out(C);
+  for (int c = 0; c < C; ++c) {
+    double s = start[c];
+    for (int n = 0; n < N; ++n) s += x[size_t(n) * C + c];
+    out[c] = static_cast<float>(s);
+  }
+  return out;
+}
+
 // The tensor after a CPU and a GPU op wrote it, compared as stored.
 ::testing::AssertionResult matches(const Stored& t, double rtol) {
   // bf16: one ulp (each side rounds its fp32 value once; header comment)
@@ -202,14 +213,7 @@ TEST_F(CudaBf16Storage, BiasGeluBackward) {
           // dbias sums dpre as stored. A bf16 dpre element may round to the neighbouring value on one side (one
           // ulp, allowed above), which moves the column sum by more than an fp32 tolerance: check the GPU's dbias
           // against the column sums of the dpre the GPU stored, in double.
-          const auto dpre_g = dpre.gpu_values();
-          std::vector<float> want(C);
-          for (int c = 0; c < C; ++c) {
-            double s = db0[c];
-            for (int n = 0; n < N; ++n) s += dpre_g[size_t(n) * C + c];
-            want[c] = static_cast<float>(s);
-          }
-          EXPECT_TRUE(close(d_db.host(), want, kFp32Rtol)) << "dbias";
+          EXPECT_TRUE(close(d_db.host(), column_sums(dpre.gpu_values(), N, C, db0), kFp32Rtol)) << "dbias";
           if (!dpre_bf) {
             EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias vs CPU";
           }
@@ -252,14 +256,8 @@ TEST_F(CudaBf16Storage, MatmulGeluBackward) {
             << "dpre";
         EXPECT_TRUE(close(d_dw.host(), dw_c, kGemmRtol)) << "dweight";
         EXPECT_TRUE(close(d_db.host(), db_c, kFp32Rtol)) << "dbias";
-        const auto dpre_g = dpre.gpu_values();
-        std::vector<float> want(F);
-        for (int c = 0; c < F; ++c) {
-          double sum = dbp0[c];
-          for (int n = 0; n < N; ++n) sum += dpre_g[size_t(n) * F + c];
-          want[c] = static_cast<float>(sum);
-        }
-        EXPECT_TRUE(close(d_dbp.host(), want, kFp32Rtol)) << "dbias_pre (sums of dpre as the GPU stored it)";
+        EXPECT_TRUE(close(d_dbp.host(), column_sums(dpre.gpu_values(), N, F, dbp0), kFp32Rtol))
+            << "dbias_pre (sums of dpre as the GPU stored it)";
       }
     }
   }
