@@ -13,29 +13,31 @@ AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& config, size_t begin
       v_(exec, end - begin, "AdamW exp_avg_sq") {
   for (const auto& e : table.entries()) {
     const size_t b = std::max(begin, e.offset), en = std::min(end, e.offset + e.numel);
-    if (b < en) ranges_.push_back({b, en, e.spec.weight_decay});
+    if (b < en)
+      spans_.push_back(FlatSpan{static_cast<int64_t>(b - begin), static_cast<int64_t>(en - b), e.spec.weight_decay});
   }
 }
 
 template <class T>
-void AdamW<T>::step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale) {
+void AdamW<T>::step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale, bf16* compute_copy) {
   ++step_count_;
-  for (const auto& r : ranges_) {
-    const size_t local = r.begin - begin_;
-    ops::adamw_update(exec, params + r.begin, grads + r.begin, m_.data() + local, v_.data() + local,
-                      static_cast<int64_t>(r.end - r.begin), lr, config_.beta1, config_.beta2, config_.adam_eps,
-                      r.decay ? config_.weight_decay : 0.0, step_count_, grad_scale);
-  }
+  // Every array indexed from begin_ (the moments hold [begin_, end_) only): the spans are relative to it.
+  ops::adamw_update_spans(exec, params + begin_, grads + begin_, m_.data(), v_.data(),
+                          compute_copy ? compute_copy + begin_ : nullptr, spans_, lr, config_.beta1, config_.beta2,
+                          config_.adam_eps, config_.weight_decay, step_count_, grad_scale);
 }
 
 template <class T>
 double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* grads, size_t begin, size_t end) {
-  double total = 0.0;
+  std::vector<FlatSpan> spans;
   for (const auto& e : table.entries()) {
     if (e.spec.split_axis < 0 && table.tp_rank() != 0) continue;
     const size_t b = std::max(begin, e.offset), en = std::min(end, e.offset + e.numel);
-    if (b < en) total += ops::sum_squares(exec, grads + b, static_cast<int64_t>(en - b));
+    if (b < en) spans.push_back(FlatSpan{static_cast<int64_t>(b), static_cast<int64_t>(en - b), false});
   }
+  // Per-tensor sums added in table order (one host synchronisation on CUDA for all of them).
+  double total = 0.0;
+  for (double s : ops::sum_squares_spans(exec, grads, spans)) total += s;
   return total;
 }
 

@@ -20,8 +20,11 @@ class AdamW {
   AdamW(const ParamTable& table, const TrainConfig& config, const Exec& exec = {})
       : AdamW(table, config, 0, table.total(), exec) {}
 
-  // One update of params[begin, end) from grads[begin, end) (same flat indexing), g = grad * grad_scale.
-  void step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale);
+  // One update of params[begin, end) from grads[begin, end) (same flat indexing), g = grad * grad_scale, in one
+  // launch on CUDA. compute_copy (float weights; may be null): the bf16 GEMM copy of the weights, same flat
+  // indexing, whose [begin, end) elements of the parameter tensors are rewritten from the updated values in the
+  // same pass (the bits MegatronBert's refresh would write).
+  void step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale, bf16* compute_copy = nullptr);
 
   int64_t step_count() const { return step_count_; }
   void set_step_count(int64_t n) { step_count_ = n; }
@@ -41,11 +44,7 @@ class AdamW {
   }
 
  private:
-  struct Range {
-    size_t begin, end;  // flat indices
-    bool decay;
-  };
-  std::vector<Range> ranges_;
+  std::vector<FlatSpan> spans_;  // the parameter tensors' parts in [begin_, end_), offsets relative to begin_
   TrainConfig config_;
   size_t begin_, end_;
   int64_t step_count_ = 0;

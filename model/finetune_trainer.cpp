@@ -139,7 +139,9 @@ FinetuneTrainer::StepStats FinetuneTrainer::train_step(const std::vector<data::E
   const double clip = config_.train.clip_grad;
   const double grad_scale = (clip > 0 && norm > clip) ? clip / (norm + 1e-6) : 1.0;
   st.lr = lr_at(schedule, step);
-  optimizer_->step(exec_, model_.params(), model_.grads(), st.lr, grad_scale);
+  bf16* compute_copy = model_.compute_weights_for_update();  // rewritten by AdamW with the weights
+  optimizer_->step(exec_, model_.params(), model_.grads(), st.lr, grad_scale, compute_copy);
+  if (compute_copy) model_.compute_weights_rewritten();
   st.grad_norm = norm;
   st.pairs = count;
   st.seconds = watch.seconds();

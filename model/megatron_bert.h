@@ -73,6 +73,11 @@ class MegatronBert {
     return params_.data();
   }
   T* grads() { return grads_.data(); }
+  // The bf16 GEMM copy of the weights (bf16 activation storage; null otherwise, and on a double model), for an
+  // optimizer that rewrites it from the weights it updates (AdamW::step); compute_weights_rewritten() then marks it
+  // current, so the next forward does not copy it again. Only when every parameter tensor was rewritten.
+  bf16* compute_weights_for_update() { return compute_weights_.empty() ? nullptr : compute_weights_.data(); }
+  void compute_weights_rewritten() { compute_weights_stale_ = false; }
   const T* params() const { return params_.data(); }
   size_t num_params() const { return params_.size(); }
   T* param(const std::string& name) {

@@ -191,7 +191,12 @@ StepReport PretrainTrainer::train_step() {
   const double clip = config_.train.clip_grad;
   const double grad_scale = (clip > 0 && norm > clip) ? clip / (norm + 1e-6) : 1.0;
   const double lr = lr_at(config_.train, step);
-  optimizer_->step(exec_, model_.params(), model_.grads(), lr, grad_scale);
+  // Updating every weight (no ZeRO-1 shard), AdamW rewrites the bf16 compute copy in the same pass; under ZeRO-1
+  // the next forward refreshes it from the all-gathered weights.
+  const bool whole = !zero1 && own.begin == 0 && own.end == model_.num_params();
+  bf16* compute_copy = whole ? model_.compute_weights_for_update() : nullptr;
+  optimizer_->step(exec_, model_.params(), model_.grads(), lr, grad_scale, compute_copy);
+  if (compute_copy) model_.compute_weights_rewritten();
   if (zero1) reducer_->all_gather_params(model_.params());
   synchronize(exec_);  // CUDA: the step's kernels are done before the clock stops (no-op on the CPU)
   step_ = step;

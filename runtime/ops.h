@@ -4,6 +4,7 @@
 // Signatures and semantics are documented once, in runtime/cpu/kernels.h.
 #pragma once
 #include <type_traits>
+#include <vector>
 
 #include "runtime/act.h"
 #include "runtime/check.h"
@@ -306,6 +307,23 @@ double sum_squares(const Exec& x, const T* v, int64_t n) {
     throw Error("sum_squares: the CUDA backend runs float tensors only");
   }
   return cpu::sum_squares<T>(v, n);
+}
+// Multi-tensor AdamW and sum of squares over spans (runtime/flat_span.h; semantics in runtime/cpu/kernels.h): one
+// launch on CUDA instead of one per tensor, and one host synchronisation for all the spans' sums.
+template <class T>
+void adamw_update_spans(const Exec& x, T* p, const T* g, T* m, T* v, bf16* compute_copy,
+                        const std::vector<FlatSpan>& spans, double lr, double b1, double b2, double eps, double wd,
+                        int64_t step, double gscale) {
+  ERL_CHECK((compute_copy == nullptr || std::is_same_v<T, float>), "adamw_update_spans: a bf16 copy needs float weights");
+  ERL_DISPATCH(adamw_update_spans, p, g, m, v, compute_copy, spans.data(), static_cast<int>(spans.size()), lr, b1, b2,
+               eps, wd, step, gscale);
+}
+template <class T>
+std::vector<double> sum_squares_spans(const Exec& x, const T* v, const std::vector<FlatSpan>& spans) {
+  std::vector<double> out(spans.size());
+  auto run = [&] { ERL_DISPATCH(sum_squares_spans, v, spans.data(), static_cast<int>(spans.size()), out.data()); };
+  run();
+  return out;
 }
 template <class T>
 void scale(const Exec& x, T* v, int64_t n, double s) {

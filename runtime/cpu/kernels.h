@@ -8,7 +8,9 @@
 #pragma once
 #include <cstdint>
 
+#include "runtime/bf16.h"
 #include "runtime/config.h"
+#include "runtime/flat_span.h"
 #include "runtime/philox.h"
 
 namespace erlangshen::cpu {
@@ -129,6 +131,17 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, double lr, dou
 // sum of squares in double, fixed reduction order (deterministic for a given thread count)
 template <class T>
 double sum_squares(const T* x, int64_t n);
+// Multi-tensor forms over spans of flat buffers (runtime/flat_span.h), the same bits as one call per span:
+//   adamw_update_spans: adamw_update on every span of param/grad/m/v (all indexed by the span offsets), with
+//     weight_decay where span.decay and 0 elsewhere; then compute_copy[i] = bf16(param[i]) (round to nearest even)
+//     on the spans when compute_copy is not null (the bf16 GEMM copy of the weights, refreshed in the same pass).
+//   sum_squares_spans: out[s] = sum_squares(x + spans[s].offset, spans[s].n) for s < count.
+template <class T>
+void adamw_update_spans(T* param, const T* grad, T* m, T* v, bf16* compute_copy, const FlatSpan* spans, int count,
+                        double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step,
+                        double grad_scale);
+template <class T>
+void sum_squares_spans(const T* x, const FlatSpan* spans, int count, double* out);
 template <class T>
 void scale(T* x, int64_t n, double s);
 template <class T>

@@ -53,6 +53,25 @@ double sum_squares(const T* x, int64_t n) {
 }
 
 template <class T>
+void adamw_update_spans(T* param, const T* grad, T* m, T* v, bf16* compute_copy, const FlatSpan* spans, int count,
+                        double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step,
+                        double grad_scale) {
+  for (int s = 0; s < count; ++s) {
+    const int64_t o = spans[s].offset, n = spans[s].n;
+    adamw_update(param + o, grad + o, m + o, v + o, n, lr, beta1, beta2, eps, spans[s].decay ? weight_decay : 0.0,
+                 step, grad_scale);
+    if (compute_copy == nullptr) continue;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = o; i < o + n; ++i) compute_copy[i] = to_bf16(static_cast<float>(param[i]));
+  }
+}
+
+template <class T>
+void sum_squares_spans(const T* x, const FlatSpan* spans, int count, double* out) {
+  for (int s = 0; s < count; ++s) out[s] = sum_squares(x + spans[s].offset, spans[s].n);
+}
+
+template <class T>
 void scale(T* x, int64_t n, double s) {
   const T f = T(s);
 #pragma omp parallel for schedule(static)
@@ -75,6 +94,9 @@ void add_inplace(T* y, const T* x, int64_t n) {
   template void adamw_update<T>(T*, const T*, T*, T*, int64_t, double, double, double, double, double, int64_t, \
                                 double);                                                                         \
   template double sum_squares<T>(const T*, int64_t);                                                             \
+  template void adamw_update_spans<T>(T*, const T*, T*, T*, bf16*, const FlatSpan*, int, double, double, double,  \
+                                      double, double, int64_t, double);                                          \
+  template void sum_squares_spans<T>(const T*, const FlatSpan*, int, double*);                                   \
   template void scale<T>(T*, int64_t, double);                                                                   \
   template void fill<T>(T*, int64_t, T);                                                                         \
   template void add_inplace<T>(T*, const T*, int64_t);

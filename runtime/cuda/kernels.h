@@ -101,6 +101,12 @@ void adamw_update(Launch l, float* param, const float* grad, float* m, float* v,
 // [ctx] Sum of squares in double: fixed 64K-element chunks, each a fixed tree, then the chunk sums in order.
 // Synchronises the stream (the result is returned to the host).
 double sum_squares(Launch l, const float* x, int64_t n);
+// [ctx] Multi-tensor forms (runtime/cpu/kernels.h): one launch for all spans (the span table goes to the device
+// on the stream); sum_squares_spans synchronises the stream once and writes count doubles to host `out`.
+void adamw_update_spans(Launch l, float* param, const float* grad, float* m, float* v, bf16* compute_copy,
+                        const FlatSpan* spans, int count, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, int64_t step, double grad_scale);
+void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int count, double* out);
 void scale(Launch l, float* x, int64_t n, double s);
 void fill(Launch l, float* x, int64_t n, float value);
 void add_inplace(Launch l, float* y, const float* x, int64_t n);

@@ -3,9 +3,14 @@
 //   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) + lr*wd * p        (bc_i = 1 - beta_i^step; same float ops as CPU)
 // sum_squares: fixed 64K-element chunks, each one block's fixed tree in double, then one block sums the chunk
 // results in a fixed tree: the same bits for a given n on every run (deterministic global grad norm).
+// The multi-tensor forms (adamw_update_spans, sum_squares_spans) run the whole parameter table in one launch each
+// (a span table in the scratch; block b works on chunk b of the span found by binary search) with the same
+// per-element math and the same chunks, hence the per-tensor calls' bits: the trainer's ~400 tensors (1.3B) cost
+// one AdamW launch instead of 400 and one host synchronisation for the norm instead of 400.
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <vector>
 
 #include "runtime/cuda/storage.cuh"
 
@@ -15,32 +20,39 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = 65536;
 
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, float b1, float b2,
-                             float gs, float step_size, float inv_sqrt_bc2, float e, float decay) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = grad[i] * gs;
-    const float mi = b1 * m[i] + (1.0f - b1) * g;
-    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + e) + decay * param[i];
-  }
+// The bias-corrected step's scalars, in float as the CPU kernel has them.
+struct AdamWScalars {
+  float b1, b2, gs, step_size, inv_sqrt_bc2, e;
+};
+
+AdamWScalars adamw_scalars(double lr, double beta1, double beta2, double eps, int64_t step, double grad_scale) {
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  return {float(beta1), float(beta2), float(grad_scale), float(lr / bc1), float(1.0 / std::sqrt(bc2)), float(eps)};
+}
+
+// One element's update; every AdamW kernel goes through it, so all of them give the same bits.
+__device__ __forceinline__ void adamw_element(float& p, float grad, float& m, float& v, const AdamWScalars& a,
+                                              float decay) {
+  const float g = grad * a.gs;
+  m = a.b1 * m + (1.0f - a.b1) * g;
+  v = a.b2 * v + (1.0f - a.b2) * g * g;
+  p -= a.step_size * m / (sqrtf(v) * a.inv_sqrt_bc2 + a.e) + decay * p;
+}
+
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamWScalars a,
+                             float decay) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    adamw_element(param[i], grad[i], m[i], v[i], a, decay);
 }
 
 // The same on 16-byte-aligned tensors, 4 elements per thread per step (n4 = n / 4; n % 4 == 0).
-__global__ void adamw4_kernel(float4* param, const float4* grad, float4* m, float4* v, int64_t n4, float b1, float b2,
-                              float gs, float step_size, float inv_sqrt_bc2, float e, float decay) {
+__global__ void adamw4_kernel(float4* param, const float4* grad, float4* m, float4* v, int64_t n4, AdamWScalars a,
+                              float decay) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
     float4 p = param[i], mi = m[i], vi = v[i];
     float4 gr = grad[i];
-    for (int w = 0; w < 4; ++w) {
-      const float g = lane(gr, w) * gs;
-      float& mw = lane(mi, w);
-      float& vw = lane(vi, w);
-      mw = b1 * mw + (1.0f - b1) * g;
-      vw = b2 * vw + (1.0f - b2) * g * g;
-      lane(p, w) -= step_size * mw / (sqrtf(vw) * inv_sqrt_bc2 + e) + decay * lane(p, w);
-    }
+    for (int w = 0; w < 4; ++w) adamw_element(lane(p, w), lane(gr, w), lane(mi, w), lane(vi, w), a, decay);
     m[i] = mi;
     v[i] = vi;
     param[i] = p;
@@ -63,6 +75,114 @@ __global__ void sum_squares_finish_kernel(double* result, const double* partial,
   for (int64_t i = threadIdx.x; i < chunks; i += blockDim.x) s += partial[i];
   s = block_sum(s, smem);
   if (threadIdx.x == 0) *result = s;
+}
+
+// ---- multi-tensor forms: one launch over a table of spans, one block per fixed-size chunk of a span ----
+
+// A span of a multi-tensor launch as the device reads it: the FlatSpan and the index of its first chunk (block).
+struct SpanChunks {
+  int64_t offset, n, first_chunk;
+  float decay;  // AdamW: lr * weight_decay on decayed spans, else 0
+};
+
+// The span that block `chunk` works on: the last s with first_chunk <= chunk (spans without chunks are skipped,
+// since the span after them starts at the same chunk). count >= 1.
+__device__ __forceinline__ int span_of_chunk(const SpanChunks* spans, int count, int64_t chunk) {
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (spans[mid].first_chunk <= chunk)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+constexpr int64_t kAdamChunk = 4 * 4 * kThreads;  // elements per block: 4 float4 steps of 256 threads
+
+// adamw_element on chunk blockIdx.x of its span; copy (may be null) gets bf16(p). vec: param, grad, m, v 16-byte
+// aligned and copy 8-byte aligned, so a chunk starting at a multiple of 4 runs 4 elements per load; the rest of
+// it (and any chunk of a span at an odd offset) runs element by element, with the same element function.
+__global__ void adamw_spans_kernel(float* param, const float* grad, float* m, float* v, __nv_bfloat16* copy,
+                                   const SpanChunks* spans, int count, AdamWScalars a, bool vec) {
+  const SpanChunks sp = spans[span_of_chunk(spans, count, blockIdx.x)];
+  const int64_t begin = sp.offset + (blockIdx.x - sp.first_chunk) * kAdamChunk;
+  const int64_t end = begin + kAdamChunk < sp.offset + sp.n ? begin + kAdamChunk : sp.offset + sp.n;
+  int64_t scalar_from = begin;
+  if (vec && begin % 4 == 0) {
+    const int64_t n4 = (end - begin) / 4;
+    for (int64_t k = threadIdx.x; k < n4; k += blockDim.x) {
+      const int64_t i = begin + 4 * k;
+      float4 p = *reinterpret_cast<float4*>(param + i), mi = *reinterpret_cast<float4*>(m + i),
+             vi = *reinterpret_cast<float4*>(v + i), gr = *reinterpret_cast<const float4*>(grad + i);
+      for (int w = 0; w < 4; ++w) adamw_element(lane(p, w), lane(gr, w), lane(mi, w), lane(vi, w), a, sp.decay);
+      *reinterpret_cast<float4*>(m + i) = mi;
+      *reinterpret_cast<float4*>(v + i) = vi;
+      *reinterpret_cast<float4*>(param + i) = p;
+      if (copy != nullptr) {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(p.x, p.y), hi = __floats2bfloat162_rn(p.z, p.w);
+        uint2 out;
+        out.x = *reinterpret_cast<const uint32_t*>(&lo);
+        out.y = *reinterpret_cast<const uint32_t*>(&hi);
+        *reinterpret_cast<uint2*>(copy + i) = out;
+      }
+    }
+    scalar_from = begin + 4 * n4;
+  }
+  for (int64_t i = scalar_from + threadIdx.x; i < end; i += blockDim.x) {
+    adamw_element(param[i], grad[i], m[i], v[i], a, sp.decay);
+    if (copy != nullptr) copy[i] = __float2bfloat16_rn(param[i]);
+  }
+}
+
+// sum_squares_chunks_kernel on chunk blockIdx.x of its span (chunks of kChunk from the span's start: the same
+// element sets, thread assignment and tree as sum_squares on the span alone).
+__global__ void sum_squares_spans_chunks_kernel(double* partial, const float* x, const SpanChunks* spans, int count) {
+  __shared__ double smem[32];
+  const SpanChunks sp = spans[span_of_chunk(spans, count, blockIdx.x)];
+  const float* xs = x + sp.offset;
+  const int64_t begin = (blockIdx.x - sp.first_chunk) * kChunk;
+  const int64_t end = begin + kChunk < sp.n ? begin + kChunk : sp.n;
+  double s = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) s += static_cast<double>(xs[i]) * xs[i];
+  s = block_sum(s, smem);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// Block s: sum_squares_finish_kernel over span s's chunk results -> result[s] (0 for an empty span).
+__global__ void sum_squares_spans_finish_kernel(double* result, const double* partial, const SpanChunks* spans,
+                                                int count, int64_t total_chunks) {
+  __shared__ double smem[32];
+  const int64_t first = spans[blockIdx.x].first_chunk;
+  const int64_t chunks = (blockIdx.x + 1 < count ? spans[blockIdx.x + 1].first_chunk : total_chunks) - first;
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < chunks; i += blockDim.x) s += partial[first + i];
+  s = block_sum(s, smem);
+  if (threadIdx.x == 0) result[blockIdx.x] = s;
+}
+
+// Bytes of a table of `count` spans in the scratch, rounded up to 16 (what follows it stays 16-byte aligned).
+size_t span_table_bytes(int count) { return (sizeof(SpanChunks) * static_cast<size_t>(count) + 15) / 16 * 16; }
+
+// The device table of `count` spans cut into chunks of `chunk` elements, at the start of the Context scratch,
+// uploaded on the stream; the caller may use `extra` bytes after its span_table_bytes(count).
+// *total_chunks = the chunks of all spans.
+SpanChunks* upload_span_table(Launch l, Context& ctx, const FlatSpan* spans, int count, int64_t chunk, double decay,
+                              size_t extra, int64_t* total_chunks, const char* who) {
+  std::vector<SpanChunks> table(static_cast<size_t>(count));
+  int64_t chunks = 0;
+  for (int s = 0; s < count; ++s) {
+    ERL_CHECK(spans[s].n >= 0 && spans[s].offset >= 0, who << ": span " << s << " is negative");
+    table[s] = SpanChunks{spans[s].offset, spans[s].n, chunks, spans[s].decay ? float(decay) : 0.0f};
+    chunks += (spans[s].n + chunk - 1) / chunk;
+  }
+  ERL_CHECK(chunks < (int64_t(1) << 31), who << ": too many chunks (" << chunks << ")");
+  *total_chunks = chunks;
+  auto* device_table = static_cast<SpanChunks*>(ctx.scratch(span_table_bytes(count) + extra, who));
+  ERL_CUDA_CHECK(cudaMemcpyAsync(device_table, table.data(), sizeof(SpanChunks) * table.size(), cudaMemcpyHostToDevice,
+                                 stream_of(l)));  // pageable source: staged before the call returns
+  return device_table;
 }
 
 __global__ void scale_kernel(float* x, int64_t n, float f) {
@@ -106,17 +226,14 @@ __global__ void from_bf16_kernel(float* dst, const __nv_bfloat16* src, int64_t n
 void adamw_update(Launch l, float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
                   double beta2, double eps, double weight_decay, int64_t step, double grad_scale) {
   if (n <= 0) return;
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  const AdamWScalars a = adamw_scalars(lr, beta1, beta2, eps, step, grad_scale);
   if (n % 4 == 0 && aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v))
     ERL_KERNEL(grid_for(n / 4, kThreads), kThreads, 0, stream_of(l), adamw4_kernel)(
         reinterpret_cast<float4*>(param), reinterpret_cast<const float4*>(grad), reinterpret_cast<float4*>(m),
-        reinterpret_cast<float4*>(v), n / 4, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
-        float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
+        reinterpret_cast<float4*>(v), n / 4, a, float(lr * weight_decay));
   else
-    ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), adamw_kernel)(
-        param, grad, m, v, n, float(beta1), float(beta2), float(grad_scale), float(lr / bc1),
-        float(1.0 / std::sqrt(bc2)), float(eps), float(lr * weight_decay));
+    ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), adamw_kernel)(param, grad, m, v, n, a,
+                                                                             float(lr * weight_decay));
   ERL_CUDA_LAUNCHED();
 }
 
@@ -134,6 +251,46 @@ double sum_squares(Launch l, const float* x, int64_t n) {
   ERL_CUDA_CHECK(cudaMemcpyAsync(&result, partial + chunks, sizeof(double), cudaMemcpyDeviceToHost, stream_of(l)));
   ERL_CUDA_CHECK(cudaStreamSynchronize(stream_of(l)));
   return result;
+}
+
+void adamw_update_spans(Launch l, float* param, const float* grad, float* m, float* v, bf16* compute_copy,
+                        const FlatSpan* spans, int count, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, int64_t step, double grad_scale) {
+  if (count <= 0) return;
+  Context& ctx = need_context(l, "adamw_update_spans");
+  int64_t chunks = 0;
+  const SpanChunks* table =
+      upload_span_table(l, ctx, spans, count, kAdamChunk, lr * weight_decay, 0, &chunks, "adamw_update_spans");
+  if (chunks == 0) return;
+  const bool vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) &&
+                   reinterpret_cast<uintptr_t>(compute_copy) % 8 == 0;
+  ERL_KERNEL(static_cast<unsigned>(chunks), kThreads, 0, stream_of(l), adamw_spans_kernel)(
+      param, grad, m, v, reinterpret_cast<__nv_bfloat16*>(compute_copy), table, count,
+      adamw_scalars(lr, beta1, beta2, eps, step, grad_scale), vec);
+  ERL_CUDA_LAUNCHED();
+}
+
+void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int count, double* out) {
+  if (count <= 0) return;
+  Context& ctx = need_context(l, "sum_squares_spans");
+  int64_t chunks = 0;
+  for (int s = 0; s < count; ++s) chunks += (spans[s].n + kChunk - 1) / kChunk;
+  // Scratch: the span table, the chunk results (chunks doubles), the span results (count doubles).
+  const SpanChunks* table = upload_span_table(l, ctx, spans, count, kChunk, 0.0,
+                                              sizeof(double) * static_cast<size_t>(chunks + count), &chunks,
+                                              "sum_squares_spans");
+  auto* partial = reinterpret_cast<double*>(reinterpret_cast<uintptr_t>(table) + span_table_bytes(count));
+  double* result = partial + chunks;
+  if (chunks > 0) {
+    ERL_KERNEL(static_cast<unsigned>(chunks), kThreads, 0, stream_of(l), sum_squares_spans_chunks_kernel)(
+        partial, x, table, count);
+    ERL_CUDA_LAUNCHED();
+  }
+  ERL_KERNEL(static_cast<unsigned>(count), 1024, 0, stream_of(l), sum_squares_spans_finish_kernel)(
+      result, partial, table, count, chunks);
+  ERL_CUDA_LAUNCHED();
+  ERL_CUDA_CHECK(cudaMemcpyAsync(out, result, sizeof(double) * count, cudaMemcpyDeviceToHost, stream_of(l)));
+  ERL_CUDA_CHECK(cudaStreamSynchronize(stream_of(l)));
 }
 
 void scale(Launch l, float* x, int64_t n, double s) {

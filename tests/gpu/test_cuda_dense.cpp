@@ -197,6 +197,71 @@ TEST_F(CudaTest, AdamWAndVectorOps) {
   EXPECT_TRUE(bit_equal(d_y.host(), std::vector<float>(n, 2.5f)));
 }
 
+// The multi-tensor forms the optimizer runs (one launch, one host synchronisation): the per-span calls' bits, on
+// spans at offsets that are not multiples of 4, an empty one, ones longer than an AdamW block's chunk (4096) and
+// than a sum-of-squares chunk (65536); the bf16 copy is the updated weights rounded once, and nothing outside the
+// spans is written. shift 1 puts every base pointer off 16-byte alignment (the element-wise path).
+TEST_F(CudaTest, AdamWAndSumSquaresOverSpansMatchPerSpanCalls) {
+  const std::vector<FlatSpan> spans = {{0, 8197, true},      {8197, 3, false},     {8200, 0, true},
+                                       {8200, 70001, true},  {78201, 2048, false}, {80249, 7, true}};
+  const int64_t n = 80256 + 2;  // the spans cover [0, 80256); two guard elements after them
+  const auto p0 = randn(n, 51, 0.02f), g = randn(n, 52, 1e-3f), m0 = randn(n, 53, 1e-4f);
+  std::vector<float> v0(n);
+  for (int64_t i = 0; i < n; ++i) v0[i] = std::fabs(m0[i]) * 1e-3f;
+  const bf16 guard{0x7fc1};
+  const double lr = 1e-3, wd = 0.01, gscale = 0.5;
+  for (int shift : {0, 1}) {
+    SCOPED_TRACE(::testing::Message() << "shift " << shift);
+    Dev<float> rp(p0), rm(m0), rv(v0), d_g(g), sp(p0), sm(m0), sv(v0);
+    Dev<bf16> copy(n, guard);
+    std::vector<float> cp = p0, cm = m0, cv = v0, rcp = p0, rcm = m0, rcv = v0;
+    std::vector<bf16> ccopy(n, guard);
+    for (int64_t step = 1; step <= 2; ++step) {
+      for (const FlatSpan& s : spans) {
+        const int64_t o = shift + s.offset;
+        ops::adamw_update(gpu(), rp.get() + o, d_g.get() + o, rm.get() + o, rv.get() + o, s.n, lr, 0.9, 0.999, 1e-8,
+                          s.decay ? wd : 0.0, step, gscale);
+        ops::adamw_update(cpu(), rcp.data() + o, g.data() + o, rcm.data() + o, rcv.data() + o, s.n, lr, 0.9, 0.999,
+                          1e-8, s.decay ? wd : 0.0, step, gscale);
+      }
+      ops::adamw_update_spans(gpu(), sp.get() + shift, d_g.get() + shift, sm.get() + shift, sv.get() + shift,
+                              copy.get() + shift, spans, lr, 0.9, 0.999, 1e-8, wd, step, gscale);
+      ops::adamw_update_spans(cpu(), cp.data() + shift, g.data() + shift, cm.data() + shift, cv.data() + shift,
+                              ccopy.data() + shift, spans, lr, 0.9, 0.999, 1e-8, wd, step, gscale);
+    }
+    const std::vector<float> ref_p = rp.host();
+    EXPECT_TRUE(bit_equal(sp.host(), ref_p)) << "param";
+    EXPECT_TRUE(bit_equal(sm.host(), rm.host())) << "m";
+    EXPECT_TRUE(bit_equal(sv.host(), rv.host())) << "v";
+    EXPECT_TRUE(bit_equal(cp, rcp) && bit_equal(cm, rcm) && bit_equal(cv, rcv)) << "CPU spans vs CPU per span";
+    EXPECT_TRUE(close(ref_p, rcp, kFp32Rtol)) << "GPU vs CPU";
+    const std::vector<bf16> got = copy.host();
+    int64_t wrong = 0, wrong_cpu = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const bool in_spans = i >= shift && i < shift + 80256;
+      const uint16_t want = in_spans ? to_bf16(ref_p[i]).bits : guard.bits;
+      const uint16_t want_cpu = in_spans ? to_bf16(rcp[i]).bits : guard.bits;
+      wrong += got[i].bits != want;
+      wrong_cpu += ccopy[i].bits != want_cpu;
+    }
+    EXPECT_EQ(wrong, 0) << "GPU bf16 copy elements that are not the updated weight rounded once (or a guard)";
+    EXPECT_EQ(wrong_cpu, 0) << "CPU bf16 copy";
+
+    const std::vector<double> sums = ops::sum_squares_spans(gpu(), d_g.get() + shift, spans),
+                              sums_cpu = ops::sum_squares_spans(cpu(), g.data() + shift, spans);
+    ASSERT_EQ(sums.size(), spans.size());
+    ASSERT_EQ(sums_cpu.size(), spans.size());
+    for (size_t k = 0; k < spans.size(); ++k) {
+      const double one = ops::sum_squares(gpu(), d_g.get() + shift + spans[k].offset, spans[k].n);
+      const double one_cpu = ops::sum_squares(cpu(), g.data() + shift + spans[k].offset, spans[k].n);
+      EXPECT_EQ(std::memcmp(&sums[k], &one, sizeof(double)), 0) << "span " << k << ": " << sums[k] << " vs " << one;
+      EXPECT_EQ(std::memcmp(&sums_cpu[k], &one_cpu, sizeof(double)), 0) << "CPU span " << k;
+      EXPECT_NEAR(sums[k], one_cpu, 1e-12 * one_cpu) << "span " << k;
+    }
+    EXPECT_EQ(sums[2], 0.0) << "the empty span";
+  }
+}
+
 TEST_F(CudaTest, ReductionsAreBitwiseRepeatable) {
   // Column sums (bias / LayerNorm gradients) use a fixed two-stage partition: two runs give the same bits.
   const int N = 8192 + 17, C = 1000;

@@ -15,6 +15,7 @@
 
 #include "model/megatron_bert.h"
 #include "model/synthetic_batch.h"
+#include "model/trainer.h"
 #include "test_support.h"
 
 namespace erlangshen {
@@ -170,6 +171,33 @@ TEST(Bf16Activations, ComputeWeightsFollowEveryParameterWrite) {
     EXPECT_NE(after, before) << what << ": the write changed nothing";
     EXPECT_EQ(after, step(*fresh)) << what << ": the stepped model computed with stale bf16 weights";
   }
+}
+
+// The trainer's AdamW rewrites the bf16 compute copy in its update pass (no separate refresh before the next
+// forward): training must compute exactly what it computes when every step refreshes the copy from the fp32
+// weights (params() marks it stale). A copy left stale, or written from other values, changes step 2's loss.
+TEST(Bf16Activations, AdamWRewritesTheComputeCopyAsTheRefreshWould) {
+  Config c = testing::small_config(64, 2, 4, 256, 500);
+  c.train.activations = "bf16";
+  const PretrainBatch batch = make_synthetic_batch(4, 32, c.model.vocab_size, 0.15, 9, 0, 0);
+  Logger quiet(1, 2);  // not rank 0: no progress lines
+  auto train = [&](bool refresh_every_step) {
+    SelfCommunicator tp, dp;
+    testing::FixedDataSource data({batch});
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet);
+    std::vector<double> losses;
+    for (int s = 0; s < 4; ++s) {
+      if (refresh_every_step) trainer.model().params();  // marks the compute copy stale
+      losses.push_back(trainer.train_step().loss);
+    }
+    const MegatronBert<float>& m = trainer.model();
+    std::vector<float> params(m.params(), m.params() + m.num_params());
+    return std::make_pair(losses, params);
+  };
+  const auto fused = train(false), refreshed = train(true);
+  EXPECT_NE(fused.first[0], fused.first[3]) << "the steps changed nothing";
+  for (int s = 0; s < 4; ++s) EXPECT_EQ(fused.first[s], refreshed.first[s]) << "step " << s + 1;
+  EXPECT_EQ(std::memcmp(fused.second.data(), refreshed.second.data(), sizeof(float) * fused.second.size()), 0);
 }
 
 TEST(Bf16Activations, DoubleModelsRefuseIt) {
