@@ -68,6 +68,8 @@ struct MegatronBert<T>::Acts {
   // inputs staged from the host on CUDA (unused on the CPU, where the host arrays are read directly)
   int32_t *in_ids, *in_types;  // (N)
   uint8_t* in_valid;           // (N)
+  // the token-rows index of the ids for the word-embedding backward (runtime/token_rows.h), staged on CUDA
+  int32_t *tok_row, *tok_start, *tok_tokens;  // (min(N, V_local)), (min(N, V_local) + 1), (N)
   // MLM head (sized by M in the head arena)
   T *mlm_g, *mlm_t, *mlm_a, *mlm_u;  // (M, C)
   T *mlm_mean, *mlm_rstd;            // (M)

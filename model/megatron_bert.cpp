@@ -172,6 +172,10 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.in_ids = a.alloc<int32_t>(N, "input ids");
   s.in_types = a.alloc<int32_t>(N, "token types");
   s.in_valid = a.alloc<uint8_t>(N, "attention mask");
+  const int64_t listed_rows = std::min<int64_t>(N, vocab_local_);
+  s.tok_row = a.alloc<int32_t>(listed_rows, "token rows");
+  s.tok_start = a.alloc<int32_t>(listed_rows + 1, "token row starts");
+  s.tok_tokens = a.alloc<int32_t>(N, "tokens by row");
 }
 
 template <class T>

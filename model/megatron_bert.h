@@ -28,6 +28,7 @@
 #include "runtime/attention_kernel.h"
 #include "runtime/device_buffer.h"
 #include "runtime/ops.h"
+#include "runtime/token_rows.h"
 
 namespace erlangshen {
 
@@ -201,6 +202,8 @@ class MegatronBert {
   std::unique_ptr<Acts> acts_;
   RngContext rng_;      // of the last forward (backward reuses it)
   EncoderInputs in_;    // of the last forward
+  TokenRowsBuilder token_rows_;  // the last forward's ids by vocabulary row (host), for the word-embedding backward
+  TokenRows token_rows_view_;     // the same where the ops run
   GradReadyHook grad_ready_;
   std::vector<size_t> layer_bounds_;  // (L + 1): flat offset of layer l's first parameter; [L]: end of layer L-1
   std::vector<T> host_stats_[3];      // host copies of loss statistics read back from the device (CUDA only)

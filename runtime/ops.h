@@ -87,6 +87,10 @@ void word_embedding_backward(const Exec& x, T* dword, const T* dout, const int32
   ERL_DISPATCH(word_embedding_backward, dword, dout, ids, N, C, v0, Vl);
 }
 template <class T>
+void word_embedding_backward_rows(const Exec& x, T* dword, const T* dout, const TokenRows& rows, int C) {
+  ERL_DISPATCH(word_embedding_backward_rows, dword, dout, rows, C);
+}
+template <class T>
 void position_type_embedding_forward(const Exec& x, T* out, const int32_t* types, const T* pos, const T* type, int B,
                                      int Tn, int C) {
   ERL_DISPATCH(position_type_embedding_forward, out, types, pos, type, B, Tn, C);

@@ -33,6 +33,19 @@ void word_embedding_backward(T* dword, const T* dout, const int32_t* ids, int N,
 }
 
 template <class T>
+void word_embedding_backward_rows(T* dword, const T* dout, const TokenRows& rows, int C) {
+  parallel_blocks(C, 16, [&](int64_t c0, int64_t c1) {
+    for (int r = 0; r < rows.rows; ++r) {
+      T* d = dword + static_cast<int64_t>(rows.row[r]) * C;
+      for (int k = rows.start[r]; k < rows.start[r + 1]; ++k) {
+        const T* g = dout + static_cast<int64_t>(rows.tokens[k]) * C;
+        for (int64_t c = c0; c < c1; ++c) d[c] += g[c];
+      }
+    }
+  });
+}
+
+template <class T>
 void position_type_embedding_forward(T* out, const int32_t* type_ids, const T* pos, const T* type, int B, int Tn, int C) {
 #pragma omp parallel for schedule(static)
   for (int64_t bt = 0; bt < static_cast<int64_t>(B) * Tn; ++bt) {
@@ -65,6 +78,7 @@ void position_type_embedding_backward(T* dpos, T* dtype, const T* dout, const in
 #define ERL_INSTANTIATE(T)                                                                                        \
   template void word_embedding_forward<T>(T*, const int32_t*, const T*, int, int, int, int);                      \
   template void word_embedding_backward<T>(T*, const T*, const int32_t*, int, int, int, int);                     \
+  template void word_embedding_backward_rows<T>(T*, const T*, const TokenRows&, int);                            \
   template void position_type_embedding_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int);        \
   template void position_type_embedding_backward<T>(T*, T*, const T*, const int32_t*, int, int, int, int);
 ERL_INSTANTIATE(float)

@@ -12,6 +12,7 @@
 #include "runtime/config.h"
 #include "runtime/flat_span.h"
 #include "runtime/philox.h"
+#include "runtime/token_rows.h"
 
 namespace erlangshen::cpu {
 
@@ -32,6 +33,10 @@ void word_embedding_forward(T* out, const int32_t* ids, const T* word, int N, in
 // dword (V_local, C) += scatter of dout rows (deterministic: each output row summed in token order).
 template <class T>
 void word_embedding_backward(T* dword, const T* dout, const int32_t* ids, int N, int C, int vocab_start, int V_local);
+// The same sums from the batch's token-rows index (runtime/token_rows.h): dword[row[r]] += dout of the row's tokens,
+// in token order (the same bits as the scan above).
+template <class T>
+void word_embedding_backward_rows(T* dword, const T* dout, const TokenRows& rows, int C);
 // out (B, T, C) += pos (P, C)[t] + type (TV, C)[type_ids[b, t]]
 template <class T>
 void position_type_embedding_forward(T* out, const int32_t* type_ids, const T* pos, const T* type, int B, int Tn, int C);

@@ -50,6 +50,8 @@ void word_embedding_forward(Launch l, float* out, const int32_t* ids, const floa
                             int vocab_start, int V_local);
 void word_embedding_backward(Launch l, float* dword, const float* dout, const int32_t* ids, int N, int C,
                              int vocab_start, int V_local);
+// rows: the index in device memory (runtime/token_rows.h)
+void word_embedding_backward_rows(Launch l, float* dword, const float* dout, const TokenRows& rows, int C);
 void position_type_embedding_forward(Launch l, float* out, const int32_t* type_ids, const float* pos,
                                      const float* type, int B, int Tn, int C);
 // [ctx]

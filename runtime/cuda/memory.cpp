@@ -57,7 +57,9 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // (B NH T).
   const int64_t attention_scratch = s.flash_attention ? 2 * N * Cl + int64_t(B) * s.heads_local * T
                                                       : 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl;
-  const int64_t other = 3 * N * C + 2 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
+  // 5 N: the staged ids, token types and mask (~2 N floats) and the word-embedding backward's token-rows index
+  // (runtime/token_rows.h: at most 3 N + 1 int32).
+  const int64_t other = 3 * N * C + 5 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
   // bf16 storage adds a bf16 copy of the row-parallel outputs (model/activations.h row_out; with TP 1 only, counted
   // always), and with TP 1 (this rank holds every head) stores the LayerNorm input gradient dln in bf16: it moves
   // from `other` (dres, dln) to the [act] tensors.

@@ -52,6 +52,30 @@ TEST_F(CudaTest, WordEmbeddingBackwardManyChunks) {
   EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
 }
 
+// What the model runs: the backward from the token-rows index (runtime/token_rows.h) in device memory, with rows
+// longer than the kernel's 16-row unroll (the [MASK]-like id: 334 tokens) and shorter ones; C % 4 == 0 takes the
+// float4 kernel, C = 301 the scalar one, C = 2048 several column blocks. The scan's CPU bits either way.
+TEST_F(CudaTest, WordEmbeddingBackwardFromTokenRows) {
+  const int N = 1000, V_local = 75, vocab_start = 10;
+  std::vector<int32_t> ids(N);
+  std::mt19937 gen(291);
+  for (int n = 0; n < N; ++n) ids[n] = static_cast<int32_t>(n % 3 == 0 ? 77 : gen() % 100);
+  TokenRowsBuilder rows;
+  rows.build(ids.data(), N, vocab_start, V_local);
+  ASSERT_GT(rows.rows(), 10);
+  Dev<int32_t> d_row(rows.row()), d_start(rows.start()), d_tokens(rows.tokens());
+  const TokenRows device_rows{rows.rows(), d_row.get(), d_start.get(), d_tokens.get()};
+  for (int C : {300, 301, 2048}) {
+    SCOPED_TRACE(::testing::Message() << "C=" << C);
+    const auto dout = randn(size_t(N) * C, 295), dword0 = randn(size_t(V_local) * C, 296);
+    std::vector<float> dword_c = dword0;
+    ops::word_embedding_backward(cpu(), dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
+    Dev<float> d_dout(dout), d_dword(dword0);
+    ops::word_embedding_backward_rows(gpu(), d_dword.get(), d_dout.get(), device_rows, C);
+    EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
+  }
+}
+
 TEST_F(CudaTest, CrossEntropyPieces) {
   const int M = 33, V = 1000, vocab_start = 500;
   const auto logits = randn(size_t(M) * V, 101, 3.0f), dloss = randn(M, 102);
