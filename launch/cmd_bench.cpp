@@ -106,7 +106,8 @@ void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
   } attached{ctx};
   ctx->set_profiler(&profiler);
   const StepReport r = trainer.train_step();
-  const std::vector<cuda::OpProfiler::Row> rows = profiler.collect();
+  const cuda::OpProfiler::Profile profile = profiler.collect();
+  const std::vector<cuda::OpProfiler::Row>& rows = profile.ops;
   double total = 0.0;
   for (const auto& row : rows) total += row.ms;
   const double step_ms = 1e3 * r.step_seconds;
@@ -116,6 +117,27 @@ void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
     std::printf("    %-40s %7lld %10.3f %6.1f%%\n", row.op.c_str(), static_cast<long long>(row.calls), row.ms,
                 100.0 * row.ms / step_ms);
   std::printf("    %-40s %7s %10.3f %6.1f%%\n", "(all ops)", "", total, 100.0 * total / step_ms);
+  // Every cuBLASLt GEMM on its own events: where the tensor cores' rate is lost (largest first; the rest summed).
+  std::printf("  GPU time per GEMM shape (cuBLAS's transposes, m x n x k, A,B->C types, epilogue; +C: accumulates):\n");
+  std::printf("    %-72s %6s %9s %7s\n", "GEMM", "calls", "ms", "TFLOP/s");
+  double gemm_ms = 0.0, gemm_flops = 0.0, rest_ms = 0.0, rest_flops = 0.0;
+  constexpr size_t kListed = 30;
+  for (size_t i = 0; i < profile.gemms.size(); ++i) {
+    const auto& g = profile.gemms[i];
+    gemm_ms += g.ms;
+    gemm_flops += g.flops;
+    if (i >= kListed) {
+      rest_ms += g.ms;
+      rest_flops += g.flops;
+      continue;
+    }
+    std::printf("    %-72s %6lld %9.3f %7.1f\n", g.shape.c_str(), static_cast<long long>(g.calls), g.ms,
+                g.flops / std::max(1e-9, g.ms) * 1e-9);
+  }
+  if (profile.gemms.size() > kListed)
+    std::printf("    %-72s %6s %9.3f %7.1f\n", "(the other shapes)", "", rest_ms, rest_flops / std::max(1e-9, rest_ms) * 1e-9);
+  std::printf("    %-72s %6zu %9.3f %7.1f\n", "(all GEMMs)", profile.gemms.size(), gemm_ms,
+              gemm_flops / std::max(1e-9, gemm_ms) * 1e-9);
 #else
   (void)trainer, (void)backend;
 #endif

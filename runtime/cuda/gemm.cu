@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "runtime/cuda/activation.cuh"
+#include "runtime/cuda/op_profiler.h"
 
 namespace erlangshen::cuda {
 namespace {
@@ -333,6 +334,19 @@ void* timing_output(Context& ctx, const GemmArgs& g) {
 }
 
 // One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
+// A GEMM as bench --profile lists it: op, cuBLAS's transposes, m x n x k (x batch), A,B->C types, epilogue, beta.
+std::string profile_label(const char* op, const GemmArgs& g) {
+  auto type = [](cudaDataType_t t) { return t == CUDA_R_16BF ? "bf16" : "f32"; };
+  static constexpr const char* kEpilogue[] = {"", " BIAS", " GELU_AUX_BIAS", " GELU_AUX_BIAS(exact, apart)", " DGELU",
+                                              " BGRADB"};
+  char label[200];
+  std::snprintf(label, sizeof label, "%s %c%c %dx%dx%d%s%s %s,%s->%s%s%s", op, g.trans_a ? 'T' : 'N',
+                g.trans_b ? 'T' : 'N', g.m, g.n, g.k, g.batch > 1 ? " x" : "",
+                g.batch > 1 ? std::to_string(g.batch).c_str() : "", type(g.a_type), type(g.b_type), type(g.c_type),
+                kEpilogue[static_cast<int>(g.epilogue)], g.beta != 0.0f ? " +C" : "");
+  return label;
+}
+
 // `required`, else returns false having done nothing.
 bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
          bool required) {
@@ -403,9 +417,12 @@ bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cubla
       e.algo = fastest_candidate(l, ctx, *e.desc, g, out, e.candidates.data(), static_cast<int>(e.candidates.size()));
     e.candidates.clear();
   }
+  OpProfiler* profiler = ctx.profiler();
+  if (profiler) profiler->begin_gemm();
   const cublasStatus_t s = cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.cublaslt()), e.desc->op, &g.alpha, g.A,
                                           e.desc->a, g.B, e.desc->b, &g.beta, g.C, e.desc->c, g.C, e.desc->c, &e.algo,
                                           ctx.gemm_workspace(), ctx.gemm_workspace_bytes(), stream_of(l));
+  if (profiler) profiler->end_gemm(profile_label(op, g), 2.0 * g.m * g.n * double(g.k) * g.batch);
   // A configuration the heuristic offered but the call refuses before launching anything (an unsupported
   // combination of types and epilogue) counts as one without an algorithm, from now on.
   if (!required && (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)) {

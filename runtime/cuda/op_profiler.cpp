@@ -20,6 +20,13 @@ struct OpProfiler::Impl {
     size_t start, stop;
   };
   std::vector<Span> spans;
+  struct GemmSpan {
+    std::string shape;
+    double flops;
+    size_t start, stop;
+  };
+  std::vector<GemmSpan> gemms;
+  size_t gemm_start = 0;
   int depth = 0;
   size_t open_start = 0;
   const char* open_op = nullptr;
@@ -53,23 +60,43 @@ void OpProfiler::end() {
   impl_->spans.push_back({impl_->open_op, impl_->open_start, impl_->record()});
 }
 
-std::vector<OpProfiler::Row> OpProfiler::collect() {
+void OpProfiler::begin_gemm() { impl_->gemm_start = impl_->record(); }
+
+void OpProfiler::end_gemm(const std::string& shape, double flops) {
+  impl_->gemms.push_back({shape, flops, impl_->gemm_start, impl_->record()});
+}
+
+OpProfiler::Profile OpProfiler::collect() {
   ERL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  auto elapsed = [&](size_t start, size_t stop) {
+    float ms = 0.0f;
+    ERL_CUDA_CHECK(cudaEventElapsedTime(&ms, impl_->events[start], impl_->events[stop]));
+    return static_cast<double>(ms);
+  };
   std::map<std::string, Row> by_op;
   for (const Impl::Span& s : impl_->spans) {
-    float ms = 0.0f;
-    ERL_CUDA_CHECK(cudaEventElapsedTime(&ms, impl_->events[s.start], impl_->events[s.stop]));
     Row& r = by_op[s.op];
     r.op = s.op;
     r.calls += 1;
-    r.ms += ms;
+    r.ms += elapsed(s.start, s.stop);
+  }
+  std::map<std::string, GemmRow> by_shape;
+  for (const Impl::GemmSpan& s : impl_->gemms) {
+    GemmRow& r = by_shape[s.shape];
+    r.shape = s.shape;
+    r.calls += 1;
+    r.ms += elapsed(s.start, s.stop);
+    r.flops += s.flops;
   }
   impl_->spans.clear();
+  impl_->gemms.clear();
   impl_->used = 0;
-  std::vector<Row> rows;
-  for (auto& [name, r] : by_op) rows.push_back(r);
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
-  return rows;
+  Profile p;
+  for (auto& [name, r] : by_op) p.ops.push_back(r);
+  for (auto& [name, r] : by_shape) p.gemms.push_back(r);
+  std::sort(p.ops.begin(), p.ops.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
+  std::sort(p.gemms.begin(), p.gemms.end(), [](const GemmRow& a, const GemmRow& b) { return a.ms > b.ms; });
+  return p;
 }
 
 OpScope::OpScope(void* context, const char* op)

@@ -1,7 +1,8 @@
 // GPU time per op of the ops that run through runtime/ops.h (and runtime/ops_bf16.cpp) on one Context: a CUDA event
 // before and after each op on the Context's stream, summed per op name when read. For `erlangshen bench --profile`
 // (one extra step after the timed ones, so the timed steps carry no events). Nested ops count once, in the
-// outermost. Plain C++ header: host code uses it without CUDA headers.
+// outermost. A second table times every cuBLASLt GEMM on its own (runtime/cuda/gemm.cu), per GEMM shape, with its
+// FLOPs: which GEMMs fall short of the tensor cores' rate. Plain C++ header: host code uses it without CUDA headers.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,8 +25,21 @@ class OpProfiler {
     int64_t calls = 0;
     double ms = 0.0;
   };
-  // Waits for the stream, then the time per op name, largest first; clears what was recorded.
-  std::vector<Row> collect();
+  // One GEMM (inside an op): its own events, listed under `shape` with `flops` per call.
+  void begin_gemm();
+  void end_gemm(const std::string& shape, double flops);
+
+  struct GemmRow {
+    std::string shape;
+    int64_t calls = 0;
+    double ms = 0.0, flops = 0.0;  // summed over the calls
+  };
+  struct Profile {
+    std::vector<Row> ops;          // largest first
+    std::vector<GemmRow> gemms;    // largest first
+  };
+  // Waits for the stream, then the time per op name and per GEMM shape; clears what was recorded.
+  Profile collect();
 
  private:
   struct Impl;

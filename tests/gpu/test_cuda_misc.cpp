@@ -1,5 +1,6 @@
 // CUDA vs CPU: embeddings (vocab-parallel lookup, deterministic scatter), cross-entropy pieces, row gather/scatter,
 // and the ops dispatch itself.
+#include "runtime/cuda/op_profiler.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
@@ -112,6 +113,29 @@ TEST_F(CudaTest, GatherScatterRows) {
   ops::scatter_add_rows(gpu(), d_d.get(), d_g.get(), d_idx.get(), M, C);
   EXPECT_TRUE(bit_equal(d_out.host(), out_c));
   EXPECT_TRUE(bit_equal(d_d.host(), d_c));
+}
+
+// bench --profile's two tables: each op once under its name (the GEMM inside matmul_forward is not a second op),
+// and each cuBLASLt GEMM under its shape with 2 m n k FLOPs per call.
+TEST_F(CudaTest, ProfilerListsOpsAndGemmShapes) {
+  const int N = 24, C = 16, OC = 40;
+  Dev<float> x(size_t(N) * C, 0.5f), w(size_t(OC) * C, 0.25f), b(OC, 1.0f), y(size_t(N) * OC);
+  cuda::OpProfiler profiler(ctx_->stream());
+  ctx_->set_profiler(&profiler);
+  for (int rep = 0; rep < 2; ++rep) ops::matmul_forward(gpu(), y.get(), x.get(), w.get(), b.get(), N, C, OC);
+  ops::fill(gpu(), y.get(), int64_t(N) * OC, 0.0f);
+  ctx_->set_profiler(nullptr);
+  const cuda::OpProfiler::Profile p = profiler.collect();
+  ASSERT_EQ(p.ops.size(), 2u);
+  for (const auto& row : p.ops) EXPECT_EQ(row.calls, row.op == "matmul_forward" ? 2 : 1) << row.op;
+  ASSERT_EQ(p.gemms.size(), 1u);
+  const auto& g = p.gemms[0];
+  EXPECT_EQ(g.calls, 2);
+  EXPECT_EQ(g.flops, 2 * 2.0 * N * C * OC);
+  // cuBLAS is column-major: out^T (OC x N) = W (C x OC)^T x^T, so m = OC, n = N, k = C with A transposed.
+  EXPECT_NE(g.shape.find("matmul_forward TN 40x24x16"), std::string::npos) << g.shape;
+  EXPECT_NE(g.shape.find("BIAS"), std::string::npos) << g.shape;
+  EXPECT_TRUE(profiler.collect().gemms.empty()) << "collect() clears what it read";
 }
 
 TEST_F(CudaTest, OpsWithoutContextNameTheMissingContext) {
