@@ -174,7 +174,7 @@ if [[ -x "$ERL" ]]; then
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
   timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  note "rc=$? (t=${SECONDS}s)"; tail -85 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # The same without the backward GEMMs' fused epilogues (DGELU, BGRADB): what they buy, or cost, on this GPU.
   note "== the same with train.backward_epilogues=false"
   timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
@@ -192,7 +192,7 @@ if [[ -x "$ERL" ]]; then
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 train.attention=flash --largest-micro-batch"
   timeout "$(allow 60 50)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     train.attention=flash --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -40 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  note "rc=$? (t=${SECONDS}s)"; tail -85 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   }
   # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"
