@@ -1,13 +1,13 @@
-// The row kernels of attention (runtime/cuda/attention.cu), one CUDA block per (sample, head, query) row of T
-// scores, all B x NH x T rows in one launch:
+// The row kernels of attention (runtime/cuda/attention.cu), over the (sample, head, query) rows of T scores, all
+// B x NH x T rows in one launch:
 //   forward   P = softmax(S) over the valid keys, from fp32 S into probs as stored (fp32: in place over S; bf16:
 //             rounded once);  Pd = dropout(P as stored) (fp32 or bf16)
 //   backward  dP = dropout'(dPd);  dS = P * (dP - sum_j P dP) (fp32 or bf16);  Pd recomputed from P and Philox in
 //             the same pass (P read as stored: the same Pd as the forward's)
 // Dropout element (b, h, i, j) is keyed by the global index ((sample_offset + b) * total_heads + head_offset + h)
-// * T*T + i*T + j, as the CPU backend (runtime/philox.h). Two implementations: register-resident kernels (each
-// thread holds groups of 4 elements: one read and one write per element) where T % 4 == 0 and T <= 1024 with
-// 16-byte-aligned rows, and generic strided kernels for any T.
+// * T*T + i*T + j, as the CPU backend (runtime/philox.h). Two implementations: register-resident kernels (a warp per
+// row, each lane holding groups of 4 elements: one read and one write per element) where T % 4 == 0 and T <= 1024
+// with 16-byte-aligned rows, and generic strided kernels (a block per row) for any T.
 #pragma once
 #include <cuda_bf16.h>
 
@@ -136,11 +136,21 @@ __global__ void softmax_backward_kernel(TS* ds, TS* pd, const TD* dp, const TR* 
   if (pd) write_dropped_row(pd + row * T, p, T, base, key, threshold, scale, drop);
 }
 
-// ---- Register-resident row kernels: T % 4 == 0, T <= 4 * 128 * kMaxGroups, 16-byte aligned rows ----
-// Thread t owns the groups of 4 consecutive elements g = t + k * blockDim.x (k < G): one float4 load of each
-// input, every pass over the row in registers, one store of each output. A group starts at a multiple of 4 of the
-// global dropout index (T % 4 == 0), so its 4 keep bits are exactly one Philox block, as keep4's aligned case.
-constexpr int kMaxGroups = 2;
+// ---- Register-resident row kernels: T % 4 == 0, T <= 4 * 32 * kMaxGroups (1024), 16-byte aligned rows ----
+// One warp per row, kWarpRows rows a block: lane l owns the groups of 4 consecutive elements g = l + 32 k (k < G),
+// one float4 load of each input, every pass over the row in registers, one store of each output; the row's max and
+// sums are warp shuffles (fixed butterfly: every lane gets the same bits), no shared memory and no __syncthreads,
+// so an SM keeps many rows in flight (a block per row with 128 threads and two block reductions kept a quarter as
+// many). A group starts at a multiple of 4 of the global dropout index (T % 4 == 0), so its 4 keep bits are exactly
+// one Philox block, as keep4's aligned case.
+constexpr int kMaxGroups = 8;
+constexpr int kWarpRows = 4;  // rows (warps) per block
+
+// The row of this warp, or -1 past the last row (the whole warp then returns: no collective is left half-done).
+__device__ __forceinline__ int64_t warp_row(int64_t rows) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpRows + (threadIdx.x >> 5);
+  return row < rows ? row : -1;
+}
 
 template <class T>
 __device__ __forceinline__ void store4(T* dst, float a, float b, float c, float d) {
@@ -170,11 +180,12 @@ __device__ __forceinline__ void store_dropped_group(TP* dst, float4 q, PhiloxKey
 // scores (TSc: fp32, or bf16 as the QK^T GEMM rounded them) -> probs as stored (TR; may be the scores buffer itself
 // when both are fp32), Pd from the stored values.
 template <class TSc, class TR, class TP, int G>
-__global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid,
+__global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid, int64_t rows,
                                       RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop,
                                       bool write_pd) {
-  __shared__ float smem[32];
-  const int64_t row = blockIdx.x;
+  const int64_t row = warp_row(rows);
+  if (row < 0) return;
+  const int lane_id = threadIdx.x & 31;
   const int T = geo.T, groups = T / 4;
   const uint8_t* valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
   const TSc* p = scores + row * T;
@@ -183,7 +194,7 @@ __global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, cons
   float mx = -INFINITY;
 #pragma unroll
   for (int k = 0; k < G; ++k) {
-    const int g = threadIdx.x + k * blockDim.x;
+    const int g = lane_id + 32 * k;
     if (g >= groups) continue;
     v[k] = load4(p + 4 * g);
 #pragma unroll
@@ -193,7 +204,7 @@ __global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, cons
         mx = fmaxf(mx, lane(v[k], w));
       }
   }
-  mx = block_max(mx, smem);
+  mx = warp_max(mx);
   float sum = 0.0f;
 #pragma unroll
   for (int k = 0; k < G; ++k)
@@ -203,12 +214,12 @@ __global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, cons
       lane(v[k], w) = on ? expf(lane(v[k], w) - mx) : 0.0f;
       sum += lane(v[k], w);
     }
-  sum = block_sum(sum, smem);
+  sum = warp_sum(sum);
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   const uint64_t base = geo.drop_index(row);
 #pragma unroll
   for (int k = 0; k < G; ++k) {
-    const int g = threadIdx.x + k * blockDim.x;
+    const int g = lane_id + 32 * k;
     if (g >= groups) continue;
     float4 q = v[k];
     q.x *= inv, q.y *= inv, q.z *= inv, q.w *= inv;
@@ -221,17 +232,18 @@ __global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, cons
 // ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd);
 // pd = dropout(P) too when set, from the keep bits computed for dP.
 template <class TS, class TD, class TR, int G>
-__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* probs, RowGeometry geo,
+__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* probs, int64_t rows, RowGeometry geo,
                                        PhiloxKey key, uint32_t threshold, float scale, bool drop) {
-  __shared__ float smem[32];
-  const int64_t row = blockIdx.x;
+  const int64_t row = warp_row(rows);
+  if (row < 0) return;
+  const int lane_id = threadIdx.x & 31;
   const int T = geo.T, groups = T / 4;
   const uint64_t base = geo.drop_index(row);
   float4 pv[G], dv[G];
   float dot = 0.0f;
 #pragma unroll
   for (int k = 0; k < G; ++k) {
-    const int g = threadIdx.x + k * blockDim.x;
+    const int g = lane_id + 32 * k;
     if (g >= groups) continue;
     pv[k] = load4(probs + row * T + 4 * g);
     dv[k] = load4(dp + row * T + 4 * g);
@@ -248,37 +260,32 @@ __global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* p
       dot += lane(pv[k], w) * lane(dv[k], w);
     }
   }
-  dot = block_sum(dot, smem);
+  dot = warp_sum(dot);
 #pragma unroll
   for (int k = 0; k < G; ++k) {
-    const int g = threadIdx.x + k * blockDim.x;
+    const int g = lane_id + 32 * k;
     if (g >= groups) continue;
     store4(ds + row * T + 4 * g, pv[k].x * (dv[k].x - dot), pv[k].y * (dv[k].y - dot), pv[k].z * (dv[k].z - dot),
            pv[k].w * (dv[k].w - dot));
   }
 }
 
-// Launch shape of the register kernels for this T, or groups_per_thread 0 when T needs the generic kernels.
-struct RowLaunch {
-  int groups_per_thread = 0, threads = kRowThreads;
-};
-inline RowLaunch row_launch(int T, std::initializer_list<const void*> rows) {
-  RowLaunch r;
+// Groups of 4 elements per lane the register kernels need for rows of T (1, 2, 4 or 8), or 0 when T needs the
+// generic kernels.
+inline int groups_per_lane(int T, std::initializer_list<const void*> rows) {
   for (const void* p : rows)
-    if (!aligned16(p)) return r;
-  if (T % 4 != 0 || T / 4 > kRowThreads * kMaxGroups) return r;
-  const int groups = T / 4;
-  r.groups_per_thread = groups <= kRowThreads ? 1 : 2;
-  const int per = (groups + r.groups_per_thread - 1) / r.groups_per_thread;
-  r.threads = std::max(32, (per + 31) / 32 * 32);
-  return r;
+    if (!aligned16(p)) return 0;
+  if (T % 4 != 0 || T / 4 > 32 * kMaxGroups) return 0;
+  int G = 1;
+  while (32 * G < T / 4) G *= 2;
+  return G;
 }
 
 // Whether the register kernels take rows of T with these tensors (bf16 scores need them: the generic kernel
 // normalises its fp32 scores in place).
-inline bool register_rows(int T, std::initializer_list<const void*> rows) {
-  return row_launch(T, rows).groups_per_thread > 0;
-}
+inline bool register_rows(int T, std::initializer_list<const void*> rows) { return groups_per_lane(T, rows) > 0; }
+
+inline unsigned warp_row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kWarpRows - 1) / kWarpRows); }
 
 // Row-kernel launches: the register kernels where row_launch allows, else the generic ones. scores: S, fp32 (which
 // the generic kernel normalises in place) or bf16 (register kernels only); probs: where P is stored (TR), the
@@ -286,13 +293,20 @@ inline bool register_rows(int T, std::initializer_list<const void*> rows) {
 template <class TSc, class TR, class TP>
 void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid,
                      RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
-  const RowLaunch r = row_launch(geo.T, {scores, probs, pd});
-  if (r.groups_per_thread == 1) {
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 1>)(
-        scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
-  } else if (r.groups_per_thread == 2) {
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 2>)(
-        scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
+  const int G = groups_per_lane(geo.T, {scores, probs, pd});
+  const unsigned blocks = warp_row_blocks(rows), threads = 32 * kWarpRows;
+  if (G == 1) {
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 1>)(
+        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
+  } else if (G == 2) {
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 2>)(
+        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
+  } else if (G == 4) {
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 4>)(
+        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
+  } else if (G == 8) {
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 8>)(
+        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
   } else if constexpr (std::is_same_v<TSc, float>) {
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TR, TP>)(
         scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
@@ -306,13 +320,20 @@ void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* 
 template <class TS, class TD, class TR>
 void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* dp, const TR* probs, RowGeometry geo,
                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
-  const RowLaunch r = row_launch(geo.T, {ds, pd, dp, probs});
-  if (r.groups_per_thread == 1)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 1>)(ds, pd, dp, probs, geo, key,
-                                                                                         threshold, scale, drop);
-  else if (r.groups_per_thread == 2)
-    ERL_KERNEL(rows, r.threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 2>)(ds, pd, dp, probs, geo, key,
-                                                                                         threshold, scale, drop);
+  const int G = groups_per_lane(geo.T, {ds, pd, dp, probs});
+  const unsigned blocks = warp_row_blocks(rows), threads = 32 * kWarpRows;
+  if (G == 1)
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 1>)(ds, pd, dp, probs, rows, geo,
+                                                                                      key, threshold, scale, drop);
+  else if (G == 2)
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 2>)(ds, pd, dp, probs, rows, geo,
+                                                                                      key, threshold, scale, drop);
+  else if (G == 4)
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 4>)(ds, pd, dp, probs, rows, geo,
+                                                                                      key, threshold, scale, drop);
+  else if (G == 8)
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 8>)(ds, pd, dp, probs, rows, geo,
+                                                                                      key, threshold, scale, drop);
   else
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS, TD, TR>)(ds, pd, dp, probs, geo, key,
                                                                                          threshold, scale, drop);

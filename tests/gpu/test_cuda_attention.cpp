@@ -93,7 +93,8 @@ INSTANTIATE_TEST_SUITE_P(
                       AttnCase{2, 512, 2, 256, 0.1f, 0, 0, 0},     // 1.3B head dim at seq 512
                       AttnCase{1, 512, 8, 256, 0.1f, 3, 0, 8},     // full 1.3B head count
                       AttnCase{3, 37, 3, 64, 0.25f, 1, 1, 5},      // odd T: unaligned Philox groups
-                      AttnCase{1, 640, 2, 64, 0.1f, 2, 0, 2}),     // T > 512: two register groups per thread
+                      AttnCase{2, 200, 2, 64, 0.1f, 1, 0, 2},      // 50 groups of 4: two a lane for 18 lanes
+                      AttnCase{1, 640, 2, 64, 0.1f, 2, 0, 2}),     // T > 512: 160 groups, up to 8 a lane
     [](const ::testing::TestParamInfo<AttnCase>& i) {
       const AttnCase& k = i.param;
       return "B" + std::to_string(k.B) + "_T" + std::to_string(k.T) + "_NH" + std::to_string(k.NH) + "_HS" +
