@@ -195,6 +195,12 @@ TEST_F(CudaTest, AdamWAndVectorOps) {
   EXPECT_TRUE(bit_equal(d_y.host(), y_c)) << "add + scale are exact element-wise ops";
   ops::fill(gpu(), d_y.get(), n, 2.5f);
   EXPECT_TRUE(bit_equal(d_y.host(), std::vector<float>(n, 2.5f)));
+  ops::fill(gpu(), d_y.get() + 1, n - 2, 0.0f);  // zero (a memset), between two elements it must not touch
+  std::vector<float> zeroed(n, 0.0f);
+  zeroed.front() = zeroed.back() = 2.5f;
+  EXPECT_TRUE(bit_equal(d_y.host(), zeroed));
+  ops::fill(gpu(), d_y.get(), n, -0.0f);  // negative zero is not all zero bytes: the kernel
+  EXPECT_TRUE(bit_equal(d_y.host(), std::vector<float>(n, -0.0f)));
 }
 
 // The multi-tensor forms the optimizer runs (one launch, one host synchronisation): the per-span calls' bits, on
