@@ -17,7 +17,8 @@
 # CHECKS_QUICK=1 (a re-check after a kernel change, about 100 s with prebuilt binaries): the tests, and the trainer
 # benches with bf16 storage only (1.3B at its largest micro-batch with the per-op profile, bert-base); no probes, no
 # standalone layer bench, no build from source, and the HF peer only with CHECKS_PEER_BATCH=B (its 1.3B micro-batch:
-# the largest that fits it, 33 on an H200).
+# the largest that fits it, 33 on an H200; CHECKS_PEER_REFINE=K: when B runs out of memory and is halved, K
+# bisection tries between the batch that ran and the one that did not, e.g. B=32 K=2 on an H100).
 #
 # Here, once (needs the Debian registry):  mkdir -p .debs && (cd .debs && apt-get download libopenblas0-pthread \
 #     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
@@ -32,8 +33,8 @@ QUICK=${CHECKS_QUICK:-}
 # Seconds kept back for the stages after the tests while a test binary runs: what the full script's benches and
 # peer need, or the quick mode's (a quick run with CHECKS_BUDGET_S=190 once cut four test binaries to 5 s each
 # because the full reserve exceeded its budget).
-TEST_RESERVE=200
-[[ -n "$QUICK" ]] && TEST_RESERVE=$([[ -n "${CHECKS_PEER_BATCH:-}" ]] && echo 80 || echo 30)
+TEST_RESERVE=240
+[[ -n "$QUICK" ]] && TEST_RESERVE=$([[ -n "${CHECKS_PEER_BATCH:-}" ]] && echo 120 || echo 70)
 RESULTS="${OUT:-$ROOT/build-gpu/checks}"
 mkdir -p "$RESULTS"
 SUMMARY="$RESULTS/summary.txt"
@@ -207,7 +208,7 @@ if [[ -z "$QUICK" || -n "${CHECKS_PEER_BATCH:-}" ]]; then
 note "== peer: HF transformers MegatronBertForPreTraining (eager), same shape and batch"
 export PYTHONUNBUFFERED=1
 timeout "$(allow 120 30)" python3 tests/bench/hf_megatron_bert_bench.py --model 1.3b --seq 512 --batch "${CHECKS_PEER_BATCH:-${B13:-8}}" \
-  --refine "$([[ -n "${CHECKS_PEER_BATCH:-}" ]] && echo 0 || echo 2)" \
+  --refine "${CHECKS_PEER_REFINE:-$([[ -n "${CHECKS_PEER_BATCH:-}" ]] && echo 0 || echo 2)}" \
   --steps 3 --warmup 1 >"$RESULTS/hf_bench.log" 2>&1
 note "rc=$? (t=${SECONDS}s)"; tail -4 "$RESULTS/hf_bench.log" | tee -a "$SUMMARY"
 timeout "$(allow 45 0)" python3 tests/bench/hf_megatron_bert_bench.py --model base --seq 128 --batch 128 --steps 5 \
