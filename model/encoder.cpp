@@ -91,12 +91,6 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   in_.ids = stage_input(exec_, s.in_ids, host_in.ids, N);
   in_.types = stage_input(exec_, s.in_types, host_in.types, N);
   in_.valid = stage_input(exec_, s.in_valid, host_in.valid, N);
-  // The ids by vocabulary row for the word-embedding backward, built on the host while the device works.
-  token_rows_.build(host_in.ids, N, vocab_start_, vocab_local_);
-  const int listed = token_rows_.rows();
-  token_rows_view_ = TokenRows{listed, stage_input(exec_, s.tok_row, token_rows_.row().data(), listed),
-                               stage_input(exec_, s.tok_start, token_rows_.start().data(), listed + 1),
-                               stage_input(exec_, s.tok_tokens, token_rows_.tokens().data(), token_rows_.tokens().size())};
   const EncoderInputs& in = in_;
   const int64_t NC = static_cast<int64_t>(N) * C;
   const int64_t hidden_offset = rng.sample_base * Tn * C;
@@ -120,6 +114,13 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
     layer_forward(l, x, s.layers[l], true, &next);
     x = s.layers[l].x2;
   }
+  // The ids by vocabulary row for the word-embedding backward, built on the host (~0.3 ms for 53k tokens) once the
+  // forward is queued, so the device is busy meanwhile.
+  token_rows_.build(host_in.ids, N, vocab_start_, vocab_local_);
+  const int listed = token_rows_.rows();
+  token_rows_view_ = TokenRows{listed, stage_input(exec_, s.tok_row, token_rows_.row().data(), listed),
+                               stage_input(exec_, s.tok_start, token_rows_.start().data(), listed + 1),
+                               stage_input(exec_, s.tok_tokens, token_rows_.tokens().data(), token_rows_.tokens().size())};
   return s.hidden;
 }
 
