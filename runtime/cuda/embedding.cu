@@ -103,13 +103,14 @@ __global__ void word_embedding_backward_rows_kernel(float* dword, const float* d
   *d = acc;
 }
 
+// Block = token bt (blockIdx.x), threads over its C columns: no 64-bit division per element.
 __global__ void position_type_forward_kernel(float* out, const int32_t* type_ids, const float* pos, const float* type,
-                                             int Tn, int C, int64_t total) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t bt = i / C;
-    const int c = static_cast<int>(i % C), t = static_cast<int>(bt % Tn);
-    out[i] += pos[static_cast<int64_t>(t) * C + c] + type[static_cast<int64_t>(type_ids[bt]) * C + c];
-  }
+                                             int Tn, int C) {
+  const int64_t bt = blockIdx.x;
+  const float* p = pos + static_cast<int64_t>(bt % Tn) * C;
+  const float* y = type + static_cast<int64_t>(type_ids[bt]) * C;
+  float* o = out + bt * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] += p[c] + y[c];
 }
 
 __global__ void position_backward_kernel(float* dpos, const float* dout, int B, int Tn, int C) {
@@ -165,10 +166,8 @@ void word_embedding_backward_rows(Launch l, float* dword, const float* dout, con
 
 void position_type_embedding_forward(Launch l, float* out, const int32_t* type_ids, const float* pos,
                                      const float* type, int B, int Tn, int C) {
-  const int64_t total = static_cast<int64_t>(B) * Tn * C;
-  if (total == 0) return;
-  ERL_KERNEL(grid_for(total, kThreads), kThreads, 0, stream_of(l), position_type_forward_kernel)(out, type_ids, pos, type, Tn,
-                                                                                         C, total);
+  if (static_cast<int64_t>(B) * Tn * C == 0) return;
+  ERL_KERNEL(B * Tn, kThreads, 0, stream_of(l), position_type_forward_kernel)(out, type_ids, pos, type, Tn, C);
   ERL_CUDA_LAUNCHED();
 }
 
