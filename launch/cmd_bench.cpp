@@ -114,7 +114,7 @@ void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
   std::printf("  GPU time per op, one profiled step (%.1f ms wall; the events add a little):\n", step_ms);
   std::printf("    %-40s %7s %10s %7s\n", "op", "calls", "ms", "share");
   for (const auto& row : rows)
-    std::printf("    %-40s %7lld %10.3f %6.1f%%\n", row.op.c_str(), static_cast<long long>(row.calls), row.ms,
+    std::printf("    %-40s %7lld %10.3f %6.1f%%\n", row.name.c_str(), static_cast<long long>(row.calls), row.ms,
                 100.0 * row.ms / step_ms);
   std::printf("    %-40s %7s %10.3f %6.1f%%\n", "(all ops)", "", total, 100.0 * total / step_ms);
   // Every cuBLASLt GEMM on its own events: where the tensor cores' rate is lost (largest first; the rest summed).
@@ -131,7 +131,7 @@ void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
       rest_flops += g.flops;
       continue;
     }
-    std::printf("    %-72s %6lld %9.3f %7.1f\n", g.shape.c_str(), static_cast<long long>(g.calls), g.ms,
+    std::printf("    %-72s %6lld %9.3f %7.1f\n", g.name.c_str(), static_cast<long long>(g.calls), g.ms,
                 g.flops / std::max(1e-9, g.ms) * 1e-9);
   }
   if (profile.gemms.size() > kListed)

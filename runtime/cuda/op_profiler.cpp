@@ -16,16 +16,11 @@ struct OpProfiler::Impl {
   std::vector<cudaEvent_t> events;  // pool, reused after collect()
   size_t used = 0;
   struct Span {
-    const char* op;
-    size_t start, stop;
-  };
-  std::vector<Span> spans;
-  struct GemmSpan {
-    std::string shape;
+    std::string name;
     double flops;
-    size_t start, stop;
+    size_t start, stop;  // events
   };
-  std::vector<GemmSpan> gemms;
+  std::vector<Span> spans, gemms;
   size_t gemm_start = 0;
   int depth = 0;
   size_t open_start = 0;
@@ -57,7 +52,7 @@ void OpProfiler::begin(const char* op) {
 
 void OpProfiler::end() {
   if (impl_->depth == 0 || --impl_->depth > 0) return;
-  impl_->spans.push_back({impl_->open_op, impl_->open_start, impl_->record()});
+  impl_->spans.push_back({impl_->open_op, 0.0, impl_->open_start, impl_->record()});
 }
 
 void OpProfiler::begin_gemm() { impl_->gemm_start = impl_->record(); }
@@ -68,34 +63,27 @@ void OpProfiler::end_gemm(const std::string& shape, double flops) {
 
 OpProfiler::Profile OpProfiler::collect() {
   ERL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
-  auto elapsed = [&](size_t start, size_t stop) {
-    float ms = 0.0f;
-    ERL_CUDA_CHECK(cudaEventElapsedTime(&ms, impl_->events[start], impl_->events[stop]));
-    return static_cast<double>(ms);
+  // Spans summed per name, largest time first.
+  auto rows = [&](const std::vector<Impl::Span>& spans) {
+    std::map<std::string, Row> by_name;
+    for (const Impl::Span& s : spans) {
+      float ms = 0.0f;
+      ERL_CUDA_CHECK(cudaEventElapsedTime(&ms, impl_->events[s.start], impl_->events[s.stop]));
+      Row& r = by_name[s.name];
+      r.name = s.name;
+      r.calls += 1;
+      r.ms += ms;
+      r.flops += s.flops;
+    }
+    std::vector<Row> out;
+    for (auto& [name, r] : by_name) out.push_back(r);
+    std::sort(out.begin(), out.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
+    return out;
   };
-  std::map<std::string, Row> by_op;
-  for (const Impl::Span& s : impl_->spans) {
-    Row& r = by_op[s.op];
-    r.op = s.op;
-    r.calls += 1;
-    r.ms += elapsed(s.start, s.stop);
-  }
-  std::map<std::string, GemmRow> by_shape;
-  for (const Impl::GemmSpan& s : impl_->gemms) {
-    GemmRow& r = by_shape[s.shape];
-    r.shape = s.shape;
-    r.calls += 1;
-    r.ms += elapsed(s.start, s.stop);
-    r.flops += s.flops;
-  }
+  Profile p{rows(impl_->spans), rows(impl_->gemms)};
   impl_->spans.clear();
   impl_->gemms.clear();
   impl_->used = 0;
-  Profile p;
-  for (auto& [name, r] : by_op) p.ops.push_back(r);
-  for (auto& [name, r] : by_shape) p.gemms.push_back(r);
-  std::sort(p.ops.begin(), p.ops.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
-  std::sort(p.gemms.begin(), p.gemms.end(), [](const GemmRow& a, const GemmRow& b) { return a.ms > b.ms; });
   return p;
 }
 

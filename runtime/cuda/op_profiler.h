@@ -21,22 +21,17 @@ class OpProfiler {
   void end();
 
   struct Row {
-    std::string op;
+    std::string name;  // the op's name, or the GEMM's shape
     int64_t calls = 0;
-    double ms = 0.0;
+    double ms = 0.0, flops = 0.0;  // summed over the calls (flops: GEMMs only)
   };
   // One GEMM (inside an op): its own events, listed under `shape` with `flops` per call.
   void begin_gemm();
   void end_gemm(const std::string& shape, double flops);
 
-  struct GemmRow {
-    std::string shape;
-    int64_t calls = 0;
-    double ms = 0.0, flops = 0.0;  // summed over the calls
-  };
   struct Profile {
-    std::vector<Row> ops;          // largest first
-    std::vector<GemmRow> gemms;    // largest first
+    std::vector<Row> ops;    // largest first
+    std::vector<Row> gemms;  // largest first
   };
   // Waits for the stream, then the time per op name and per GEMM shape; clears what was recorded.
   Profile collect();

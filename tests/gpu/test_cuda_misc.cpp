@@ -127,14 +127,14 @@ TEST_F(CudaTest, ProfilerListsOpsAndGemmShapes) {
   ctx_->set_profiler(nullptr);
   const cuda::OpProfiler::Profile p = profiler.collect();
   ASSERT_EQ(p.ops.size(), 2u);
-  for (const auto& row : p.ops) EXPECT_EQ(row.calls, row.op == "matmul_forward" ? 2 : 1) << row.op;
+  for (const auto& row : p.ops) EXPECT_EQ(row.calls, row.name == "matmul_forward" ? 2 : 1) << row.name;
   ASSERT_EQ(p.gemms.size(), 1u);
   const auto& g = p.gemms[0];
   EXPECT_EQ(g.calls, 2);
   EXPECT_EQ(g.flops, 2 * 2.0 * N * C * OC);
   // cuBLAS is column-major: out^T (OC x N) = W (C x OC)^T x^T, so m = OC, n = N, k = C with A transposed.
-  EXPECT_NE(g.shape.find("matmul_forward TN 40x24x16"), std::string::npos) << g.shape;
-  EXPECT_NE(g.shape.find("BIAS"), std::string::npos) << g.shape;
+  EXPECT_NE(g.name.find("matmul_forward TN 40x24x16"), std::string::npos) << g.name;
+  EXPECT_NE(g.name.find("BIAS"), std::string::npos) << g.name;
   EXPECT_TRUE(profiler.collect().gemms.empty()) << "collect() clears what it read";
 }
 
