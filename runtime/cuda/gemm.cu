@@ -333,20 +333,31 @@ void* timing_output(Context& ctx, const GemmArgs& g) {
   return ctx.scratch(static_cast<size_t>(bytes), "gemm candidate timing");
 }
 
-// One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
+// The epilogue as bench --profile names it (after the shape; empty for none).
+const char* epilogue_label(Epilogue e) {
+  switch (e) {
+    case Epilogue::None: return "";
+    case Epilogue::Bias: return " BIAS";
+    case Epilogue::GeluAuxBias: return " GELU_AUX_BIAS";
+    case Epilogue::GeluExactAuxBias: return " GELU_AUX_BIAS(exact, apart)";
+    case Epilogue::DGelu: return " DGELU";
+    case Epilogue::BiasGradB: return " BGRADB";
+  }
+  return " ?";
+}
+
 // A GEMM as bench --profile lists it: op, cuBLAS's transposes, m x n x k (x batch), A,B->C types, epilogue, beta.
 std::string profile_label(const char* op, const GemmArgs& g) {
   auto type = [](cudaDataType_t t) { return t == CUDA_R_16BF ? "bf16" : "f32"; };
-  static constexpr const char* kEpilogue[] = {"", " BIAS", " GELU_AUX_BIAS", " GELU_AUX_BIAS(exact, apart)", " DGELU",
-                                              " BGRADB"};
   char label[200];
   std::snprintf(label, sizeof label, "%s %c%c %dx%dx%d%s%s %s,%s->%s%s%s", op, g.trans_a ? 'T' : 'N',
                 g.trans_b ? 'T' : 'N', g.m, g.n, g.k, g.batch > 1 ? " x" : "",
                 g.batch > 1 ? std::to_string(g.batch).c_str() : "", type(g.a_type), type(g.b_type), type(g.c_type),
-                kEpilogue[static_cast<int>(g.epilogue)], g.beta != 0.0f ? " +C" : "");
+                epilogue_label(g.epilogue), g.beta != 0.0f ? " +C" : "");
   return label;
 }
 
+// One cuBLASLt call with descriptors and algorithm cached per configuration. No algorithm: throws when
 // `required`, else returns false having done nothing.
 bool run(const Launch& l, Context& ctx, const char* op, const GemmArgs& g, cublasComputeType_t compute,
          bool required) {
