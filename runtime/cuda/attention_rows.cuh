@@ -15,6 +15,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "runtime/cuda/dropout.cuh"
 #include "runtime/cuda/storage.cuh"
 #include "runtime/philox.h"
 
@@ -167,14 +168,12 @@ __device__ __forceinline__ void keep_group(bool keep[4], PhiloxKey key, uint64_t
   for (int w = 0; w < 4; ++w) keep[w] = r.v[w] >= threshold;
 }
 
-// dst[0..3] = dropout(q) for the group at global dropout index g (a multiple of 4), or q itself when !drop.
+// dst[0..3] = dropout(q) for the group at global dropout index g (a multiple of 4: one Philox block; dropout.cuh),
+// or q itself when !drop.
 template <class TP>
 __device__ __forceinline__ void store_dropped_group(TP* dst, float4 q, PhiloxKey key, uint64_t g, uint32_t threshold,
                                                     float scale, bool drop) {
-  bool keep[4];
-  keep_group(keep, key, g, threshold, drop);
-  const float f = drop ? scale : 1.0f;
-  store4(dst, keep[0] ? q.x * f : 0.0f, keep[1] ? q.y * f : 0.0f, keep[2] ? q.z * f : 0.0f, keep[3] ? q.w * f : 0.0f);
+  cuda::store4(dst, drop ? dropped4(q, philox_at(key, g >> 2), threshold, scale) : q);
 }
 
 // scores (TSc: fp32, or bf16 as the QK^T GEMM rounded them) -> probs as stored (TR; may be the scores buffer itself
