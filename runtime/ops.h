@@ -83,10 +83,6 @@ void word_embedding_forward(const Exec& x, T* out, const int32_t* ids, const T* 
   ERL_DISPATCH(word_embedding_forward, out, ids, word, N, C, v0, Vl);
 }
 template <class T>
-void word_embedding_backward(const Exec& x, T* dword, const T* dout, const int32_t* ids, int N, int C, int v0, int Vl) {
-  ERL_DISPATCH(word_embedding_backward, dword, dout, ids, N, C, v0, Vl);
-}
-template <class T>
 void word_embedding_backward_rows(const Exec& x, T* dword, const T* dout, const TokenRows& rows, int C) {
   ERL_DISPATCH(word_embedding_backward_rows, dword, dout, rows, C);
 }

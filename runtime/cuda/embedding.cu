@@ -1,12 +1,11 @@
 // Embeddings: vocab-parallel word lookup and position + token-type embeddings.
 //   forward:  out[n] = word[id_n - vocab_start] (0 if the id is not in this shard);  out[b, t] += pos[t] + type[y_bt]
-//   backward: dword[v] += sum over tokens n with id_n = v of dout[n], in token order — one block per 32
-//             vocabulary rows and 256 columns scans the ids (no atomics, no sort, deterministic: each (row, column)
-//             is one thread's, added in token order); dpos[t] += sum_b dout[b, t] in b order;
-//             dtype[y] += sum over tokens of type y (deterministic two-stage column sums).
-//   backward from the token-rows index (runtime/token_rows.h, what the model runs): one block per listed row and
-//             column range adds the row's tokens in token order, the same additions as above, reading each dout
-//             row once instead of every block scanning every id (the scan: 4.8 ms of a 1.3B step on an H200).
+//   backward: dword[v] += sum over tokens n with id_n = v of dout[n], in token order, from the batch's token-rows
+//             index (runtime/token_rows.h): one block per listed row and column range adds the row's tokens in
+//             order (no atomics: the CPU scan's additions, bit for bit), reading each dout row once (a scan of every
+//             id by every block, its predecessor, took 4.8 ms of a 1.3B step on an H200);
+//             dpos[t] += sum_b dout[b, t] in b order; dtype[y] += sum over tokens of type y (deterministic
+//             two-stage column sums).
 #include "runtime/cuda/colsum.cuh"
 
 namespace erlangshen::cuda {
@@ -22,49 +21,6 @@ __global__ void word_embedding_forward_kernel(float* out, const int32_t* ids, co
   const bool here = local >= 0 && local < V_local;
   const float* w = word + static_cast<int64_t>(here ? local : 0) * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = here ? w[c] : 0.0f;
-}
-
-// Vocabulary rows per block of the backward: one scan of the ids serves all of them (one row per block read every id
-// once per row: 27 ms of a 1.3B step at 53k tokens on an H200).
-constexpr int kRowsPerBlock = 32;
-
-// Block = vocabulary rows v0 .. v0+31 (local) x columns c0 .. c0+255; thread = one column. The block's dword entries
-// are copied into shared memory, the ids scanned in chunks of kThreads: matches are compacted in token order
-// (ballots), then each thread adds its column of those dout rows in that order; the entries are written back at the
-// end. Per (row, column) the same additions in the same order as adding into dword directly.
-__global__ void word_embedding_backward_kernel(float* dword, const float* dout, const int32_t* ids, int N, int C,
-                                               int vocab_start, int V_local) {
-  __shared__ float acc[kRowsPerBlock][kThreads];  // [row - v0][column - c0]
-  __shared__ int matches[kThreads];
-  __shared__ int warp_counts[kThreads / 32];
-  const int v0 = blockIdx.x * kRowsPerBlock, rows = min(kRowsPerBlock, V_local - v0);
-  const int c = blockIdx.y * kThreads + threadIdx.x;
-  const bool mine = c < C;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t first = int64_t(vocab_start) + v0;  // the global id of row v0
-  for (int r = 0; r < rows; ++r) acc[r][threadIdx.x] = mine ? dword[int64_t(v0 + r) * C + c] : 0.0f;
-  for (int n0 = 0; n0 < N; n0 += kThreads) {
-    const int n = n0 + threadIdx.x;
-    const bool hit = n < N && static_cast<uint64_t>(ids[n] - first) < static_cast<uint64_t>(rows);
-    const unsigned mask = __ballot_sync(0xffffffffu, hit);
-    if (lane == 0) warp_counts[warp] = __popc(mask);
-    __syncthreads();
-    int before = 0, total = 0;
-    for (int w = 0; w < kThreads / 32; ++w) {
-      if (w < warp) before += warp_counts[w];
-      total += warp_counts[w];
-    }
-    if (hit) matches[before + __popc(mask & ((1u << lane) - 1u))] = n;
-    __syncthreads();
-    if (mine)
-      for (int k = 0; k < total; ++k) {
-        const int m = matches[k];
-        acc[ids[m] - first][threadIdx.x] += dout[int64_t(m) * C + c];
-      }
-    __syncthreads();
-  }
-  if (mine)
-    for (int r = 0; r < rows; ++r) dword[int64_t(v0 + r) * C + c] = acc[r][threadIdx.x];
 }
 
 constexpr int kRowThreads = 128;  // the rows kernel's block: 128 x W columns
@@ -138,15 +94,6 @@ void word_embedding_forward(Launch l, float* out, const int32_t* ids, const floa
                             int vocab_start, int V_local) {
   if (N <= 0) return;
   ERL_KERNEL(N, kThreads, 0, stream_of(l), word_embedding_forward_kernel)(out, ids, word, C, vocab_start, V_local);
-  ERL_CUDA_LAUNCHED();
-}
-
-void word_embedding_backward(Launch l, float* dword, const float* dout, const int32_t* ids, int N, int C,
-                             int vocab_start, int V_local) {
-  if (N <= 0 || V_local <= 0) return;
-  const dim3 grid((V_local + kRowsPerBlock - 1) / kRowsPerBlock, (C + kThreads - 1) / kThreads);
-  ERL_KERNEL(grid, kThreads, 0, stream_of(l), word_embedding_backward_kernel)(dword, dout, ids, N, C, vocab_start,
-                                                                              V_local);
   ERL_CUDA_LAUNCHED();
 }
 

@@ -48,9 +48,8 @@ void matmul_bias_gelu_forward(Launch l, float* act, float* pre, const float* inp
 // ---- embeddings ----
 void word_embedding_forward(Launch l, float* out, const int32_t* ids, const float* word, int N, int C,
                             int vocab_start, int V_local);
-void word_embedding_backward(Launch l, float* dword, const float* dout, const int32_t* ids, int N, int C,
-                             int vocab_start, int V_local);
-// rows: the index in device memory (runtime/token_rows.h)
+// The word-embedding backward from the batch's token-rows index in device memory (runtime/token_rows.h;
+// cpu::word_embedding_backward_rows).
 void word_embedding_backward_rows(Launch l, float* dword, const float* dout, const TokenRows& rows, int C);
 void position_type_embedding_forward(Launch l, float* out, const int32_t* type_ids, const float* pos,
                                      const float* type, int B, int Tn, int C);
@@ -98,6 +97,7 @@ void gather_rows(Launch l, float* out, const float* inp, const int32_t* idx, int
 void scatter_add_rows(Launch l, float* dinp, const float* dout, const int32_t* idx, int M, int C);
 
 // ---- optimizer and reductions ----
+// [ctx] (adamw_update_spans with one span)
 void adamw_update(Launch l, float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
                   double beta2, double eps, double weight_decay, int64_t step, double grad_scale);
 // [ctx] Sum of squares in double: fixed 64K-element chunks, each a fixed tree, then the chunk sums in order.

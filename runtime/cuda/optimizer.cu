@@ -3,10 +3,10 @@
 //   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) + lr*wd * p        (bc_i = 1 - beta_i^step; same float ops as CPU)
 // sum_squares: fixed 64K-element chunks, each one block's fixed tree in double, then one block sums the chunk
 // results in a fixed tree: the same bits for a given n on every run (deterministic global grad norm).
-// The multi-tensor forms (adamw_update_spans, sum_squares_spans) run the whole parameter table in one launch each
-// (a span table in the scratch; block b works on chunk b of the span found by binary search) with the same
-// per-element math and the same chunks, hence the per-tensor calls' bits: the trainer's ~400 tensors (1.3B) cost
-// one AdamW launch instead of 400 and one host synchronisation for the norm instead of 400.
+// Both run over a table of spans (adamw_update_spans, sum_squares_spans; the per-tensor forms are one span): one
+// launch for the whole parameter table (a span table in the scratch; block b works on chunk b of the span found by
+// binary search), chunks counted from each span's start, so a tensor gets the same bits alone or within a table:
+// the trainer's ~400 tensors (1.3B) cost one AdamW launch and one host synchronisation for the norm.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -39,43 +39,6 @@ __device__ __forceinline__ void adamw_element(float& p, float grad, float& m, fl
   m = a.b1 * m + (1.0f - a.b1) * g;
   v = a.b2 * v + (1.0f - a.b2) * g * g;
   p -= a.step_size * m / (sqrtf(v) * a.inv_sqrt_bc2 + a.e) + decay * p;
-}
-
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamWScalars a,
-                             float decay) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    adamw_element(param[i], grad[i], m[i], v[i], a, decay);
-}
-
-// The same on 16-byte-aligned tensors, 4 elements per thread per step (n4 = n / 4; n % 4 == 0).
-__global__ void adamw4_kernel(float4* param, const float4* grad, float4* m, float4* v, int64_t n4, AdamWScalars a,
-                              float decay) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
-    float4 p = param[i], mi = m[i], vi = v[i];
-    float4 gr = grad[i];
-    for (int w = 0; w < 4; ++w) adamw_element(lane(p, w), lane(gr, w), lane(mi, w), lane(vi, w), a, decay);
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = p;
-  }
-}
-
-__global__ void sum_squares_chunks_kernel(double* partial, const float* x, int64_t n) {
-  __shared__ double smem[32];
-  const int64_t begin = blockIdx.x * kChunk;
-  const int64_t end = begin + kChunk < n ? begin + kChunk : n;
-  double s = 0.0;
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) s += static_cast<double>(x[i]) * x[i];
-  s = block_sum(s, smem);
-  if (threadIdx.x == 0) partial[blockIdx.x] = s;
-}
-
-__global__ void sum_squares_finish_kernel(double* result, const double* partial, int64_t chunks) {
-  __shared__ double smem[32];
-  double s = 0.0;
-  for (int64_t i = threadIdx.x; i < chunks; i += blockDim.x) s += partial[i];
-  s = block_sum(s, smem);
-  if (threadIdx.x == 0) *result = s;
 }
 
 // ---- multi-tensor forms: one launch over a table of spans, one block per fixed-size chunk of a span ----
@@ -115,30 +78,23 @@ __global__ void adamw_spans_kernel(float* param, const float* grad, float* m, fl
     const int64_t n4 = (end - begin) / 4;
     for (int64_t k = threadIdx.x; k < n4; k += blockDim.x) {
       const int64_t i = begin + 4 * k;
-      float4 p = *reinterpret_cast<float4*>(param + i), mi = *reinterpret_cast<float4*>(m + i),
-             vi = *reinterpret_cast<float4*>(v + i), gr = *reinterpret_cast<const float4*>(grad + i);
+      float4 p = load4(param + i), mi = load4(m + i), vi = load4(v + i), gr = load4(grad + i);
       for (int w = 0; w < 4; ++w) adamw_element(lane(p, w), lane(gr, w), lane(mi, w), lane(vi, w), a, sp.decay);
-      *reinterpret_cast<float4*>(m + i) = mi;
-      *reinterpret_cast<float4*>(v + i) = vi;
-      *reinterpret_cast<float4*>(param + i) = p;
-      if (copy != nullptr) {
-        const __nv_bfloat162 lo = __floats2bfloat162_rn(p.x, p.y), hi = __floats2bfloat162_rn(p.z, p.w);
-        uint2 out;
-        out.x = *reinterpret_cast<const uint32_t*>(&lo);
-        out.y = *reinterpret_cast<const uint32_t*>(&hi);
-        *reinterpret_cast<uint2*>(copy + i) = out;
-      }
+      store4(m + i, mi);
+      store4(v + i, vi);
+      store4(param + i, p);
+      if (copy != nullptr) store4(copy + i, p);
     }
     scalar_from = begin + 4 * n4;
   }
   for (int64_t i = scalar_from + threadIdx.x; i < end; i += blockDim.x) {
     adamw_element(param[i], grad[i], m[i], v[i], a, sp.decay);
-    if (copy != nullptr) copy[i] = __float2bfloat16_rn(param[i]);
+    if (copy != nullptr) copy[i] = from_f32<__nv_bfloat16>(param[i]);
   }
 }
 
-// sum_squares_chunks_kernel on chunk blockIdx.x of its span (chunks of kChunk from the span's start: the same
-// element sets, thread assignment and tree as sum_squares on the span alone).
+// Chunk blockIdx.x of its span (chunks of kChunk from the span's start) -> partial[blockIdx.x]: its elements' squares
+// in double, each thread's strided share in order, then block_sum's fixed tree.
 __global__ void sum_squares_spans_chunks_kernel(double* partial, const float* x, const SpanChunks* spans, int count) {
   __shared__ double smem[32];
   const SpanChunks sp = spans[span_of_chunk(spans, count, blockIdx.x)];
@@ -151,7 +107,7 @@ __global__ void sum_squares_spans_chunks_kernel(double* partial, const float* x,
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-// Block s: sum_squares_finish_kernel over span s's chunk results -> result[s] (0 for an empty span).
+// Block s (1024 threads): span s's chunk results in the same fixed tree -> result[s] (0 for an empty span).
 __global__ void sum_squares_spans_finish_kernel(double* result, const double* partial, const SpanChunks* spans,
                                                 int count, int64_t total_chunks) {
   __shared__ double smem[32];
@@ -224,33 +180,19 @@ __global__ void from_bf16_kernel(float* dst, const __nv_bfloat16* src, int64_t n
 
 }  // namespace
 
+// The per-tensor forms: one span each (the same kernels, so the same bits as that tensor within a table).
 void adamw_update(Launch l, float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
                   double beta2, double eps, double weight_decay, int64_t step, double grad_scale) {
-  if (n <= 0) return;
-  const AdamWScalars a = adamw_scalars(lr, beta1, beta2, eps, step, grad_scale);
-  if (n % 4 == 0 && aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v))
-    ERL_KERNEL(grid_for(n / 4, kThreads), kThreads, 0, stream_of(l), adamw4_kernel)(
-        reinterpret_cast<float4*>(param), reinterpret_cast<const float4*>(grad), reinterpret_cast<float4*>(m),
-        reinterpret_cast<float4*>(v), n / 4, a, float(lr * weight_decay));
-  else
-    ERL_KERNEL(grid_for(n, kThreads), kThreads, 0, stream_of(l), adamw_kernel)(param, grad, m, v, n, a,
-                                                                             float(lr * weight_decay));
-  ERL_CUDA_LAUNCHED();
+  const FlatSpan all{0, n, true};
+  adamw_update_spans(l, param, grad, m, v, nullptr, &all, n > 0 ? 1 : 0, lr, beta1, beta2, eps, weight_decay, step,
+                     grad_scale);
 }
 
 double sum_squares(Launch l, const float* x, int64_t n) {
   if (n <= 0) return 0.0;
-  Context& ctx = need_context(l, "sum_squares");
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  double* partial = static_cast<double*>(ctx.scratch(sizeof(double) * (chunks + 1), "sum_squares"));
-  ERL_CHECK(chunks < (int64_t(1) << 31), "sum_squares: vector too long (" << n << ")");
-  ERL_KERNEL(static_cast<unsigned>(chunks), kThreads, 0, stream_of(l), sum_squares_chunks_kernel)(partial, x, n);
-  ERL_CUDA_LAUNCHED();
-  ERL_KERNEL(1, 1024, 0, stream_of(l), sum_squares_finish_kernel)(partial + chunks, partial, chunks);
-  ERL_CUDA_LAUNCHED();
+  const FlatSpan all{0, n, false};
   double result = 0.0;
-  ERL_CUDA_CHECK(cudaMemcpyAsync(&result, partial + chunks, sizeof(double), cudaMemcpyDeviceToHost, stream_of(l)));
-  ERL_CUDA_CHECK(cudaStreamSynchronize(stream_of(l)));
+  sum_squares_spans(l, x, &all, 1, &result);
   return result;
 }
 

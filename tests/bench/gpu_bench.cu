@@ -259,12 +259,21 @@ int run(const Options& o) {
   float *rmax = ac.take<float>(M), *sexp = ac.take<float>(M), *tlog = ac.take<float>(M), *dloss = ac.take<float>(M);
   float *dh1 = ac.take<float>(int64_t(M) * C), *dh2 = ac.take<float>(int64_t(M) * C);
 
+  TokenRows rows;  // the ids by vocabulary row, for the word-embedding backward (runtime/token_rows.h)
   {  // inputs: random ids / types, no padding, every ~7th token masked
     std::vector<int32_t> h_ids(N), h_types(N), h_pos(M), h_tgt(M);
     for (int n = 0; n < N; ++n) h_ids[n] = (n * 7919) % 21128, h_types[n] = (n % T) >= T / 2;
     for (int k = 0; k < M; ++k) h_pos[k] = static_cast<int32_t>(int64_t(k) * N / M), h_tgt[k] = (k * 104729) % 21128;
     std::vector<uint8_t> h_valid(N, 1);
     ERL_CUDA_CHECK(cudaMemcpy(ids, h_ids.data(), 4 * N, cudaMemcpyHostToDevice));
+    TokenRowsBuilder by_row;
+    by_row.build(h_ids.data(), N, 0, V);
+    int32_t *row = ac.take<int32_t>(by_row.rows()), *start = ac.take<int32_t>(by_row.rows() + 1),
+            *tokens = ac.take<int32_t>(N);
+    ERL_CUDA_CHECK(cudaMemcpy(row, by_row.row().data(), 4 * by_row.row().size(), cudaMemcpyHostToDevice));
+    ERL_CUDA_CHECK(cudaMemcpy(start, by_row.start().data(), 4 * by_row.start().size(), cudaMemcpyHostToDevice));
+    ERL_CUDA_CHECK(cudaMemcpy(tokens, by_row.tokens().data(), 4 * by_row.tokens().size(), cudaMemcpyHostToDevice));
+    rows = TokenRows{by_row.rows(), row, start, tokens};
     ERL_CUDA_CHECK(cudaMemcpy(types, h_types.data(), 4 * N, cudaMemcpyHostToDevice));
     ERL_CUDA_CHECK(cudaMemcpy(valid, h_valid.data(), N, cudaMemcpyHostToDevice));
     ERL_CUDA_CHECK(cudaMemcpy(mpos, h_pos.data(), 4 * M, cudaMemcpyHostToDevice));
@@ -389,7 +398,7 @@ int run(const Options& o) {
     prof.tick("dropout+residual");
     position_type_embedding_backward(l, g.pos, g.type, dres, types, B, T, C, 2);
     prof.tick("embedding");
-    word_embedding_backward(l, g.word, dres, ids, N, C, 0, V);
+    word_embedding_backward_rows(l, g.word, dres, rows, C);
     prof.tick("embedding");
     // ---- optimizer: global norm (synchronises), clip, AdamW, zero grads ----
     float* grads = reinterpret_cast<float*>(state.as<char>() + 4 * P);

@@ -20,7 +20,7 @@ TEST_F(CudaTest, EmbeddingsForwardBackward) {
   std::vector<float> out_c(size_t(N) * C), dword_c = dword0, dpos_c = dpos0, dtype_c = dtype0;
   ops::word_embedding_forward(cpu(), out_c.data(), ids.data(), word.data(), N, C, vocab_start, V_local);
   ops::position_type_embedding_forward(cpu(), out_c.data(), types.data(), pos.data(), type.data(), B, T, C);
-  ops::word_embedding_backward(cpu(), dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
+  cpu::word_embedding_backward(dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);  // the scan
   ops::position_type_embedding_backward(cpu(), dpos_c.data(), dtype_c.data(), dout.data(), types.data(), B, T, C, TV);
 
   Dev<int32_t> d_ids(ids), d_types(types);
@@ -28,29 +28,17 @@ TEST_F(CudaTest, EmbeddingsForwardBackward) {
       d_dpos(dpos0), d_dtype(dtype0);
   ops::word_embedding_forward(gpu(), d_out.get(), d_ids.get(), d_word.get(), N, C, vocab_start, V_local);
   ops::position_type_embedding_forward(gpu(), d_out.get(), d_types.get(), d_pos.get(), d_type.get(), B, T, C);
-  ops::word_embedding_backward(gpu(), d_dword.get(), d_dout.get(), d_ids.get(), N, C, vocab_start, V_local);
+  TokenRowsBuilder rows;
+  rows.build(ids.data(), N, vocab_start, V_local);
+  Dev<int32_t> d_row(rows.row()), d_start(rows.start()), d_tokens(rows.tokens());
+  ops::word_embedding_backward_rows(gpu(), d_dword.get(), d_dout.get(),
+                                    TokenRows{rows.rows(), d_row.get(), d_start.get(), d_tokens.get()}, C);
   ops::position_type_embedding_backward(gpu(), d_dpos.get(), d_dtype.get(), d_dout.get(), d_types.get(), B, T, C, TV);
   EXPECT_TRUE(close(d_out.host(), out_c, kFp32Rtol));
   // Word rows are summed in token order on both backends: the same float additions, the same bits.
   EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
   EXPECT_TRUE(close(d_dpos.host(), dpos_c, kFp32Rtol));
   EXPECT_TRUE(close(d_dtype.host(), dtype_c, kFp32Rtol));
-}
-
-// The scatter over several id chunks (N > 256), column blocks (C > 256) and row blocks with a partial last one
-// (V_local % 32 != 0), one id far more frequent than the rest (a [MASK]-like token): still token order, same bits.
-TEST_F(CudaTest, WordEmbeddingBackwardManyChunks) {
-  const int N = 700, C = 300, V_local = 75, vocab_start = 10;
-  std::vector<int32_t> ids(N);
-  std::mt19937 gen(191);
-  for (int n = 0; n < N; ++n) ids[n] = static_cast<int32_t>(n % 3 == 0 ? 77 : gen() % 100);
-  const auto dout = randn(size_t(N) * C, 195), dword0 = randn(size_t(V_local) * C, 196);
-  std::vector<float> dword_c = dword0;
-  ops::word_embedding_backward(cpu(), dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
-  Dev<int32_t> d_ids(ids);
-  Dev<float> d_dout(dout), d_dword(dword0);
-  ops::word_embedding_backward(gpu(), d_dword.get(), d_dout.get(), d_ids.get(), N, C, vocab_start, V_local);
-  EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
 }
 
 // What the model runs: the backward from the token-rows index (runtime/token_rows.h) in device memory, with rows
@@ -70,7 +58,7 @@ TEST_F(CudaTest, WordEmbeddingBackwardFromTokenRows) {
     SCOPED_TRACE(::testing::Message() << "C=" << C);
     const auto dout = randn(size_t(N) * C, 295), dword0 = randn(size_t(V_local) * C, 296);
     std::vector<float> dword_c = dword0;
-    ops::word_embedding_backward(cpu(), dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
+    cpu::word_embedding_backward(dword_c.data(), dout.data(), ids.data(), N, C, vocab_start, V_local);
     Dev<float> d_dout(dout), d_dword(dword0);
     ops::word_embedding_backward_rows(gpu(), d_dword.get(), d_dout.get(), device_rows, C);
     EXPECT_TRUE(bit_equal(d_dword.host(), dword_c)) << "dword";
