@@ -186,7 +186,7 @@ if [[ -x "$ERL" ]]; then
   note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # The same micro-batch with 4 micro-batches a step (the global batch of a real run needs accumulation on one GPU:
   # 4 x 56 x 512 = 115k tokens on an H100): the per-step work (AdamW over 1.26e9 parameters, gradient zeroing and
-  # norm: ~16 ms on an H100) spread over 4 micro-batches. Reported beside the grad_accum=1 figure, not instead of it.
+  # norm: an estimated ~16 ms on an H100 from their traffic) spread over 4 micro-batches. Reported beside the grad_accum=1 figure, not instead of it.
   note "== the same with train.grad_accum=4"
   timeout "$(allow 60 50)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
     train.grad_accum=4 --largest-micro-batch --steps 2 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
