@@ -8,7 +8,8 @@
 namespace erlangshen {
 
 // Tensors marked [act] are Act<T> (runtime/act.h): stored in T, or in bf16 when the model's activation storage is
-// bf16 (set_activation_storage). They are read only by GEMMs and element-wise ops, never by the host.
+// bf16 (set_activation_storage). Those marked [res] are the residual stream, stored in T or in bf16 by
+// set_residual_storage. Both are read only by GEMMs and element-wise ops, never by the host.
 template <class T>
 struct MegatronBert<T>::LayerActs {
   Act<T> ln1;              // (N, C)   LN(x) before attention [act]
@@ -17,12 +18,12 @@ struct MegatronBert<T>::LayerActs {
   Act<T> probs;            // (B, NH_local, T, T) softmax before dropout [act]; flash attention: its row statistics
                            // (B, NH_local, T, 2), always T
   Act<T> ctx;              // (N, C_local) attention output before the row-parallel projection [act]
-  T* x1;                   // (N, C)   residual after attention
+  Act<T> x1;               // (N, C)   residual after attention [res]
   Act<T> ln2;              // (N, C)   LN(x1) before the MLP [act]
   T *ln2_mean, *ln2_rstd;  // (N)
   Act<T> pre;              // (N, F_local) FFN-in output + bias (pre-activation) [act]
   Act<T> act;              // (N, F_local) GeLU(pre) [act]
-  T* x2;                   // (N, C)   residual after the MLP = next layer's input
+  Act<T> x2;               // (N, C)   residual after the MLP = next layer's input [res]
   // dropout keep masks stored by forward for backward (CPU; nullptr on CUDA, which redraws)
   uint8_t* attn_keep;      // (B, NH_local, T, T)
   uint8_t *keep1, *keep2;  // (N, C)   after the attention / MLP output projections
@@ -39,7 +40,7 @@ struct MegatronBert<T>::LayerNormOut {
 template <class T>
 struct MegatronBert<T>::Acts {
   int B = 0, T_ = 0;
-  T* emb;                  // (N, C) embeddings after dropout = layer 0 input
+  Act<T> emb;              // (N, C) embeddings after dropout = layer 0 input [res]
   uint8_t* emb_keep;       // (N, C) its dropout keep mask (CPU; nullptr on CUDA)
   std::vector<LayerActs> layers;
   T* hidden;               // (N, C) final LayerNorm output

@@ -31,7 +31,7 @@ typename MegatronBert<T>::LayerNormOut MegatronBert<T>::layer_norm_before(int l)
 }
 
 template <class T>
-void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a, bool ln1_ready, const LayerNormOut* next) {
+void MegatronBert<T>::layer_forward(int l, Act<const T> x, LayerActs& a, bool ln1_ready, const LayerNormOut* next) {
   Acts& s = *acts_;
   const EncoderInputs& in = in_;
   const int B = in.B, Tn = in.T, C = config_.hidden, Cl = hidden_local_, Fl = ffn_local_;
@@ -71,11 +71,11 @@ void MegatronBert<T>::layer_forward(int l, const T* x, LayerActs& a, bool ln1_re
   tp::reduce_from_tp_forward(tp_, s.row_out, NC);
   const DropoutSpec out_drop = dropout_spec(RngPurpose::HiddenDropout, l, 1, dropout_, a.keep2);
   if (next)  // x2 = x1 + dropout(row_out), and the LayerNorm that reads it
-    ops::dropout_residual_layernorm_forward(exec_, a.x2, next->out, next->mean, next->rstd, a.x1, s.row_out,
-                                            next->weight, next->bias, N, C, config_.layernorm_eps, out_drop,
-                                            hidden_offset);
+    ops::dropout_residual_layernorm_forward(exec_, a.x2, next->out, next->mean, next->rstd, Act<const T>(a.x1),
+                                            s.row_out, next->weight, next->bias, N, C, config_.layernorm_eps,
+                                            out_drop, hidden_offset);
   else
-    ops::dropout_residual_forward(exec_, a.x2, a.x1, s.row_out, NC, out_drop, hidden_offset);
+    ops::dropout_residual_forward(exec_, a.x2, Act<const T>(a.x1), s.row_out, NC, out_drop, hidden_offset);
 }
 
 template <class T>
@@ -104,11 +104,11 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   // x_0 = dropout(embeddings), and layer 0's LN1 (the final LayerNorm without layers)
   const LayerNormOut first = layer_norm_before(0);
   ops::dropout_residual_layernorm_forward(exec_, s.emb, first.out, first.mean, first.rstd,
-                                          static_cast<const T*>(nullptr), s.tmp, first.weight, first.bias, N, C,
+                                          Act<const T>(), s.tmp, first.weight, first.bias, N, C,
                                           config_.layernorm_eps,
                                           dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep),
                                           hidden_offset);
-  const T* x = s.emb;
+  Act<const T> x = s.emb;
   for (int l = 0; l < config_.layers; ++l) {
     const LayerNormOut next = layer_norm_before(l + 1);
     layer_forward(l, x, s.layers[l], true, &next);
@@ -134,7 +134,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   const int64_t hidden_offset = rng_.sample_base * Tn * C;
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng_.sample_base, tp_.rank() * heads_local_,
                             config_.heads};
-  const T* x_last = config_.layers > 0 ? s.layers.back().x2 : s.emb;
+  const Act<const T> x_last = config_.layers > 0 ? s.layers.back().x2 : s.emb;
 
   // The dropout in front of a residual add, as the LayerNorm backward before it applies it to dres: layer l's
   // output dropout (site 1). Under full recompute its mask is redrawn rather than read from the shared keep2 buffer
@@ -145,7 +145,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   };
   // LayerNorm backward into dres (accumulated); for l >= 0 also s.dtmp = dropout'(dres) through layer l's output
   // dropout, the next op of the backward.
-  auto ln_backward = [&](int l, T* dw, T* db, Act<const T> dout, const T* inp, const T* w, const T* mean,
+  auto ln_backward = [&](int l, T* dw, T* db, Act<const T> dout, Act<const T> inp, const T* w, const T* mean,
                          const T* rstd) {
     if (l < 0) return ops::layernorm_backward(exec_, s.dres, dw, db, dout, inp, w, mean, rstd, N, C);
     ops::layernorm_backward_dropout(exec_, s.dres, dw, db, s.dtmp, dout, inp, w, mean, rstd, N, C, output_dropout(l),
@@ -162,7 +162,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   for (int l = config_.layers - 1; l >= 0; --l) {
     LayerActs& a = s.layers[l];
     LayerParams P(l);
-    const T* x = l > 0 ? s.layers[l - 1].x2 : s.emb;
+    const Act<const T> x = l > 0 ? s.layers[l - 1].x2 : s.emb;
     // Full recompute: the layer's saved tensors live in buffers shared by all layers; rebuild layer l's from its
     // input (same dropout keys, so the same bits; a.x2 is rewritten with the value it already holds).
     if (recompute_ == Recompute::Full) layer_forward(l, x, a, false, nullptr);
@@ -178,8 +178,8 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x). The LN2
     // backward forms s.dtmp = dropout'(dres) through the attention output's dropout (site 0).
-    ops::layernorm_backward_dropout(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dtmp, s.dln, a.x1,
-                                    value(P("ln.weight")), a.ln2_mean, a.ln2_rstd, N, C,
+    ops::layernorm_backward_dropout(exec_, dres, grad(P("ln.weight")), grad(P("ln.bias")), s.dtmp, s.dln,
+                                    Act<const T>(a.x1), value(P("ln.weight")), a.ln2_mean, a.ln2_rstd, N, C,
                                     dropout_spec(RngPurpose::HiddenDropout, l, 0, dropout_, a.keep1), hidden_offset);
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")),

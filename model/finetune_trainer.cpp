@@ -95,6 +95,7 @@ FinetuneTrainer::FinetuneTrainer(const Config& config, Communicator& tp, const L
   model_.initialize(config.train.seed);
   model_.set_recompute(parse_recompute(config.train.recompute));
   model_.set_activation_storage(parse_activation_storage(config.train.activations));
+  model_.set_residual_storage(parse_activation_storage(config.train.residual));
   model_.set_attention_kernel(parse_attention_kernel(config.train.attention));
   optimizer_ = std::make_unique<AdamW<float>>(model_.table(), config.train, 0, model_.num_params(), exec);
   const std::filesystem::path metrics_dir = std::filesystem::path(config.log.metrics).parent_path();

@@ -93,7 +93,11 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   Acts& s = *acts_;
   s.B = B;
   s.T_ = Tn;
-  s.emb = a.alloc<T>(N * C, "emb");
+  // [res] tensors (activations.h): the residual stream, T or bf16 (set_residual_storage).
+  auto res = [&](int64_t n, const char* what) {
+    return residual_ == ActivationStorage::BF16 ? Act<T>::half(a.alloc<bf16>(n, what)) : Act<T>(a.alloc<T>(n, what));
+  };
+  s.emb = res(N * C, "emb");
   // Dropout keep masks (1 byte per element) so backward need not redraw Philox: CPU only (the GPU redraws faster
   // than it could read them back). nullptr = redraw.
   const bool keep_masks = exec_.device == Device::CPU;
@@ -122,7 +126,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.ln1_rstd = a.alloc<T>(N);
       l.qkv = act(N * 3 * Cl, "qkv");
       l.ctx = act(N * Cl, "ctx");
-      l.x1 = a.alloc<T>(N * C, "x1");
+      l.x1 = res(N * C, "x1");
       l.ln2 = act(N * C, "ln2");
       l.ln2_mean = a.alloc<T>(N);
       l.ln2_rstd = a.alloc<T>(N);
@@ -135,7 +139,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.probs = flash ? Act<T>(a.alloc<T>(probs_n, "attention row statistics")) : act(probs_n, "attention probs");
       l.attn_keep = mask(probs_n, "attention dropout mask");
     }
-    l.x2 = a.alloc<T>(N * C, "x2");
+    l.x2 = res(N * C, "x2");
   }
   s.hidden = a.alloc<T>(N * C, "hidden");
   s.lnf_mean = a.alloc<T>(N);
@@ -194,6 +198,14 @@ void MegatronBert<T>::set_activation_storage(ActivationStorage s) {
   compute_weights_ = s == ActivationStorage::BF16 ? Buffer<bf16>(exec_, params_.size(), "bf16 compute weights")
                                                   : Buffer<bf16>();
   compute_weights_stale_ = true;
+}
+
+template <class T>
+void MegatronBert<T>::set_residual_storage(ActivationStorage s) {
+  if (s == residual_) return;
+  ERL_CHECK((s == ActivationStorage::FP32 || std::is_same_v<T, float>), "a bf16 residual stream needs a float model");
+  residual_ = s;
+  cap_B_ = cap_T_ = 0;  // the next reserve re-plans the arena
 }
 
 template <class T>

@@ -121,6 +121,13 @@ class MegatronBert {
   // the fp32 weights to, so results are unchanged), refreshed at the first forward after any write access above.
   void set_activation_storage(ActivationStorage s);
   ActivationStorage activation_storage() const { return activations_; }
+  // Storage of the residual stream (the embeddings' output and every layer's x1, x2: model/activations.h [res]):
+  // T, or bf16 (float models; train.residual=bf16, Megatron-LM's default under bf16): each residual add rounds its
+  // sum once and the LayerNorm after it normalises, and its backward reads, the rounded value; the residual
+  // gradient stays T. Halves the stream's memory and the traffic of every LayerNorm forward and backward. Set before
+  // the first step (a change re-plans the arena at the next reserve).
+  void set_residual_storage(ActivationStorage s);
+  ActivationStorage residual_storage() const { return residual_; }
   // The attention implementation (runtime/attention_kernel.h). Flash needs a CUDA Exec whose Context computes in
   // bf16 and a head dim the kernels take (an error here otherwise, naming train.attention); it saves 2 floats per
   // query row and head instead of the (B, NH, T, T) probabilities. Set before the first step.
@@ -175,7 +182,7 @@ class MegatronBert {
   // Layer l from its input x (N, C) to a.x2, saving what backward reads into `a`. ln1_ready: a.ln1 and its
   // statistics already hold LN1(x) (formed with the residual add before it); next: where LN(x2) goes (the next
   // layer's LN1 or the final LayerNorm), formed with the residual add, or nullptr.
-  void layer_forward(int l, const T* x, LayerActs& a, bool ln1_ready, const LayerNormOut* next);
+  void layer_forward(int l, Act<const T> x, LayerActs& a, bool ln1_ready, const LayerNormOut* next);
   // The LayerNorm that reads layer l's input: layer l's LN1, or the final LayerNorm for l == layers.
   LayerNormOut layer_norm_before(int l);
   void encode_backward(T* dhidden);  // dhidden (N, C) = gradient at the final LayerNorm output; consumed
@@ -198,6 +205,7 @@ class MegatronBert {
   int cap_B_ = 0, cap_T_ = 0, cap_M_ = 0;
   Recompute recompute_ = Recompute::None;
   ActivationStorage activations_ = ActivationStorage::FP32;
+  ActivationStorage residual_ = ActivationStorage::FP32;
   AttentionKernel attention_ = AttentionKernel::Unfused;
   std::unique_ptr<Acts> acts_;
   RngContext rng_;      // of the last forward (backward reuses it)

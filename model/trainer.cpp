@@ -34,6 +34,7 @@ cuda::TrainingMemoryRequest device_memory_request(const Config& config, int tp_r
   q.seq_len = config.train.seq_len;
   q.recompute = parse_recompute(config.train.recompute);
   if (parse_activation_storage(config.train.activations) == ActivationStorage::BF16) q.shape.act_bytes = 2;
+  if (parse_activation_storage(config.train.residual) == ActivationStorage::BF16) q.shape.residual_bytes = 2;
   q.shape.flash_attention = parse_attention_kernel(config.train.attention) == AttentionKernel::Flash;
   q.optimizer_shards = config.parallel.zero1 ? dp_size : 1;
   return q;
@@ -111,6 +112,7 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
   model_.initialize(config.train.seed);
   model_.set_recompute(parse_recompute(config.train.recompute));
   model_.set_activation_storage(parse_activation_storage(config.train.activations));
+  model_.set_residual_storage(parse_activation_storage(config.train.residual));
   model_.set_attention_kernel(parse_attention_kernel(config.train.attention));
   make_reducer(static_cast<size_t>(config.parallel.bucket_mb) * (1u << 20) / sizeof(float));
   global_batch_ = static_cast<int64_t>(config.train.micro_batch) * groups.dp->size() * config.train.grad_accum;

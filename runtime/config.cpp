@@ -188,6 +188,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(bool_key("train.deterministic", &C::train, &TrainConfig::deterministic));
     t.push_back(bool_key("train.backward_epilogues", &C::train, &TrainConfig::backward_epilogues));
     t.push_back(string_key("train.activations", &C::train, &TrainConfig::activations, {"fp32", "bf16"}));
+    t.push_back(string_key("train.residual", &C::train, &TrainConfig::residual, {"fp32", "bf16"}));
     t.push_back(string_key("train.attention", &C::train, &TrainConfig::attention, {"unfused", "flash"}));
     t.push_back(number_key("train.epochs", &C::train, &TrainConfig::epochs, 1, 1e6));
     t.push_back(number_key("train.eval_every", &C::train, &TrainConfig::eval_every, 0, kBig));

@@ -96,17 +96,19 @@ void position_type_embedding_backward(const Exec& x, T* dpos, T* dtype, const T*
                                       int Tn, int C, int TV) {
   ERL_DISPATCH(position_type_embedding_backward, dpos, dtype, dout, types, B, Tn, C, TV);
 }
+// inp: a residual stream, stored as T or (train.residual=bf16) in bf16
 template <class T>
-void layernorm_forward(const Exec& x, Act<no_deduce_t<T>> out, T* mean, T* rstd, const T* inp, const T* w, const T* b,
-                       int N, int C, double eps) {
-  if (out.is_bf16()) ERL_BF16_ROUTE(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
-  ERL_DISPATCH(layernorm_forward, out.f, mean, rstd, inp, w, b, N, C, eps);
+void layernorm_forward(const Exec& x, Act<no_deduce_t<T>> out, T* mean, T* rstd, Act<const no_deduce_t<T>> inp,
+                       const T* w, const T* b, int N, int C, double eps) {
+  if (out.is_bf16() || inp.is_bf16()) ERL_BF16_ROUTE(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
+  ERL_DISPATCH(layernorm_forward, out.f, mean, rstd, inp.f, w, b, N, C, eps);
 }
 template <class T>
-void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout, const T* inp,
-                        const T* w, const T* mean, const T* rstd, int N, int C) {
-  if (dout.is_bf16()) ERL_BF16_ROUTE(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-  ERL_DISPATCH(layernorm_backward, dinp, dw, db, dout.f, inp, w, mean, rstd, N, C);
+void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
+                        Act<const no_deduce_t<T>> inp, const T* w, const T* mean, const T* rstd, int N, int C) {
+  if (dout.is_bf16() || inp.is_bf16())
+    ERL_BF16_ROUTE(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  ERL_DISPATCH(layernorm_backward, dinp, dw, db, dout.f, inp.f, w, mean, rstd, N, C);
 }
 template <class T>
 void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int C, Activation kind) {
@@ -223,11 +225,18 @@ void flash_attention_backward(const Exec& x, Act<no_deduce_t<T>> dqkv, T* scratc
   }
   throw Error("flash attention runs on CUDA float models only (train.attention=flash needs train.device=cuda)");
 }
+// out (n) = resid + dropout(in) (resid optional). out and resid: a residual stream, stored as T or (both) in bf16.
 template <class T>
-void dropout_residual_forward(const Exec& x, T* out, const T* resid, Act<const no_deduce_t<T>> in, int64_t n,
-                              const DropoutSpec& d, int64_t offset) {
-  if (in.is_bf16()) ERL_BF16_ROUTE(dropout_residual_forward, out, resid, in, n, d, offset);
-  ERL_DISPATCH(dropout_residual_forward, out, resid, in.f, n, d, offset);
+void dropout_residual_forward(const Exec& x, Act<T> out, Act<const no_deduce_t<T>> resid,
+                              Act<const no_deduce_t<T>> in, int64_t n, const DropoutSpec& d, int64_t offset) {
+  if (out.is_bf16() || resid.is_bf16() || in.is_bf16())
+    ERL_BF16_ROUTE(dropout_residual_forward, out, resid, in, n, d, offset);
+  ERL_DISPATCH(dropout_residual_forward, out.f, resid.f, in.f, n, d, offset);
+}
+template <class T>
+void dropout_residual_forward(const Exec& x, T* out, Act<const no_deduce_t<T>> resid, Act<const no_deduce_t<T>> in,
+                              int64_t n, const DropoutSpec& d, int64_t offset) {
+  dropout_residual_forward(x, Act<T>(out), resid, in, n, d, offset);
 }
 template <class T>
 void dropout_backward(const Exec& x, Act<no_deduce_t<T>> dx, const T* dout, int64_t n, const DropoutSpec& d,
@@ -238,11 +247,12 @@ void dropout_backward(const Exec& x, Act<no_deduce_t<T>> dx, const T* dout, int6
 // A pre-LN encoder's LayerNorms read a residual stream just formed, and each LayerNorm backward's dinp is the
 // gradient the next op drops out. These pair the ops: the same results as the two calls one after the other, which
 // is what they run except on CUDA, which fuses them (runtime/cuda/layernorm.cu: one pass over the stream fewer).
-//   h (N, C) = resid + dropout(in) (resid optional);  out = LN(h), mean, rstd
+//   h (N, C) = resid + dropout(in) (resid optional);  out = LN(h as stored), mean, rstd
 template <class T>
-void dropout_residual_layernorm_forward(const Exec& x, T* h, Act<no_deduce_t<T>> out, T* mean, T* rstd,
-                                        const T* resid, Act<const no_deduce_t<T>> in, const T* w, const T* b, int N,
-                                        int C, double eps, const DropoutSpec& d, int64_t offset) {
+void dropout_residual_layernorm_forward(const Exec& x, Act<no_deduce_t<T>> h, Act<no_deduce_t<T>> out, T* mean,
+                                        T* rstd, Act<const no_deduce_t<T>> resid, Act<const no_deduce_t<T>> in,
+                                        const T* w, const T* b, int N, int C, double eps, const DropoutSpec& d,
+                                        int64_t offset) {
   if constexpr (std::is_same_v<T, float>) {
     if (x.device == Device::CUDA) {
       ERL_CUDA_CALL(dropout_residual_layernorm_forward, h, out, mean, rstd, resid, in, w, b, N, C, eps, d, offset);
@@ -250,14 +260,14 @@ void dropout_residual_layernorm_forward(const Exec& x, T* h, Act<no_deduce_t<T>>
     }
   }
   dropout_residual_forward<T>(x, h, resid, in, static_cast<int64_t>(N) * C, d, offset);
-  layernorm_forward<T>(x, out, mean, rstd, h, w, b, N, C, eps);
+  layernorm_forward<T>(x, out, mean, rstd, Act<const T>(h), w, b, N, C, eps);
 }
 //   dinp (N, C) += LN'(dout), dw / db accumulated (layernorm_backward);  dx = dropout'(dinp) (dx must not alias
 //   dinp, dout or inp)
 template <class T>
 void layernorm_backward_dropout(const Exec& x, T* dinp, T* dw, T* db, Act<no_deduce_t<T>> dx,
-                                Act<const no_deduce_t<T>> dout, const T* inp, const T* w, const T* mean, const T* rstd,
-                                int N, int C, const DropoutSpec& d, int64_t offset) {
+                                Act<const no_deduce_t<T>> dout, Act<const no_deduce_t<T>> inp, const T* w,
+                                const T* mean, const T* rstd, int N, int C, const DropoutSpec& d, int64_t offset) {
   if constexpr (std::is_same_v<T, float>) {
     if (x.device == Device::CUDA) {
       ERL_CUDA_CALL(layernorm_backward_dropout, dinp, dw, db, dx, dout, inp, w, mean, rstd, N, C, d, offset);

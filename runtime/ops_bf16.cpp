@@ -128,22 +128,22 @@ void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<c
   if (db) add_column_sums(db, dout, N, OC);
 }
 
-void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, const float* inp, const float* w,
+void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* w,
                        const float* b, int N, int C, double eps) {
-  if (x.on_device()) {  // ops.h routes only a bf16 out here; an fp32 one takes the plain CUDA op
-    if (!out.is_bf16()) ERL_BF16_CUDA(layernorm_forward, out.f, mean, rstd, inp, w, b, N, C, eps);
-    ERL_BF16_CUDA(layernorm_forward, out.h, mean, rstd, inp, w, b, N, C, eps);
-  }
-  std::vector<float> o(static_cast<size_t>(N) * C);
-  cpu::layernorm_forward<float>(o.data(), mean, rstd, inp, w, b, N, C, eps);
+  if (x.on_device()) ERL_BF16_CUDA(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
+  const size_t NC = static_cast<size_t>(N) * C;
+  const std::vector<float> in = widen(inp, NC);
+  std::vector<float> o(NC);
+  cpu::layernorm_forward<float>(o.data(), mean, rstd, in.data(), w, b, N, C, eps);
   store(out, o);
 }
 
-void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, const float* inp,
+void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
                         const float* w, const float* mean, const float* rstd, int N, int C) {
   if (x.on_device()) ERL_BF16_CUDA(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-  const std::vector<float> dy = widen(dout, static_cast<size_t>(N) * C);
-  cpu::layernorm_backward<float>(dinp, dw, db, dy.data(), inp, w, mean, rstd, N, C);
+  const size_t NC = static_cast<size_t>(N) * C;
+  const std::vector<float> dy = widen(dout, NC), in = widen(inp, NC);
+  cpu::layernorm_backward<float>(dinp, dw, db, dy.data(), in.data(), w, mean, rstd, N, C);
 }
 
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
@@ -166,11 +166,16 @@ void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, 
   bias_gelu_backward(x, dpre, dbias_pre, Act<const float>(dact.data()), pre, N, C, kind);
 }
 
-void dropout_residual_forward(const Exec& x, float* out, const float* resid, Act<const float> in, int64_t n,
+void dropout_residual_forward(const Exec& x, Act<float> out, Act<const float> resid, Act<const float> in, int64_t n,
                               const DropoutSpec& d, int64_t offset) {
+  ERL_CHECK(resid.empty() || resid.is_bf16() == out.is_bf16(),
+            "dropout_residual_forward: resid and out are the residual stream: one storage for both");
   if (x.on_device()) ERL_BF16_CUDA(dropout_residual_forward, out, resid, in, n, d, offset);
   const std::vector<float> v = widen(in, static_cast<size_t>(n));
-  cpu::dropout_residual_forward<float>(out, resid, v.data(), n, d, offset);
+  const std::vector<float> r = resid.empty() ? std::vector<float>() : widen(resid, static_cast<size_t>(n));
+  std::vector<float> o(static_cast<size_t>(n));
+  cpu::dropout_residual_forward<float>(o.data(), resid.empty() ? nullptr : r.data(), v.data(), n, d, offset);
+  store(out, o);
 }
 
 void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,

@@ -22,11 +22,11 @@ void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act
 // dinp (N, C) (+)= dout @ w;  dw (OC, C) += dout^T @ inp;  db (OC) += sum_n dout (as stored)
 void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
                      Act<const float> w, int N, int C, int OC, bool accumulate_dinp);
-// out (N, C) = LN(inp) rounded to out's storage; mean, rstd (N) fp32
-void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, const float* inp, const float* w,
+// out (N, C) = LN(inp) rounded to out's storage, inp read from its storage; mean, rstd (N) fp32
+void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* w,
                        const float* b, int N, int C, double eps);
-// dinp (N, C) += LN'(dout) with dout read from its storage; dw, db (C) accumulated (runtime/cpu/kernels.h)
-void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, const float* inp,
+// dinp (N, C) += LN'(dout) with dout and inp read from their storage; dw, db (C) accumulated (runtime/cpu/kernels.h)
+void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
                         const float* w, const float* mean, const float* rstd, int N, int C);
 // dpre = dact * gelu'(pre) (may alias dact);  db (C) += sum_n dpre (as stored)
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
@@ -39,8 +39,9 @@ void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, 
                           Act<const float> act, Act<const float> w, Act<const float> pre, int N, int C, int OC,
                           Activation kind);
 
-// out (n) = resid + dropout(in) (runtime/cpu/kernels.h) with `in` read from its storage; out and resid fp32
-void dropout_residual_forward(const Exec& x, float* out, const float* resid, Act<const float> in, int64_t n,
+// out (n) = resid + dropout(in) (runtime/cpu/kernels.h) with `in` and resid (optional) read from their storage, out
+// rounded once into its storage (out and resid, a residual stream, have one storage)
+void dropout_residual_forward(const Exec& x, Act<float> out, Act<const float> resid, Act<const float> in, int64_t n,
                               const DropoutSpec& d, int64_t offset);
 // dx (n) = dropout'(dout) (runtime/cpu/kernels.h), rounded once into dx's storage
 void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset);

@@ -5,6 +5,7 @@
 // line up with those groups (index_offset % 4 == 0, n % 4 == 0, tensors aligned to 4 elements) each tensor is read
 // and written 4 elements at a time (the *4 kernels; the same arithmetic), else element by element.
 #include <initializer_list>
+#include <type_traits>
 
 #include "runtime/cuda/dropout.cuh"
 #include "runtime/cuda/storage.cuh"
@@ -26,15 +27,16 @@ __device__ __forceinline__ void for_group(int64_t group, int64_t offset, int64_t
   }
 }
 
-// x stored as TX: fp32, or bf16 (bf16 activation storage: read exactly).
-template <class TX>
-__global__ void dropout_residual_kernel(float* out, const float* resid, const TX* x, int64_t n, PhiloxKey key,
+// x stored as TX: fp32, or bf16 (bf16 activation storage: read exactly); the residual stream out and resid as TS
+// (fp32, or bf16 under train.residual=bf16: resid read exactly, out rounded once).
+template <class TS, class TX>
+__global__ void dropout_residual_kernel(TS* out, const TS* resid, const TX* x, int64_t n, PhiloxKey key,
                                         uint32_t threshold, float scale, int64_t offset, int64_t groups) {
   const int64_t g0 = offset >> 2;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
     for_group(g0 + t, offset, n, key, threshold, [&](int64_t i, bool keep) {
-      const float r = resid ? resid[i] : 0.0f;
-      out[i] = r + (keep ? to_f32(x[i]) * scale : 0.0f);
+      const float r = resid ? to_f32(resid[i]) : 0.0f;
+      out[i] = from_f32<TS>(r + (keep ? to_f32(x[i]) * scale : 0.0f));
     });
 }
 
@@ -49,8 +51,8 @@ __global__ void dropout_backward_kernel(TD* dx, const float* dout, int64_t n, Ph
 }
 
 // The aligned case: group g0 + t is local elements 4t .. 4t+3.
-template <class TX>
-__global__ void dropout_residual4_kernel(float* out, const float* resid, const TX* x, int64_t groups, PhiloxKey key,
+template <class TS, class TX>
+__global__ void dropout_residual4_kernel(TS* out, const TS* resid, const TX* x, int64_t groups, PhiloxKey key,
                                          uint32_t threshold, float scale, int64_t g0) {
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
     const float4 v = dropped4(load4(x + 4 * t), philox_at(key, static_cast<uint64_t>(g0 + t)), threshold, scale);
@@ -76,17 +78,17 @@ bool groups_aligned(int64_t offset, int64_t n, std::initializer_list<const void*
   return true;
 }
 
-template <class TX>
-__global__ void residual_add_kernel(float* out, const float* resid, const TX* x, int64_t n) {
+template <class TS, class TX>
+__global__ void residual_add_kernel(TS* out, const TS* resid, const TX* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = (resid ? resid[i] : 0.0f) + to_f32(x[i]);
+    out[i] = from_f32<TS>((resid ? to_f32(resid[i]) : 0.0f) + to_f32(x[i]));
 }
 
 int64_t group_count(int64_t offset, int64_t n) { return ((offset + n + 3) >> 2) - (offset >> 2); }
 
-// The launches behind the entry points below, for x / dx stored as TX / TD (fp32 or bf16).
-template <class TX>
-void dropout_residual_from(const Launch& l, float* out, const float* resid, const TX* x, int64_t n,
+// The launches behind the entry points below, for x / dx stored as TX / TD and out / resid as TS (fp32 or bf16).
+template <class TS, class TX>
+void dropout_residual_from(const Launch& l, TS* out, const TS* resid, const TX* x, int64_t n,
                            const DropoutSpec& d, int64_t index_offset) {
   if (n <= 0) return;
   if (d.p <= 0.0f) {
@@ -126,11 +128,18 @@ void dropout_residual_forward(Launch l, float* out, const float* resid, const fl
   dropout_residual_from(l, out, resid, x, n, d, index_offset);
 }
 
-void dropout_residual_forward(Launch l, float* out, const float* resid, Act<const float> x, int64_t n,
+void dropout_residual_forward(Launch l, Act<float> out, Act<const float> resid, Act<const float> x, int64_t n,
                               const DropoutSpec& d, int64_t index_offset) {
-  if (!x.is_bf16()) return dropout_residual_from(l, out, resid, x.f, n, d, index_offset);
-  need_bf16_storage_context(l, "dropout_residual_forward");
-  dropout_residual_from(l, out, resid, device_bf16(x.h), n, d, index_offset);
+  ERL_CHECK(resid.empty() || resid.is_bf16() == out.is_bf16(),
+            "cuda::dropout_residual_forward: resid and out are the residual stream: one storage for both");
+  if (out.is_bf16() || x.is_bf16()) need_bf16_storage_context(l, "dropout_residual_forward");
+  visit(out, [&](auto* o) {
+    using TS = std::remove_pointer_t<decltype(o)>;
+    const TS* r = nullptr;
+    if constexpr (std::is_same_v<TS, float>) r = resid.f;
+    else r = device_bf16(resid.h);
+    visit(x, [&](const auto* in) { dropout_residual_from(l, o, r, in, n, d, index_offset); });
+  });
 }
 
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,

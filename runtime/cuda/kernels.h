@@ -133,10 +133,14 @@ void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<cons
                               const float* bias, int N, int C, int OC, Activation kind);
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
                      Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp);
-//   layernorm_backward: dout fp32 or bf16 (read exactly; the LayerNorm's input gradient as the dgrad GEMMs store it).
-void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int N, int C);
+//   layernorm_backward: dout fp32 or bf16 (read exactly; the LayerNorm's input gradient as the dgrad GEMMs store it);
+//                    inp fp32 or bf16 (the residual stream under train.residual=bf16, read exactly).
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout,
+                        Act<const float> inp, const float* weight, const float* mean, const float* rstd, int N, int C);
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, double eps);
+//   layernorm_forward: out and inp each fp32 or bf16.
+void layernorm_forward(Launch l, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* weight,
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
@@ -149,20 +153,21 @@ void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float
 void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbias, float* dbias_pre,
                           Act<const float> dout, Act<const float> act, Act<const float> weight, Act<const float> pre,
                           int N, int C, int OC, Activation kind);
-//   dropout_residual_forward: out = resid + dropout(x) with x fp32 or bf16 (read exactly), out fp32.
-void dropout_residual_forward(Launch l, float* out, const float* resid, Act<const float> x, int64_t n,
+//   dropout_residual_forward: out = resid + dropout(x) with x fp32 or bf16 (read exactly); out and resid (optional)
+//                    are the residual stream, both fp32 or both bf16 (train.residual=bf16: out rounded once).
+void dropout_residual_forward(Launch l, Act<float> out, Act<const float> resid, Act<const float> x, int64_t n,
                               const DropoutSpec& d, int64_t index_offset);
-//   dropout_residual_layernorm_forward: h (N, C) = resid + dropout(in) (resid optional, in fp32 or bf16), then
-//                    out = LN(h) in out's type; the same bits as dropout_residual_forward + layernorm_forward, one
-//                    read of h fewer (layernorm.cu).
-void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, float* mean, float* rstd,
-                                        const float* resid, Act<const float> in, const float* weight,
+//   dropout_residual_layernorm_forward: h (N, C) = resid + dropout(in) (resid optional, in fp32 or bf16; h and resid
+//                    both fp32 or both bf16), then out = LN(h as stored) in out's type; the same bits as
+//                    dropout_residual_forward + layernorm_forward, one read of h fewer (layernorm.cu).
+void dropout_residual_layernorm_forward(Launch l, Act<float> h, Act<float> out, float* mean, float* rstd,
+                                        Act<const float> resid, Act<const float> in, const float* weight,
                                         const float* bias, int N, int C, double eps, const DropoutSpec& d,
                                         int64_t index_offset);
 //   layernorm_backward_dropout: layernorm_backward into dinp (accumulated), then dx = dropout'(dinp) in dx's type;
 //                    the same bits as the two ops, one read of dinp fewer. dx must not alias dinp, dout or inp.
 void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx,
-                                Act<const float> dout, const float* inp, const float* weight, const float* mean,
+                                Act<const float> dout, Act<const float> inp, const float* weight, const float* mean,
                                 const float* rstd, int N, int C, const DropoutSpec& d, int64_t index_offset);
 //   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
 void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,

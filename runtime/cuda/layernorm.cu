@@ -1,6 +1,7 @@
 // LayerNorm over the last axis (C), one block per row:
 //   y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)   (statistics in double, two passes, like the CPU)
-//   y stored fp32, or bf16 (runtime/act.h: the same fp32 y rounded once)
+//   y stored fp32, or bf16 (runtime/act.h: the same fp32 y rounded once); x read as stored, fp32 or bf16 (the
+//   residual stream under train.residual=bf16, widened exactly)
 // Backward (xhat = (x - mean) * rstd, g = dy * w), rows independent:
 //   dx += rstd * (g - mean(g) - xhat * mean(g * xhat))
 //   dw += sum_n dy * xhat;  db += sum_n dy      (deterministic two-stage column sums)
@@ -27,9 +28,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// The register forward's row source: x itself ...
+// The register forward's row source: x itself (stored as TI) ...
+template <class TI>
 struct LoadRows {
-  const float* x;
+  const TI* x;
   __device__ float4 operator()(int64_t i) const { return load4(x + i); }
 };
 // A DropoutSpec on rows whose element i (a multiple of 4) has global index index_offset + i: its 4 elements are one
@@ -50,11 +52,12 @@ struct GroupDropout {
 };
 
 // ... or h = resid + dropout(in) (resid optional), stored to h as it is formed: dropout.cu's arithmetic
-// (residual_add_kernel without dropout, dropout_residual4_kernel with it).
-template <class TX>
+// (residual_add_kernel without dropout, dropout_residual4_kernel with it). The residual stream h and resid are
+// stored as TS (fp32, or bf16: h rounded once, and the LayerNorm normalises h as stored, which its backward reads).
+template <class TS, class TX>
 struct ResidualDropoutRows {
-  float* h;
-  const float* resid;
+  TS* h;
+  const TS* resid;
   const TX* in;
   GroupDropout dropout;
   __device__ float4 operator()(int64_t i) const {
@@ -62,7 +65,7 @@ struct ResidualDropoutRows {
     float4 o = resid ? load4(resid + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     o.x = o.x + v.x, o.y = o.y + v.y, o.z = o.z + v.z, o.w = o.w + v.w;
     store4(h + i, o);
-    return o;
+    return as_stored4<TS>(o);
   }
 };
 
@@ -79,25 +82,25 @@ struct DropoutBackwardEpilogue {
   __device__ void operator()(int64_t i, float4 v) const { store4(dx + i, dropout(i, v)); }
 };
 
-// out (N, C) stored as T: fp32, or bf16 (y rounded once; mean / rstd fp32 either way).
-template <class T>
-__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const float* inp, const float* w,
+// out (N, C) stored as T: fp32, or bf16 (y rounded once; mean / rstd fp32 either way); inp stored as TI.
+template <class T, class TI>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const TI* inp, const float* w,
                                          const float* b, int C, double eps) {
   __shared__ double smem[32];
   const int64_t row = blockIdx.x;
-  const float* x = inp + row * C;
+  const TI* x = inp + row * C;
   T* y = out + row * C;
   double s = 0.0;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) s += to_f32(x[c]);
   const double m = block_sum(s, smem) / C;
   double v = 0.0;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    const double d = x[c] - m;
+    const double d = to_f32(x[c]) - m;
     v += d * d;
   }
   const double r = 1.0 / sqrt(block_sum(v, smem) / C + eps);
   const float mt = static_cast<float>(m), rt = static_cast<float>(r);
-  for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = from_f32<T>((x[c] - mt) * rt * w[c] + b[c]);
+  for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = from_f32<T>((to_f32(x[c]) - mt) * rt * w[c] + b[c]);
   if (threadIdx.x == 0) {
     mean[row] = mt;
     rstd[row] = rt;
@@ -150,9 +153,9 @@ __global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, Src 
 }
 
 // epi(i, new dinp[i..i+3]) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue). dout (dy) is
-// stored as TD: fp32, or bf16 (read exactly) under bf16 activation storage.
-template <int G, class TD, class Epi>
-__global__ void layernorm_backward_dinp4_kernel(float* dinp, const TD* dout, const float* inp, const float* w,
+// stored as TD and the input x as TI: fp32, or bf16 (read exactly) under bf16 activation / residual storage.
+template <int G, class TD, class TI, class Epi>
+__global__ void layernorm_backward_dinp4_kernel(float* dinp, const TD* dout, const TI* inp, const float* w,
                                                 const float* mean, const float* rstd, int C, Epi epi) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -189,8 +192,8 @@ __global__ void layernorm_backward_dinp4_kernel(float* dinp, const TD* dout, con
 // dw and db partial column sums in one pass over dy and x: colsum.cuh's partition and summation order (so the same
 // bits as two colsum_add calls), 4 columns a thread, dy read once for both:
 //   partial_w[r][c] = sum over chunk r of dy * xhat,   partial_b[r][c] = sum over chunk r of dy
-template <class TD>
-__global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_b, const TD* dout, const float* inp,
+template <class TD, class TI>
+__global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_b, const TD* dout, const TI* inp,
                                                const float* mean, const float* rstd, int N, int C,
                                                int rows_per_chunk) {
   __shared__ float4 lanes_w[8][32], lanes_b[8][32];
@@ -224,12 +227,12 @@ int register_groups(int C, std::initializer_list<const void*> tensors) {
   return C <= 4 * kThreads ? 1 : 2;
 }
 
-template <class TD>
-__global__ void layernorm_backward_dinp_kernel(float* dinp, const TD* dout, const float* inp, const float* w,
+template <class TD, class TI>
+__global__ void layernorm_backward_dinp_kernel(float* dinp, const TD* dout, const TI* inp, const float* w,
                                                const float* mean, const float* rstd, int C) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
-  const float* x = inp + row * C;
+  const TI* x = inp + row * C;
   const TD* dy = dout + row * C;
   float* dx = dinp + row * C;
   const float m = mean[row], r = rstd[row];
@@ -237,25 +240,26 @@ __global__ void layernorm_backward_dinp_kernel(float* dinp, const TD* dout, cons
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     const float g = to_f32(dy[c]) * w[c];
     sg += g;
-    sgx += g * (x[c] - m) * r;
+    sgx += g * (to_f32(x[c]) - m) * r;
   }
   const float mg = block_sum(sg, smem) / C;
   const float mgx = block_sum(sgx, smem) / C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    const float xhat = (x[c] - m) * r;
+    const float xhat = (to_f32(x[c]) - m) * r;
     dx[c] += r * (to_f32(dy[c]) * w[c] - mg - xhat * mgx);
   }
 }
 
-// f(n, c) = dy[n, c] * xhat[n, c], dy stored as TD
-template <class TD>
+// f(n, c) = dy[n, c] * xhat[n, c], dy stored as TD, x as TI
+template <class TD, class TI>
 struct DyXhat {
   const TD* dy;
-  const float *x, *mean, *rstd;
+  const TI* x;
+  const float *mean, *rstd;
   int C;
   __device__ float operator()(int n, int c) const {
     const int64_t i = static_cast<int64_t>(n) * C + c;
-    return to_f32(dy[i]) * (x[i] - mean[n]) * rstd[n];
+    return to_f32(dy[i]) * (to_f32(x[i]) - mean[n]) * rstd[n];
   }
   __device__ float4 at4(int n, int c) const {
     const int64_t i = static_cast<int64_t>(n) * C + c;
@@ -279,42 +283,42 @@ void layernorm_forward4(const Launch& l, int G, T* out, float* mean, float* rstd
   ERL_CUDA_LAUNCHED();
 }
 
-// The forward launch for out stored as T.
-template <class T>
-void layernorm_forward_rows(const Launch& l, T* out, float* mean, float* rstd, const float* inp, const float* weight,
+// The forward launch for out stored as T, inp as TI.
+template <class T, class TI>
+void layernorm_forward_rows(const Launch& l, T* out, float* mean, float* rstd, const TI* inp, const float* weight,
                             const float* bias, int N, int C, double eps) {
   const int G = register_groups(C, {out, inp, weight, bias});
-  if (G > 0) return layernorm_forward4(l, G, out, mean, rstd, LoadRows{inp}, weight, bias, N, C, eps);
+  if (G > 0) return layernorm_forward4(l, G, out, mean, rstd, LoadRows<TI>{inp}, weight, bias, N, C, eps);
   ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias, C, eps);
   ERL_CUDA_LAUNCHED();
 }
 
 // dinp (+)= LN'(dout) rows (the register kernel with epi where it applies, else the generic one; epi then unused).
-template <class TD, class Epi>
-void layernorm_backward_rows(const Launch& l, int G, float* dinp, const TD* dout, const float* inp,
+template <class TD, class TI, class Epi>
+void layernorm_backward_rows(const Launch& l, int G, float* dinp, const TD* dout, const TI* inp,
                              const float* weight, const float* mean, const float* rstd, int N, int C, Epi epi) {
   if (G == 1)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, TD, Epi>)(dinp, dout, inp, weight,
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, TD, TI, Epi>)(dinp, dout, inp, weight,
                                                                                           mean, rstd, C, epi);
   else if (G == 2)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, TD, Epi>)(dinp, dout, inp, weight,
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, TD, TI, Epi>)(dinp, dout, inp, weight,
                                                                                           mean, rstd, C, epi);
   else
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel<TD>)(dinp, dout, inp, weight, mean, rstd,
-                                                                                 C);
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel<TD, TI>)(dinp, dout, inp, weight, mean,
+                                                                                     rstd, C);
   ERL_CUDA_LAUNCHED();
 }
 
 // The column sums of the backward: dw += sum_n dy xhat, db += sum_n dy.
-template <class TD>
-void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, const TD* dout, const float* inp,
+template <class TD, class TI>
+void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, const TD* dout, const TI* inp,
                                 const float* mean, const float* rstd, int N, int C) {
   if (dweight && dbias && C % 4 == 0 && aligned4(dout) && aligned4(inp)) {
     const int rows_per_chunk = colsum_rows_per_chunk(N), R = (N + rows_per_chunk - 1) / rows_per_chunk;
     Context& ctx = need_context(l, "layernorm_backward");
     float* partial_w = static_cast<float*>(ctx.scratch(sizeof(float) * 2 * size_t(R) * C, "layernorm_backward"));
     float* partial_b = partial_w + size_t(R) * C;
-    ERL_KERNEL(dim3((C / 4 + 31) / 32, R), dim3(32, 8), 0, stream_of(l), layernorm_dwdb_partial4_kernel<TD>)(
+    ERL_KERNEL(dim3((C / 4 + 31) / 32, R), dim3(32, 8), 0, stream_of(l), layernorm_dwdb_partial4_kernel<TD, TI>)(
         partial_w, partial_b, dout, inp, mean, rstd, N, C, rows_per_chunk);
     ERL_CUDA_LAUNCHED();
     ERL_KERNEL((C + 255) / 256, 256, 0, stream_of(l), colsum_finish_kernel)(dweight, partial_w, R, C);
@@ -323,12 +327,29 @@ void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, c
     ERL_CUDA_LAUNCHED();
     return;
   }
-  if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat<TD>{dout, inp, mean, rstd, C});
+  if (dweight) colsum_add(l, "layernorm_backward", dweight, N, C, DyXhat<TD, TI>{dout, inp, mean, rstd, C});
   if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, rows_of(dout, C));
 }
 
 // Whether the fused dropout can run 4 elements at a time on rows of C: dropout.cu's 4-wide condition.
 bool dropout_groups_aligned(int64_t index_offset, int C) { return index_offset % 4 == 0 && C % 4 == 0; }
+
+// An Act's data as the kernels' type TS (float or __nv_bfloat16); nullptr for an empty Act. The caller has checked
+// that a non-empty `a` is stored as TS.
+template <class TS>
+const TS* data_as(Act<const float> a) {
+  if constexpr (std::is_same_v<TS, float>) return a.f;
+  else return device_bf16(a.h);
+}
+
+// The Context check of an entry point whose Act arguments may be bf16.
+void check_storage(const Launch& l, const char* op, std::initializer_list<bool> bf16_flags) {
+  for (bool b : bf16_flags)
+    if (b) {
+      need_bf16_storage_context(l, op);
+      return;
+    }
+}
 
 }  // namespace
 
@@ -338,61 +359,78 @@ void layernorm_forward(Launch l, float* out, float* mean, float* rstd, const flo
   layernorm_forward_rows(l, out, mean, rstd, inp, weight, bias, N, C, eps);
 }
 
-void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int N, int C) {
-  layernorm_backward(l, dinp, dweight, dbias, Act<const float>(dout), inp, weight, mean, rstd, N, C);
-}
-
-void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int N, int C) {
-  if (dout.is_bf16()) need_bf16_storage_context(l, "layernorm_backward");
+void layernorm_forward(Launch l, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* weight,
+                       const float* bias, int N, int C, double eps) {
+  check_storage(l, "layernorm_forward", {out.is_bf16(), inp.is_bf16()});
   if (N <= 0) return;
-  const int G = register_groups(C, {dinp, data_of(dout), inp, weight});
-  visit(dout, [&](const auto* dy) {
-    layernorm_backward_rows(l, G, dinp, dy, inp, weight, mean, rstd, N, C, NoEpilogue{});
-    layernorm_backward_columns(l, dweight, dbias, dy, inp, mean, rstd, N, C);
+  visit(out, [&](auto* y) {
+    visit(inp, [&](const auto* x) { layernorm_forward_rows(l, y, mean, rstd, x, weight, bias, N, C, eps); });
   });
 }
 
-void dropout_residual_layernorm_forward(Launch l, float* h, Act<float> out, float* mean, float* rstd,
-                                        const float* resid, Act<const float> in, const float* weight,
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int N, int C) {
+  layernorm_backward(l, dinp, dweight, dbias, Act<const float>(dout), Act<const float>(inp), weight, mean, rstd, N, C);
+}
+
+void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout,
+                        Act<const float> inp, const float* weight, const float* mean, const float* rstd, int N, int C) {
+  check_storage(l, "layernorm_backward", {dout.is_bf16(), inp.is_bf16()});
+  if (N <= 0) return;
+  const int G = register_groups(C, {dinp, data_of(dout), data_of(inp), weight});
+  visit(dout, [&](const auto* dy) {
+    visit(inp, [&](const auto* x) {
+      layernorm_backward_rows(l, G, dinp, dy, x, weight, mean, rstd, N, C, NoEpilogue{});
+      layernorm_backward_columns(l, dweight, dbias, dy, x, mean, rstd, N, C);
+    });
+  });
+}
+
+void dropout_residual_layernorm_forward(Launch l, Act<float> h, Act<float> out, float* mean, float* rstd,
+                                        Act<const float> resid, Act<const float> in, const float* weight,
                                         const float* bias, int N, int C, double eps, const DropoutSpec& d,
                                         int64_t index_offset) {
-  if (out.is_bf16() || in.is_bf16()) need_bf16_storage_context(l, "dropout_residual_layernorm_forward");
+  ERL_CHECK(resid.empty() || resid.is_bf16() == h.is_bf16(),
+            "cuda::dropout_residual_layernorm_forward: resid and h are the residual stream: one storage for both");
+  check_storage(l, "dropout_residual_layernorm_forward", {h.is_bf16(), out.is_bf16(), in.is_bf16()});
   if (N <= 0) return;
-  const int G = register_groups(C, {h, data_of(out), resid, data_of(in), weight, bias});
+  const int G = register_groups(C, {data_of(h), data_of(out), data_of(resid), data_of(in), weight, bias});
   if (G == 0 || !dropout_groups_aligned(index_offset, C)) {  // the ops one after the other
     dropout_residual_forward(l, h, resid, in, int64_t(N) * C, d, index_offset);
-    if (out.is_bf16()) return layernorm_forward(l, out.h, mean, rstd, h, weight, bias, N, C, eps);
-    return layernorm_forward(l, out.f, mean, rstd, h, weight, bias, N, C, eps);
+    return layernorm_forward(l, out, mean, rstd, Act<const float>(h), weight, bias, N, C, eps);
   }
-  visit(in, [&](const auto* x) {
-    using TX = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
-    const ResidualDropoutRows<TX> src{h, resid, x, GroupDropout(d, index_offset)};
-    visit(out, [&](auto* y) { layernorm_forward4(l, G, y, mean, rstd, src, weight, bias, N, C, eps); });
+  visit(h, [&](auto* hs) {
+    using TS = std::remove_pointer_t<decltype(hs)>;
+    visit(in, [&](const auto* x) {
+      using TX = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+      const ResidualDropoutRows<TS, TX> src{hs, data_as<TS>(resid), x, GroupDropout(d, index_offset)};
+      visit(out, [&](auto* y) { layernorm_forward4(l, G, y, mean, rstd, src, weight, bias, N, C, eps); });
+    });
   });
 }
 
 void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx,
-                                Act<const float> dout, const float* inp, const float* weight, const float* mean,
+                                Act<const float> dout, Act<const float> inp, const float* weight, const float* mean,
                                 const float* rstd, int N, int C, const DropoutSpec& d, int64_t index_offset) {
-  if (dx.is_bf16() || dout.is_bf16()) need_bf16_storage_context(l, "layernorm_backward_dropout");
-  ERL_CHECK(data_of(Act<const float>(dx)) != data_of(dout) && data_of(Act<const float>(dx)) != inp &&
-                data_of(Act<const float>(dx)) != dinp,
+  check_storage(l, "layernorm_backward_dropout", {dx.is_bf16(), dout.is_bf16(), inp.is_bf16()});
+  const void* dx_data = data_of(Act<const float>(dx));
+  ERL_CHECK(dx_data != data_of(dout) && dx_data != data_of(inp) && dx_data != dinp,
             "cuda::layernorm_backward_dropout: dx must not alias dinp, dout or inp (the column sums read them after)");
   if (N <= 0) return;
-  const int G = register_groups(C, {dinp, data_of(dout), inp, weight, data_of(dx)});
+  const int G = register_groups(C, {dinp, data_of(dout), data_of(inp), weight, data_of(dx)});
   if (G == 0 || !dropout_groups_aligned(index_offset, C)) {  // the ops one after the other
     layernorm_backward(l, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
     return dropout_backward(l, dx, dinp, int64_t(N) * C, d, index_offset);
   }
   visit(dout, [&](const auto* dy) {
-    visit(dx, [&](auto* x) {
-      using TX = std::remove_pointer_t<decltype(x)>;
-      layernorm_backward_rows(l, G, dinp, dy, inp, weight, mean, rstd, N, C,
-                              DropoutBackwardEpilogue<TX>{x, GroupDropout(d, index_offset)});
+    visit(inp, [&](const auto* xi) {
+      visit(dx, [&](auto* x) {
+        using TX = std::remove_pointer_t<decltype(x)>;
+        layernorm_backward_rows(l, G, dinp, dy, xi, weight, mean, rstd, N, C,
+                                DropoutBackwardEpilogue<TX>{x, GroupDropout(d, index_offset)});
+      });
+      layernorm_backward_columns(l, dweight, dbias, dy, xi, mean, rstd, N, C);
     });
-    layernorm_backward_columns(l, dweight, dbias, dy, inp, mean, rstd, N, C);
   });
 }
 

@@ -33,23 +33,28 @@ int64_t layer_elems_per_token(const EncoderShape& s, int seq_len, bool keep_prob
 int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   const int64_t N = int64_t(B) * T, C = s.hidden, Cl = int64_t(s.heads_local) * s.head_dim, Fl = s.ffn_local;
   // The [act] tensors of a layer (ln1, ln2, qkv, ctx, pre, act, and the unfused attention's probabilities where the
-  // layer keeps them) are counted at act_bytes, the rest at storage_bytes.
+  // layer keeps them) are counted at act_bytes, its residual stream (x1, x2) at residual_bytes, the rest at
+  // storage_bytes.
   const bool keep_probs = s.flash_attention || r != Recompute::Selective;
   const int64_t probs_block = int64_t(B) * s.heads_local * T * T;  // one layer's (B, NH, T, T) probabilities
   const int64_t layer_act = (2 * C + 4 * Cl + 2 * Fl) * N + (keep_probs && !s.flash_attention ? probs_block : 0);
-  const int64_t layer_rest = layer_elems_per_token(s, T, keep_probs) * N - layer_act;
-  int64_t saved, saved_act;
+  const int64_t layer_res = 2 * N * C;
+  const int64_t layer_rest = layer_elems_per_token(s, T, keep_probs) * N - layer_act - layer_res;
+  int64_t saved, saved_act, saved_res;
   if (r == Recompute::Full) {  // layer inputs + one live layer
-    saved = int64_t(s.layers) * N * C + layer_rest;
+    saved = layer_rest;
     saved_act = layer_act;
+    saved_res = int64_t(s.layers) * N * C + layer_res;
   } else {
     saved = int64_t(s.layers) * layer_rest;
     saved_act = int64_t(s.layers) * layer_act;
+    saved_res = int64_t(s.layers) * layer_res;
   }
+  saved_res += N * C;  // the embeddings' output, layer 0's input
   // Selective recompute keeps one (B, NH, T, T) block for the layer being recomputed (flash: none). Full counts
   // the live layer's probabilities in layer_rest already (the model allocates one block: model/megatron_bert.cpp).
   if (r == Recompute::Selective && !s.flash_attention) saved_act += probs_block;
-  // Non-layer: embeddings, final LN output + stats, row-parallel temp, backward scratch (dres, dln; dtmp, dctx,
+  // Non-layer: final LN output + stats, row-parallel temp, backward scratch (dres, dln; dtmp, dctx,
   // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
   // masked rows (6 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
@@ -59,14 +64,14 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
                                                       : 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl;
   // 5 N: the staged ids, token types and mask (~2 N floats) and the word-embedding backward's token-rows index
   // (runtime/token_rows.h: at most 3 N + 1 int32).
-  const int64_t other = 3 * N * C + 5 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
+  const int64_t other = 2 * N * C + 5 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
   // bf16 storage adds a bf16 copy of the row-parallel outputs (model/activations.h row_out; with TP 1 only, counted
   // always), and with TP 1 (this rank holds every head) stores the LayerNorm input gradient dln in bf16: it moves
   // from `other` (dres, dln) to the [act] tensors.
   const int64_t row_out = s.act_bytes < s.storage_bytes ? N * C : 0;
   const int64_t dln_act = int64_t(s.heads_local) * s.head_dim == C ? N * C : 0;
   return (saved + other - dln_act) * s.storage_bytes +
-         (saved_act + N * C + N * Fl + 4 * N * Cl + row_out + dln_act) * s.act_bytes;
+         (saved_act + N * C + N * Fl + 4 * N * Cl + row_out + dln_act) * s.act_bytes + saved_res * s.residual_bytes;
 }
 
 int64_t gemm_staging_bytes(const EncoderShape& s, int B, int T) {

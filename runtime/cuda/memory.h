@@ -41,6 +41,8 @@ struct EncoderShape {
   int act_bytes = 4;              // bytes per element of the [act] tensors (model/activations.h: ln1, ln2, qkv, ctx,
                                   // probs, pre, act, dtmp, dctx, dqkv, dact; dln with TP 1): 2 under
                                   // train.activations=bf16
+  int residual_bytes = 4;         // bytes per element of the residual stream ([res]: emb and every layer's x1, x2):
+                                  // 2 under train.residual=bf16
   bool flash_attention = false;   // train.attention=flash: 2 floats per query row and head saved instead of the
                                   // probabilities, and the fused kernels' scratch (runtime/cuda/flash_attention.h)
 };

@@ -74,13 +74,14 @@ TEST_F(PretrainResume, StopAt10ThenResumeIsBitIdentical) {
   expect_same_file(fs::path(ck) / "step_00000020" / "optim-tp00-dp00.safetensors", ref_final("optim-tp00-dp00.safetensors"));
 }
 
-// The same with bf16 activation storage (train.activations=bf16, emulated on the CPU): the bf16 compute copy of the
-// weights is rebuilt from the loaded fp32 parameters, so the resumed run continues bit for bit.
+// The same with bf16 activation storage and a bf16 residual stream (train.activations=bf16 train.residual=bf16,
+// emulated on the CPU): the bf16 compute copy of the weights is rebuilt from the loaded fp32 parameters, so the
+// resumed run continues bit for bit.
 TEST_F(PretrainResume, StopAt10ThenResumeIsBitIdenticalWithBf16Activations) {
   ScratchDir dir("resume10bf16");
   const auto run_args = [&](const std::string& ck, const std::string& metrics) {
-    return concat({"pretrain"}, concat(small_model_args(), {"train.activations=bf16", "checkpoint.dir=" + ck,
-                                                            "log.metrics=" + metrics}));
+    return concat({"pretrain"}, concat(small_model_args(), {"train.activations=bf16", "train.residual=bf16",
+                                                            "checkpoint.dir=" + ck, "log.metrics=" + metrics}));
   };
   const auto ref = run_args(dir.file("ref"), dir.file("ref.jsonl"));
   ASSERT_EQ(run_erlangshen(ref, dir.file("ref.log")), 0) << read_file(dir.file("ref.log"));
@@ -88,6 +89,8 @@ TEST_F(PretrainResume, StopAt10ThenResumeIsBitIdenticalWithBf16Activations) {
   ASSERT_EQ(run_erlangshen(concat(args, {"train.stop_at=10"}), dir.file("a.log")), 0) << read_file(dir.file("a.log"));
   ASSERT_EQ(run_erlangshen(args, dir.file("b.log")), 0) << read_file(dir.file("b.log"));
   EXPECT_NE(read_file(dir.file("b.log")).find("resume: step 10"), std::string::npos) << read_file(dir.file("b.log"));
+  EXPECT_NE(read_file(dir.file("b.log")).find("bf16 activations, bf16 residual"), std::string::npos)
+      << read_file(dir.file("b.log"));
   const auto want = read_losses(dir.file("ref.jsonl")), got = read_losses(dir.file("metrics.jsonl"));
   ASSERT_EQ(want.size(), 20u);
   for (int64_t s = 1; s <= 20; ++s) {

@@ -1,6 +1,6 @@
 // Shared by the whole-model GPU comparisons (test_model_gpu_bf16, test_model_gpu_flash): one micro-batch of the
-// small config forward + backward twice (gradients accumulate) with a given storage, attention kernel and
-// recompute mode, and the relative L2 / cosine gap between two gradient vectors.
+// small config forward + backward twice (gradients accumulate) with a given storage, attention kernel, recompute
+// mode and residual stream storage, and the relative L2 / cosine gap between two gradient vectors.
 #pragma once
 #include <cmath>
 #include <vector>
@@ -18,10 +18,12 @@ struct ModelRun {
 
 inline ModelRun run_model_twice(const Config& c, Exec exec, ActivationStorage storage,
                                 AttentionKernel kernel = AttentionKernel::Unfused,
-                                Recompute recompute = Recompute::None) {
+                                Recompute recompute = Recompute::None,
+                                ActivationStorage residual = ActivationStorage::FP32) {
   SelfCommunicator tp("tp");
   MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout, exec);
   model.set_activation_storage(storage);
+  model.set_residual_storage(residual);
   model.set_attention_kernel(kernel);
   model.set_recompute(recompute);
   model.initialize(c.train.seed);

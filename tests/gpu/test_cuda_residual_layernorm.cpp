@@ -4,8 +4,10 @@
 // bit for bit: the fused kernels do the same arithmetic in the same order (dropout.cu's residual add and mask,
 // layernorm.cu's register kernels), so any difference is a bug. Cases: rows of 2048 (two groups a thread: the 1.3B
 // model), 512 (one) and 2560 / 36 (the generic kernels: composed), a Philox offset that is a multiple of 4 (fused)
-// and one that is not (composed), with and without dropout and resid, fp32 and bf16 storage of in / out / dx / dy. And
-// against the CPU (the composition there) within the fp32 tolerance, and the refusal of an aliased dx.
+// and one that is not (composed), with and without dropout and resid, fp32 and bf16 storage of in / out / dx / dy and
+// of the residual stream (h and resid in the forward, x in the backward: train.residual=bf16). And against the CPU
+// (the composition there, runtime/ops_bf16.cpp's emulation for bf16) within the fp32 tolerance or one bf16 ulp, and
+// the refusal of an aliased dx.
 #include <string>
 #include <vector>
 
@@ -44,36 +46,39 @@ TEST_F(CudaResidualLayerNorm, ForwardIsTheTwoOpsBitForBit) {
   for (const Case& k : kCases)
     for (float p : {0.0f, 0.1f})
       for (bool with_resid : {true, false})
-        for (int mask = 0; mask < 4; ++mask) {
-          const bool in_bf = mask & 1, out_bf = mask & 2;
+        for (int mask = 0; mask < 8; ++mask) {
+          const bool in_bf = mask & 1, out_bf = mask & 2, res_bf = mask & 4;
           SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " offset " << k.offset << " p " << p
                                             << " resid " << with_resid << " in " << storage(in_bf) << " out "
-                                            << storage(out_bf));
+                                            << storage(out_bf) << " residual stream " << storage(res_bf));
           const size_t n = size_t(k.N) * k.C;
           const auto in0 = randn(n, 1), resid0 = randn(n, 2, 3.0f, 0.5f), w = randn(k.C, 3, 0.2f, 1.0f),
                      b = randn(k.C, 4), junk = randn(n, 5);
           const DropoutSpec d = spec(p, 7);
-          Stored in(in0, in_bf), out_fused(junk, out_bf), out_ops(junk, out_bf);
-          Dev<float> d_resid(resid0), d_w(w), d_b(b), h_fused(junk), h_ops(junk), mean_f(k.N), rstd_f(k.N),
-              mean_o(k.N), rstd_o(k.N);
-          const float* resid = with_resid ? d_resid.get() : nullptr;
-          ops::dropout_residual_layernorm_forward(gpu(), h_fused.get(), out_fused.gpu(), mean_f.get(), rstd_f.get(),
+          Stored in(in0, in_bf), out_fused(junk, out_bf), out_ops(junk, out_bf), resid_s(resid0, res_bf),
+              h_fused(junk, res_bf), h_ops(junk, res_bf);
+          Dev<float> d_w(w), d_b(b), mean_f(k.N), rstd_f(k.N), mean_o(k.N), rstd_o(k.N);
+          const Act<const float> resid = with_resid ? Act<const float>(resid_s.gpu()) : Act<const float>();
+          ops::dropout_residual_layernorm_forward(gpu(), h_fused.gpu(), out_fused.gpu(), mean_f.get(), rstd_f.get(),
                                                   resid, Act<const float>(in.gpu()), d_w.get(), d_b.get(), k.N, k.C,
                                                   1e-5, d, k.offset);
-          ops::dropout_residual_forward(gpu(), h_ops.get(), resid, Act<const float>(in.gpu()), int64_t(n), d,
+          ops::dropout_residual_forward(gpu(), h_ops.gpu(), resid, Act<const float>(in.gpu()), int64_t(n), d,
                                         k.offset);
-          ops::layernorm_forward(gpu(), out_ops.gpu(), mean_o.get(), rstd_o.get(), h_ops.get(), d_w.get(), d_b.get(),
-                                 k.N, k.C, 1e-5);
-          EXPECT_TRUE(bit_equal(h_fused.host(), h_ops.host())) << "h";
+          ops::layernorm_forward(gpu(), out_ops.gpu(), mean_o.get(), rstd_o.get(), Act<const float>(h_ops.gpu()),
+                                 d_w.get(), d_b.get(), k.N, k.C, 1e-5);
+          EXPECT_TRUE(bit_equal(h_fused.gpu_values(), h_ops.gpu_values())) << "h";
           EXPECT_TRUE(bit_equal(out_fused.gpu_values(), out_ops.gpu_values())) << "out";
           EXPECT_TRUE(bit_equal(mean_f.host(), mean_o.host())) << "mean";
           EXPECT_TRUE(bit_equal(rstd_f.host(), rstd_o.host())) << "rstd";
           // and the CPU, which composes the two ops
-          std::vector<float> h_c(n), mean_c(k.N), rstd_c(k.N);
-          ops::dropout_residual_layernorm_forward(cpu(), h_c.data(), out_ops.cpu(), mean_c.data(), rstd_c.data(),
-                                                  with_resid ? resid0.data() : nullptr, Act<const float>(in.cpu()),
-                                                  w.data(), b.data(), k.N, k.C, 1e-5, d, k.offset);
-          EXPECT_TRUE(close(h_fused.host(), h_c, kFp32Rtol)) << "h vs CPU";
+          std::vector<float> mean_c(k.N), rstd_c(k.N);
+          ops::dropout_residual_layernorm_forward(cpu(), h_ops.cpu(), out_ops.cpu(), mean_c.data(), rstd_c.data(),
+                                                  with_resid ? Act<const float>(resid_s.cpu()) : Act<const float>(),
+                                                  Act<const float>(in.cpu()), w.data(), b.data(), k.N, k.C, 1e-5, d,
+                                                  k.offset);
+          EXPECT_TRUE(res_bf ? close_ulp(h_fused.gpu_values(), h_ops.cpu_values(), 1.0, kFp32Rtol)
+                             : close(h_fused.gpu_values(), h_ops.cpu_values(), kFp32Rtol))
+              << "h vs CPU";
           EXPECT_TRUE(out_bf ? close_ulp(out_fused.gpu_values(), out_ops.cpu_values(), 1.0, kFp32Rtol)
                              : close(out_fused.gpu_values(), out_ops.cpu_values(), kFp32Rtol))
               << "out vs CPU";
@@ -84,25 +89,27 @@ TEST_F(CudaResidualLayerNorm, ForwardIsTheTwoOpsBitForBit) {
 TEST_F(CudaResidualLayerNorm, BackwardIsTheTwoOpsBitForBit) {
   for (const Case& k : kCases)
     for (float p : {0.0f, 0.1f})
-      for (int mask = 0; mask < 4; ++mask) {
+      for (int mask = 0; mask < 8; ++mask) {
         const bool dx_bf = mask & 1, dy_bf = mask & 2;  // dy: the dgrad GEMM's output, bf16 under bf16 storage
+        const bool x_bf = mask & 4;                     // x: the residual stream, bf16 under train.residual=bf16
         SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " offset " << k.offset << " p " << p
-                                          << " dx " << storage(dx_bf) << " dy " << storage(dy_bf));
+                                          << " dx " << storage(dx_bf) << " dy " << storage(dy_bf) << " x "
+                                          << storage(x_bf));
         const size_t n = size_t(k.N) * k.C;
         const auto x = randn(n, 11, 2.0f, 0.5f), w = randn(k.C, 12, 0.2f, 1.0f), b = randn(k.C, 13),
                    dy = randn(n, 14), dinp0 = randn(n, 15), dw0 = randn(k.C, 16), db0 = randn(k.C, 17),
                    junk = randn(n, 18);
         const DropoutSpec d = spec(p, 9);
-        Dev<float> d_x(x), d_w(w), d_b(b), y(n), mean(k.N), rstd(k.N);
-        Stored d_dy(dy, dy_bf);
-        ops::layernorm_forward(gpu(), y.get(), mean.get(), rstd.get(), d_x.get(), d_w.get(), d_b.get(), k.N, k.C,
-                               1e-5);
+        Dev<float> d_w(w), d_b(b), y(n), mean(k.N), rstd(k.N);
+        Stored d_dy(dy, dy_bf), xs(x, x_bf);
+        const Act<const float> d_x(xs.gpu()), x_c(xs.cpu());
+        ops::layernorm_forward(gpu(), y.get(), mean.get(), rstd.get(), d_x, d_w.get(), d_b.get(), k.N, k.C, 1e-5);
         Dev<float> dinp_f(dinp0), dw_f(dw0), db_f(db0), dinp_o(dinp0), dw_o(dw0), db_o(db0);
         Stored dx_fused(junk, dx_bf), dx_ops(junk, dx_bf);
         ops::layernorm_backward_dropout(gpu(), dinp_f.get(), dw_f.get(), db_f.get(), dx_fused.gpu(),
-                                        Act<const float>(d_dy.gpu()), d_x.get(), d_w.get(), mean.get(), rstd.get(), k.N,
-                                        k.C, d, k.offset);
-        ops::layernorm_backward(gpu(), dinp_o.get(), dw_o.get(), db_o.get(), Act<const float>(d_dy.gpu()), d_x.get(),
+                                        Act<const float>(d_dy.gpu()), d_x, d_w.get(), mean.get(), rstd.get(), k.N, k.C,
+                                        d, k.offset);
+        ops::layernorm_backward(gpu(), dinp_o.get(), dw_o.get(), db_o.get(), Act<const float>(d_dy.gpu()), d_x,
                                 d_w.get(), mean.get(), rstd.get(), k.N, k.C);
         ops::dropout_backward(gpu(), dx_ops.gpu(), dinp_o.get(), int64_t(n), d, k.offset);
         EXPECT_TRUE(bit_equal(dinp_f.host(), dinp_o.host())) << "dinp";
@@ -111,11 +118,12 @@ TEST_F(CudaResidualLayerNorm, BackwardIsTheTwoOpsBitForBit) {
         EXPECT_TRUE(bit_equal(dx_fused.gpu_values(), dx_ops.gpu_values())) << "dx";
         // and the CPU (the two ops; dy read as stored)
         std::vector<float> dinp_c = dinp0, dw_c = dw0, db_c = db0, y_c(n), mean_c(k.N), rstd_c(k.N);
-        ops::layernorm_forward(cpu(), y_c.data(), mean_c.data(), rstd_c.data(), x.data(), w.data(), b.data(), k.N, k.C,
+        ops::layernorm_forward(cpu(), y_c.data(), mean_c.data(), rstd_c.data(), x_c, w.data(), b.data(), k.N, k.C,
                                1e-5);
+        EXPECT_TRUE(close(y.host(), y_c, kFp32Rtol)) << "y vs CPU";
         ops::layernorm_backward_dropout(cpu(), dinp_c.data(), dw_c.data(), db_c.data(), dx_ops.cpu(),
-                                        Act<const float>(d_dy.cpu()), x.data(), w.data(), mean_c.data(), rstd_c.data(),
-                                        k.N, k.C, d, k.offset);
+                                        Act<const float>(d_dy.cpu()), x_c, w.data(), mean_c.data(), rstd_c.data(), k.N,
+                                        k.C, d, k.offset);
         EXPECT_TRUE(close(dinp_f.host(), dinp_c, kFp32Rtol)) << "dinp vs CPU";
         EXPECT_TRUE(close(dw_f.host(), dw_c, kFp32Rtol)) << "dw vs CPU";
         EXPECT_TRUE(close(db_f.host(), db_c, kFp32Rtol)) << "db vs CPU";

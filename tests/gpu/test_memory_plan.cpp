@@ -88,6 +88,30 @@ TEST(MemoryPlan, Bf16ActivationsHalveTheActTensors) {
   std::printf("1.3B, seq 512, 80 GiB: largest micro-batch %d with fp32 storage, %d with bf16\n", fp32_fit, bf16_fit);
 }
 
+// train.residual=bf16: the residual stream (the embeddings' output and every layer's x1, x2: N x C each; under full
+// recompute every layer's input x2 plus the live layer's x1, x2) takes 2 bytes instead of 4; nothing else changes.
+TEST(MemoryPlan, Bf16ResidualStreamHalvesTheStream) {
+  const int64_t N = int64_t(16) * 512, C = 2048, L = 24;
+  for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+    auto q = erlangshen_1_3b(16);
+    q.shape.act_bytes = 2;
+    const int64_t fp32 = activation_bytes(q.shape, 16, 512, r);
+    q.shape.residual_bytes = 2;
+    const int64_t bf16 = activation_bytes(q.shape, 16, 512, r);
+    const int64_t stream = r == Recompute::Full ? (L + 2 + 1) * N * C : (2 * L + 1) * N * C;
+    EXPECT_EQ(fp32 - bf16, 2 * stream) << recompute_name(r);
+  }
+  auto q = erlangshen_1_3b(8);
+  q.shape.act_bytes = 2;
+  const int fp32_fit = largest_fitting_micro_batch(q, 80 * kGiB);
+  q.shape.residual_bytes = 2;
+  const int bf16_fit = largest_fitting_micro_batch(q, 80 * kGiB);
+  EXPECT_GT(bf16_fit, fp32_fit);
+  std::printf("1.3B, seq 512, 80 GiB, bf16 activations: largest micro-batch %d with an fp32 residual stream, %d with "
+              "bf16\n",
+              fp32_fit, bf16_fit);
+}
+
 // train.attention=flash: per layer 2 floats per query row and head instead of the (B, NH, T, T) probabilities, no
 // recomputed probability block, and the fused kernels' scratch (2 N C + B NH T floats) instead of the unfused
 // attention's (2 B NH T^2 + 2 N C).

@@ -8,6 +8,8 @@
 //     the ops that touch bf16 storage, the GPU in all of them (bf16 math), so this is the bf16-math-vs-fp32 gap of
 //     the other GEMMs (attention, out-projection, heads): a few 1e-3 relative; bounds 3e-2 and cosine 0.999, and
 //     losses within 2e-3 relative. A wrong buffer, a skipped rounding or a missed op moves these by O(1).
+//  3. A bf16 residual stream (train.residual=bf16) on top: against the GPU's fp32 stream (each residual sum rounded
+//     once: a few 1e-3, bounds as in 1) and against the CPU emulation of the same storage (bounds as in 2).
 // Needs the full build (model/); skips without a GPU.
 #include <cmath>
 #include <vector>
@@ -55,6 +57,29 @@ TEST_F(ModelGpuBf16, StorageAgainstTheCpuEmulation) {
   EXPECT_LT(g.rel_l2, 3e-2);
   EXPECT_GT(g.cosine, 0.999);
   std::printf("gpu vs cpu, bf16 storage: gradients %.3g relative L2, cosine %.6f\n", g.rel_l2, g.cosine);
+}
+
+TEST_F(ModelGpuBf16, ResidualStreamAgainstTheFp32StreamAndTheCpuEmulation) {
+  const Config c = small_gpu_model_config();
+  const ModelRun g_res16 = run_model_twice(c, gpu(), ActivationStorage::BF16, AttentionKernel::Unfused,
+                                           Recompute::None, ActivationStorage::BF16);
+  const ModelRun g_res32 = run_model_twice(c, gpu(), ActivationStorage::BF16);
+  const ModelRun c_res16 = run_model_twice(c, cpu(), ActivationStorage::BF16, AttentionKernel::Unfused,
+                                           Recompute::None, ActivationStorage::BF16);
+  for (size_t i = 0; i < g_res16.losses.size(); ++i) {
+    EXPECT_NEAR(g_res16.losses[i].mlm_sum, g_res32.losses[i].mlm_sum, 1e-3 * g_res32.losses[i].mlm_sum);
+    EXPECT_NEAR(g_res16.losses[i].mlm_sum, c_res16.losses[i].mlm_sum, 2e-3 * c_res16.losses[i].mlm_sum);
+    EXPECT_NEAR(g_res16.losses[i].sop_sum, c_res16.losses[i].sop_sum, 2e-3 * c_res16.losses[i].sop_sum);
+  }
+  const GradientGap stream = gradient_gap(g_res16.grads, g_res32.grads), cpu_gap = gradient_gap(g_res16.grads,
+                                                                                                c_res16.grads);
+  EXPECT_GT(stream.rel_l2, 0.0) << "the bf16 stream had no effect";
+  EXPECT_LT(stream.rel_l2, 1e-2);
+  EXPECT_GT(stream.cosine, 0.9999);
+  EXPECT_LT(cpu_gap.rel_l2, 3e-2);
+  EXPECT_GT(cpu_gap.cosine, 0.999);
+  std::printf("gpu bf16 vs fp32 residual stream: gradients %.3g relative L2; gpu vs cpu with it: %.3g, cosine %.6f\n",
+              stream.rel_l2, cpu_gap.rel_l2, cpu_gap.cosine);
 }
 
 TEST_F(ModelGpuBf16, Fp32MathIsRefusedWithAClearError) {

@@ -4,7 +4,8 @@
 // 3-layer model move by a few 1e-3 in relative L2 norm; measured here 2.4e-3 (printed). The losses at
 // initialisation sit near log(V) and hardly depend on the hidden states (measured 1.4e-5 relative). The bounds
 // leave a factor of ~5 over the gradients' measurement; a wrong buffer, a missed rounding or a skipped op moves
-// them by far more.
+// them by far more. A bf16 residual stream (train.residual=bf16) on top rounds every residual sum once: measured
+// here (printed) against the bf16 activations with an fp32 stream.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,13 +28,15 @@ struct StorageRun {
   size_t activation_bytes = 0;
 };
 
-StorageRun run_with(ActivationStorage storage, Recompute recompute = Recompute::None) {
+StorageRun run_with(ActivationStorage storage, Recompute recompute = Recompute::None,
+                    ActivationStorage residual = ActivationStorage::FP32) {
   Config c = testing::small_config(64, 3, 4, 256, 500);
   SelfCommunicator tp;
   MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, 0.1, 0.1);
   model.initialize(17);
   model.set_recompute(recompute);
   model.set_activation_storage(storage);
+  model.set_residual_storage(residual);
   model.zero_grads();
   StorageRun r;
   for (int micro = 0; micro < 2; ++micro) {  // two micro-batches accumulated, dropout on, padding in one sample
@@ -46,6 +49,20 @@ StorageRun run_with(ActivationStorage storage, Recompute recompute = Recompute::
   return r;
 }
 
+// Relative L2 distance and cosine of two gradient vectors.
+std::pair<double, double> compare_grads(const std::vector<float>& ref, const std::vector<float>& got) {
+  double diff = 0, norm = 0, dot = 0, norm_got = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double a = ref[i], b = got[i];
+    diff += (a - b) * (a - b);
+    norm += a * a;
+    norm_got += b * b;
+    dot += a * b;
+  }
+  EXPECT_GT(norm, 0.0);
+  return {std::sqrt(diff / norm), dot / std::sqrt(norm * norm_got)};
+}
+
 TEST(Bf16Activations, CloseToFp32StorageButNotTheSame) {
   const StorageRun fp32 = run_with(ActivationStorage::FP32), half = run_with(ActivationStorage::BF16);
   for (size_t i = 0; i < fp32.losses.size(); ++i) {
@@ -55,32 +72,56 @@ TEST(Bf16Activations, CloseToFp32StorageButNotTheSame) {
     EXPECT_EQ(half.losses[i].mlm_count, fp32.losses[i].mlm_count);
   }
   EXPECT_NE(half.losses[0].mlm_sum, fp32.losses[0].mlm_sum) << "bf16 storage had no effect";
-  double diff = 0, norm = 0, dot = 0, norm16 = 0;
-  for (size_t i = 0; i < fp32.grads.size(); ++i) {
-    const double a = fp32.grads[i], b = half.grads[i];
-    diff += (a - b) * (a - b);
-    norm += a * a;
-    norm16 += b * b;
-    dot += a * b;
-  }
-  ASSERT_GT(norm, 0.0);
-  const double rel = std::sqrt(diff / norm), cosine = dot / std::sqrt(norm * norm16);
+  const auto [rel, cosine] = compare_grads(fp32.grads, half.grads);
   EXPECT_LT(rel, 1e-2) << "relative L2 difference of the gradients";
   EXPECT_GT(cosine, 0.9999);
   std::printf("bf16 vs fp32 storage: loss %.3g relative, gradients %.3g relative L2, cosine %.6f\n",
               std::abs(half.losses[0].mlm_sum - fp32.losses[0].mlm_sum) / fp32.losses[0].mlm_sum, rel, cosine);
 }
 
-// Recompute rebuilds the bf16 tensors from the same inputs and keys: the same bits as keeping them.
-TEST(Bf16Activations, RecomputeGivesTheSameBits) {
-  const StorageRun none = run_with(ActivationStorage::BF16, Recompute::None);
-  for (Recompute r : {Recompute::Selective, Recompute::Full}) {
-    const StorageRun other = run_with(ActivationStorage::BF16, r);
-    for (size_t i = 0; i < none.losses.size(); ++i) EXPECT_EQ(other.losses[i].mlm_sum, none.losses[i].mlm_sum);
-    ASSERT_EQ(other.grads.size(), none.grads.size());
-    EXPECT_EQ(std::memcmp(other.grads.data(), none.grads.data(), none.grads.size() * sizeof(float)), 0)
-        << recompute_name(r);
+// The bf16 residual stream on top of bf16 activations: each residual sum rounded once (2^-9 relative at most), so
+// the gradients move by about as much again as the bf16 activations moved them, and no more (measured: printed).
+TEST(Bf16ResidualStream, CloseToTheFp32StreamButNotTheSame) {
+  const StorageRun fp32 = run_with(ActivationStorage::FP32),
+                   fp32_stream = run_with(ActivationStorage::BF16, Recompute::None, ActivationStorage::FP32),
+                   bf16_stream = run_with(ActivationStorage::BF16, Recompute::None, ActivationStorage::BF16);
+  for (size_t i = 0; i < fp32.losses.size(); ++i) {
+    const double mlm = fp32.losses[i].mlm_sum;
+    EXPECT_NEAR(bf16_stream.losses[i].mlm_sum, mlm, 1e-4 * mlm) << "micro-batch " << i;
   }
+  EXPECT_NE(bf16_stream.losses[0].mlm_sum, fp32_stream.losses[0].mlm_sum) << "the bf16 stream had no effect";
+  const auto [rel_stream, cos_stream] = compare_grads(fp32_stream.grads, bf16_stream.grads);
+  const auto [rel_all, cos_all] = compare_grads(fp32.grads, bf16_stream.grads);
+  EXPECT_GT(rel_stream, 0.0);
+  EXPECT_LT(rel_stream, 1e-2) << "against bf16 activations with an fp32 stream";
+  EXPECT_LT(rel_all, 1e-2) << "against fp32 storage";
+  EXPECT_GT(cos_all, 0.9999);
+  std::printf("bf16 residual stream: gradients %.3g relative L2 from the fp32 stream (bf16 activations), %.3g from "
+              "fp32 storage, cosine %.6f\n",
+              rel_stream, rel_all, cos_all);
+}
+
+// Recompute rebuilds the bf16 tensors from the same inputs and keys: the same bits as keeping them (with the
+// residual stream in fp32 and in bf16).
+TEST(Bf16Activations, RecomputeGivesTheSameBits) {
+  for (ActivationStorage residual : {ActivationStorage::FP32, ActivationStorage::BF16}) {
+    const StorageRun none = run_with(ActivationStorage::BF16, Recompute::None, residual);
+    for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+      const StorageRun other = run_with(ActivationStorage::BF16, r, residual);
+      for (size_t i = 0; i < none.losses.size(); ++i) EXPECT_EQ(other.losses[i].mlm_sum, none.losses[i].mlm_sum);
+      ASSERT_EQ(other.grads.size(), none.grads.size());
+      EXPECT_EQ(std::memcmp(other.grads.data(), none.grads.data(), none.grads.size() * sizeof(float)), 0)
+          << recompute_name(r) << ", residual stream " << activation_storage_name(residual);
+    }
+  }
+}
+
+// A bf16 residual stream halves the embeddings' output and every layer's x1 and x2 (N x C each): 2 bytes per element.
+TEST(Bf16ResidualStream, ArenaShrinksByHalfOfTheStream) {
+  const size_t N = 4 * 32, C = 64, L = 3;
+  EXPECT_EQ(run_with(ActivationStorage::BF16).activation_bytes -
+                run_with(ActivationStorage::BF16, Recompute::None, ActivationStorage::BF16).activation_bytes,
+            (2 * L + 1) * N * C * 2);
 }
 
 // The arena shrinks by exactly half of the [act] tensors: per layer ln1, ln2, ctx (N x C), qkv (N x 3C), pre, act
@@ -200,11 +241,31 @@ TEST(Bf16Activations, AdamWRewritesTheComputeCopyAsTheRefreshWould) {
   EXPECT_EQ(std::memcmp(fused.second.data(), refreshed.second.data(), sizeof(float) * fused.second.size()), 0);
 }
 
+// train.residual reaches the trainer's model: the stream in bf16 and the arena smaller by half of it.
+TEST(Bf16ResidualStream, TheTrainerTakesItFromTheConfig) {
+  Config c = testing::small_config(64, 2, 4, 256, 500);
+  c.train.activations = "bf16";
+  const PretrainBatch batch = make_synthetic_batch(4, 32, c.model.vocab_size, 0.15, 9, 0, 0);
+  Logger quiet(1, 2);
+  auto arena_bytes = [&](const char* residual) {
+    c.train.residual = residual;
+    SelfCommunicator tp, dp;
+    testing::FixedDataSource data({batch});
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet);
+    EXPECT_EQ(activation_storage_name(trainer.model().residual_storage()), std::string(residual));
+    trainer.train_step();
+    return trainer.model().activation_bytes();
+  };
+  const size_t fp32 = arena_bytes("fp32"), bf16 = arena_bytes("bf16");
+  EXPECT_EQ(fp32 - bf16, size_t(2 * 2 + 1) * c.train.micro_batch * c.train.seq_len * 64 * 2);
+}
+
 TEST(Bf16Activations, DoubleModelsRefuseIt) {
   Config c = testing::small_config();
   SelfCommunicator tp;
   MegatronBert<double> model(c.model, ModelHeads::Pretraining, tp, 0.0, 0.0);
   EXPECT_THROW(model.set_activation_storage(ActivationStorage::BF16), Error);
+  EXPECT_THROW(model.set_residual_storage(ActivationStorage::BF16), Error);
 }
 
 }  // namespace

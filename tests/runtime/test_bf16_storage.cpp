@@ -157,6 +157,63 @@ TEST(Bf16Ops, LayerNormRoundsItsOutputOnly) {
   for (int i = 0; i < N * C; ++i) EXPECT_EQ(out16[i].bits, to_bf16(out32[i]).bits) << i;
 }
 
+// A bf16 residual stream (train.residual=bf16): h = round(resid + dropout(in)) from the stored resid, the sum formed
+// in fp32 as the fp32 op forms it; a LayerNorm reading h (forward and backward) reads the stored values exactly, so
+// it equals the fp32 op on the widened h. The fused op equals the two ops.
+TEST(Bf16Ops, ResidualStreamRoundsEachSumOnceAndLayerNormReadsItAsStored) {
+  const int N = 6, C = 20;
+  const int64_t n = int64_t(N) * C;
+  const std::vector<bf16> resid = to_bf16_vector(wave(n, 0.37f, 3.0f));
+  const std::vector<float> in = wave(n, 0.71f, 0.9f), w = wave(C, 0.3f, 1.0f), b = wave(C, 0.4f, 2.0f);
+  DropoutSpec d;
+  d.p = 0.25f;
+  d.key = derive_key(5, RngPurpose::HiddenDropout, 1, 2, 0);
+  std::vector<bf16> h(n);
+  ops::dropout_residual_forward(Exec{}, Act<float>::half(h.data()), Act<const float>::half(resid.data()), in.data(), n,
+                                d, 8);
+  // the mask of the fp32 op (on ones), then the sum in fp32 and one rounding
+  std::vector<float> ones(n, 1.0f), mask(n);
+  ops::dropout_residual_forward(Exec{}, mask.data(), static_cast<const float*>(nullptr), ones.data(), n, d, 8);
+  int dropped = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float kept = mask[i] == 0.0f ? 0.0f : in[i] * (1.0f / (1.0f - d.p));
+    dropped += mask[i] == 0.0f;
+    EXPECT_EQ(h[i].bits, to_bf16(to_float(resid[i]) + kept).bits) << i;
+  }
+  EXPECT_GT(dropped, 0);
+  EXPECT_LT(dropped, n / 2);
+  // LayerNorm forward and backward on the stored h == the fp32 ops on its widened values
+  std::vector<float> hw(n);
+  for (int64_t i = 0; i < n; ++i) hw[i] = to_float(h[i]);
+  std::vector<float> y16(n), y32(n), mean16(N), rstd16(N), mean32(N), rstd32(N);
+  ops::layernorm_forward(Exec{}, y16.data(), mean16.data(), rstd16.data(), Act<const float>::half(h.data()), w.data(),
+                         b.data(), N, C, 1e-5);
+  ops::layernorm_forward(Exec{}, y32.data(), mean32.data(), rstd32.data(), hw.data(), w.data(), b.data(), N, C, 1e-5);
+  EXPECT_EQ(y16, y32);
+  EXPECT_EQ(rstd16, rstd32);
+  const std::vector<float> dy = wave(n, 0.29f, 0.5f);
+  std::vector<float> dx16(n, 0.5f), dx32(n, 0.5f), dw16(C, 0.0f), dw32(C, 0.0f), db16(C, 0.0f), db32(C, 0.0f);
+  ops::layernorm_backward(Exec{}, dx16.data(), dw16.data(), db16.data(), dy.data(), Act<const float>::half(h.data()),
+                          w.data(), mean16.data(), rstd16.data(), N, C);
+  ops::layernorm_backward(Exec{}, dx32.data(), dw32.data(), db32.data(), dy.data(), hw.data(), w.data(), mean32.data(),
+                          rstd32.data(), N, C);
+  EXPECT_EQ(dx16, dx32);
+  EXPECT_EQ(dw16, dw32);
+  EXPECT_EQ(db16, db32);
+  // the fused residual add + LayerNorm: the same h and LayerNorm
+  std::vector<bf16> h2(n);
+  std::vector<float> y2(n), mean2(N), rstd2(N);
+  ops::dropout_residual_layernorm_forward(Exec{}, Act<float>::half(h2.data()), y2.data(), mean2.data(), rstd2.data(),
+                                          Act<const float>::half(resid.data()), in.data(), w.data(), b.data(), N, C,
+                                          1e-5, d, 8);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(h2[i].bits, h[i].bits) << i;
+  EXPECT_EQ(y2, y32);
+  // the residual stream has one storage: an fp32 resid into a bf16 h is refused
+  const std::vector<float> resid32 = wave(n, 0.37f, 3.0f);
+  EXPECT_THROW(ops::dropout_residual_forward(Exec{}, Act<float>::half(h.data()), resid32.data(), in.data(), n, d, 8),
+               Error);
+}
+
 // dpre = round(dact16 * gelu'(pre16)) in place over dact; dbias sums the rounded dpre (as stored).
 TEST(Bf16Ops, GeluBackwardInPlaceAndBiasGradientOfStoredValues) {
   const int N = 7, C = 9;
