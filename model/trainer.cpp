@@ -80,6 +80,12 @@ CommTotals comm_totals(const TrainerGroups& g) {
 
 }  // namespace
 
+#if defined(ERLANGSHEN_HAVE_CUDA)
+cuda::MemoryPlan device_memory_plan(const Config& config, int tp_rank, int tp_size, int dp_size) {
+  return cuda::plan_training_memory(device_memory_request(config, tp_rank, tp_size, dp_size));
+}
+#endif
+
 int largest_device_micro_batch(const Config& config, int tp_size, int dp_size) {
 #if defined(ERLANGSHEN_HAVE_CUDA)
   int64_t free_bytes = 0, total_bytes = 0;

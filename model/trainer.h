@@ -15,6 +15,9 @@
 #include "parallel/grad_reducer.h"
 #include "runtime/config.h"
 #include "runtime/logging.h"
+#if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/memory.h"
+#endif
 
 namespace erlangshen {
 
@@ -38,6 +41,11 @@ struct TrainerGroups {
 // the check every trainer runs before allocating) fits the free memory now, for this configuration on TP rank 0
 // of `tp_size` with ZeRO-1 over `dp_size` when configured; 0 when none fits. Throws without a CUDA backend.
 int largest_device_micro_batch(const Config& config, int tp_size = 1, int dp_size = 1);
+#if defined(ERLANGSHEN_HAVE_CUDA)
+// The device memory plan every trainer logs and checks before allocating (the arithmetic behind both functions
+// above), for this configuration on TP rank `tp_rank` of `tp_size` with ZeRO-1 over `dp_size` when configured.
+cuda::MemoryPlan device_memory_plan(const Config& config, int tp_rank = 0, int tp_size = 1, int dp_size = 1);
+#endif
 
 struct StepReport {
   int64_t step = 0;

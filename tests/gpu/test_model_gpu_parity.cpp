@@ -6,6 +6,7 @@
 // round-trip, and the memory plan rejects a configuration that cannot fit before allocating.
 // Needs the full build (model/, parallel/); skips without a GPU.
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "model/synthetic_batch.h"
 #include "model/trainer.h"
 #include "runtime/backend.h"
+#include "runtime/cuda/device.h"
 #include "tests/gpu/gpu_model_config.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -108,6 +110,57 @@ TEST_F(ModelGpuParity, HostAccessorsRoundTrip) {
   opt.download_state(m2.data(), v2.data());
   EXPECT_TRUE(bit_equal(m2, m));
   EXPECT_TRUE(bit_equal(v2, v));
+}
+
+// The plan that check_fits and `bench --largest-micro-batch` trust must cover what the trainer then allocates:
+// parameters, master weights, gradients, AdamW state and the activation arenas (the MLM head's sized by its first
+// step) -- every device_malloc of a trainer, which runs no allocation inside a step -- under every storage and
+// recompute setting; and its activations category alone must cover the model's two arenas. An underestimate sends
+// the largest micro-batch out of memory on the device. The plan may overestimate (it sizes the MLM head for
+// mask_prob x N + B rows and keeps a few conservative terms) but not by more than a quarter.
+TEST_F(ModelGpuParity, MemoryPlanCoversWhatTheTrainerAllocates) {
+  ctx_->set_math(cuda::MathMode::BF16);  // bf16 storage needs it (as train.device=cuda has it)
+  Logger quiet(1, 2);
+  struct Setting {
+    const char *activations, *residual, *recompute;
+  };
+  // every storage mix without recompute, and both recompute modes with the configs' bf16 storage
+  const Setting settings[] = {{"fp32", "fp32", "none"}, {"fp32", "bf16", "none"},      {"bf16", "fp32", "none"},
+                              {"bf16", "bf16", "none"}, {"bf16", "bf16", "selective"}, {"bf16", "bf16", "full"}};
+  for (const auto& [activations, residual, recompute] : settings) {
+    SCOPED_TRACE(std::string("activations ") + activations + ", residual " + residual + ", recompute " + recompute);
+    Config c = small_gpu_model_config();
+    c.train.activations = activations;
+    c.train.residual = residual;
+    c.train.recompute = recompute;
+    c.train.grad_accum = 1;
+    c.train.micro_batch = 8;
+    c.train.seq_len = 64;  // N = 512 tokens: the activations outweigh the parameters
+    int64_t planned = 0, planned_activations = 0;
+    for (const auto& item : device_memory_plan(c).items) {  // the Context's staging and workspace: not the trainer's
+      if (item.name.find("staging") == std::string::npos && item.name.find("workspace") == std::string::npos)
+        planned += item.bytes;
+      if (item.name.rfind("activations", 0) == 0) planned_activations = item.bytes;
+    }
+    const int64_t before = cuda::allocation_stats().current;
+    SelfCommunicator tp("tp"), dp("dp");
+    SyntheticDataSource data(c.train.micro_batch, c.train.grad_accum, c.train.seq_len, c.model.vocab_size,
+                             c.data.mask_prob, c.train.seed, 0);
+    PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, gpu());
+    trainer.train_step();
+    const int64_t held = cuda::allocation_stats().current - before;
+    const int64_t arenas = static_cast<int64_t>(trainer.model().activation_bytes());
+    EXPECT_LE(held, planned) << "the plan underestimates: " << held << " bytes held, " << planned << " planned";
+    EXPECT_LE(planned, held + held / 4) << "the plan overestimates: " << held << " bytes held, " << planned
+                                         << " planned";
+    EXPECT_LE(arenas, planned_activations) << "activations: " << arenas << " bytes in the arenas";
+    EXPECT_LE(planned_activations, arenas + arenas / 4) << "activations: " << arenas << " bytes in the arenas";
+    std::printf("%s activations, %s residual, recompute %s: held %lld bytes, planned %lld (%.3f); arenas %lld, "
+                "planned %lld (%.3f)\n",
+                activations, residual, recompute, static_cast<long long>(held), static_cast<long long>(planned),
+                double(planned) / double(held), static_cast<long long>(arenas),
+                static_cast<long long>(planned_activations), double(planned_activations) / double(arenas));
+  }
 }
 
 // Constructing a trainer with `c` must fail in the memory check (before allocating), naming `expected`.
