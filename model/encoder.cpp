@@ -135,6 +135,9 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim(), rng_.sample_base, tp_.rank() * heads_local_,
                             config_.heads};
   const Act<const T> x_last = config_.layers > 0 ? s.layers.back().x2 : s.emb;
+  // the layer weight gradients: overwritten by the first backward after start_gradient_accumulation(), else added
+  const bool acc_dw = !overwrite_layer_weight_grads_;
+  overwrite_layer_weight_grads_ = false;
 
   // The dropout in front of a residual add, as the LayerNorm backward before it applies it to dres: layer l's
   // output dropout (site 1). Under full recompute its mask is redrawn rather than read from the shared keep2 buffer
@@ -172,9 +175,9 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     // dact = d(GeLU input); the FFN-in bias gradient (its column sums) comes with the FFN-in weight gradient
     ops::matmul_gelu_backward(exec_, s.dact, grad(P("output.dense.weight")), grad(P("output.dense.bias")),
                               static_cast<T*>(nullptr), s.dtmp, a.act, gemm_weight(P("output.dense.weight")), a.pre, N,
-                              Fl, C, config_.activation);
+                              Fl, C, config_.activation, acc_dw);
     ops::matmul_backward(exec_, s.dln, grad(P("intermediate.dense.weight")), grad(P("intermediate.dense.bias")), s.dact,
-                         a.ln2, gemm_weight(P("intermediate.dense.weight")), N, C, Fl);
+                         a.ln2, gemm_weight(P("intermediate.dense.weight")), N, C, Fl, false, acc_dw);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     // attention block: x1 = x + dropout(ctx Wo^T + bo), ctx = Attn(ln1 Wqkv^T + bqkv), ln1 = LN(x). The LN2
     // backward forms s.dtmp = dropout'(dres) through the attention output's dropout (site 0).
@@ -184,7 +187,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
     tp::reduce_from_tp_backward(tp_, s.dtmp, NC);
     ops::matmul_backward(exec_, s.dctx, grad(P("attention.output.dense.weight")),
                          grad(P("attention.output.dense.bias")), s.dtmp, a.ctx,
-                         gemm_weight(P("attention.output.dense.weight")), N, Cl, C);
+                         gemm_weight(P("attention.output.dense.weight")), N, Cl, C, false, acc_dw);
     // Selective recompute: one probability block serves every layer; rebuild layer l's (a.ctx is rewritten with
     // the value it already holds; the out-projection gradient above has read it).
     // Flash attention keeps each layer's row statistics and reads ctx (its output) instead of probabilities.
@@ -198,7 +201,7 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
       ops::attention_backward(exec_, s.dqkv, s.attn_scratch, s.dctx, a.qkv, a.probs, in.valid, shape, attn_drop);
     }
     ops::matmul_backward(exec_, s.dln, grad(P("attention.self.query.weight")), grad(P("attention.self.query.bias")),
-                         s.dqkv, a.ln1, gemm_weight(P("attention.self.query.weight")), N, C, 3 * Cl);
+                         s.dqkv, a.ln1, gemm_weight(P("attention.self.query.weight")), N, C, 3 * Cl, false, acc_dw);
     tp::copy_to_tp_backward(tp_, s.dln, NC);
     // LN1 backward; s.dtmp = dropout'(dres) through layer l - 1's output dropout (layer 0: the embeddings' dropout
     // below)

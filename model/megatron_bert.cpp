@@ -73,6 +73,35 @@ void MegatronBert<T>::initialize(uint64_t seed) {
 template <class T>
 void MegatronBert<T>::zero_grads() {
   ops::fill(exec_, grads_.data(), static_cast<int64_t>(grads_.size()), T(0));
+  overwrite_layer_weight_grads_ = false;
+}
+
+// The encoder layers' GEMM weights, whose gradients the encoder backward writes with matmul_backward's acc_dw.
+namespace {
+const char* const kLayerGemmWeights[] = {"attention.self.query.weight", "attention.output.dense.weight",
+                                         "intermediate.dense.weight", "output.dense.weight"};
+}  // namespace
+
+template <class T>
+void MegatronBert<T>::start_gradient_accumulation() {
+  if (zeroed_at_start_.empty()) {  // [0, total) less the layer GEMM weights, in table order
+    std::vector<std::pair<size_t, size_t>> skip;
+    for (int l = 0; l < config_.layers; ++l)
+      for (const char* name : kLayerGemmWeights) {
+        const auto& e = table_.at(layer_prefix(l) + name);
+        skip.push_back({e.offset, e.offset + e.numel});
+      }
+    std::sort(skip.begin(), skip.end());
+    size_t at = 0;
+    for (const auto& [b, e] : skip) {
+      if (b > at) zeroed_at_start_.push_back({at, b});
+      at = std::max(at, e);
+    }
+    if (at < table_.total()) zeroed_at_start_.push_back({at, table_.total()});
+  }
+  for (const auto& [b, e] : zeroed_at_start_)
+    ops::fill(exec_, grads_.data() + b, static_cast<int64_t>(e - b), T(0));
+  overwrite_layer_weight_grads_ = true;
 }
 
 template <class T>

@@ -161,7 +161,8 @@ StepReport PretrainTrainer::train_step() {
   dp.all_reduce(counts, 2, ReduceOp::Sum);
   const double mlm_den = std::max(1.0, counts[0]), sop_den = std::max(1.0, counts[1]);
 
-  model_.zero_grads();
+  ERL_CHECK(!batches.empty(), "PretrainTrainer: a step without micro-batches");
+  model_.start_gradient_accumulation();  // the first backward overwrites the layer weight gradients
   double sums[4] = {0, 0, 0, 0};  // mlm loss, sop loss, mlm correct, sop correct
   const int64_t rank_base = static_cast<int64_t>(dp.rank()) * config_.train.micro_batch * config_.train.grad_accum;
   for (size_t j = 0; j < batches.size(); ++j) {

@@ -71,11 +71,26 @@ void matmul_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<const no_deduce_
   ERL_DISPATCH(matmul_forward, out.f, inp.f, w.f, b, N, C, OC, acc);
 }
 template <class T>
+void fill(const Exec& x, T* v, int64_t n, T value);
+// dinp (N, C) (+)= dout @ w;  dw (OC, C) += dout^T @ inp, or = with acc_dw false (a step's first micro-batch: on
+// CUDA the weight-gradient GEMM overwrites dw, beta 0, so dw needs no zeroing and is not read; on the CPU, whose
+// kernels add, dw is zeroed first: the same sums);  db (OC) += sum_n dout
+template <class T>
 void matmul_backward(const Exec& x, Act<no_deduce_t<T>> dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
                      Act<const no_deduce_t<T>> inp, Act<const no_deduce_t<T>> w, int N, int C, int OC,
-                     bool acc_dinp = false) {
+                     bool acc_dinp = false, bool acc_dw = true) {
+  if (dw && !acc_dw && (!x.on_device() || N <= 0)) {  // (no rows: no GEMM writes dw)
+    fill(x, dw, static_cast<int64_t>(OC) * C, T(0));
+    acc_dw = true;
+  }
   if (dinp.is_bf16() || dout.is_bf16() || inp.is_bf16() || w.is_bf16())
-    ERL_BF16_ROUTE(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp);
+    ERL_BF16_ROUTE(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp, acc_dw);
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.device == Device::CUDA) {
+      ERL_CUDA_CALL(matmul_backward, dinp.f, dw, db, dout.f, inp.f, w.f, N, C, OC, acc_dinp, acc_dw);
+      return;
+    }
+  }
   ERL_DISPATCH(matmul_backward, dinp.f, dw, db, dout.f, inp.f, w.f, N, C, OC, acc_dinp);
 }
 template <class T>
@@ -144,13 +159,18 @@ void bias_gelu_backward(const Exec& x, Act<no_deduce_t<T>> dpre, T* dbias, Act<c
 //   dbias_pre (C) += sum_n dpre (as stored)
 // With every tensor in T storage: matmul_backward into dpre, then bias_gelu_backward in place (the same bits as
 // those two calls). With bf16 storage (ops_bf16.h): the product is not rounded before the derivative.
+//   (acc_dw: as matmul_backward's)
 template <class T>
 void matmul_gelu_backward(const Exec& x, Act<no_deduce_t<T>> dpre, T* dw, T* db, T* dbias_pre,
                           Act<const no_deduce_t<T>> dout, Act<const no_deduce_t<T>> act, Act<const no_deduce_t<T>> w,
-                          Act<const no_deduce_t<T>> pre, int N, int C, int OC, Activation kind) {
+                          Act<const no_deduce_t<T>> pre, int N, int C, int OC, Activation kind, bool acc_dw = true) {
+  if (dw && !acc_dw && (!x.on_device() || N <= 0)) {
+    fill(x, dw, static_cast<int64_t>(OC) * C, T(0));
+    acc_dw = true;
+  }
   if (dpre.is_bf16() || dout.is_bf16() || act.is_bf16() || w.is_bf16() || pre.is_bf16())
-    ERL_BF16_ROUTE(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind);
-  matmul_backward<T>(x, dpre, dw, db, dout, act, w, N, C, OC);
+    ERL_BF16_ROUTE(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind, acc_dw);
+  matmul_backward<T>(x, dpre, dw, db, dout, act, w, N, C, OC, false, acc_dw);
   bias_gelu_backward<T>(x, dpre, dbias_pre, Act<const T>(dpre), pre, N, C, kind);
 }
 template <class T>

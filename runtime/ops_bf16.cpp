@@ -4,6 +4,7 @@
 // each bf16 output once. It is meant for tests and small runs: it copies every tensor it touches.
 #include "runtime/ops_bf16.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "runtime/check.h"
@@ -110,9 +111,11 @@ void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act
 }
 
 void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
-                     Act<const float> w, int N, int C, int OC, bool accumulate_dinp) {
+                     Act<const float> w, int N, int C, int OC, bool accumulate_dinp, bool accumulate_dw) {
   ERL_CHECK(!(accumulate_dinp && dinp.is_bf16()), "matmul_backward: accumulating into bf16 storage is not supported");
-  if (x.on_device()) ERL_BF16_CUDA(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, accumulate_dinp);
+  if (x.on_device())
+    ERL_BF16_CUDA(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, accumulate_dinp, accumulate_dw);
+  if (dw && !accumulate_dw) std::fill(dw, dw + static_cast<size_t>(OC) * C, 0.0f);  // the CPU kernel adds
   const size_t NC = static_cast<size_t>(N) * C;
   const std::vector<float> d = gemm_operand(dout, static_cast<size_t>(N) * OC);
   if (!dinp.empty()) {
@@ -159,10 +162,11 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
 
 void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, float* dbias_pre, Act<const float> dout,
                           Act<const float> act, Act<const float> w, Act<const float> pre, int N, int C, int OC,
-                          Activation kind) {
-  if (x.on_device()) ERL_BF16_CUDA(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind);
+                          Activation kind, bool accumulate_dw) {
+  if (x.on_device())
+    ERL_BF16_CUDA(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind, accumulate_dw);
   std::vector<float> dact(static_cast<size_t>(N) * C);  // the product, unrounded
-  matmul_backward(x, Act<float>(dact.data()), dw, db, dout, act, w, N, C, OC, false);
+  matmul_backward(x, Act<float>(dact.data()), dw, db, dout, act, w, N, C, OC, false, accumulate_dw);
   bias_gelu_backward(x, dpre, dbias_pre, Act<const float>(dact.data()), pre, N, C, kind);
 }
 

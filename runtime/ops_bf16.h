@@ -21,7 +21,7 @@ void matmul_bias_gelu_forward(const Exec& x, Act<float> act, Act<float> pre, Act
                               const float* b, int N, int C, int OC, Activation kind);
 // dinp (N, C) (+)= dout @ w;  dw (OC, C) += dout^T @ inp;  db (OC) += sum_n dout (as stored)
 void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
-                     Act<const float> w, int N, int C, int OC, bool accumulate_dinp);
+                     Act<const float> w, int N, int C, int OC, bool accumulate_dinp, bool accumulate_dw = true);
 // out (N, C) = LN(inp) rounded to out's storage, inp read from its storage; mean, rstd (N) fp32
 void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* w,
                        const float* b, int N, int C, double eps);
@@ -37,7 +37,7 @@ void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const flo
 // derivative into the GEMM's epilogue; where cuBLASLt cannot, it rounds the product into dpre first.)
 void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, float* dbias_pre, Act<const float> dout,
                           Act<const float> act, Act<const float> w, Act<const float> pre, int N, int C, int OC,
-                          Activation kind);
+                          Activation kind, bool accumulate_dw = true);
 
 // out (n) = resid + dropout(in) (runtime/cpu/kernels.h) with `in` and resid (optional) read from their storage, out
 // rounded once into its storage (out and resid, a residual stream, have one storage)

@@ -37,8 +37,11 @@ using cpu::AttentionShape;
 // ---- GEMM [ctx] ----
 void matmul_forward(Launch l, float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                     int OC, bool accumulate = false);
+// accumulate_dweight false: dweight = dout^T @ inp (the GEMM's beta 0: a step's first micro-batch, no zeroed
+// gradient read), else +=.
 void matmul_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC, bool accumulate_dinp = false);
+                     const float* weight, int N, int C, int OC, bool accumulate_dinp = false,
+                     bool accumulate_dweight = true);
 // Fused FFN-in for the tanh GeLU: pre (N, OC) = inp @ weight^T + bias;  act = gelu_tanh(pre). Same result as
 // matmul_forward(pre, ..., bias=null) then bias_gelu_forward(act, pre, bias, GeluTanh), in one cuBLASLt call
 // (GELU_AUX_BIAS epilogue) when the library offers it, else those two calls. Not in the CPU interface yet.
@@ -132,7 +135,8 @@ void matmul_forward(Launch l, Act<float> out, Act<const float> inp, Act<const fl
 void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<const float> inp, Act<const float> weight,
                               const float* bias, int N, int C, int OC, Activation kind);
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
-                     Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp);
+                     Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp,
+                     bool accumulate_dweight = true);
 //   layernorm_backward: dout fp32 or bf16 (read exactly; the LayerNorm's input gradient as the dgrad GEMMs store it);
 //                    inp fp32 or bf16 (the residual stream under train.residual=bf16, read exactly).
 void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout,
@@ -152,7 +156,7 @@ void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float
 //                    matmul_backward into dpre, then bias_gelu_backward in place (the product rounded once more).
 void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbias, float* dbias_pre,
                           Act<const float> dout, Act<const float> act, Act<const float> weight, Act<const float> pre,
-                          int N, int C, int OC, Activation kind);
+                          int N, int C, int OC, Activation kind, bool accumulate_dweight = true);
 //   dropout_residual_forward: out = resid + dropout(x) with x fp32 or bf16 (read exactly); out and resid (optional)
 //                    are the residual stream, both fp32 or both bf16 (train.residual=bf16: out rounded once).
 void dropout_residual_forward(Launch l, Act<float> out, Act<const float> resid, Act<const float> x, int64_t n,

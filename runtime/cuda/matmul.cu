@@ -2,6 +2,7 @@
 //   forward   out (N, OC) = inp (N, C) @ W (OC, C)^T + b     ->  C(OC, N) = op_T(W^T(col)) @ inp^T(col) + b
 //   backward  dinp (N, C) = dout @ W                         ->  C(C, N)  = W^T(col) @ dout^T
 //             dW (OC, C) += dout^T @ inp                     ->  C(C, OC) = inp^T @ op_T(dout^T)
+//                                                                (or = : beta 0, a step's first micro-batch)
 //             db (OC)    += sum_n dout                       ->  deterministic column sum (colsum.cuh); with a bf16
 //                                                                dout, cuBLASLt's BGRADB epilogue on the dW GEMM
 //                                                                (which reads dout anyway) where it runs
@@ -46,15 +47,15 @@ GemmArgs dgrad_args(void* dinp, const void* dout, const void* weight, int N, int
   return g;
 }
 
-// dW (OC, C) += dout^T @ inp                   ->  C(C, OC) = inp^T @ op_T(dout^T)
-GemmArgs wgrad_args(float* dweight, const void* dout, const void* inp, int N, int C, int OC) {
+// dW (OC, C) (+)= dout^T @ inp                 ->  C(C, OC) = inp^T @ op_T(dout^T)
+GemmArgs wgrad_args(float* dweight, const void* dout, const void* inp, int N, int C, int OC, bool accumulate) {
   GemmArgs g;
   g.trans_b = true;
   g.m = C, g.n = OC, g.k = N;
   g.A = inp, g.lda = C;
   g.B = dout, g.ldb = OC;
   g.C = dweight, g.ldc = C;
-  g.beta = 1.0f;
+  g.beta = accumulate ? 1.0f : 0.0f;
   return g;
 }
 
@@ -91,7 +92,7 @@ bool wgrad_with_bias_gradient(const Launch& l, const GemmArgs& w, float* dbias, 
 // stage only an fp32 W and an fp32 inp.
 bool matmul_backward_shared_dout(const Launch& l, Act<float> dinp, float* dweight, Act<const float> dout,
                                  Act<const float> inp, Act<const float> weight, int N, int C, int OC,
-                                 bool accumulate_dinp) {
+                                 bool accumulate_dinp, bool accumulate_dweight) {
   Context& ctx = need_context(l, "matmul_backward");
   if (ctx.math() != MathMode::BF16 || dinp.empty() || !dweight || dout.is_bf16() || N % 8 || C % 8 || OC % 8)
     return false;
@@ -120,7 +121,7 @@ bool matmul_backward_shared_dout(const Launch& l, Act<float> dinp, float* dweigh
     float_to_bf16(l, other16, inp.f, int64_t(N) * C);  // stream order: after the dgrad GEMM has read W
     inp16 = other16;
   }
-  GemmArgs w = wgrad_args(dweight, dout16, inp16, N, C, OC);
+  GemmArgs w = wgrad_args(dweight, dout16, inp16, N, C, OC, accumulate_dweight);
   w.a_type = w.b_type = CUDA_R_16BF;
   gemm(l, "matmul_backward", w);
   return true;
@@ -159,10 +160,11 @@ void matmul_bias_gelu_forward(Launch l, float* act, float* pre, const float* inp
 }
 
 void matmul_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC, bool accumulate_dinp) {
-  if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp)) {
+                     const float* weight, int N, int C, int OC, bool accumulate_dinp, bool accumulate_dweight) {
+  if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp,
+                                   accumulate_dweight)) {
     if (dinp) gemm(l, "matmul_backward", dgrad_args(dinp, dout, weight, N, C, OC, accumulate_dinp));
-    if (dweight) gemm(l, "matmul_backward", wgrad_args(dweight, dout, inp, N, C, OC));
+    if (dweight) gemm(l, "matmul_backward", wgrad_args(dweight, dout, inp, N, C, OC, accumulate_dweight));
   }
   if (dbias) colsum_add(l, "matmul_backward", dbias, N, OC, RowsOf{dout, OC});
 }
@@ -215,15 +217,18 @@ void matmul_bias_gelu_forward(Launch l, Act<float> act, Act<float> pre, Act<cons
 }
 
 void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
-                     Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp) {
+                     Act<const float> inp, Act<const float> weight, int N, int C, int OC, bool accumulate_dinp,
+                     bool accumulate_dweight) {
   need_bf16_storage_context(l, "matmul_backward");
   ERL_CHECK(!dout.empty() && (!dweight || !inp.empty()) && (dinp.empty() || !weight.empty()),
             "cuda::matmul_backward: dout (and inp for dweight, weight for dinp) required");
   ERL_CHECK(!(accumulate_dinp && dinp.is_bf16()),
             "cuda::matmul_backward: accumulating into bf16 storage is not supported");
   if (!dinp.is_bf16() && !dout.is_bf16() && !inp.is_bf16() && !weight.is_bf16())
-    return matmul_backward(l, dinp.f, dweight, dbias, dout.f, inp.f, weight.f, N, C, OC, accumulate_dinp);
-  if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp)) {
+    return matmul_backward(l, dinp.f, dweight, dbias, dout.f, inp.f, weight.f, N, C, OC, accumulate_dinp,
+                           accumulate_dweight);
+  if (!matmul_backward_shared_dout(l, dinp, dweight, dout, inp, weight, N, C, OC, accumulate_dinp,
+                                   accumulate_dweight)) {
     if (!dinp.empty()) {  // C(C, N) = W16 @ dout^T, D in dinp's type
       GemmArgs g = dgrad_args(data_of(dinp), data_of(dout), data_of(weight), N, C, OC, accumulate_dinp);
       g.a_type = type_of(weight);
@@ -232,7 +237,7 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
       gemm_bf16_storage(l, "matmul_backward", g);
     }
     if (dweight) {  // C(C, OC) += inp^T @ op_T(dout^T), fp32; with dbias += sum_n dout where it can
-      GemmArgs w = wgrad_args(dweight, data_of(dout), data_of(inp), N, C, OC);
+      GemmArgs w = wgrad_args(dweight, data_of(dout), data_of(inp), N, C, OC, accumulate_dweight);
       w.a_type = type_of(inp);
       w.b_type = type_of(dout);
       if (wgrad_with_bias_gradient(l, w, dbias, OC)) dbias = nullptr;  // done
@@ -244,7 +249,7 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
 
 void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbias, float* dbias_pre,
                           Act<const float> dout, Act<const float> act, Act<const float> weight, Act<const float> pre,
-                          int N, int C, int OC, Activation kind) {
+                          int N, int C, int OC, Activation kind, bool accumulate_dweight) {
   const Context& ctx = need_bf16_storage_context(l, "matmul_gelu_backward");
   ERL_CHECK(!dpre.empty() && !dout.empty() && !act.empty() && !weight.empty() && !pre.empty(),
             "cuda::matmul_gelu_backward: dpre, dout, act, weight and pre are required");
@@ -258,12 +263,12 @@ void matmul_gelu_backward(Launch l, Act<float> dpre, float* dweight, float* dbia
     g.aux = const_cast<bf16*>(pre.h);  // NOLINT: GemmArgs::aux is an output for GeluAuxBias; DGelu only reads it
     g.ldaux = C;
     if (gemm(l, "matmul_gelu_backward", g)) {
-      matmul_backward(l, Act<float>(), dweight, dbias, dout, act, weight, N, C, OC, false);
+      matmul_backward(l, Act<float>(), dweight, dbias, dout, act, weight, N, C, OC, false, accumulate_dweight);
       if (dbias_pre) colsum_add(l, "matmul_gelu_backward", dbias_pre, N, C, rows_of(device_bf16(dpre.h), C));
       return;
     }
   }
-  matmul_backward(l, dpre, dweight, dbias, dout, act, weight, N, C, OC, false);
+  matmul_backward(l, dpre, dweight, dbias, dout, act, weight, N, C, OC, false, accumulate_dweight);
   bias_gelu_backward(l, dpre, dbias_pre, Act<const float>(dpre), pre, N, C, kind);
 }
 

@@ -1,8 +1,10 @@
 // Shared by the whole-model GPU comparisons (test_model_gpu_bf16, test_model_gpu_flash): one micro-batch of the
 // small config forward + backward twice (gradients accumulate) with a given storage, attention kernel, recompute
-// mode and residual stream storage, and the relative L2 / cosine gap between two gradient vectors.
+// mode and residual stream storage, its gradients zeroed first or (lazy_start) filled with NaN and then
+// start_gradient_accumulation(), and the relative L2 / cosine gap between two gradient vectors.
 #pragma once
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "model/megatron_bert.h"
@@ -19,7 +21,7 @@ struct ModelRun {
 inline ModelRun run_model_twice(const Config& c, Exec exec, ActivationStorage storage,
                                 AttentionKernel kernel = AttentionKernel::Unfused,
                                 Recompute recompute = Recompute::None,
-                                ActivationStorage residual = ActivationStorage::FP32) {
+                                ActivationStorage residual = ActivationStorage::FP32, bool lazy_start = false) {
   SelfCommunicator tp("tp");
   MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout, exec);
   model.set_activation_storage(storage);
@@ -27,7 +29,12 @@ inline ModelRun run_model_twice(const Config& c, Exec exec, ActivationStorage st
   model.set_attention_kernel(kernel);
   model.set_recompute(recompute);
   model.initialize(c.train.seed);
-  model.zero_grads();
+  if (lazy_start) {
+    ops::fill(exec, model.grads(), static_cast<int64_t>(model.num_params()), std::numeric_limits<float>::quiet_NaN());
+    model.start_gradient_accumulation();
+  } else {
+    model.zero_grads();
+  }
   const PretrainBatch batch = make_synthetic_batch(c.train.micro_batch, c.train.seq_len, c.model.vocab_size, 0.15,
                                                    c.train.seed, /*step=*/1, /*sample_base=*/4);
   const double M = static_cast<double>(batch.mlm_positions.size()), B = batch.batch;

@@ -82,6 +82,27 @@ TEST_F(ModelGpuBf16, ResidualStreamAgainstTheFp32StreamAndTheCpuEmulation) {
               stream.rel_l2, cpu_gap.rel_l2, cpu_gap.cosine);
 }
 
+// start_gradient_accumulation() on the GPU: the layer weight-gradient GEMMs run with beta 0 on the first
+// micro-batch (and the shared-dout, BGRADB and DGELU paths with it); from a gradient buffer of NaN, two micro-batches
+// must give zero_grads()'s gradients bit for bit (as floats: the GEMM's 0 + x and x agree but for the sign of 0).
+TEST_F(ModelGpuBf16, LazyGradientStartEqualsZeroing) {
+  const Config c = small_gpu_model_config();
+  for (ActivationStorage storage : {ActivationStorage::FP32, ActivationStorage::BF16}) {
+    SCOPED_TRACE(activation_storage_name(storage));
+    const ModelRun zeroed = run_model_twice(c, gpu(), storage);
+    const ModelRun lazy = run_model_twice(c, gpu(), storage, AttentionKernel::Unfused, Recompute::None,
+                                          ActivationStorage::FP32, /*lazy_start=*/true);
+    ASSERT_EQ(lazy.grads.size(), zeroed.grads.size());
+    size_t nan = 0, differing = 0;
+    for (size_t i = 0; i < zeroed.grads.size(); ++i) {
+      nan += std::isnan(lazy.grads[i]);
+      differing += lazy.grads[i] != zeroed.grads[i];
+    }
+    EXPECT_EQ(nan, 0u) << "gradients neither zeroed nor written";
+    EXPECT_EQ(differing, 0u);
+  }
+}
+
 TEST_F(ModelGpuBf16, Fp32MathIsRefusedWithAClearError) {
   ctx_->set_math(cuda::MathMode::FP32);
   const Config c = small_gpu_model_config();
