@@ -112,11 +112,14 @@ mpirun --oversubscribe -np 2 "$bin" pretrain "${args[@]}" log.metrics="$work/ref
   fail "reference run failed: $(tail -5 "$work/ref.log")"
 ref_loss=$(tail -1 "$work/ref.jsonl" | sed -E 's/.*"loss":([^,]*),.*/\1/')
 
-job=$(sbatch --parsable --ntasks=2 --cpus-per-task=1 --chdir="$work" --output="$work/job.out" \
+# Submitted held and released just before the watcher starts: on a loaded machine sbatch's reply can come seconds
+# after the job started (seen in CI: the watcher's first look found 945 of 1000 steps done, too late to preempt).
+job=$(sbatch --parsable --hold --ntasks=2 --cpus-per-task=1 --chdir="$work" --output="$work/job.out" \
       --export=ALL,ERLANGSHEN_HOME="$src",ERLANGSHEN_BIN="$bin" \
       "$src/launch/slurm/pretrain-mpirun.sbatch" "${args[@]}" checkpoint.dir="$work/ckpt" checkpoint.every=1000 \
       log.metrics="$work/job.jsonl") || fail "sbatch failed"
-echo "submitted job $job"
+echo "submitted job $job (held)"
+scontrol release "$job" || fail "scontrol release failed"
 for i in $(seq 2400); do  # wait until it has trained a few steps
   [ -f "$work/job.jsonl" ] && [ "$(wc -l < "$work/job.jsonl")" -ge 5 ] && break
   sleep 0.05
@@ -125,8 +128,9 @@ done
 steps_before=$(wc -l < "$work/job.jsonl")
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal failed"
 echo "sent USR1 to the batch script after $steps_before steps"
-# A machine so loaded that the watcher saw the job only at its end cannot test preemption: skip, do not fail.
-[ "$steps_before" -lt "$((steps - 5))" ] || skip "the job trained $steps_before of $steps steps before the watcher ran"
+# A machine so loaded that the watcher saw the job only late cannot test preemption (the signal's way through
+# slurmctld, slurmd and the batch script takes up to seconds): skip, do not fail, unless half the run remains.
+[ "$steps_before" -lt "$((steps / 2))" ] || skip "the job trained $steps_before of $steps steps before the watcher ran"
 for i in $(seq 900); do  # requeue + completion
   state=$(scontrol show job "$job" 2>/dev/null | sed -nE 's/.*JobState=([A-Z_]+).*/\1/p')
   restarts=$(scontrol show job "$job" 2>/dev/null | sed -nE 's/.*Restarts=([0-9]+).*/\1/p')
