@@ -51,7 +51,7 @@ struct MegatronBert<T>::Acts {
   Act<T> row_out;          // (N, C) row-parallel layer outputs: bf16 under bf16 storage with TP 1 [act], else tmp
                            // (the TP all-reduce runs on T)
   // backward scratch
-  T* dres;                 // (N, C) residual-stream gradient (fp32: accumulated)
+  Act<T> dres;             // (N, C) residual-stream gradient (accumulated) [res]
   Act<T> dln;              // (N, C) a LayerNorm's input gradient (the QKV / FFN-in dgrad output): bf16 under bf16
                            // storage with TP 1 [act], else T (the TP all-reduce runs on T)
   Act<T> dtmp;             // (N, C) gradient of a row-parallel output (dropout backward -> GEMM dout) [act]
@@ -73,6 +73,7 @@ struct MegatronBert<T>::Acts {
   int32_t *tok_row, *tok_start, *tok_tokens;  // (min(N, V_local)), (min(N, V_local) + 1), (N)
   // MLM head (sized by M in the head arena)
   T *mlm_g, *mlm_t, *mlm_a, *mlm_u;  // (M, C)
+  T* mlm_dt;                         // (M, C) the transform's gradient (backward)
   T *mlm_mean, *mlm_rstd;            // (M)
   T* mlm_logits;                     // (M, V_local)
   T* mlm_stats;                      // (3M): rowmax | sumexp | target logit

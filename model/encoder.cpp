@@ -156,8 +156,8 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   };
 
   // final LayerNorm: dres = dLN_f / dx_L; dtmp = dropout'(dres) of layer L-1's output
-  T* dres = s.dres;
-  ops::fill(exec_, dres, NC, T(0));
+  const Act<T> dres = s.dres;
+  ops::zero(exec_, dres, NC);
   ln_backward(config_.layers - 1, grad("bert.encoder.ln.weight"), grad("bert.encoder.ln.bias"), dhidden, x_last,
               value("bert.encoder.ln.weight"), s.lnf_mean, s.lnf_rstd);
   grads_ready(layer_bounds_[config_.layers], table_.total());  // heads + final LayerNorm are final
@@ -211,8 +211,8 @@ void MegatronBert<T>::encode_backward(T* dhidden) {
   }
   // embeddings (their gradient in fp32: s.tmp, free since the final LayerNorm's backward read dhidden from it)
   T* demb = s.tmp;
-  ops::dropout_backward(exec_, demb, dres, NC, dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep),
-                        hidden_offset);
+  ops::dropout_backward<T>(exec_, demb, Act<const T>(dres), NC,
+                           dropout_spec(RngPurpose::EmbeddingDropout, 0, 0, dropout_, s.emb_keep), hidden_offset);
   ops::position_type_embedding_backward(exec_, grad("bert.embeddings.position_embeddings.weight"),
                                         grad("bert.embeddings.token_type_embeddings.weight"), demb, in.types, B, Tn, C,
                                         config_.type_vocab);

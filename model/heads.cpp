@@ -122,7 +122,7 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
     tp::copy_to_tp_backward(tp_, du, static_cast<size_t>(M) * C);
     // LayerNorm backward accumulates: da must start at 0; `a` (its input) is still needed, so use a scratch:
     // dt := 0, dt += dLN/da, then dt = dt * gelu'(t) in place.
-    T* dt = s.dres;  // (N, C) scratch, N >= M
+    T* dt = s.mlm_dt;
     ops::fill(exec_, dt, static_cast<int64_t>(M) * C, T(0));
     ops::layernorm_backward(exec_, dt, grad("cls.predictions.transform.LayerNorm.weight"),
                             grad("cls.predictions.transform.LayerNorm.bias"), du, s.mlm_a,

@@ -177,7 +177,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   // Tensors a TP all-reduce touches (the communicators carry T) are bf16 [act] tensors on one TP rank only.
   const bool bf16_unreduced = activations_ == ActivationStorage::BF16 && tp_.size() == 1;
   s.row_out = bf16_unreduced ? Act<T>::half(a.alloc<bf16>(N * C, "row-parallel output")) : Act<T>(s.tmp);
-  s.dres = a.alloc<T>(N * C);
+  s.dres = res(N * C, "residual gradient");
   s.dtmp = act(N * C, "row-parallel output gradient");
   s.dln = bf16_unreduced ? Act<T>::half(a.alloc<bf16>(N * C, "LayerNorm input gradient")) : Act<T>(a.alloc<T>(N * C));
   s.dctx = act(N * Cl, "ctx gradient");
@@ -293,6 +293,7 @@ void MegatronBert<T>::ensure_head_capacity(int M) {
     s.mlm_t = a.alloc<T>(Mc * C);
     s.mlm_a = a.alloc<T>(Mc * C);
     s.mlm_u = a.alloc<T>(Mc * C);
+    s.mlm_dt = a.alloc<T>(Mc * C);
     s.mlm_mean = a.alloc<T>(Mc);
     s.mlm_rstd = a.alloc<T>(Mc);
     s.mlm_logits = a.alloc<T>(Mc * vocab_local_, "MLM logits");

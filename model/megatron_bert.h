@@ -127,11 +127,12 @@ class MegatronBert {
   // the fp32 weights to, so results are unchanged), refreshed at the first forward after any write access above.
   void set_activation_storage(ActivationStorage s);
   ActivationStorage activation_storage() const { return activations_; }
-  // Storage of the residual stream (the embeddings' output and every layer's x1, x2: model/activations.h [res]):
-  // T, or bf16 (float models; train.residual=bf16, Megatron-LM's default under bf16): each residual add rounds its
-  // sum once and the LayerNorm after it normalises, and its backward reads, the rounded value; the residual
-  // gradient stays T. Halves the stream's memory and the traffic of every LayerNorm forward and backward. Set before
-  // the first step (a change re-plans the arena at the next reserve).
+  // Storage of the residual stream and its gradient (the embeddings' output, every layer's x1, x2, and dres:
+  // model/activations.h [res]): T, or bf16 (float models; train.residual=bf16, Megatron-LM's default under bf16):
+  // each residual add rounds its sum once and the LayerNorm after it normalises, and its backward reads, the rounded
+  // value; each LayerNorm backward's addition into the gradient is rounded once. Halves the stream's memory and the
+  // traffic of every LayerNorm forward and backward. Set before the first step (a change re-plans the arena at the
+  // next reserve).
   void set_residual_storage(ActivationStorage s);
   ActivationStorage residual_storage() const { return residual_; }
   // The attention implementation (runtime/attention_kernel.h). Flash needs a CUDA Exec whose Context computes in

@@ -65,9 +65,10 @@ struct TrainConfig {
   // fp32 | bf16: storage of the large activations and backward temporaries (runtime/act.h); math stays fp32.
   // bf16 halves their memory and traffic on CUDA; on the CPU it is emulated (slow; for tests).
   std::string activations = "fp32";
-  // fp32 | bf16: storage of the residual stream (the encoder's layer inputs and outputs, model/activations.h [res]);
-  // bf16 rounds each residual sum once (Megatron-LM's default under bf16; fp32 is its --fp32-residual-connection)
-  // and halves the stream's memory and the LayerNorms' traffic. The residual gradient stays fp32.
+  // fp32 | bf16: storage of the residual stream and its gradient (the encoder's layer inputs and outputs,
+  // model/activations.h [res]); bf16 rounds each residual sum and each addition into the gradient once (Megatron-LM's
+  // default under bf16; fp32 is its --fp32-residual-connection) and halves the stream's memory and the LayerNorms'
+  // traffic.
   std::string residual = "fp32";
   // unfused | flash: the attention implementation (runtime/attention_kernel.h); flash needs train.device=cuda.
   std::string attention = "unfused";

@@ -118,12 +118,13 @@ void layernorm_forward(const Exec& x, Act<no_deduce_t<T>> out, T* mean, T* rstd,
   if (out.is_bf16() || inp.is_bf16()) ERL_BF16_ROUTE(layernorm_forward, out, mean, rstd, inp, w, b, N, C, eps);
   ERL_DISPATCH(layernorm_forward, out.f, mean, rstd, inp.f, w, b, N, C, eps);
 }
+// dinp (accumulated into) and inp: a residual stream's gradient and the stream, T or (train.residual=bf16) bf16
 template <class T>
-void layernorm_backward(const Exec& x, T* dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
+void layernorm_backward(const Exec& x, Act<no_deduce_t<T>> dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
                         Act<const no_deduce_t<T>> inp, const T* w, const T* mean, const T* rstd, int N, int C) {
-  if (dout.is_bf16() || inp.is_bf16())
+  if (dinp.is_bf16() || dout.is_bf16() || inp.is_bf16())
     ERL_BF16_ROUTE(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-  ERL_DISPATCH(layernorm_backward, dinp, dw, db, dout.f, inp.f, w, mean, rstd, N, C);
+  ERL_DISPATCH(layernorm_backward, dinp.f, dw, db, dout.f, inp.f, w, mean, rstd, N, C);
 }
 template <class T>
 void bias_gelu_forward(const Exec& x, T* act, T* pre, const T* bias, int N, int C, Activation kind) {
@@ -258,11 +259,23 @@ void dropout_residual_forward(const Exec& x, T* out, Act<const no_deduce_t<T>> r
                               int64_t n, const DropoutSpec& d, int64_t offset) {
   dropout_residual_forward(x, Act<T>(out), resid, in, n, d, offset);
 }
+// dx (n) = dropout'(dout); dout T or bf16 (a bf16 residual gradient), dx T or bf16
+template <class T>
+void dropout_backward(const Exec& x, Act<T> dx, Act<const no_deduce_t<T>> dout, int64_t n, const DropoutSpec& d,
+                      int64_t offset) {
+  if (dx.is_bf16() || dout.is_bf16()) ERL_BF16_ROUTE(dropout_backward, dx, dout, n, d, offset);
+  ERL_DISPATCH(dropout_backward, dx.f, dout.f, n, d, offset);
+}
 template <class T>
 void dropout_backward(const Exec& x, Act<no_deduce_t<T>> dx, const T* dout, int64_t n, const DropoutSpec& d,
                       int64_t offset) {
-  if (dx.is_bf16()) ERL_BF16_ROUTE(dropout_backward, dx, dout, n, d, offset);
-  ERL_DISPATCH(dropout_backward, dx.f, dout, n, d, offset);
+  dropout_backward(x, dx, Act<const T>(dout), n, d, offset);
+}
+// a (n) = 0 in its storage (T, or bf16: all zero bits either way)
+template <class T>
+void zero(const Exec& x, Act<T> a, int64_t n) {
+  if (a.is_bf16()) ERL_BF16_ROUTE(zero, a, n);
+  fill(x, a.f, n, T(0));
 }
 // A pre-LN encoder's LayerNorms read a residual stream just formed, and each LayerNorm backward's dinp is the
 // gradient the next op drops out. These pair the ops: the same results as the two calls one after the other, which
@@ -285,7 +298,7 @@ void dropout_residual_layernorm_forward(const Exec& x, Act<no_deduce_t<T>> h, Ac
 //   dinp (N, C) += LN'(dout), dw / db accumulated (layernorm_backward);  dx = dropout'(dinp) (dx must not alias
 //   dinp, dout or inp)
 template <class T>
-void layernorm_backward_dropout(const Exec& x, T* dinp, T* dw, T* db, Act<no_deduce_t<T>> dx,
+void layernorm_backward_dropout(const Exec& x, Act<no_deduce_t<T>> dinp, T* dw, T* db, Act<no_deduce_t<T>> dx,
                                 Act<const no_deduce_t<T>> dout, Act<const no_deduce_t<T>> inp, const T* w,
                                 const T* mean, const T* rstd, int N, int C, const DropoutSpec& d, int64_t offset) {
   if constexpr (std::is_same_v<T, float>) {
@@ -295,7 +308,7 @@ void layernorm_backward_dropout(const Exec& x, T* dinp, T* dw, T* db, Act<no_ded
     }
   }
   layernorm_backward<T>(x, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-  dropout_backward<T>(x, dx, dinp, static_cast<int64_t>(N) * C, d, offset);
+  dropout_backward<T>(x, dx, Act<const T>(dinp), static_cast<int64_t>(N) * C, d, offset);
 }
 template <class T>
 void ce_rowmax(const Exec& x, T* rowmax, const T* logits, int M, int Vl) {

@@ -141,12 +141,14 @@ void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, 
   store(out, o);
 }
 
-void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
-                        const float* w, const float* mean, const float* rstd, int N, int C) {
+void layernorm_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout,
+                        Act<const float> inp, const float* w, const float* mean, const float* rstd, int N, int C) {
   if (x.on_device()) ERL_BF16_CUDA(layernorm_backward, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   const size_t NC = static_cast<size_t>(N) * C;
   const std::vector<float> dy = widen(dout, NC), in = widen(inp, NC);
-  cpu::layernorm_backward<float>(dinp, dw, db, dy.data(), in.data(), w, mean, rstd, N, C);
+  std::vector<float> di = widen(Act<const float>(dinp), NC);
+  cpu::layernorm_backward<float>(di.data(), dw, db, dy.data(), in.data(), w, mean, rstd, N, C);
+  store(dinp, di);
 }
 
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
@@ -182,12 +184,19 @@ void dropout_residual_forward(const Exec& x, Act<float> out, Act<const float> re
   store(out, o);
 }
 
-void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
+void dropout_backward(const Exec& x, Act<float> dx, Act<const float> dout, int64_t n, const DropoutSpec& d,
                       int64_t offset) {
   if (x.on_device()) ERL_BF16_CUDA(dropout_backward, dx, dout, n, d, offset);
+  const std::vector<float> g = widen(dout, static_cast<size_t>(n));
   std::vector<float> v(static_cast<size_t>(n));
-  cpu::dropout_backward<float>(v.data(), dout, n, d, offset);
+  cpu::dropout_backward<float>(v.data(), g.data(), n, d, offset);
   store(dx, v);
+}
+
+void zero(const Exec& x, Act<float> a, int64_t n) {
+  if (x.on_device()) ERL_BF16_CUDA(zero, a, n);
+  if (a.is_bf16()) std::fill(a.h, a.h + n, bf16{});
+  else std::fill(a.f, a.f + n, 0.0f);
 }
 
 void attention_forward(const Exec& x, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,

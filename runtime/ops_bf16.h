@@ -25,9 +25,10 @@ void matmul_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<c
 // out (N, C) = LN(inp) rounded to out's storage, inp read from its storage; mean, rstd (N) fp32
 void layernorm_forward(const Exec& x, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* w,
                        const float* b, int N, int C, double eps);
-// dinp (N, C) += LN'(dout) with dout and inp read from their storage; dw, db (C) accumulated (runtime/cpu/kernels.h)
-void layernorm_backward(const Exec& x, float* dinp, float* dw, float* db, Act<const float> dout, Act<const float> inp,
-                        const float* w, const float* mean, const float* rstd, int N, int C);
+// dinp (N, C) += LN'(dout) with dout and inp read from their storage, the sum rounded once into dinp's; dw, db (C)
+// accumulated (runtime/cpu/kernels.h)
+void layernorm_backward(const Exec& x, Act<float> dinp, float* dw, float* db, Act<const float> dout,
+                        Act<const float> inp, const float* w, const float* mean, const float* rstd, int N, int C);
 // dpre = dact * gelu'(pre) (may alias dact);  db (C) += sum_n dpre (as stored)
 void bias_gelu_backward(const Exec& x, Act<float> dpre, float* db, Act<const float> dact, Act<const float> pre, int N,
                         int C, Activation kind);
@@ -43,8 +44,11 @@ void matmul_gelu_backward(const Exec& x, Act<float> dpre, float* dw, float* db, 
 // rounded once into its storage (out and resid, a residual stream, have one storage)
 void dropout_residual_forward(const Exec& x, Act<float> out, Act<const float> resid, Act<const float> in, int64_t n,
                               const DropoutSpec& d, int64_t offset);
-// dx (n) = dropout'(dout) (runtime/cpu/kernels.h), rounded once into dx's storage
-void dropout_backward(const Exec& x, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t offset);
+// dx (n) = dropout'(dout) (runtime/cpu/kernels.h) with dout read from its storage, rounded once into dx's storage
+void dropout_backward(const Exec& x, Act<float> dx, Act<const float> dout, int64_t n, const DropoutSpec& d,
+                      int64_t offset);
+// a (n) = 0 (bf16 storage)
+void zero(const Exec& x, Act<float> a, int64_t n);
 
 // Attention (runtime/cpu/kernels.h layouts): qkv (B, T, 3C), out (B, T, C), dout, dqkv and probs in T or bf16
 // storage; scratch fp32. The fp32 attention on the widened inputs, each bf16 output rounded once; bf16 probs are

@@ -40,14 +40,15 @@ __global__ void dropout_residual_kernel(TS* out, const TS* resid, const TX* x, i
     });
 }
 
-// dx stored as TD: fp32, or bf16 (bf16 activation storage: the fp32 value rounded once).
-template <class TD>
-__global__ void dropout_backward_kernel(TD* dx, const float* dout, int64_t n, PhiloxKey key, uint32_t threshold,
+// dx stored as TD: fp32, or bf16 (bf16 activation storage: the fp32 value rounded once); dout as TO (fp32, or a
+// bf16 residual gradient, read exactly).
+template <class TD, class TO>
+__global__ void dropout_backward_kernel(TD* dx, const TO* dout, int64_t n, PhiloxKey key, uint32_t threshold,
                                         float scale, int64_t offset, int64_t groups) {
   const int64_t g0 = offset >> 2;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x)
     for_group(g0 + t, offset, n, key, threshold,
-              [&](int64_t i, bool keep) { dx[i] = from_f32<TD>(keep ? dout[i] * scale : 0.0f); });
+              [&](int64_t i, bool keep) { dx[i] = from_f32<TD>(keep ? to_f32(dout[i]) * scale : 0.0f); });
 }
 
 // The aligned case: group g0 + t is local elements 4t .. 4t+3.
@@ -62,8 +63,8 @@ __global__ void dropout_residual4_kernel(TS* out, const TS* resid, const TX* x, 
   }
 }
 
-template <class TD>
-__global__ void dropout_backward4_kernel(TD* dx, const float* dout, int64_t groups, PhiloxKey key, uint32_t threshold,
+template <class TD, class TO>
+__global__ void dropout_backward4_kernel(TD* dx, const TO* dout, int64_t groups, PhiloxKey key, uint32_t threshold,
                                          float scale, int64_t g0) {
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < groups; t += int64_t(gridDim.x) * blockDim.x) {
     store4(dx + 4 * t, dropped4(load4(dout + 4 * t), philox_at(key, static_cast<uint64_t>(g0 + t)), threshold, scale));
@@ -105,8 +106,8 @@ void dropout_residual_from(const Launch& l, TS* out, const TS* resid, const TX* 
   ERL_CUDA_LAUNCHED();
 }
 
-template <class TD>
-void dropout_backward_into(const Launch& l, TD* dx, const float* dout, int64_t n, const DropoutSpec& d,
+template <class TD, class TO>
+void dropout_backward_into(const Launch& l, TD* dx, const TO* dout, int64_t n, const DropoutSpec& d,
                            int64_t index_offset) {
   const int64_t groups = group_count(index_offset, n);
   const float scale = 1.0f / (1.0f - d.p);
@@ -142,13 +143,28 @@ void dropout_residual_forward(Launch l, Act<float> out, Act<const float> resid, 
   });
 }
 
-void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
+void dropout_backward(Launch l, Act<float> dx, Act<const float> dout, int64_t n, const DropoutSpec& d,
                       int64_t index_offset) {
-  if (!dx.is_bf16()) return dropout_backward(l, dx.f, dout, n, d, index_offset);
+  if (!dx.is_bf16() && !dout.is_bf16()) return dropout_backward(l, dx.f, dout.f, n, d, index_offset);
   need_bf16_storage_context(l, "dropout_backward");
   if (n <= 0) return;
-  if (d.p <= 0.0f) return float_to_bf16(l, reinterpret_cast<uint16_t*>(dx.h), dout, n);
-  dropout_backward_into(l, device_bf16(dx.h), dout, n, d, index_offset);
+  if (d.p <= 0.0f) {  // dx = dout, converted to dx's storage
+    if (!dout.is_bf16()) return float_to_bf16(l, reinterpret_cast<uint16_t*>(dx.h), dout.f, n);
+    if (!dx.is_bf16()) return bf16_to_float(l, dx.f, reinterpret_cast<const uint16_t*>(dout.h), n);
+    if (dx.h != dout.h)
+      ERL_CUDA_CHECK(cudaMemcpyAsync(dx.h, dout.h, sizeof(bf16) * n, cudaMemcpyDeviceToDevice, stream_of(l)));
+    return;
+  }
+  visit(dx, [&](auto* x) {
+    visit(dout, [&](const auto* g) { dropout_backward_into(l, x, g, n, d, index_offset); });
+  });
+}
+
+void zero(Launch l, Act<float> a, int64_t n) {
+  if (n <= 0) return;
+  const size_t bytes = (a.is_bf16() ? sizeof(bf16) : sizeof(float)) * static_cast<size_t>(n);
+  ERL_CUDA_CHECK(cudaMemsetAsync(a.is_bf16() ? static_cast<void*>(a.h) : static_cast<void*>(a.f), 0, bytes,
+                                 stream_of(l)));
 }
 
 void dropout_backward(Launch l, float* dx, const float* dout, int64_t n, const DropoutSpec& d, int64_t index_offset) {

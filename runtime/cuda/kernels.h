@@ -139,7 +139,8 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
                      bool accumulate_dweight = true);
 //   layernorm_backward: dout fp32 or bf16 (read exactly; the LayerNorm's input gradient as the dgrad GEMMs store it);
 //                    inp fp32 or bf16 (the residual stream under train.residual=bf16, read exactly).
-void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout,
+//                    dinp (accumulated into) fp32 or bf16 (a bf16 residual gradient: the sum rounded once).
+void layernorm_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
                         Act<const float> inp, const float* weight, const float* mean, const float* rstd, int N, int C);
 void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, double eps);
@@ -169,13 +170,17 @@ void dropout_residual_layernorm_forward(Launch l, Act<float> h, Act<float> out, 
                                         const float* bias, int N, int C, double eps, const DropoutSpec& d,
                                         int64_t index_offset);
 //   layernorm_backward_dropout: layernorm_backward into dinp (accumulated), then dx = dropout'(dinp) in dx's type;
-//                    the same bits as the two ops, one read of dinp fewer. dx must not alias dinp, dout or inp.
-void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx,
+//                    the same bits as the two ops (dx from dinp as stored), one read of dinp fewer. dx must not alias
+//                    dinp, dout or inp.
+void layernorm_backward_dropout(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<float> dx,
                                 Act<const float> dout, Act<const float> inp, const float* weight, const float* mean,
                                 const float* rstd, int N, int C, const DropoutSpec& d, int64_t index_offset);
-//   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op), stored in dx's type.
-void dropout_backward(Launch l, Act<float> dx, const float* dout, int64_t n, const DropoutSpec& d,
+//   dropout_backward: dx = dropout'(dout) (the same bits as the fp32 op) with dout fp32 or bf16 (read exactly),
+//                    stored in dx's type.
+void dropout_backward(Launch l, Act<float> dx, Act<const float> dout, int64_t n, const DropoutSpec& d,
                       int64_t index_offset);
+//   zero: a (n) = 0 in its storage (all zero bytes).
+void zero(Launch l, Act<float> a, int64_t n);
 //   attention_forward / attention_backward: qkv (B, T, 3C), out (B, T, C), dout, dqkv and probs (B, NH, T, T) in
 //                    fp32 or bf16 each; scratch (attention_scratch_elems(s)) fp32. The bf16-math attention with
 //                    bf16 Q/K/V and dO read in place and bf16 out / dqkv written by the GEMMs (attention.cu); bf16

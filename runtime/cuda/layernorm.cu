@@ -152,10 +152,11 @@ __global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, Src 
   }
 }
 
-// epi(i, new dinp[i..i+3]) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue). dout (dy) is
-// stored as TD and the input x as TI: fp32, or bf16 (read exactly) under bf16 activation / residual storage.
-template <int G, class TD, class TI, class Epi>
-__global__ void layernorm_backward_dinp4_kernel(float* dinp, const TD* dout, const TI* inp, const float* w,
+// epi(i, new dinp[i..i+3] as stored) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue). dout (dy)
+// is stored as TD, the input x as TI and dinp as TG: fp32, or bf16 (read exactly; a bf16 dinp's sum rounded once)
+// under bf16 activation / residual storage.
+template <int G, class TD, class TI, class TG, class Epi>
+__global__ void layernorm_backward_dinp4_kernel(TG* dinp, const TD* dout, const TI* inp, const float* w,
                                                 const float* mean, const float* rstd, int C, Epi epi) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
@@ -181,11 +182,11 @@ __global__ void layernorm_backward_dinp4_kernel(float* dinp, const TD* dout, con
   for (int k = 0; k < G; ++k) {
     const int g = threadIdx.x + k * kThreads;
     if (g >= groups) continue;
-    float* dx = dinp + row * C + 4 * g;
+    TG* dx = dinp + row * C + 4 * g;
     float4 d = load4(dx);
     for (int e = 0; e < 4; ++e) lane(d, e) += r * (lane(gv[k], e) - mg - lane(xh[k], e) * mgx);
     store4(dx, d);
-    epi(row * C + 4 * g, d);
+    epi(row * C + 4 * g, as_stored4<TG>(d));
   }
 }
 
@@ -227,14 +228,14 @@ int register_groups(int C, std::initializer_list<const void*> tensors) {
   return C <= 4 * kThreads ? 1 : 2;
 }
 
-template <class TD, class TI>
-__global__ void layernorm_backward_dinp_kernel(float* dinp, const TD* dout, const TI* inp, const float* w,
+template <class TD, class TI, class TG>
+__global__ void layernorm_backward_dinp_kernel(TG* dinp, const TD* dout, const TI* inp, const float* w,
                                                const float* mean, const float* rstd, int C) {
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
   const TI* x = inp + row * C;
   const TD* dy = dout + row * C;
-  float* dx = dinp + row * C;
+  TG* dx = dinp + row * C;
   const float m = mean[row], r = rstd[row];
   float sg = 0.0f, sgx = 0.0f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -246,7 +247,7 @@ __global__ void layernorm_backward_dinp_kernel(float* dinp, const TD* dout, cons
   const float mgx = block_sum(sgx, smem) / C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     const float xhat = (to_f32(x[c]) - m) * r;
-    dx[c] += r * (to_f32(dy[c]) * w[c] - mg - xhat * mgx);
+    dx[c] = from_f32<TG>(to_f32(dx[c]) + r * (to_f32(dy[c]) * w[c] - mg - xhat * mgx));
   }
 }
 
@@ -294,17 +295,17 @@ void layernorm_forward_rows(const Launch& l, T* out, float* mean, float* rstd, c
 }
 
 // dinp (+)= LN'(dout) rows (the register kernel with epi where it applies, else the generic one; epi then unused).
-template <class TD, class TI, class Epi>
-void layernorm_backward_rows(const Launch& l, int G, float* dinp, const TD* dout, const TI* inp,
+template <class TD, class TI, class TG, class Epi>
+void layernorm_backward_rows(const Launch& l, int G, TG* dinp, const TD* dout, const TI* inp,
                              const float* weight, const float* mean, const float* rstd, int N, int C, Epi epi) {
   if (G == 1)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, TD, TI, Epi>)(dinp, dout, inp, weight,
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<1, TD, TI, TG, Epi>)(dinp, dout, inp, weight,
                                                                                           mean, rstd, C, epi);
   else if (G == 2)
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, TD, TI, Epi>)(dinp, dout, inp, weight,
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp4_kernel<2, TD, TI, TG, Epi>)(dinp, dout, inp, weight,
                                                                                           mean, rstd, C, epi);
   else
-    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel<TD, TI>)(dinp, dout, inp, weight, mean,
+    ERL_KERNEL(N, kThreads, 0, stream_of(l), layernorm_backward_dinp_kernel<TD, TI, TG>)(dinp, dout, inp, weight, mean,
                                                                                      rstd, C);
   ERL_CUDA_LAUNCHED();
 }
@@ -370,17 +371,18 @@ void layernorm_forward(Launch l, Act<float> out, float* mean, float* rstd, Act<c
 
 void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C) {
-  layernorm_backward(l, dinp, dweight, dbias, Act<const float>(dout), Act<const float>(inp), weight, mean, rstd, N, C);
+  layernorm_backward(l, Act<float>(dinp), dweight, dbias, Act<const float>(dout), Act<const float>(inp), weight, mean,
+                     rstd, N, C);
 }
 
-void layernorm_backward(Launch l, float* dinp, float* dweight, float* dbias, Act<const float> dout,
+void layernorm_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
                         Act<const float> inp, const float* weight, const float* mean, const float* rstd, int N, int C) {
-  check_storage(l, "layernorm_backward", {dout.is_bf16(), inp.is_bf16()});
+  check_storage(l, "layernorm_backward", {dinp.is_bf16(), dout.is_bf16(), inp.is_bf16()});
   if (N <= 0) return;
-  const int G = register_groups(C, {dinp, data_of(dout), data_of(inp), weight});
+  const int G = register_groups(C, {data_of(dinp), data_of(dout), data_of(inp), weight});
   visit(dout, [&](const auto* dy) {
     visit(inp, [&](const auto* x) {
-      layernorm_backward_rows(l, G, dinp, dy, x, weight, mean, rstd, N, C, NoEpilogue{});
+      visit(dinp, [&](auto* dg) { layernorm_backward_rows(l, G, dg, dy, x, weight, mean, rstd, N, C, NoEpilogue{}); });
       layernorm_backward_columns(l, dweight, dbias, dy, x, mean, rstd, N, C);
     });
   });
@@ -409,25 +411,27 @@ void dropout_residual_layernorm_forward(Launch l, Act<float> h, Act<float> out, 
   });
 }
 
-void layernorm_backward_dropout(Launch l, float* dinp, float* dweight, float* dbias, Act<float> dx,
+void layernorm_backward_dropout(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<float> dx,
                                 Act<const float> dout, Act<const float> inp, const float* weight, const float* mean,
                                 const float* rstd, int N, int C, const DropoutSpec& d, int64_t index_offset) {
-  check_storage(l, "layernorm_backward_dropout", {dx.is_bf16(), dout.is_bf16(), inp.is_bf16()});
+  check_storage(l, "layernorm_backward_dropout", {dinp.is_bf16(), dx.is_bf16(), dout.is_bf16(), inp.is_bf16()});
   const void* dx_data = data_of(Act<const float>(dx));
-  ERL_CHECK(dx_data != data_of(dout) && dx_data != data_of(inp) && dx_data != dinp,
+  ERL_CHECK(dx_data != data_of(dout) && dx_data != data_of(inp) && dx_data != data_of(dinp),
             "cuda::layernorm_backward_dropout: dx must not alias dinp, dout or inp (the column sums read them after)");
   if (N <= 0) return;
-  const int G = register_groups(C, {dinp, data_of(dout), data_of(inp), weight, data_of(dx)});
+  const int G = register_groups(C, {data_of(dinp), data_of(dout), data_of(inp), weight, data_of(dx)});
   if (G == 0 || !dropout_groups_aligned(index_offset, C)) {  // the ops one after the other
     layernorm_backward(l, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
-    return dropout_backward(l, dx, dinp, int64_t(N) * C, d, index_offset);
+    return dropout_backward(l, dx, Act<const float>(dinp), int64_t(N) * C, d, index_offset);
   }
   visit(dout, [&](const auto* dy) {
     visit(inp, [&](const auto* xi) {
       visit(dx, [&](auto* x) {
         using TX = std::remove_pointer_t<decltype(x)>;
-        layernorm_backward_rows(l, G, dinp, dy, xi, weight, mean, rstd, N, C,
-                                DropoutBackwardEpilogue<TX>{x, GroupDropout(d, index_offset)});
+        visit(dinp, [&](auto* dg) {
+          layernorm_backward_rows(l, G, dg, dy, xi, weight, mean, rstd, N, C,
+                                  DropoutBackwardEpilogue<TX>{x, GroupDropout(d, index_offset)});
+        });
       });
       layernorm_backward_columns(l, dweight, dbias, dy, xi, mean, rstd, N, C);
     });

@@ -50,13 +50,13 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
     saved_act = int64_t(s.layers) * layer_act;
     saved_res = int64_t(s.layers) * layer_res;
   }
-  saved_res += N * C;  // the embeddings' output, layer 0's input
+  saved_res += 2 * N * C;  // the embeddings' output (layer 0's input) and the stream's gradient dres
   // Selective recompute keeps one (B, NH, T, T) block for the layer being recomputed (flash: none). Full counts
   // the live layer's probabilities in layer_rest already (the model allocates one block: model/megatron_bert.cpp).
   if (r == Recompute::Selective && !s.flash_attention) saved_act += probs_block;
-  // Non-layer: final LN output + stats, row-parallel temp, backward scratch (dres, dln; dtmp, dctx,
+  // Non-layer: final LN output + stats, row-parallel temp, backward scratch (dln; dtmp, dctx,
   // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
-  // masked rows (6 C + V per row + stats).
+  // masked rows (7 C + V per row + stats).
   const int64_t M = static_cast<int64_t>(s.masked_fraction * N) + B;
   // Flash attention's scratch: bf16 copies of qkv and dout (2 N Cl bf16 = N Cl floats; counted in full) and D
   // (B NH T).
@@ -64,10 +64,10 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
                                                       : 2 * int64_t(B) * s.heads_local * T * T + 2 * N * Cl;
   // 5 N: the staged ids, token types and mask (~2 N floats) and the word-embedding backward's token-rows index
   // (runtime/token_rows.h: at most 3 N + 1 int32).
-  const int64_t other = 2 * N * C + 5 * N + 2 * N * C + attention_scratch + M * (6 * C + s.vocab_local + 6);
+  const int64_t other = 2 * N * C + 5 * N + N * C + attention_scratch + M * (7 * C + s.vocab_local + 6);
   // bf16 storage adds a bf16 copy of the row-parallel outputs (model/activations.h row_out; with TP 1 only, counted
   // always), and with TP 1 (this rank holds every head) stores the LayerNorm input gradient dln in bf16: it moves
-  // from `other` (dres, dln) to the [act] tensors.
+  // from `other` (dln) to the [act] tensors.
   const int64_t row_out = s.act_bytes < s.storage_bytes ? N * C : 0;
   const int64_t dln_act = int64_t(s.heads_local) * s.head_dim == C ? N * C : 0;
   return (saved + other - dln_act) * s.storage_bytes +

@@ -331,6 +331,13 @@ TEST_F(CudaBf16Storage, DropoutBackwardBitForBit) {
       ops::dropout_residual_forward(gpu(), d_out.get(), d_resid.get(), Act<const float>::half(d_dx.get()), n, d,
                                     offset);
       EXPECT_TRUE(bit_equal(d_out.host(), out_c)) << "resid + dropout(bf16 x)";
+      // a bf16 dout (the residual stream's gradient under train.residual=bf16) into an fp32 or a bf16 dx
+      for (bool dx_bf : {false, true}) {
+        Stored dout16(dout, true), dx(std::vector<float>(static_cast<size_t>(n), 7.0f), dx_bf);
+        ops::dropout_backward<float>(cpu(), dx.cpu(), Act<const float>(dout16.cpu()), n, d, offset);
+        ops::dropout_backward<float>(gpu(), dx.gpu(), Act<const float>(dout16.gpu()), n, d, offset);
+        EXPECT_TRUE(bit_equal(dx.gpu_values(), dx.cpu_values())) << "bf16 dout, dx " << (dx_bf ? "bf16" : "fp32");
+      }
     }
   }
 }

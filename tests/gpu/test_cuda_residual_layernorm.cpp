@@ -5,7 +5,8 @@
 // layernorm.cu's register kernels), so any difference is a bug. Cases: rows of 2048 (two groups a thread: the 1.3B
 // model), 512 (one) and 2560 / 36 (the generic kernels: composed), a Philox offset that is a multiple of 4 (fused)
 // and one that is not (composed), with and without dropout and resid, fp32 and bf16 storage of in / out / dx / dy and
-// of the residual stream (h and resid in the forward, x in the backward: train.residual=bf16). And against the CPU
+// of the residual stream and its gradient (h and resid in the forward, x and dinp in the backward:
+// train.residual=bf16). And against the CPU
 // (the composition there, runtime/ops_bf16.cpp's emulation for bf16) within the fp32 tolerance or one bf16 ulp, and
 // the refusal of an aliased dx.
 #include <string>
@@ -89,12 +90,13 @@ TEST_F(CudaResidualLayerNorm, ForwardIsTheTwoOpsBitForBit) {
 TEST_F(CudaResidualLayerNorm, BackwardIsTheTwoOpsBitForBit) {
   for (const Case& k : kCases)
     for (float p : {0.0f, 0.1f})
-      for (int mask = 0; mask < 8; ++mask) {
+      for (int mask = 0; mask < 16; ++mask) {
         const bool dx_bf = mask & 1, dy_bf = mask & 2;  // dy: the dgrad GEMM's output, bf16 under bf16 storage
-        const bool x_bf = mask & 4;                     // x: the residual stream, bf16 under train.residual=bf16
+        const bool x_bf = mask & 4, g_bf = mask & 8;    // x, dinp: the residual stream and its gradient, bf16 under
+                                                        // train.residual=bf16
         SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " offset " << k.offset << " p " << p
                                           << " dx " << storage(dx_bf) << " dy " << storage(dy_bf) << " x "
-                                          << storage(x_bf));
+                                          << storage(x_bf) << " dinp " << storage(g_bf));
         const size_t n = size_t(k.N) * k.C;
         const auto x = randn(n, 11, 2.0f, 0.5f), w = randn(k.C, 12, 0.2f, 1.0f), b = randn(k.C, 13),
                    dy = randn(n, 14), dinp0 = randn(n, 15), dw0 = randn(k.C, 16), db0 = randn(k.C, 17),
@@ -104,27 +106,29 @@ TEST_F(CudaResidualLayerNorm, BackwardIsTheTwoOpsBitForBit) {
         Stored d_dy(dy, dy_bf), xs(x, x_bf);
         const Act<const float> d_x(xs.gpu()), x_c(xs.cpu());
         ops::layernorm_forward(gpu(), y.get(), mean.get(), rstd.get(), d_x, d_w.get(), d_b.get(), k.N, k.C, 1e-5);
-        Dev<float> dinp_f(dinp0), dw_f(dw0), db_f(db0), dinp_o(dinp0), dw_o(dw0), db_o(db0);
-        Stored dx_fused(junk, dx_bf), dx_ops(junk, dx_bf);
-        ops::layernorm_backward_dropout(gpu(), dinp_f.get(), dw_f.get(), db_f.get(), dx_fused.gpu(),
+        Dev<float> dw_f(dw0), db_f(db0), dw_o(dw0), db_o(db0);
+        Stored dinp_f(dinp0, g_bf), dinp_o(dinp0, g_bf), dx_fused(junk, dx_bf), dx_ops(junk, dx_bf);
+        ops::layernorm_backward_dropout(gpu(), dinp_f.gpu(), dw_f.get(), db_f.get(), dx_fused.gpu(),
                                         Act<const float>(d_dy.gpu()), d_x, d_w.get(), mean.get(), rstd.get(), k.N, k.C,
                                         d, k.offset);
-        ops::layernorm_backward(gpu(), dinp_o.get(), dw_o.get(), db_o.get(), Act<const float>(d_dy.gpu()), d_x,
+        ops::layernorm_backward(gpu(), dinp_o.gpu(), dw_o.get(), db_o.get(), Act<const float>(d_dy.gpu()), d_x,
                                 d_w.get(), mean.get(), rstd.get(), k.N, k.C);
-        ops::dropout_backward(gpu(), dx_ops.gpu(), dinp_o.get(), int64_t(n), d, k.offset);
-        EXPECT_TRUE(bit_equal(dinp_f.host(), dinp_o.host())) << "dinp";
+        ops::dropout_backward<float>(gpu(), dx_ops.gpu(), Act<const float>(dinp_o.gpu()), int64_t(n), d, k.offset);
+        EXPECT_TRUE(bit_equal(dinp_f.gpu_values(), dinp_o.gpu_values())) << "dinp";
         EXPECT_TRUE(bit_equal(dw_f.host(), dw_o.host())) << "dw";
         EXPECT_TRUE(bit_equal(db_f.host(), db_o.host())) << "db";
         EXPECT_TRUE(bit_equal(dx_fused.gpu_values(), dx_ops.gpu_values())) << "dx";
         // and the CPU (the two ops; dy read as stored)
-        std::vector<float> dinp_c = dinp0, dw_c = dw0, db_c = db0, y_c(n), mean_c(k.N), rstd_c(k.N);
+        std::vector<float> dw_c = dw0, db_c = db0, y_c(n), mean_c(k.N), rstd_c(k.N);
         ops::layernorm_forward(cpu(), y_c.data(), mean_c.data(), rstd_c.data(), x_c, w.data(), b.data(), k.N, k.C,
                                1e-5);
         EXPECT_TRUE(close(y.host(), y_c, kFp32Rtol)) << "y vs CPU";
-        ops::layernorm_backward_dropout(cpu(), dinp_c.data(), dw_c.data(), db_c.data(), dx_ops.cpu(),
+        ops::layernorm_backward_dropout(cpu(), dinp_o.cpu(), dw_c.data(), db_c.data(), dx_ops.cpu(),
                                         Act<const float>(d_dy.cpu()), x_c, w.data(), mean_c.data(), rstd_c.data(), k.N,
                                         k.C, d, k.offset);
-        EXPECT_TRUE(close(dinp_f.host(), dinp_c, kFp32Rtol)) << "dinp vs CPU";
+        EXPECT_TRUE(g_bf ? close_ulp(dinp_f.gpu_values(), dinp_o.cpu_values(), 1.0, kFp32Rtol)
+                         : close(dinp_f.gpu_values(), dinp_o.cpu_values(), kFp32Rtol))
+            << "dinp vs CPU";
         EXPECT_TRUE(close(dw_f.host(), dw_c, kFp32Rtol)) << "dw vs CPU";
         EXPECT_TRUE(close(db_f.host(), db_c, kFp32Rtol)) << "db vs CPU";
         // the dropout really ran: about p of dx is 0 where dinp is not

@@ -89,7 +89,8 @@ TEST(MemoryPlan, Bf16ActivationsHalveTheActTensors) {
 }
 
 // train.residual=bf16: the residual stream (the embeddings' output and every layer's x1, x2: N x C each; under full
-// recompute every layer's input x2 plus the live layer's x1, x2) takes 2 bytes instead of 4; nothing else changes.
+// recompute every layer's input x2 plus the live layer's x1, x2) and its gradient (N x C) take 2 bytes instead of 4;
+// nothing else changes.
 TEST(MemoryPlan, Bf16ResidualStreamHalvesTheStream) {
   const int64_t N = int64_t(16) * 512, C = 2048, L = 24;
   for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
@@ -98,7 +99,7 @@ TEST(MemoryPlan, Bf16ResidualStreamHalvesTheStream) {
     const int64_t fp32 = activation_bytes(q.shape, 16, 512, r);
     q.shape.residual_bytes = 2;
     const int64_t bf16 = activation_bytes(q.shape, 16, 512, r);
-    const int64_t stream = r == Recompute::Full ? (L + 2 + 1) * N * C : (2 * L + 1) * N * C;
+    const int64_t stream = (r == Recompute::Full ? (L + 2 + 1) * N * C : (2 * L + 1) * N * C) + N * C;
     EXPECT_EQ(fp32 - bf16, 2 * stream) << recompute_name(r);
   }
   auto q = erlangshen_1_3b(8);
