@@ -37,6 +37,11 @@ struct ContextOptions {
   // The backward GEMMs' fused epilogues (matmul.cu): the GeLU derivative on the FFN-out dgrad (DGELU) and the bias
   // gradients on the weight gradients (BGRADB). false: the separate passes (train.backward_epilogues).
   bool backward_epilogues = true;
+  // The LayerNorm backward in one pass over dy and x (layernorm.cu): a block walks a few rows, forms their dinp and
+  // keeps its columns' partial dw / db sums in registers, instead of a second pass that reads dy and x again for the
+  // column sums (4 bytes an element of the 8 a bf16 dy and x take). Off until a GPU run has timed it
+  // (tests/bench/layernorm_probe.cu): a one-pass form with a block per ~100 rows measured slower on an H200.
+  bool fused_layernorm_columns = false;
   size_t gemm_workspace_bytes = size_t(32) << 20;
   size_t scratch_bytes = size_t(80) << 20;   // two-stage reductions (column sums, sum of squares), GEMM timing
   // A GEMM epilogue's vector output (a weight-gradient GEMM's bias gradient, matmul.cu) before it is added into its

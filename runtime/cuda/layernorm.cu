@@ -16,6 +16,7 @@
 // with dropout.cu's arithmetic and mask (Philox group of element i: (index_offset + i) / 4), so the same bits as
 // dropout_residual_forward + layernorm_forward (layernorm_backward + dropout_backward), one read of h (of dinp)
 // fewer. Where the register kernels or dropout.cu's 4-wide kernels do not apply, the entry points compose the ops.
+#include <algorithm>
 #include <initializer_list>
 #include <type_traits>
 
@@ -220,6 +221,62 @@ __global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_
   }
 }
 
+// The backward in one pass (ContextOptions::fused_layernorm_columns): block b walks rows [b R, b R + R) one after
+// the other, each as layernorm_backward_dinp4_kernel does (dinp, then epi), and keeps its threads' columns' sums of
+// dy * xhat and dy over those rows in registers; they are stored as row b of partial_w / partial_b, which
+// colsum_finish_kernel then sums over the blocks (in block order: deterministic, though not colsum.cuh's partition,
+// so other bits than the two-pass form). dy and x are read once.
+template <int G, class TD, class TI, class TG, class Epi>
+__global__ void layernorm_backward_fused4_kernel(TG* dinp, float* partial_w, float* partial_b, const TD* dout,
+                                                 const TI* inp, const float* w, const float* mean, const float* rstd,
+                                                 int N, int C, int rows_per_block, Epi epi) {
+  __shared__ float smem[32];
+  const int groups = C / 4;
+  const int64_t n0 = int64_t(blockIdx.x) * rows_per_block, n1 = min(int64_t(N), n0 + rows_per_block);
+  float4 pw[G], pb[G];  // partial column sums of dy * xhat and dy
+#pragma unroll
+  for (int k = 0; k < G; ++k) pw[k] = pb[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int64_t row = n0; row < n1; ++row) {
+    const float m = mean[row], r = rstd[row];
+    float4 gv[G], xh[G];
+    float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+    for (int k = 0; k < G; ++k) {
+      const int g = threadIdx.x + k * kThreads;
+      if (g >= groups) continue;
+      float4 dy = load4(dout + row * C + 4 * g);
+      const float4 x = load4(inp + row * C + 4 * g), wv = load4(w + 4 * g);
+      gv[k] = make_float4(dy.x * wv.x, dy.y * wv.y, dy.z * wv.z, dy.w * wv.w);
+      xh[k] = make_float4((x.x - m) * r, (x.y - m) * r, (x.z - m) * r, (x.w - m) * r);
+      for (int e = 0; e < 4; ++e) {
+        sg += lane(gv[k], e);
+        sgx += lane(gv[k], e) * lane(xh[k], e);
+        lane(pw[k], e) += lane(dy, e) * lane(xh[k], e);
+        lane(pb[k], e) += lane(dy, e);
+      }
+    }
+    const float mg = block_sum(sg, smem) / C;
+    const float mgx = block_sum(sgx, smem) / C;
+#pragma unroll
+    for (int k = 0; k < G; ++k) {
+      const int g = threadIdx.x + k * kThreads;
+      if (g >= groups) continue;
+      TG* dx = dinp + row * C + 4 * g;
+      float4 d = load4(dx);
+      for (int e = 0; e < 4; ++e) lane(d, e) += r * (lane(gv[k], e) - mg - lane(xh[k], e) * mgx);
+      store4(dx, d);
+      epi(row * C + 4 * g, as_stored4<TG>(d));
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int g = threadIdx.x + k * kThreads;
+    if (g >= groups) continue;
+    store4(partial_w + int64_t(blockIdx.x) * C + 4 * g, pw[k]);
+    store4(partial_b + int64_t(blockIdx.x) * C + 4 * g, pb[k]);
+  }
+}
+
 // Groups of 4 columns per thread the register-resident kernels need for a row of C (0: they do not apply).
 int register_groups(int C, std::initializer_list<const void*> tensors) {
   if (C % 4 != 0 || C > 4 * kThreads * 2) return 0;
@@ -332,6 +389,39 @@ void layernorm_backward_columns(const Launch& l, float* dweight, float* dbias, c
   if (dbias) colsum_add(l, "layernorm_backward", dbias, N, C, rows_of(dout, C));
 }
 
+// The one-pass backward (layernorm_backward_fused4_kernel) where the Context asks for it, the register kernels apply
+// (G > 0), both column sums are wanted and their partials fit the Context's scratch: dinp (+ epi), dweight and
+// dbias. Returns false, having done nothing, otherwise.
+template <class TD, class TI, class TG, class Epi>
+bool layernorm_backward_one_pass(const Launch& l, int G, TG* dinp, float* dweight, float* dbias, const TD* dout,
+                                 const TI* inp, const float* weight, const float* mean, const float* rstd, int N, int C,
+                                 Epi epi) {
+  if (G == 0 || !dweight || !dbias) return false;
+  Context& ctx = need_context(l, "layernorm_backward");
+  if (!ctx.options().fused_layernorm_columns) return false;
+  // ~16 rows a block (3328 blocks for the 1.3B model's 53248 tokens), more where the partials would outgrow the
+  // scratch
+  const size_t row_bytes = sizeof(float) * 2 * size_t(C);
+  const int max_blocks = static_cast<int>(std::min<size_t>(ctx.options().scratch_bytes / row_bytes, 1 << 30));
+  if (max_blocks < 1) return false;
+  const int rows_per_block = std::max(16, (N + max_blocks - 1) / max_blocks);
+  const int R = (N + rows_per_block - 1) / rows_per_block;
+  float* partial_w = static_cast<float*>(ctx.scratch(row_bytes * size_t(R), "layernorm_backward"));
+  float* partial_b = partial_w + size_t(R) * C;
+  if (G == 1)
+    ERL_KERNEL(R, kThreads, 0, stream_of(l), layernorm_backward_fused4_kernel<1, TD, TI, TG, Epi>)(
+        dinp, partial_w, partial_b, dout, inp, weight, mean, rstd, N, C, rows_per_block, epi);
+  else
+    ERL_KERNEL(R, kThreads, 0, stream_of(l), layernorm_backward_fused4_kernel<2, TD, TI, TG, Epi>)(
+        dinp, partial_w, partial_b, dout, inp, weight, mean, rstd, N, C, rows_per_block, epi);
+  ERL_CUDA_LAUNCHED();
+  ERL_KERNEL((C + 255) / 256, 256, 0, stream_of(l), colsum_finish_kernel)(dweight, partial_w, R, C);
+  ERL_CUDA_LAUNCHED();
+  ERL_KERNEL((C + 255) / 256, 256, 0, stream_of(l), colsum_finish_kernel)(dbias, partial_b, R, C);
+  ERL_CUDA_LAUNCHED();
+  return true;
+}
+
 // Whether the fused dropout can run 4 elements at a time on rows of C: dropout.cu's 4-wide condition.
 bool dropout_groups_aligned(int64_t index_offset, int C) { return index_offset % 4 == 0 && C % 4 == 0; }
 
@@ -382,8 +472,12 @@ void layernorm_backward(Launch l, Act<float> dinp, float* dweight, float* dbias,
   const int G = register_groups(C, {data_of(dinp), data_of(dout), data_of(inp), weight});
   visit(dout, [&](const auto* dy) {
     visit(inp, [&](const auto* x) {
-      visit(dinp, [&](auto* dg) { layernorm_backward_rows(l, G, dg, dy, x, weight, mean, rstd, N, C, NoEpilogue{}); });
-      layernorm_backward_columns(l, dweight, dbias, dy, x, mean, rstd, N, C);
+      visit(dinp, [&](auto* dg) {
+        if (layernorm_backward_one_pass(l, G, dg, dweight, dbias, dy, x, weight, mean, rstd, N, C, NoEpilogue{}))
+          return;
+        layernorm_backward_rows(l, G, dg, dy, x, weight, mean, rstd, N, C, NoEpilogue{});
+        layernorm_backward_columns(l, dweight, dbias, dy, x, mean, rstd, N, C);
+      });
     });
   });
 }
@@ -429,11 +523,12 @@ void layernorm_backward_dropout(Launch l, Act<float> dinp, float* dweight, float
       visit(dx, [&](auto* x) {
         using TX = std::remove_pointer_t<decltype(x)>;
         visit(dinp, [&](auto* dg) {
-          layernorm_backward_rows(l, G, dg, dy, xi, weight, mean, rstd, N, C,
-                                  DropoutBackwardEpilogue<TX>{x, GroupDropout(d, index_offset)});
+          const DropoutBackwardEpilogue<TX> epi{x, GroupDropout(d, index_offset)};
+          if (layernorm_backward_one_pass(l, G, dg, dweight, dbias, dy, xi, weight, mean, rstd, N, C, epi)) return;
+          layernorm_backward_rows(l, G, dg, dy, xi, weight, mean, rstd, N, C, epi);
+          layernorm_backward_columns(l, dweight, dbias, dy, xi, mean, rstd, N, C);
         });
       });
-      layernorm_backward_columns(l, dweight, dbias, dy, xi, mean, rstd, N, C);
     });
   });
 }

@@ -151,6 +151,14 @@ for m in 1.3b base; do
   note "rc=$? (t=${SECONDS}s)"
 done
 cat "$RESULTS/attention_probe.log" | tee -a "$SUMMARY"
+# The LayerNorm backward in its two forms at the 1.3B shape (N = 64 x 512 and 104 x 512 tokens): decides
+# ContextOptions::fused_layernorm_columns (off until this has run on a GPU).
+note "== LayerNorm probe: two-pass vs one-pass backward (bf16 dy, x, dinp, dx)"
+for n in 32768 53248; do
+  timeout "$(allow 15 60)" "$BIN/gpu/erlangshen_layernorm_probe" --tokens $n --reps 20 >>"$RESULTS/layernorm_probe.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"
+done
+cat "$RESULTS/layernorm_probe.log" | tee -a "$SUMMARY"
 
 # The trainer itself (model/, MegatronBert + AdamW + PretrainTrainer on device memory) through the CLI: bf16 GEMMs,
 # fp32 storage, memory plan checked first. Built only when the standalone project found yaml-cpp/json/CLI11.

@@ -142,6 +142,60 @@ TEST_F(CudaResidualLayerNorm, BackwardIsTheTwoOpsBitForBit) {
       }
 }
 
+// ContextOptions::fused_layernorm_columns: the one-pass backward (dw and db summed in the rows' pass) against the
+// two-pass one on the same inputs: dinp and dx bit for bit (the same per-row arithmetic), dw and db within fp32
+// rounding (the same sums in another order), and a rerun gives the same bits (a fixed partition). Rows of 2048 and
+// 512 over several blocks of rows (16 a block: N = 70 leaves the last one partial); dy, x and dinp all fp32, all
+// bf16, and each kind alone in bf16.
+TEST_F(CudaResidualLayerNorm, OnePassBackwardMatchesTwoPasses) {
+  cuda::ContextOptions o;
+  o.math = cuda::MathMode::BF16;
+  o.fused_layernorm_columns = true;
+  cuda::Context one_pass_ctx(o);
+  const Exec one_pass{Device::CUDA, one_pass_ctx.stream(), &one_pass_ctx};
+  const Case cases[] = {{70, 2048, 4 * 77}, {37, 512, 8}, {13, 36, 4}};
+  for (const Case& k : cases)
+    for (int mask : {0, 7, 1, 6}) {
+      const bool dy_bf = mask & 1, x_bf = mask & 2, g_bf = mask & 4;
+      SCOPED_TRACE(::testing::Message() << "N=" << k.N << " C=" << k.C << " dy " << storage(dy_bf) << " x "
+                                        << storage(x_bf) << " dinp " << storage(g_bf));
+      const size_t n = size_t(k.N) * k.C;
+      const auto x = randn(n, 21, 2.0f, 0.5f), w = randn(k.C, 22, 0.2f, 1.0f), b = randn(k.C, 23), dy = randn(n, 24),
+                 dinp0 = randn(n, 25), dw0 = randn(k.C, 26), db0 = randn(k.C, 27), junk = randn(n, 28);
+      const DropoutSpec d = spec(0.1f, 5);
+      Stored d_dy(dy, dy_bf), xs(x, x_bf);
+      Dev<float> d_w(w), d_b(b), y(n), mean(k.N), rstd(k.N);
+      ops::layernorm_forward(gpu(), y.get(), mean.get(), rstd.get(), Act<const float>(xs.gpu()), d_w.get(), d_b.get(),
+                             k.N, k.C, 1e-5);
+      sync();
+      struct Result {
+        std::vector<float> dinp, dx, dw, db;
+      };
+      auto run = [&](const Exec& e, bool with_dropout) {
+        Stored dinp(dinp0, g_bf), dx(junk, true);
+        Dev<float> dw(dw0), db(db0);
+        if (with_dropout)
+          ops::layernorm_backward_dropout(e, dinp.gpu(), dw.get(), db.get(), dx.gpu(), Act<const float>(d_dy.gpu()),
+                                          Act<const float>(xs.gpu()), d_w.get(), mean.get(), rstd.get(), k.N, k.C, d,
+                                          k.offset);
+        else
+          ops::layernorm_backward(e, dinp.gpu(), dw.get(), db.get(), Act<const float>(d_dy.gpu()),
+                                  Act<const float>(xs.gpu()), d_w.get(), mean.get(), rstd.get(), k.N, k.C);
+        static_cast<cuda::Context*>(e.backend_context)->synchronize();
+        return Result{dinp.gpu_values(), with_dropout ? dx.gpu_values() : std::vector<float>(), dw.host(), db.host()};
+      };
+      for (bool with_dropout : {true, false}) {
+        const Result two = run(gpu(), with_dropout), one = run(one_pass, with_dropout), again = run(one_pass,
+                                                                                                   with_dropout);
+        EXPECT_TRUE(bit_equal(one.dinp, two.dinp)) << "dinp, dropout " << with_dropout;
+        EXPECT_TRUE(bit_equal(one.dx, two.dx)) << "dx";
+        EXPECT_TRUE(close(one.dw, two.dw, kFp32Rtol)) << "dw";
+        EXPECT_TRUE(close(one.db, two.db, kFp32Rtol)) << "db";
+        EXPECT_TRUE(bit_equal(again.dw, one.dw) && bit_equal(again.db, one.db)) << "a rerun changed dw or db";
+      }
+    }
+}
+
 TEST_F(CudaResidualLayerNorm, BackwardRefusesAnAliasedDx) {
   const int N = 4, C = 64;
   Dev<float> x{randn(size_t(N) * C, 1)}, w{size_t(C), 1.0f}, dy{randn(size_t(N) * C, 2)}, dinp{size_t(N) * C},
