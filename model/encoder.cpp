@@ -7,6 +7,9 @@
 // (ops::dropout_residual_layernorm_forward), and every LayerNorm backward but layer 0's LN1 forms the dropout
 // gradient that comes next in the backward (ops::layernorm_backward_dropout), across the layer boundary too. The
 // same results as the ops one after the other; on the GPU one pass over the residual stream fewer each.
+// The residual stream (x_0, x', x'') and its gradient dres are [res] tensors (model/activations.h): T, or bf16 under
+// train.residual=bf16. The first backward after start_gradient_accumulation() writes the four GEMM weights'
+// gradients of every layer instead of adding to them (acc_dw false: megatron_bert.cpp kLayerGemmWeights).
 #include "model/activations.h"
 #include "parallel/mappings.h"
 
