@@ -226,10 +226,12 @@ __global__ void layernorm_dwdb_partial4_kernel(float* partial_w, float* partial_
 // dy * xhat and dy over those rows in registers; they are stored as row b of partial_w / partial_b, which
 // colsum_finish_kernel then sums over the blocks (in block order: deterministic, though not colsum.cuh's partition,
 // so other bits than the two-pass form). dy and x are read once.
+// (At most 64 registers a thread, so that 4 blocks of 256 threads, 4 rows in flight, fit an SM; 70 without the bound.)
 template <int G, class TD, class TI, class TG, class Epi>
-__global__ void layernorm_backward_fused4_kernel(TG* dinp, float* partial_w, float* partial_b, const TD* dout,
-                                                 const TI* inp, const float* w, const float* mean, const float* rstd,
-                                                 int N, int C, int rows_per_block, Epi epi) {
+__global__ void __launch_bounds__(kThreads, 4)
+    layernorm_backward_fused4_kernel(TG* dinp, float* partial_w, float* partial_b, const TD* dout, const TI* inp,
+                                     const float* w, const float* mean, const float* rstd, int N, int C,
+                                     int rows_per_block, Epi epi) {
   __shared__ float smem[32];
   const int groups = C / 4;
   const int64_t n0 = int64_t(blockIdx.x) * rows_per_block, n1 = min(int64_t(N), n0 + rows_per_block);
