@@ -153,16 +153,14 @@ __global__ void layernorm_forward4_kernel(T* out, float* mean, float* rstd, Src 
   }
 }
 
-// epi(i, new dinp[i..i+3] as stored) after each store (NoEpilogue, or the fused DropoutBackwardEpilogue). dout (dy)
-// is stored as TD, the input x as TI and dinp as TG: fp32, or bf16 (read exactly; a bf16 dinp's sum rounded once)
-// under bf16 activation / residual storage.
-template <int G, class TD, class TI, class TG, class Epi>
-__global__ void layernorm_backward_dinp4_kernel(TG* dinp, const TD* dout, const TI* inp, const float* w,
-                                                const float* mean, const float* rstd, int C, Epi epi) {
-  __shared__ float smem[32];
-  const int64_t row = blockIdx.x;
+// One row of the register backward, by the whole block: thread t's groups of 4 columns g = t + k kThreads are read
+// once (dy stored as TD, x as TI: fp32, or bf16 read exactly), dinp (TG) += LN'(dy) is stored (a bf16 dinp's sum
+// rounded once), then epi(i, new dinp[i..i+3] as stored) (NoEpilogue, or the fused DropoutBackwardEpilogue).
+// acc(k, dy, xhat) sees each group's dy and xhat as they are read (the one-pass form's column sums).
+template <int G, class TD, class TI, class TG, class Epi, class Acc>
+__device__ __forceinline__ void backward_row(int64_t row, TG* dinp, const TD* dout, const TI* inp, const float* w,
+                                             float m, float r, int C, float* smem, const Epi& epi, Acc&& acc) {
   const int groups = C / 4;
-  const float m = mean[row], r = rstd[row];
   float4 gv[G], xh[G];  // g = dy * w and xhat per column
   float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
@@ -176,6 +174,7 @@ __global__ void layernorm_backward_dinp4_kernel(TG* dinp, const TD* dout, const 
       sg += lane(gv[k], e);
       sgx += lane(gv[k], e) * lane(xh[k], e);
     }
+    acc(k, dy, xh[k]);
   }
   const float mg = block_sum(sg, smem) / C;
   const float mgx = block_sum(sgx, smem) / C;
@@ -189,6 +188,15 @@ __global__ void layernorm_backward_dinp4_kernel(TG* dinp, const TD* dout, const 
     store4(dx, d);
     epi(row * C + 4 * g, as_stored4<TG>(d));
   }
+}
+
+// The two-pass form's rows: a block per row (the column sums follow in layernorm_dwdb_partial4_kernel).
+template <int G, class TD, class TI, class TG, class Epi>
+__global__ void layernorm_backward_dinp4_kernel(TG* dinp, const TD* dout, const TI* inp, const float* w,
+                                                const float* mean, const float* rstd, int C, Epi epi) {
+  __shared__ float smem[32];
+  const int64_t row = blockIdx.x;
+  backward_row<G>(row, dinp, dout, inp, w, mean[row], rstd[row], C, smem, epi, [](int, float4, float4) {});
 }
 
 // dw and db partial column sums in one pass over dy and x: colsum.cuh's partition and summation order (so the same
@@ -238,38 +246,11 @@ __global__ void __launch_bounds__(kThreads, 4)
   float4 pw[G], pb[G];  // partial column sums of dy * xhat and dy
 #pragma unroll
   for (int k = 0; k < G; ++k) pw[k] = pb[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  for (int64_t row = n0; row < n1; ++row) {
-    const float m = mean[row], r = rstd[row];
-    float4 gv[G], xh[G];
-    float sg = 0.0f, sgx = 0.0f;
-#pragma unroll
-    for (int k = 0; k < G; ++k) {
-      const int g = threadIdx.x + k * kThreads;
-      if (g >= groups) continue;
-      float4 dy = load4(dout + row * C + 4 * g);
-      const float4 x = load4(inp + row * C + 4 * g), wv = load4(w + 4 * g);
-      gv[k] = make_float4(dy.x * wv.x, dy.y * wv.y, dy.z * wv.z, dy.w * wv.w);
-      xh[k] = make_float4((x.x - m) * r, (x.y - m) * r, (x.z - m) * r, (x.w - m) * r);
-      for (int e = 0; e < 4; ++e) {
-        sg += lane(gv[k], e);
-        sgx += lane(gv[k], e) * lane(xh[k], e);
-        lane(pw[k], e) += lane(dy, e) * lane(xh[k], e);
-        lane(pb[k], e) += lane(dy, e);
-      }
-    }
-    const float mg = block_sum(sg, smem) / C;
-    const float mgx = block_sum(sgx, smem) / C;
-#pragma unroll
-    for (int k = 0; k < G; ++k) {
-      const int g = threadIdx.x + k * kThreads;
-      if (g >= groups) continue;
-      TG* dx = dinp + row * C + 4 * g;
-      float4 d = load4(dx);
-      for (int e = 0; e < 4; ++e) lane(d, e) += r * (lane(gv[k], e) - mg - lane(xh[k], e) * mgx);
-      store4(dx, d);
-      epi(row * C + 4 * g, as_stored4<TG>(d));
-    }
-  }
+  for (int64_t row = n0; row < n1; ++row)
+    backward_row<G>(row, dinp, dout, inp, w, mean[row], rstd[row], C, smem, epi, [&](int k, float4 dy, float4 xh) {
+      pw[k].x += dy.x * xh.x, pw[k].y += dy.y * xh.y, pw[k].z += dy.z * xh.z, pw[k].w += dy.w * xh.w;
+      pb[k].x += dy.x, pb[k].y += dy.y, pb[k].z += dy.z, pb[k].w += dy.w;
+    });
 #pragma unroll
   for (int k = 0; k < G; ++k) {
     const int g = threadIdx.x + k * kThreads;

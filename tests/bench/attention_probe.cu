@@ -25,36 +25,15 @@
 #include "runtime/cuda/flash_attention.h"
 #include "runtime/cuda/memory.h"
 #include "tests/bench/gpu_tool_main.h"
+#include "tests/bench/probe_util.cuh"
 
 using namespace erlangshen;
 using namespace erlangshen::cuda;
+using erlangshen::bench::fill_bf16;
+using erlangshen::bench::median_ms;
+using erlangshen::bench::relative_gap;
 
 namespace {
-
-__global__ void fill_bf16(__nv_bfloat16* p, int64_t n, float scale, uint32_t salt) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    p[i] = __float2bfloat16_rn(
-        scale * static_cast<float>(static_cast<int>(((i + salt) * 2654435761ull) % 2001) - 1000) / 1000.0f);
-}
-
-double median_ms(cudaStream_t stream, int reps, const std::function<void()>& f) {
-  cudaEvent_t e0, e1;
-  ERL_CUDA_CHECK(cudaEventCreate(&e0));
-  ERL_CUDA_CHECK(cudaEventCreate(&e1));
-  f();  // warm-up (GEMM heuristics, shared-memory attributes)
-  std::vector<float> ms(reps);
-  for (int r = 0; r < reps; ++r) {
-    ERL_CUDA_CHECK(cudaEventRecord(e0, stream));
-    f();
-    ERL_CUDA_CHECK(cudaEventRecord(e1, stream));
-    ERL_CUDA_CHECK(cudaEventSynchronize(e1));
-    ERL_CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  std::sort(ms.begin(), ms.end());
-  return ms[reps / 2];
-}
 
 std::vector<float> host_bf16(const bf16* p, int64_t n) {
   std::vector<bf16> h(n);
@@ -62,15 +41,6 @@ std::vector<float> host_bf16(const bf16* p, int64_t n) {
   std::vector<float> v(n);
   for (int64_t i = 0; i < n; ++i) v[i] = to_float(h[i]);
   return v;
-}
-
-double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
-    scale = std::max(scale, std::fabs(double(b[i])));
-  }
-  return scale > 0 ? diff / scale : diff;
 }
 
 int run(int argc, char** argv) {
@@ -113,8 +83,8 @@ int run(int argc, char** argv) {
   DeviceBuffer probs(4 * int64_t(B) * NH * T * T, "probs"), stats(8 * int64_t(B) * NH * T, "stats");
   DeviceBuffer scratch_a(4 * cuda::attention_scratch_elems(s), "attention scratch"),
       scratch_f(4 * flash_attention_scratch_elems(s), "flash scratch");
-  fill_bf16<<<2048, 256, 0, stream>>>(qkv.as<__nv_bfloat16>(), N * 3 * C, 1.0f, 1);
-  fill_bf16<<<2048, 256, 0, stream>>>(dout.as<__nv_bfloat16>(), N * C, 1.0f, 2);
+  fill_bf16<<<2048, 256, 0, stream>>>(qkv.as<__nv_bfloat16>(), N * 3 * C, 1.0f, 0.0f, 1);
+  fill_bf16<<<2048, 256, 0, stream>>>(dout.as<__nv_bfloat16>(), N * C, 1.0f, 0.0f, 2);
   std::vector<uint8_t> mask(N, 1);
   for (int b = 0; b < B; ++b)
     for (int t = T - (b * 13) % 32; t < T; ++t) mask[int64_t(b) * T + t] = 0;
