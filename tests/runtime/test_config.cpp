@@ -64,6 +64,8 @@ TEST(Config, CrossFieldRules) {
             std::string::npos);
   EXPECT_NE(error_of("train:\n  seq_len: 1024\n").find("exceeds model.max_positions"), std::string::npos);
   EXPECT_EQ(error_of("", {"train.activations=bf16", "model.activation=gelu"}), "");  // any GeLU, both backends
+  EXPECT_EQ(error_of("", {"train.residual=bf16"}), "");
+  EXPECT_NE(error_of("", {"train.residual=fp16"}).find("'fp16' is not one of: fp32, bf16"), std::string::npos);
   EXPECT_NE(error_of("train:\n  activations: fp16\n").find("'fp16' is not one of: fp32, bf16"), std::string::npos);
 }
 
