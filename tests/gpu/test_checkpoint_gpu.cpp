@@ -66,25 +66,31 @@ class GpuCheckpoint : public CudaTest {
   fs::path dir_;
 };
 
+// In fp32 storage and in the 1.3B config's storage (bf16 activations and residual stream: the bf16 compute copy of
+// the weights is rebuilt from the restored fp32 weights).
 TEST_F(GpuCheckpoint, DeterministicResumeIsBitIdentical) {
-  const Config c = small_config(dir_.string());
   cuda::ContextOptions o;
   o.math = cuda::MathMode::BF16;
   o.deterministic = true;
   cuda::Context det(o);
   const Exec exec{Device::CUDA, det.stream(), &det};
-
-  const TrainedRun whole = train(c, exec, 4, "", false);
-  const TrainedRun first = train(c, exec, 2, "", true);
-  const std::string folder = (dir_ / "step_00000002").string();
-  ASSERT_TRUE(fs::exists(folder)) << "no checkpoint folder " << folder;
-  const TrainedRun rest = train(c, exec, 2, folder, false);
-  ASSERT_EQ(rest.losses.size(), 2u);
-  EXPECT_EQ(first.losses[0], whole.losses[0]);
-  EXPECT_EQ(first.losses[1], whole.losses[1]);
-  EXPECT_EQ(rest.losses[0], whole.losses[2]) << "step 3 after resume";
-  EXPECT_EQ(rest.losses[1], whole.losses[3]) << "step 4 after resume";
-  EXPECT_TRUE(bit_equal(rest.params, whole.params)) << "final weights after resume";
+  for (const char* storage : {"fp32", "bf16"}) {
+    SCOPED_TRACE(std::string("activations and residual stream ") + storage);
+    Config c = small_config(dir_.string());
+    c.train.activations = c.train.residual = storage;
+    fs::remove_all(dir_);
+    const TrainedRun whole = train(c, exec, 4, "", false);
+    const TrainedRun first = train(c, exec, 2, "", true);
+    const std::string folder = (dir_ / "step_00000002").string();
+    ASSERT_TRUE(fs::exists(folder)) << "no checkpoint folder " << folder;
+    const TrainedRun rest = train(c, exec, 2, folder, false);
+    ASSERT_EQ(rest.losses.size(), 2u);
+    EXPECT_EQ(first.losses[0], whole.losses[0]);
+    EXPECT_EQ(first.losses[1], whole.losses[1]);
+    EXPECT_EQ(rest.losses[0], whole.losses[2]) << "step 3 after resume";
+    EXPECT_EQ(rest.losses[1], whole.losses[3]) << "step 4 after resume";
+    EXPECT_TRUE(bit_equal(rest.params, whole.params)) << "final weights after resume";
+  }
 }
 
 TEST_F(GpuCheckpoint, GpuCheckpointResumesOnTheCpu) {
