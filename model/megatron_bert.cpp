@@ -165,7 +165,11 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
       l.keep2 = mask(N * C, "dropout mask");
     }
     if (first || probs_per_layer) {
-      l.probs = flash ? Act<T>(a.alloc<T>(probs_n, "attention row statistics")) : act(probs_n, "attention probs");
+      l.probs = flash ? Act<T>(a.alloc<T>(probs_n, "attention row statistics"))
+                      : act(ops::attention_probs_elems(exec_, cpu::AttentionShape{B, Tn, heads_local_,
+                                                                                   config_.head_dim()},
+                                                       activations_ == ActivationStorage::BF16),
+                            "attention probs");
       l.attn_keep = mask(probs_n, "attention dropout mask");
     }
     l.x2 = res(N * C, "x2");

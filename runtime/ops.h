@@ -190,6 +190,15 @@ void attention_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<no_deduce_t<T
     ERL_BF16_ROUTE(attention_forward, out, probs, scratch, qkv, valid, s, d);
   ERL_DISPATCH(attention_forward, out.f, probs.f, scratch, qkv.f, valid, s, d);
 }
+// Elements of the `probs` argument of attention_forward/backward on this device (bf16_probs: stored in bf16): the
+// (B, NH, T, T) probabilities, and on CUDA with bf16 room for the row statistics it may save with S instead.
+inline int64_t attention_probs_elems(const Exec& x, const cpu::AttentionShape& s, bool bf16_probs) {
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  if (x.device == Device::CUDA) return cuda::attention_probs_elems(s, bf16_probs);
+#endif
+  (void)x, (void)bf16_probs;
+  return static_cast<int64_t>(s.B) * s.NH * s.Tn * s.Tn;
+}
 // Elements of the `scratch` argument of attention_forward/backward on this device.
 inline int64_t attention_scratch_elems(const Exec& x, const cpu::AttentionShape& s) {
 #if defined(ERLANGSHEN_HAVE_CUDA)

@@ -38,7 +38,8 @@
 //   256-byte boundary of the scratch:
 //     [0, 2 B NH TT)        Pd, dP / dS (fp32); the forward's S (fp32) in the second half with bf16 probs
 //     then qkv32 (N 3C), dO32 or out32 (N C), dqkv32 (N 3C): the bf16-storage fallback's fp32 copies
-// Not done yet: a flash-style kernel that never writes S/P to memory (the saved P would then be recomputed).
+// The saved state may be S instead of P (ContextOptions::attention_saves_scores, with bf16 probs and the register
+// row kernels): S and each row's (max, 1 / sum), from which the backward recomputes P bit for bit.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -164,15 +165,36 @@ struct Call {
   }
 };
 
+// bf16 S (the QK^T GEMM's output rounded once) and the register row kernels: bf16 probs, bf16 operands, rows the
+// register kernels take. The forward and the backward decide it alike.
+bool scores_in_bf16(const Call& c, const void* probs_h, const float* scratch, const AttentionShape& s) {
+  const float* S = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;
+  return probs_h != nullptr && c.bf16 && register_rows(c.T, {S, probs_h, c.o.pd});
+}
+
+// Where S is bf16 and the Context keeps it (ContextOptions::attention_saves_scores), the saved state is S itself
+// followed by its row statistics (max, 1 / sum: B NH T float2 after the B NH T T bf16 scores; attention_probs_elems),
+// and the backward recomputes P from them: the same bits as saving P, one write of the B x NH x T x T tensor less.
+float2* saved_row_stats(const Launch& l, const Call& c, const void* probs_h, const float* scratch,
+                        const AttentionShape& s) {
+  if (!scores_in_bf16(c, probs_h, scratch, s) || !need_context(l, "attention").options().attention_saves_scores)
+    return nullptr;
+  return reinterpret_cast<float2*>(static_cast<char*>(const_cast<void*>(probs_h)) +
+                                   sizeof(bf16) * static_cast<size_t>(s.B) * c.NH * c.TT);
+}
+
 void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, Act<const float> qkv,
              const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
   const Call c(l, "attention_forward", scratch, qkv, Act<const float>(), out, probs.is_bf16(), s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
   // S: fp32 into the fp32 probs themselves (normalised in place); with bf16 probs into the scratch's second T x T
   // block (header comment), in bf16 where the bf16 operands and the register row kernels run (the QK^T GEMM's
-  // output rounded once, as bf16 training's unfused attention has it; the softmax stays fp32), else fp32.
-  float* S = probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
-  const bool s16 = probs.is_bf16() && c.bf16 && register_rows(T, {S, probs.h, c.o.pd});
+  // output rounded once, as bf16 training's unfused attention has it; the softmax stays fp32), else fp32; and when
+  // the scores are the saved state, into the bf16 probs themselves.
+  const bool s16 = scores_in_bf16(c, probs.h, scratch, s);
+  float2* stats = saved_row_stats(l, c, probs.h, scratch, s);
+  float* S = stats ? reinterpret_cast<float*>(probs.h)
+                   : probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
   char* S_bytes = reinterpret_cast<char*>(S);
   const int64_t s_elem = s16 ? 2 : sizeof(float);
   for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)
@@ -182,8 +204,8 @@ void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, 
   visit(probs, [&](auto* p) {
     c.as_operand(c.o.pd, [&](auto* pd) {
       auto rows = [&](auto* scores) {
-        softmax_dropout(l, c.rows, scores, p, pd, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale, c.drop,
-                        c.write_pd);
+        softmax_dropout(l, c.rows, scores, p, pd, stats, key_valid, c.geo, dropout.key, c.threshold, c.keep_scale,
+                        c.drop, c.write_pd);
       };
       if (s16) rows(reinterpret_cast<__nv_bfloat16*>(S));
       else rows(S);
@@ -208,16 +230,17 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
                 c.bf16 ? static_cast<void*>(dP16 + c.tt_off(h)) : static_cast<void*>(dP + c.tt_off(h)),
                 c.bf16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place. The same row pass recomputes Pd
-  // (dropout of P) into o.pd when the forward wrote one.
+  // (dropout of P) into o.pd when the forward wrote one; P itself from S when the forward saved S.
+  const float2* stats = saved_row_stats(l, c, probs.h, scratch, s);
   visit(probs, [&](const auto* p) {
     c.as_operand(c.o.ds, [&](auto* ds) {
       auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;
       if (c.bf16)
-        softmax_backward(l, c.rows, ds, pd, static_cast<const __nv_bfloat16*>(dP16), p, c.geo, dropout.key,
-                         c.threshold, c.keep_scale, c.drop);
+        softmax_backward(l, c.rows, ds, pd, static_cast<const __nv_bfloat16*>(dP16), p, stats, key_valid, c.geo,
+                         dropout.key, c.threshold, c.keep_scale, c.drop);
       else
-        softmax_backward(l, c.rows, ds, pd, static_cast<const float*>(dP), p, c.geo, dropout.key, c.threshold,
-                         c.keep_scale, c.drop);
+        softmax_backward(l, c.rows, ds, pd, static_cast<const float*>(dP), p, stats, key_valid, c.geo, dropout.key,
+                         c.threshold, c.keep_scale, c.drop);
     });
   });
   const char* pd = c.write_pd ? c.o.pd : reinterpret_cast<const char*>(probs.f);
@@ -282,6 +305,11 @@ bool bf16_in_place(const Launch& l, const char* op, const AttentionShape& s,
 }
 
 }  // namespace
+
+int64_t attention_probs_elems(const AttentionShape& s, bool bf16_probs) {
+  const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tn;
+  return rows * s.Tn + (bf16_probs ? 4 * rows : 0);  // + the saved row statistics: a float2 a row, in bf16 units
+}
 
 int64_t attention_scratch_elems(const AttentionShape& s) {
   if (!bf16_operands(s)) return FallbackSlots(s).end;  // odd shapes (tests): room for the bf16-storage fallback

@@ -177,11 +177,12 @@ __device__ __forceinline__ void store_dropped_group(TP* dst, float4 q, PhiloxKey
 }
 
 // scores (TSc: fp32, or bf16 as the QK^T GEMM rounded them) -> probs as stored (TR; may be the scores buffer itself
-// when both are fp32), Pd from the stored values.
-template <class TSc, class TR, class TP, int G>
-__global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid, int64_t rows,
-                                      RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop,
-                                      bool write_pd) {
+// when both are fp32), Pd from the stored values. kStats (the saved state is S itself: attention.cu): instead of
+// probs, stats[row] = (max, 1 / sum) over the valid keys, from which softmax_backward_rows4 recomputes the same P.
+template <class TSc, class TR, class TP, int G, bool kStats>
+__global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, float2* stats, const uint8_t* key_valid,
+                                      int64_t rows, RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale,
+                                      bool drop, bool write_pd) {
   const int64_t row = warp_row(rows);
   if (row < 0) return;
   const int lane_id = threadIdx.x & 31;
@@ -216,6 +217,7 @@ __global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, cons
   sum = warp_sum(sum);
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   const uint64_t base = geo.drop_index(row);
+  if (kStats && lane_id == 0) stats[row] = make_float2(mx, inv);
 #pragma unroll
   for (int k = 0; k < G; ++k) {
     const int g = lane_id + 32 * k;
@@ -223,16 +225,18 @@ __global__ void softmax_dropout_rows4(const TSc* scores, TR* probs, TP* pd, cons
     float4 q = v[k];
     q.x *= inv, q.y *= inv, q.z *= inv, q.w *= inv;
     q = as_stored4<TR>(q);
-    cuda::store4(probs + row * T + 4 * g, q);
+    if (!kStats) cuda::store4(probs + row * T + 4 * g, q);
     if (write_pd) store_dropped_group(pd + row * T + 4 * g, q, key, base + 4 * g, threshold, scale, drop);
   }
 }
 
 // ds (may alias dp: every thread reads its groups before writing them) = P * (dP - sum_j P dP), dP = dropout'(dPd);
-// pd = dropout(P) too when set, from the keep bits computed for dP.
-template <class TS, class TD, class TR, int G>
-__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* probs, int64_t rows, RowGeometry geo,
-                                       PhiloxKey key, uint32_t threshold, float scale, bool drop) {
+// pd = dropout(P) too when set, from the keep bits computed for dP. kFromScores: probs holds S and stats[row] = (max,
+// 1 / sum) (softmax_dropout_rows4's kStats), and P is recomputed as that kernel formed it: the same bits.
+template <class TS, class TD, class TR, int G, bool kFromScores>
+__global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* probs, const float2* stats,
+                                       const uint8_t* key_valid, int64_t rows, RowGeometry geo, PhiloxKey key,
+                                       uint32_t threshold, float scale, bool drop) {
   const int64_t row = warp_row(rows);
   if (row < 0) return;
   const int lane_id = threadIdx.x & 31;
@@ -240,11 +244,20 @@ __global__ void softmax_backward_rows4(TS* ds, TS* pd, const TD* dp, const TR* p
   const uint64_t base = geo.drop_index(row);
   float4 pv[G], dv[G];
   float dot = 0.0f;
+  float2 st = make_float2(0.0f, 0.0f);
+  const uint8_t* valid = nullptr;
+  if (kFromScores) st = stats[row], valid = key_valid + static_cast<int64_t>(geo.sample(row)) * T;
 #pragma unroll
   for (int k = 0; k < G; ++k) {
     const int g = lane_id + 32 * k;
     if (g >= groups) continue;
     pv[k] = load4(probs + row * T + 4 * g);
+    if (kFromScores) {  // P = softmax(S) as the forward stored it: exp(s - max) over the valid keys, times 1 / sum
+#pragma unroll
+      for (int w = 0; w < 4; ++w) lane(pv[k], w) = valid[4 * g + w] ? expf(lane(pv[k], w) - st.x) : 0.0f;
+      pv[k].x *= st.y, pv[k].y *= st.y, pv[k].z *= st.y, pv[k].w *= st.y;
+      pv[k] = as_stored4<TR>(pv[k]);
+    }
     dv[k] = load4(dp + row * T + 4 * g);
     bool keep[4];
     keep_group(keep, key, base + 4 * g, threshold, drop);
@@ -289,23 +302,30 @@ inline unsigned warp_row_blocks(int64_t rows) { return static_cast<unsigned>((ro
 // Row-kernel launches: the register kernels where row_launch allows, else the generic ones. scores: S, fp32 (which
 // the generic kernel normalises in place) or bf16 (register kernels only); probs: where P is stored (TR), the
 // scores buffer itself when both are fp32.
+// stats (bf16 scores only, register kernels only): set to keep S as the saved state (probs is then not written).
 template <class TSc, class TR, class TP>
-void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* pd, const uint8_t* key_valid,
-                     RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale, bool drop, bool write_pd) {
+void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* pd, float2* stats,
+                     const uint8_t* key_valid, RowGeometry geo, PhiloxKey key, uint32_t threshold, float scale,
+                     bool drop, bool write_pd) {
   const int G = groups_per_lane(geo.T, {scores, probs, pd});
   const unsigned blocks = warp_row_blocks(rows), threads = 32 * kWarpRows;
-  if (G == 1) {
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 1>)(
-        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
-  } else if (G == 2) {
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 2>)(
-        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
-  } else if (G == 4) {
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 4>)(
-        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
-  } else if (G == 8) {
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, 8>)(
-        scores, probs, pd, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
+  ERL_CHECK(!stats || (G > 0 && std::is_same_v<TR, __nv_bfloat16>),
+            "attention: saving the scores needs bf16 probs and the register row kernels");
+  auto launch = [&](auto g_tag, auto stats_tag) {
+    constexpr int kG = decltype(g_tag)::value;
+    constexpr bool kS = decltype(stats_tag)::value;
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, kG, kS>)(
+        scores, probs, pd, stats, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
+  };
+  auto with_g = [&](auto stats_tag) {
+    if (G == 1) launch(std::integral_constant<int, 1>{}, stats_tag);
+    else if (G == 2) launch(std::integral_constant<int, 2>{}, stats_tag);
+    else if (G == 4) launch(std::integral_constant<int, 4>{}, stats_tag);
+    else launch(std::integral_constant<int, 8>{}, stats_tag);
+  };
+  if (G > 0) {
+    if (stats) with_g(std::true_type{});
+    else with_g(std::false_type{});
   } else if constexpr (std::is_same_v<TSc, float>) {
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TR, TP>)(
         scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
@@ -315,27 +335,35 @@ void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* 
   ERL_CUDA_LAUNCHED();
 }
 
-// pd: nullptr, or where dropout(P) goes as well. dp: the dPd GEMM's result, fp32 or bf16. probs: P as stored.
+// pd: nullptr, or where dropout(P) goes as well. dp: the dPd GEMM's result, fp32 or bf16. probs: P as stored, or
+// with stats set S and its row statistics (softmax_dropout's stats; key_valid then needed).
 template <class TS, class TD, class TR>
-void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* dp, const TR* probs, RowGeometry geo,
-                      PhiloxKey key, uint32_t threshold, float scale, bool drop) {
+void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* dp, const TR* probs,
+                      const float2* stats, const uint8_t* key_valid, RowGeometry geo, PhiloxKey key,
+                      uint32_t threshold, float scale, bool drop) {
   const int G = groups_per_lane(geo.T, {ds, pd, dp, probs});
   const unsigned blocks = warp_row_blocks(rows), threads = 32 * kWarpRows;
-  if (G == 1)
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 1>)(ds, pd, dp, probs, rows, geo,
-                                                                                      key, threshold, scale, drop);
-  else if (G == 2)
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 2>)(ds, pd, dp, probs, rows, geo,
-                                                                                      key, threshold, scale, drop);
-  else if (G == 4)
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 4>)(ds, pd, dp, probs, rows, geo,
-                                                                                      key, threshold, scale, drop);
-  else if (G == 8)
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, 8>)(ds, pd, dp, probs, rows, geo,
-                                                                                      key, threshold, scale, drop);
-  else
+  ERL_CHECK(!stats || (G > 0 && std::is_same_v<TR, __nv_bfloat16>),
+            "attention: saved scores need bf16 probs and the register row kernels");
+  auto launch = [&](auto g_tag, auto stats_tag) {
+    constexpr int kG = decltype(g_tag)::value;
+    constexpr bool kS = decltype(stats_tag)::value;
+    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, kG, kS>)(
+        ds, pd, dp, probs, stats, key_valid, rows, geo, key, threshold, scale, drop);
+  };
+  auto with_g = [&](auto stats_tag) {
+    if (G == 1) launch(std::integral_constant<int, 1>{}, stats_tag);
+    else if (G == 2) launch(std::integral_constant<int, 2>{}, stats_tag);
+    else if (G == 4) launch(std::integral_constant<int, 4>{}, stats_tag);
+    else launch(std::integral_constant<int, 8>{}, stats_tag);
+  };
+  if (G > 0) {
+    if (stats) with_g(std::true_type{});
+    else with_g(std::false_type{});
+  } else {
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS, TD, TR>)(ds, pd, dp, probs, geo, key,
                                                                                          threshold, scale, drop);
+  }
   ERL_CUDA_LAUNCHED();
 }
 

@@ -42,6 +42,10 @@ struct ContextOptions {
   // column sums (4 bytes an element of the 8 a bf16 dy and x take). Off until a GPU run has timed it
   // (tests/bench/layernorm_probe.cu): a one-pass form with a block per ~100 rows measured slower on an H200.
   bool fused_layernorm_columns = false;
+  // The unfused attention with bf16 probabilities and the register row kernels saves its bf16 scores S and each
+  // row's (max, 1 / sum) instead of P, and the backward recomputes P from them (attention.cu): the same bits, one
+  // write of the B x NH x T x T tensor less a layer. false: P is saved (tests compare it with the CPU's).
+  bool attention_saves_scores = true;
   size_t gemm_workspace_bytes = size_t(32) << 20;
   size_t scratch_bytes = size_t(80) << 20;   // two-stage reductions (column sums, sum of squares), GEMM timing
   // A GEMM epilogue's vector output (a weight-gradient GEMM's bias gradient, matmul.cu) before it is added into its

@@ -79,6 +79,9 @@ void tanh_backward(Launch l, float* dinp, const float* dout, const float* out, i
 // scratch: attention_scratch_elems(s) device floats (the CPU backend's size differs: use
 // ops::attention_scratch_elems(exec, s)).
 int64_t attention_scratch_elems(const AttentionShape& s);
+// Elements of the probs tensor attention_forward saves for attention_backward: B NH T T, and with bf16 probs room
+// for each row's statistics after them (ContextOptions::attention_saves_scores; attention.cu).
+int64_t attention_probs_elems(const AttentionShape& s, bool bf16_probs);
 void attention_forward(Launch l, float* out, float* probs, float* scratch, const float* qkv,
                        const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout);
 void attention_backward(Launch l, float* dqkv, float* scratch, const float* dout, const float* qkv,

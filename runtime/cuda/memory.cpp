@@ -37,6 +37,9 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // storage_bytes.
   const bool keep_probs = s.flash_attention || r != Recompute::Selective;
   const int64_t probs_block = int64_t(B) * s.heads_local * T * T;  // one layer's (B, NH, T, T) probabilities
+  // bf16 probabilities come with room for the row statistics the attention may save with S instead (attention.cu:
+  // a float2 a row, 4 bf16 elements), in every block the model allocates
+  const int64_t probs_stats = s.act_bytes == 2 && !s.flash_attention ? 4 * int64_t(B) * s.heads_local * T : 0;
   const int64_t layer_act = (2 * C + 4 * Cl + 2 * Fl) * N + (keep_probs && !s.flash_attention ? probs_block : 0);
   const int64_t layer_res = 2 * N * C;
   const int64_t layer_rest = layer_elems_per_token(s, T, keep_probs) * N - layer_act - layer_res;
@@ -54,6 +57,7 @@ int64_t activation_bytes(const EncoderShape& s, int B, int T, Recompute r) {
   // Selective recompute keeps one (B, NH, T, T) block for the layer being recomputed (flash: none). Full counts
   // the live layer's probabilities in layer_rest already (the model allocates one block: model/megatron_bert.cpp).
   if (r == Recompute::Selective && !s.flash_attention) saved_act += probs_block;
+  saved_act += probs_stats * (r == Recompute::None ? s.layers : 1);
   // Non-layer: final LN output + stats, row-parallel temp, backward scratch (dln; dtmp, dctx,
   // dqkv, dact [act]), attention scratch (2 B NH T^2 + 2 N Cl: runtime/cuda/attention.cu), output layer on the
   // masked rows (7 C + V per row + stats).

@@ -208,12 +208,42 @@ const AttnStorage kAttnStorages[] = {
 };
 
 // A Context for bf16 storage (MathMode::BF16) whose GEMMs are bitwise reproducible (no split-K atomics), so that
-// two runs of one configuration give the same bits.
-std::unique_ptr<cuda::Context> deterministic_bf16_context() {
+// two runs of one configuration give the same bits. The tests that use it read the saved probabilities, so P is
+// saved (not S: saves_scores, as in SavedScoresGiveTheSameBits).
+std::unique_ptr<cuda::Context> deterministic_bf16_context(bool saves_scores = false) {
   cuda::ContextOptions o;
   o.math = cuda::MathMode::BF16;
   o.deterministic = true;
+  o.attention_saves_scores = saves_scores;
   return std::make_unique<cuda::Context>(o);
+}
+
+// ContextOptions::attention_saves_scores (the default): with bf16 storage the forward saves S and each row's (max,
+// 1 / sum) in place of P, and the backward recomputes P from them as the forward formed it. Every output must be
+// the bits of saving P (dropout, padded keys, TP offsets); where the register row kernels do not run (T = 37) both
+// save P. The probs tensor is sized by attention_probs_elems (the row statistics after the scores).
+TEST_P(CudaAttention, SavedScoresGiveTheSameBits) {
+  const AttnCase& k = GetParam();
+  const AttnSetup a(k);
+  const size_t C = a.C, N = a.N;
+  const auto qkv = bf16_values(randn(N * 3 * C, 71, 0.5f)), dout = bf16_values(randn(N * C, 72));
+  Dev<uint8_t> d_valid(a.valid);
+  auto run = [&](bool saves_scores) {
+    const auto ctx = deterministic_bf16_context(saves_scores);
+    const Exec g{Device::CUDA, ctx->stream(), ctx.get()};
+    const size_t P = size_t(cuda::attention_probs_elems(a.s, true));
+    Stored t_qkv(qkv, true), t_out(randn(N * C, 73), true), t_dout(dout, true), t_dqkv(randn(N * 3 * C, 74), true),
+        t_probs(std::vector<float>(P, 0.25f), true);
+    Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, a.s)));
+    ops::attention_forward(g, t_out.gpu(), t_probs.gpu(), d_scratch.get(), t_qkv.gpu(), d_valid.get(), a.s, a.d);
+    ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), t_probs.gpu(),
+                            d_valid.get(), a.s, a.d);
+    ctx->synchronize();
+    return std::make_pair(t_out.gpu_values(), t_dqkv.gpu_values());
+  };
+  const auto scores = run(true), probs = run(false);
+  EXPECT_TRUE(bit_equal(scores.first, probs.first)) << "out";
+  EXPECT_TRUE(bit_equal(scores.second, probs.second)) << "dqkv";
 }
 
 TEST_P(CudaAttention, Bf16StorageMatchesCpuEmulationAndFp32Storage) {
