@@ -1,9 +1,11 @@
 // The row kernels of attention (runtime/cuda/attention.cu), over the (sample, head, query) rows of T scores, all
 // B x NH x T rows in one launch:
 //   forward   P = softmax(S) over the valid keys, from fp32 S into probs as stored (fp32: in place over S; bf16:
-//             rounded once);  Pd = dropout(P as stored) (fp32 or bf16)
+//             rounded once);  Pd = dropout(P as stored) (fp32 or bf16). Or (register kernels, bf16 S) S stays the
+//             saved state and each row's (max, 1 / sum) is stored instead of P
 //   backward  dP = dropout'(dPd);  dS = P * (dP - sum_j P dP) (fp32 or bf16);  Pd recomputed from P and Philox in
-//             the same pass (P read as stored: the same Pd as the forward's)
+//             the same pass (P read as stored, or recomputed from S and the row statistics as the forward formed it:
+//             the same Pd as the forward's)
 // Dropout element (b, h, i, j) is keyed by the global index ((sample_offset + b) * total_heads + head_offset + h)
 // * T*T + i*T + j, as the CPU backend (runtime/philox.h). Two implementations: register-resident kernels (a warp per
 // row, each lane holding groups of 4 elements: one read and one write per element) where T % 4 == 0 and T <= 1024

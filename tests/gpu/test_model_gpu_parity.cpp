@@ -214,22 +214,31 @@ TEST_F(ModelGpuParity, DeterministicModeRepeatsAndRecomputeKeepsTheBits) {
   const PretrainBatch batch = make_synthetic_batch(c.train.micro_batch, c.train.seq_len, c.model.vocab_size, 0.15,
                                                    c.train.seed, 1, 0);
   const double M = static_cast<double>(batch.mlm_positions.size()), B = batch.batch;
-  auto run = [&](Recompute mode) {
-    SelfCommunicator tp("tp");
-    MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout, exec);
-    model.initialize(c.train.seed);
-    model.set_recompute(mode);
-    model.zero_grads();
-    const PretrainLosses l = model.pretrain_forward_backward(batch, RngContext{c.train.seed, 1, 0, true}, M, B, true);
-    std::vector<float> out = model.grads_to_host();
-    out.push_back(static_cast<float>(l.mlm_sum));
-    out.push_back(static_cast<float>(l.sop_sum));
-    return out;
-  };
-  const std::vector<float> a = run(Recompute::None), b = run(Recompute::None);
-  EXPECT_TRUE(bit_equal(a, b)) << "two deterministic runs differ";
-  EXPECT_TRUE(bit_equal(run(Recompute::Selective), a)) << "selective recompute";
-  EXPECT_TRUE(bit_equal(run(Recompute::Full), a)) << "full recompute";
+  // fp32 storage, and the 1.3B config's bf16 activations and residual stream (whose attention saves S and its row
+  // statistics: selective recompute rebuilds them in the shared block)
+  for (const ActivationStorage storage : {ActivationStorage::FP32, ActivationStorage::BF16}) {
+    SCOPED_TRACE(activation_storage_name(storage));
+    auto run = [&](Recompute mode) {
+      SelfCommunicator tp("tp");
+      MegatronBert<float> model(c.model, ModelHeads::Pretraining, tp, c.train.dropout, c.train.attention_dropout,
+                                exec);
+      model.initialize(c.train.seed);
+      model.set_recompute(mode);
+      model.set_activation_storage(storage);
+      model.set_residual_storage(storage);
+      model.zero_grads();
+      const PretrainLosses l =
+          model.pretrain_forward_backward(batch, RngContext{c.train.seed, 1, 0, true}, M, B, true);
+      std::vector<float> out = model.grads_to_host();
+      out.push_back(static_cast<float>(l.mlm_sum));
+      out.push_back(static_cast<float>(l.sop_sum));
+      return out;
+    };
+    const std::vector<float> a = run(Recompute::None), b = run(Recompute::None);
+    EXPECT_TRUE(bit_equal(a, b)) << "two deterministic runs differ";
+    EXPECT_TRUE(bit_equal(run(Recompute::Selective), a)) << "selective recompute";
+    EXPECT_TRUE(bit_equal(run(Recompute::Full), a)) << "full recompute";
+  }
 }
 
 TEST(BackendChoice, CudaBackendGivesADeviceExec) {
