@@ -301,6 +301,20 @@ inline bool register_rows(int T, std::initializer_list<const void*> rows) { retu
 
 inline unsigned warp_row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kWarpRows - 1) / kWarpRows); }
 
+// launch(integral_constant<int, G>, bool_constant<with_stats>) for G in {1, 2, 4, 8}: the register kernels'
+// template arguments from their run-time values.
+template <class Launch4>
+void with_register_kernel(int G, bool with_stats, Launch4&& launch) {
+  auto with_g = [&](auto stats_tag) {
+    if (G == 1) launch(std::integral_constant<int, 1>{}, stats_tag);
+    else if (G == 2) launch(std::integral_constant<int, 2>{}, stats_tag);
+    else if (G == 4) launch(std::integral_constant<int, 4>{}, stats_tag);
+    else launch(std::integral_constant<int, 8>{}, stats_tag);
+  };
+  if (with_stats) with_g(std::true_type{});
+  else with_g(std::false_type{});
+}
+
 // Row-kernel launches: the register kernels where row_launch allows, else the generic ones. scores: S, fp32 (which
 // the generic kernel normalises in place) or bf16 (register kernels only); probs: where P is stored (TR), the
 // scores buffer itself when both are fp32.
@@ -313,21 +327,12 @@ void softmax_dropout(const Launch& l, int64_t rows, TSc* scores, TR* probs, TP* 
   const unsigned blocks = warp_row_blocks(rows), threads = 32 * kWarpRows;
   ERL_CHECK(!stats || (G > 0 && std::is_same_v<TR, __nv_bfloat16>),
             "attention: saving the scores needs bf16 probs and the register row kernels");
-  auto launch = [&](auto g_tag, auto stats_tag) {
-    constexpr int kG = decltype(g_tag)::value;
-    constexpr bool kS = decltype(stats_tag)::value;
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_dropout_rows4<TSc, TR, TP, kG, kS>)(
-        scores, probs, pd, stats, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
-  };
-  auto with_g = [&](auto stats_tag) {
-    if (G == 1) launch(std::integral_constant<int, 1>{}, stats_tag);
-    else if (G == 2) launch(std::integral_constant<int, 2>{}, stats_tag);
-    else if (G == 4) launch(std::integral_constant<int, 4>{}, stats_tag);
-    else launch(std::integral_constant<int, 8>{}, stats_tag);
-  };
   if (G > 0) {
-    if (stats) with_g(std::true_type{});
-    else with_g(std::false_type{});
+    with_register_kernel(G, stats != nullptr, [&](auto g_tag, auto stats_tag) {
+      ERL_KERNEL(blocks, threads, 0, stream_of(l),
+                 softmax_dropout_rows4<TSc, TR, TP, decltype(g_tag)::value, decltype(stats_tag)::value>)(
+          scores, probs, pd, stats, key_valid, rows, geo, key, threshold, scale, drop, write_pd);
+    });
   } else if constexpr (std::is_same_v<TSc, float>) {
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_dropout_kernel<TR, TP>)(
         scores, probs, pd, key_valid, geo, key, threshold, scale, drop, write_pd);
@@ -347,21 +352,12 @@ void softmax_backward(const Launch& l, int64_t rows, TS* ds, TS* pd, const TD* d
   const unsigned blocks = warp_row_blocks(rows), threads = 32 * kWarpRows;
   ERL_CHECK(!stats || (G > 0 && std::is_same_v<TR, __nv_bfloat16>),
             "attention: saved scores need bf16 probs and the register row kernels");
-  auto launch = [&](auto g_tag, auto stats_tag) {
-    constexpr int kG = decltype(g_tag)::value;
-    constexpr bool kS = decltype(stats_tag)::value;
-    ERL_KERNEL(blocks, threads, 0, stream_of(l), softmax_backward_rows4<TS, TD, TR, kG, kS>)(
-        ds, pd, dp, probs, stats, key_valid, rows, geo, key, threshold, scale, drop);
-  };
-  auto with_g = [&](auto stats_tag) {
-    if (G == 1) launch(std::integral_constant<int, 1>{}, stats_tag);
-    else if (G == 2) launch(std::integral_constant<int, 2>{}, stats_tag);
-    else if (G == 4) launch(std::integral_constant<int, 4>{}, stats_tag);
-    else launch(std::integral_constant<int, 8>{}, stats_tag);
-  };
   if (G > 0) {
-    if (stats) with_g(std::true_type{});
-    else with_g(std::false_type{});
+    with_register_kernel(G, stats != nullptr, [&](auto g_tag, auto stats_tag) {
+      ERL_KERNEL(blocks, threads, 0, stream_of(l),
+                 softmax_backward_rows4<TS, TD, TR, decltype(g_tag)::value, decltype(stats_tag)::value>)(
+          ds, pd, dp, probs, stats, key_valid, rows, geo, key, threshold, scale, drop);
+    });
   } else {
     ERL_KERNEL(rows, kRowThreads, 0, stream_of(l), softmax_backward_kernel<TS, TD, TR>)(ds, pd, dp, probs, geo, key,
                                                                                          threshold, scale, drop);
