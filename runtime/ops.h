@@ -72,6 +72,15 @@ void matmul_forward(const Exec& x, Act<no_deduce_t<T>> out, Act<const no_deduce_
 }
 template <class T>
 void fill(const Exec& x, T* v, int64_t n, T value);
+// A weight gradient dw (OC, C) that a backward is to overwrite (acc_dw false) where only the CUDA GEMMs can (beta 0):
+// the CPU kernels add, and with no rows no GEMM writes it, so it is zeroed here and then added to. Returns the
+// acc_dw to pass on.
+template <class T>
+bool prepare_overwritten_dw(const Exec& x, T* dw, int N, int C, int OC, bool acc_dw) {
+  if (!dw || acc_dw || (x.on_device() && N > 0)) return acc_dw;
+  fill(x, dw, static_cast<int64_t>(OC) * C, T(0));
+  return true;
+}
 // dinp (N, C) (+)= dout @ w;  dw (OC, C) += dout^T @ inp, or = with acc_dw false (a step's first micro-batch: on
 // CUDA the weight-gradient GEMM overwrites dw, beta 0, so dw needs no zeroing and is not read; on the CPU, whose
 // kernels add, dw is zeroed first: the same sums);  db (OC) += sum_n dout
@@ -79,10 +88,7 @@ template <class T>
 void matmul_backward(const Exec& x, Act<no_deduce_t<T>> dinp, T* dw, T* db, Act<const no_deduce_t<T>> dout,
                      Act<const no_deduce_t<T>> inp, Act<const no_deduce_t<T>> w, int N, int C, int OC,
                      bool acc_dinp = false, bool acc_dw = true) {
-  if (dw && !acc_dw && (!x.on_device() || N <= 0)) {  // (no rows: no GEMM writes dw)
-    fill(x, dw, static_cast<int64_t>(OC) * C, T(0));
-    acc_dw = true;
-  }
+  acc_dw = prepare_overwritten_dw(x, dw, N, C, OC, acc_dw);
   if (dinp.is_bf16() || dout.is_bf16() || inp.is_bf16() || w.is_bf16())
     ERL_BF16_ROUTE(matmul_backward, dinp, dw, db, dout, inp, w, N, C, OC, acc_dinp, acc_dw);
   if constexpr (std::is_same_v<T, float>) {
@@ -165,10 +171,7 @@ template <class T>
 void matmul_gelu_backward(const Exec& x, Act<no_deduce_t<T>> dpre, T* dw, T* db, T* dbias_pre,
                           Act<const no_deduce_t<T>> dout, Act<const no_deduce_t<T>> act, Act<const no_deduce_t<T>> w,
                           Act<const no_deduce_t<T>> pre, int N, int C, int OC, Activation kind, bool acc_dw = true) {
-  if (dw && !acc_dw && (!x.on_device() || N <= 0)) {
-    fill(x, dw, static_cast<int64_t>(OC) * C, T(0));
-    acc_dw = true;
-  }
+  acc_dw = prepare_overwritten_dw(x, dw, N, C, OC, acc_dw);
   if (dpre.is_bf16() || dout.is_bf16() || act.is_bf16() || w.is_bf16() || pre.is_bf16())
     ERL_BF16_ROUTE(matmul_gelu_backward, dpre, dw, db, dbias_pre, dout, act, w, pre, N, C, OC, kind, acc_dw);
   matmul_backward<T>(x, dpre, dw, db, dout, act, w, N, C, OC, false, acc_dw);

@@ -175,10 +175,9 @@ bool scores_in_bf16(const Call& c, const void* probs_h, const float* scratch, co
 // Where S is bf16 and the Context keeps it (ContextOptions::attention_saves_scores), the saved state is S itself
 // followed by its row statistics (max, 1 / sum: B NH T float2 after the B NH T T bf16 scores; attention_probs_elems),
 // and the backward recomputes P from them: the same bits as saving P, one write of the B x NH x T x T tensor less.
-float2* saved_row_stats(const Launch& l, const Call& c, const void* probs_h, const float* scratch,
-                        const AttentionShape& s) {
-  if (!scores_in_bf16(c, probs_h, scratch, s) || !need_context(l, "attention").options().attention_saves_scores)
-    return nullptr;
+// s16: scores_in_bf16's answer.
+float2* saved_row_stats(const Launch& l, const Call& c, const void* probs_h, bool s16, const AttentionShape& s) {
+  if (!s16 || !need_context(l, "attention").options().attention_saves_scores) return nullptr;
   return reinterpret_cast<float2*>(static_cast<char*>(const_cast<void*>(probs_h)) +
                                    sizeof(bf16) * static_cast<size_t>(s.B) * c.NH * c.TT);
 }
@@ -192,7 +191,7 @@ void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, 
   // output rounded once, as bf16 training's unfused attention has it; the softmax stays fp32), else fp32; and when
   // the scores are the saved state, into the bf16 probs themselves.
   const bool s16 = scores_in_bf16(c, probs.h, scratch, s);
-  float2* stats = saved_row_stats(l, c, probs.h, scratch, s);
+  float2* stats = saved_row_stats(l, c, probs.h, s16, s);
   float* S = stats ? reinterpret_cast<float*>(probs.h)
                    : probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
   char* S_bytes = reinterpret_cast<char*>(S);
@@ -231,7 +230,7 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
                 c.bf16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place. The same row pass recomputes Pd
   // (dropout of P) into o.pd when the forward wrote one; P itself from S when the forward saved S.
-  const float2* stats = saved_row_stats(l, c, probs.h, scratch, s);
+  const float2* stats = saved_row_stats(l, c, probs.h, scores_in_bf16(c, probs.h, scratch, s), s);
   visit(probs, [&](const auto* p) {
     c.as_operand(c.o.ds, [&](auto* ds) {
       auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;

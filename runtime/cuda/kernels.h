@@ -130,7 +130,7 @@ void add_inplace(Launch l, float* y, const float* x, int64_t n);
 //                    rounding), tanh or exact; act and pre both fp32 or both bf16.
 //   matmul_backward: dinp (N, C) (+)= dout @ weight (dinp bf16: overwrite only), dweight (OC, C) += dout^T @ inp,
 //                    dbias (OC) += sum_n dout (as stored).
-//   layernorm_forward: out in bf16, mean / rstd fp32.
+//   layernorm_forward: out and inp each fp32 or bf16; mean / rstd fp32.
 //   bias_gelu_backward: dpre = dact * gelu'(pre) (may alias dact), dbias += sum_n dpre (as stored).
 // The weight of these three is fp32 or the model's bf16 compute copy (read in place, not rounded again).
 void matmul_forward(Launch l, Act<float> out, Act<const float> inp, Act<const float> weight, const float* bias, int N,
@@ -145,9 +145,6 @@ void matmul_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Ac
 //                    dinp (accumulated into) fp32 or bf16 (a bf16 residual gradient: the sum rounded once).
 void layernorm_backward(Launch l, Act<float> dinp, float* dweight, float* dbias, Act<const float> dout,
                         Act<const float> inp, const float* weight, const float* mean, const float* rstd, int N, int C);
-void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int N, int C, double eps);
-//   layernorm_forward: out and inp each fp32 or bf16.
 void layernorm_forward(Launch l, Act<float> out, float* mean, float* rstd, Act<const float> inp, const float* weight,
                        const float* bias, int N, int C, double eps);
 void bias_gelu_backward(Launch l, Act<float> dpre, float* dbias, Act<const float> dact, Act<const float> pre, int N,

@@ -516,11 +516,4 @@ void layernorm_backward_dropout(Launch l, Act<float> dinp, float* dweight, float
   });
 }
 
-void layernorm_forward(Launch l, bf16* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int N, int C, double eps) {
-  need_bf16_storage_context(l, "layernorm_forward");
-  if (N <= 0) return;
-  layernorm_forward_rows(l, device_bf16(out), mean, rstd, inp, weight, bias, N, C, eps);
-}
-
 }  // namespace erlangshen::cuda

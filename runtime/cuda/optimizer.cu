@@ -123,10 +123,10 @@ __global__ void sum_squares_spans_finish_kernel(double* result, const double* pa
 size_t span_table_bytes(int count) { return (sizeof(SpanChunks) * static_cast<size_t>(count) + 15) / 16 * 16; }
 
 // The device table of `count` spans cut into chunks of `chunk` elements, at the start of the Context scratch,
-// uploaded on the stream; the caller may use `extra` bytes after its span_table_bytes(count).
-// *total_chunks = the chunks of all spans.
+// uploaded on the stream; the caller may use extra_per_chunk * chunks + extra bytes after its
+// span_table_bytes(count). *total_chunks = the chunks of all spans.
 SpanChunks* upload_span_table(Launch l, Context& ctx, const FlatSpan* spans, int count, int64_t chunk, double decay,
-                              size_t extra, int64_t* total_chunks, const char* who) {
+                              size_t extra_per_chunk, size_t extra, int64_t* total_chunks, const char* who) {
   std::vector<SpanChunks> table(static_cast<size_t>(count));
   int64_t chunks = 0;
   for (int s = 0; s < count; ++s) {
@@ -136,7 +136,8 @@ SpanChunks* upload_span_table(Launch l, Context& ctx, const FlatSpan* spans, int
   }
   ERL_CHECK(chunks < (int64_t(1) << 31), who << ": too many chunks (" << chunks << ")");
   *total_chunks = chunks;
-  auto* device_table = static_cast<SpanChunks*>(ctx.scratch(span_table_bytes(count) + extra, who));
+  auto* device_table = static_cast<SpanChunks*>(
+      ctx.scratch(span_table_bytes(count) + extra_per_chunk * static_cast<size_t>(chunks) + extra, who));
   ERL_CUDA_CHECK(cudaMemcpyAsync(device_table, table.data(), sizeof(SpanChunks) * table.size(), cudaMemcpyHostToDevice,
                                  stream_of(l)));  // pageable source: staged before the call returns
   return device_table;
@@ -203,7 +204,7 @@ void adamw_update_spans(Launch l, float* param, const float* grad, float* m, flo
   Context& ctx = need_context(l, "adamw_update_spans");
   int64_t chunks = 0;
   const SpanChunks* table =
-      upload_span_table(l, ctx, spans, count, kAdamChunk, lr * weight_decay, 0, &chunks, "adamw_update_spans");
+      upload_span_table(l, ctx, spans, count, kAdamChunk, lr * weight_decay, 0, 0, &chunks, "adamw_update_spans");
   if (chunks == 0) return;
   const bool vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) &&
                    reinterpret_cast<uintptr_t>(compute_copy) % 8 == 0;
@@ -217,10 +218,9 @@ void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int coun
   if (count <= 0) return;
   Context& ctx = need_context(l, "sum_squares_spans");
   int64_t chunks = 0;
-  for (int s = 0; s < count; ++s) chunks += (spans[s].n + kChunk - 1) / kChunk;
   // Scratch: the span table, the chunk results (chunks doubles), the span results (count doubles).
-  const SpanChunks* table = upload_span_table(l, ctx, spans, count, kChunk, 0.0,
-                                              sizeof(double) * static_cast<size_t>(chunks + count), &chunks,
+  const SpanChunks* table = upload_span_table(l, ctx, spans, count, kChunk, 0.0, sizeof(double),
+                                              sizeof(double) * static_cast<size_t>(count), &chunks,
                                               "sum_squares_spans");
   auto* partial = reinterpret_cast<double*>(reinterpret_cast<uintptr_t>(table) + span_table_bytes(count));
   double* result = partial + chunks;

@@ -377,7 +377,8 @@ TEST_F(CudaBf16Storage, RefusesWhatTheSemanticsExclude) {
             }).find("bf16 activation storage needs MathMode::BF16"),
             std::string::npos);
   EXPECT_NE(message([&] {
-              cuda::layernorm_forward(l, d_h.get(), d_f.get(), d_f.get(), d_x.get(), d_w.get(), d_b.get(), N, C, 1e-5);
+              cuda::layernorm_forward(l, Act<float>::half(d_h.get()), d_f.get(), d_f.get(), Act<const float>(d_x.get()),
+                                      d_w.get(), d_b.get(), N, C, 1e-5);
             }).find("layernorm_forward"),
             std::string::npos);
 }
