@@ -122,19 +122,19 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   Acts& s = *acts_;
   s.B = B;
   s.T_ = Tn;
-  // [res] tensors (activations.h): the residual stream, T or bf16 (set_residual_storage).
-  auto res = [&](int64_t n, const char* what) {
-    return residual_ == ActivationStorage::BF16 ? Act<T>::half(a.alloc<bf16>(n, what)) : Act<T>(a.alloc<T>(n, what));
+  // An Act tensor of n elements in `storage`: T, or bf16. [act] tensors (activations.h) follow set_activation_storage,
+  // [res] tensors (the residual stream and its gradient) set_residual_storage.
+  auto stored = [&](ActivationStorage storage, int64_t n, const char* what) {
+    return storage == ActivationStorage::BF16 ? Act<T>::half(a.alloc<bf16>(n, what)) : Act<T>(a.alloc<T>(n, what));
   };
+  auto act = [&](int64_t n, const char* what) { return stored(activations_, n, what); };
+  auto res = [&](int64_t n, const char* what) { return stored(residual_, n, what); };
+  const cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
   s.emb = res(N * C, "emb");
   // Dropout keep masks (1 byte per element) so backward need not redraw Philox: CPU only (the GPU redraws faster
   // than it could read them back). nullptr = redraw.
   const bool keep_masks = exec_.device == Device::CPU;
   auto mask = [&](int64_t n, const char* what) { return keep_masks ? a.alloc<uint8_t>(n, what) : nullptr; };
-  // [act] tensors (activations.h): T, or bf16 under ActivationStorage::BF16.
-  auto act = [&](int64_t n, const char* what) {
-    return activations_ == ActivationStorage::BF16 ? Act<T>::half(a.alloc<bf16>(n, what)) : Act<T>(a.alloc<T>(n, what));
-  };
   s.emb_keep = mask(N * C, "embedding dropout mask");
   // Per-layer saved tensors. Under recompute some are allocated for layer 0 only and shared by every layer (they
   // are rebuilt before each layer's backward): Selective shares the attention probabilities (and their dropout
@@ -166,9 +166,7 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
     }
     if (first || probs_per_layer) {
       l.probs = flash ? Act<T>(a.alloc<T>(probs_n, "attention row statistics"))
-                      : act(ops::attention_probs_elems(exec_, cpu::AttentionShape{B, Tn, heads_local_,
-                                                                                   config_.head_dim()},
-                                                       activations_ == ActivationStorage::BF16),
+                      : act(ops::attention_probs_elems(exec_, shape, activations_ == ActivationStorage::BF16),
                             "attention probs");
       l.attn_keep = mask(probs_n, "attention dropout mask");
     }
@@ -187,7 +185,6 @@ void MegatronBert<T>::plan_arena(Arena& a, int B, int Tn) {
   s.dctx = act(N * Cl, "ctx gradient");
   s.dqkv = act(N * 3 * Cl, "qkv gradient");
   s.dact = act(N * Fl, "ffn act gradient");
-  cpu::AttentionShape shape{B, Tn, heads_local_, config_.head_dim()};
   const int64_t attn_scratch_n =
       flash ? ops::flash_attention_scratch_elems(shape) : ops::attention_scratch_elems(exec_, shape);
   s.attn_scratch = a.alloc<T>(attn_scratch_n, "attention scratch");
