@@ -26,7 +26,7 @@
 #     libopenblas-pthread-dev libgfortran5 libquadmath0 libgtest-dev librandom123-dev \
 #     libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev libutf8proc2 libutf8proc-dev)
 # On the device (run tool):  command "bash tests/gpu/run_checks.sh", carry [".debs"] (or [".debs",
-# "build-gpu-prebuilt.tgz"] after bash tests/gpu/prepare_prebuilt.sh here), timeout_s 540.
+# "build-gpu-prebuilt.txz"] after bash tests/gpu/prepare_prebuilt.sh here), timeout_s 540.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -87,8 +87,15 @@ build_from_source() {  # $1: parallel jobs, $2: seconds allowed
 # (carry it): then the GPU work starts at once, and the build from source runs alongside at low priority, only to
 # prove that it builds here. Without them (or when they do not load here), build first.
 PREBUILT="${CHECKS_PREBUILT:-$ROOT/build-gpu-prebuilt}"
-if [[ ! -d "$PREBUILT" && -f "$ROOT/build-gpu-prebuilt.tgz" ]]; then
-  tar xzf "$ROOT/build-gpu-prebuilt.tgz" -C "$ROOT" && note "== unpacked build-gpu-prebuilt.tgz"
+# The packed form (tests/gpu/prepare_prebuilt.sh): xz where the machine has it, Python's lzma otherwise.
+if [[ ! -d "$PREBUILT" && -f "$ROOT/build-gpu-prebuilt.txz" ]]; then
+  if command -v xz >/dev/null; then
+    tar xJf "$ROOT/build-gpu-prebuilt.txz" -C "$ROOT"
+  else
+    python3 -c 'import sys, tarfile; safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], **safe)' \
+      "$ROOT/build-gpu-prebuilt.txz" "$ROOT"
+  fi && note "== unpacked build-gpu-prebuilt.txz (t=${SECONDS}s)"
 fi
 BIN=""
 BUILD_PID=""
