@@ -16,8 +16,10 @@
 //   - nvcuda::wmma (wmma_emulation.h) and __syncwarp.
 //   - warp collectives (__shfl_xor_sync, __shfl_sync, __shfl_down_sync, __ballot_sync) over full warps
 //     (mask 0xffffffff; anything else is an error: the backend uses only full-warp collectives).
-//   - every launch completes before ERL_KERNEL returns, so streams and events are trivially ordered: stream
-//     synchronisation bugs cannot show here.
+//   - streams and events (streams.cpp): a launch, async copy or memset is queued on its stream and runs only when
+//     something needs it finished (a synchronisation, a stream waiting on a later event, a cuBLASLt call on the
+//     stream), so each stream's work runs as late as CUDA's ordering rules allow: work on two streams that the code
+//     does not order with events runs in the wrong order here, and the reader sees stale values.
 // What it cannot show: performance, register or shared-memory limits, data races between blocks, and anything
 // of NVIDIA's libraries beyond the documented contract that fake_cublaslt.cpp implements.
 #pragma once
@@ -32,6 +34,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <tuple>
 #include <type_traits>
 
 // The CUDA headers define the execution-space keywords as attributes the host compiler ignores; here they mean
@@ -74,6 +77,12 @@ unsigned char* dynamic_shared();
 // Runs `thread` once for every thread of the grid (see the header comment).
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, const std::function<void()>& thread);
 
+// Stream work (streams.cpp): queues `work` on the stream (runs it at once on the legacy stream, null); runs a
+// stream's queued work, or every stream's.
+void submit(cudaStream_t stream, std::function<void()> work);
+void finish_stream(cudaStream_t stream);
+void finish_device();
+
 template <class T>
 uint64_t bits_of(T v) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "warp collective on a value over 8 bytes");
@@ -89,21 +98,27 @@ T from_bits(uint64_t b) {
 }
 
 // ERL_KERNEL's emulated form: holds the launch geometry and a callable that calls the kernel by name (so that a
-// kernel template deduces its arguments exactly as with <<<>>>), then runs it for every thread.
+// kernel template deduces its arguments exactly as with <<<>>>); the call queues a copy of the arguments on the
+// stream, and the grid runs for every thread when the stream's work runs.
 template <class Call>
 struct Launch {
   dim3 grid, block;
   size_t shared_bytes;
+  cudaStream_t stream;
   const char* name;
   Call call;
   template <class... Args>
   void operator()(const Args&... args) const {
-    run_grid(grid, block, shared_bytes, name, [&] { call(args...); });
+    submit(stream, [grid = grid, block = block, shared = shared_bytes, name = name, call = call,
+                    saved = std::make_tuple(args...)] {
+      run_grid(grid, block, shared, name, [&] { std::apply(call, saved); });
+    });
   }
 };
 template <class Call>
-Launch<Call> make_launch(dim3 grid, dim3 block, size_t shared_bytes, const char* name, Call call) {
-  return Launch<Call>{grid, block, shared_bytes, name, call};
+Launch<Call> make_launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const char* name,
+                         Call call) {
+  return Launch<Call>{grid, block, shared_bytes, stream, name, call};
 }
 
 }  // namespace erl_emu
@@ -117,8 +132,8 @@ Launch<Call> make_launch(dim3 grid, dim3 block, size_t shared_bytes, const char*
 
 #define ERL_DYNAMIC_SHARED(name) unsigned char* name = ::erl_emu::dynamic_shared()
 
-#define ERL_KERNEL(grid, block, shared_bytes, stream, ...)        \
-  ::erl_emu::make_launch(grid, block, shared_bytes, #__VA_ARGS__, \
+#define ERL_KERNEL(grid, block, shared_bytes, stream, ...)                                        \
+  ::erl_emu::make_launch(grid, block, shared_bytes, (cudaStream_t)(stream), #__VA_ARGS__, \
                          [](const auto&... erl_emu_args) { __VA_ARGS__(erl_emu_args...); })
 
 inline void __syncthreads() { erl_emu::syncthreads(); }

@@ -250,7 +250,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void* alpha_p, const void* A,
                               cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta_p,
                               const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t dl,
-                              const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+                              const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t stream) {
+  erl_emu::finish_stream(stream);  // the work queued before the GEMM on its stream, then the GEMM at once
   const Desc& d = *reinterpret_cast<const Desc*>(desc);
   const Layout &la = *reinterpret_cast<const Layout*>(a), &lb = *reinterpret_cast<const Layout*>(b),
                &lc = *reinterpret_cast<const Layout*>(c), &ld = *reinterpret_cast<const Layout*>(dl);

@@ -1,10 +1,9 @@
 // The part of the CUDA runtime API the backend and its tests call, on the host (see cuda_emulation.h): one
-// "device" whose memory is host memory (a fixed capacity so that out-of-memory paths can be reached), streams and
-// events that are already complete (every emulated launch finishes before it returns). Each allocation is mapped
+// "device" whose memory is host memory (a fixed capacity so that out-of-memory paths can be reached); streams and
+// events are in streams.cpp (async copies and memsets are queued there like launches). Each allocation is mapped
 // on its own pages, 256-byte aligned, ending where an inaccessible guard page begins: a kernel or copy that runs
 // past the end of a buffer (by more than the < 256 bytes of alignment slack) stops with SIGSEGV instead of
 // silently reading or corrupting a neighbour.
-// Events carry a host timestamp, so elapsed times are real (if meaningless for GPU speed).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -12,8 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "tests/cuda_emulation/cuda_emulation.h"
 
@@ -42,9 +43,17 @@ DeviceHeap& heap() {
   return h;
 }
 
-struct FakeEvent {
-  std::chrono::steady_clock::time_point when = std::chrono::steady_clock::now();
-};
+// Whether p lies in an allocation of the emulated device.
+bool is_device_memory(const void* p) {
+  DeviceHeap& h = heap();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  const auto q = reinterpret_cast<uintptr_t>(p);
+  for (const auto& [base, m] : h.maps) {
+    const auto b = reinterpret_cast<uintptr_t>(base);
+    if (q >= b && q < b + m.size) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -129,7 +138,6 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 cudaError_t cudaGetLastError() { return cudaSuccess; }
 cudaError_t cudaPeekAtLastError() { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 
 cudaError_t cudaMalloc(void** ptr, size_t size) {
   DeviceHeap& h = heap();
@@ -154,6 +162,7 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  erl_emu::finish_device();  // cudaFree synchronises the device: queued work may still use the memory
   DeviceHeap& h = heap();
   std::lock_guard<std::mutex> lock(h.mutex);
   auto it = h.maps.find(ptr);
@@ -176,46 +185,25 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind)
   if (count) std::memmove(dst, src, count);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, count, kind);
+// Queued on the stream. A source in host memory is read now (a GPU stages pageable memory before the call
+// returns, so the caller may reuse it at once); device memory is read when the copy runs.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  if (!is_device_memory(src)) {
+    auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
+                                                               static_cast<const unsigned char*>(src) + count);
+    erl_emu::submit(stream, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+  } else {
+    erl_emu::submit(stream, [dst, src, count] { std::memmove(dst, src, count); });
+  }
+  return cudaSuccess;
 }
 cudaError_t cudaMemset(void* ptr, int value, size_t count) {
   if (count) std::memset(ptr, value, count);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t) { return cudaMemset(ptr, value, count); }
-
-// Streams: distinct non-null handles; the work on them is already done.
-cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  *stream = reinterpret_cast<cudaStream_t>(new char(0));
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  delete reinterpret_cast<char*>(stream);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  *event = reinterpret_cast<cudaEvent_t>(new FakeEvent());
-  return cudaSuccess;
-}
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) { return cudaEventCreate(event); }
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  delete reinterpret_cast<FakeEvent*>(event);
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
-  reinterpret_cast<FakeEvent*>(event)->when = std::chrono::steady_clock::now();
-  return cudaSuccess;
-}
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  const auto d = reinterpret_cast<FakeEvent*>(end)->when - reinterpret_cast<FakeEvent*>(start)->when;
-  *ms = std::chrono::duration<float, std::milli>(d).count();
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t stream) {
+  if (count) erl_emu::submit(stream, [ptr, value, count] { std::memset(ptr, value, count); });
   return cudaSuccess;
 }
 
