@@ -28,6 +28,23 @@ void AdamW<T>::step(const Exec& exec, T* params, const T* grads, double lr, doub
 }
 
 template <class T>
+void AdamW<T>::update_range(const Exec& exec, T* params, const T* grads, double lr, double grad_scale,
+                            bf16* compute_copy, size_t range_begin, size_t range_end) {
+  ERL_CHECK(step_count_ > 0, "AdamW::update_range before begin_step");
+  const int64_t lo = static_cast<int64_t>(std::max(range_begin, begin_) - begin_);
+  const int64_t hi = static_cast<int64_t>(std::min(range_end, end_)) - static_cast<int64_t>(begin_);
+  std::vector<FlatSpan> part;
+  for (const FlatSpan& s : spans_) {
+    const int64_t b = std::max(s.offset, lo), e = std::min(s.offset + s.n, hi);
+    if (b < e) part.push_back(FlatSpan{b, e - b, s.decay});
+  }
+  if (part.empty()) return;
+  ops::adamw_update_spans(exec, params + begin_, grads + begin_, m_.data(), v_.data(),
+                          compute_copy ? compute_copy + begin_ : nullptr, part, lr, config_.beta1, config_.beta2,
+                          config_.adam_eps, config_.weight_decay, step_count_, grad_scale);
+}
+
+template <class T>
 double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* grads, size_t begin, size_t end) {
   std::vector<FlatSpan> spans;
   for (const auto& e : table.entries()) {

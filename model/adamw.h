@@ -25,6 +25,12 @@ class AdamW {
   // indexing, whose [begin, end) elements of the parameter tensors are rewritten from the updated values in the
   // same pass (the bits MegatronBert's refresh would write).
   void step(const Exec& exec, T* params, const T* grads, double lr, double grad_scale, bf16* compute_copy = nullptr);
+  // The same step in pieces, for an update that overlaps other work range by range (model/trainer.cpp):
+  // begin_step() once, then update_range() over flat ranges that together cover [begin, end) once, in any order and
+  // on any stream. The same bits as step(): the update is elementwise (spans cut at a range's bounds).
+  void begin_step() { ++step_count_; }
+  void update_range(const Exec& exec, T* params, const T* grads, double lr, double grad_scale, bf16* compute_copy,
+                    size_t range_begin, size_t range_end);
 
   int64_t step_count() const { return step_count_; }
   void set_step_count(int64_t n) { step_count_ = n; }

@@ -99,6 +99,7 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   const int64_t hidden_offset = rng.sample_base * Tn * C;
 
   // embeddings (word lookup is vocab-parallel: rows outside this shard contribute 0, then all-reduce)
+  params_needed(params_read_through(-1));
   ops::word_embedding_forward(exec_, s.tmp, in.ids, value("bert.embeddings.word_embeddings.weight"), N, C, vocab_start_,
                               vocab_local_);
   tp::reduce_from_tp_forward(tp_, s.tmp, NC);
@@ -114,6 +115,7 @@ const T* MegatronBert<T>::encode_forward(const EncoderInputs& host_in, const Rng
   Act<const T> x = s.emb;
   for (int l = 0; l < config_.layers; ++l) {
     const LayerNormOut next = layer_norm_before(l + 1);
+    params_needed(params_read_through(l));
     layer_forward(l, x, s.layers[l], true, &next);
     x = s.layers[l].x2;
   }

@@ -101,6 +101,7 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   }
   out.sop_count = B;
   if (!backward) return out;
+  begin_backward();
 
   // ---- backward ----
   T* dhidden = s.tmp;
@@ -157,6 +158,7 @@ void MegatronBert<T>::classify_forward(const EncoderInputs& in, const RngContext
 
 template <class T>
 void MegatronBert<T>::classify_backward(const T* dlogits) {
+  begin_backward();
   Acts& s = *acts_;
   const int B = in_.B, Tn = in_.T, C = config_.hidden, K = config_.num_classes;
   T* dhidden = s.tmp;

@@ -74,6 +74,7 @@ template <class T>
 void MegatronBert<T>::zero_grads() {
   ops::fill(exec_, grads_.data(), static_cast<int64_t>(grads_.size()), T(0));
   overwrite_layer_weight_grads_ = false;
+  zero_before_backward_ = false;
 }
 
 // The encoder layers' GEMM weights, whose gradients the encoder backward writes with matmul_backward's acc_dw.
@@ -99,9 +100,31 @@ void MegatronBert<T>::start_gradient_accumulation() {
     }
     if (at < table_.total()) zeroed_at_start_.push_back({at, table_.total()});
   }
+  zero_before_backward_ = true;
+  overwrite_layer_weight_grads_ = true;
+}
+
+template <class T>
+void MegatronBert<T>::begin_backward() {
+  if (!zero_before_backward_) return;
   for (const auto& [b, e] : zeroed_at_start_)
     ops::fill(exec_, grads_.data() + b, static_cast<int64_t>(e - b), T(0));
-  overwrite_layer_weight_grads_ = true;
+  zero_before_backward_ = false;
+}
+
+template <class T>
+std::vector<size_t> MegatronBert<T>::forward_read_bounds() const {
+  std::vector<size_t> bounds{0};
+  bounds.insert(bounds.end(), layer_bounds_.begin(), layer_bounds_.end());
+  bounds.push_back(table_.total());
+  return bounds;
+}
+
+template <class T>
+size_t MegatronBert<T>::params_read_through(int l) const {
+  // Layer l (the embeddings for l = -1) ends by forming the next layer's LN1 (in layer l + 1's range) or, after the
+  // last layer, the final LayerNorm, which the heads follow.
+  return l + 2 <= config_.layers ? layer_bounds_[l + 2] : table_.total();
 }
 
 template <class T>
@@ -258,6 +281,7 @@ void MegatronBert<T>::set_attention_kernel(AttentionKernel k) {
 template <class T>
 void MegatronBert<T>::refresh_compute_weights() {
   if (compute_weights_.empty() || !compute_weights_stale_) return;
+  params_needed(params_.size());
   if constexpr (std::is_same_v<T, float>)
     ops_bf16::copy_rounded_to_bf16(exec_, compute_weights_.data(), params_.data(), static_cast<int64_t>(params_.size()));
   compute_weights_stale_ = false;

@@ -114,8 +114,19 @@ class MegatronBert {
   // weights (QKV, out-projection, FFN-in, FFN-out: 96% of the 1.3B model's parameters), whose weight-gradient GEMMs
   // in the next backward overwrite them instead of adding to zeros (on CUDA the GEMM's beta is 0, so that memory is
   // neither zeroed nor read). Backward passes after it accumulate as usual. The same gradients as zero_grads()
-  // followed by the same passes; until a backward has run, those gradients are undefined.
+  // followed by the same passes; until a backward has run, those gradients are undefined. The zeroing itself waits
+  // for the next backward (the gradients keep their values until then: an optimizer step still reading them on
+  // another stream is awaited by the forward before it, see set_params_needed_hook).
   void start_gradient_accumulation();
+  // Called by every forward before it reads the parameters [0, end) (flat offsets; `end` grows through a forward:
+  // the embeddings with layer 0's first LayerNorm, then each layer with the next one's first LayerNorm, the last
+  // with the final LayerNorm and the heads, end = num_params()), so that an optimizer step still running on another
+  // stream (the trainer's overlapped update) is awaited range by range. Null (the default): nothing to wait for.
+  using ParamsNeededHook = std::function<void(size_t end)>;
+  void set_params_needed_hook(ParamsNeededHook hook) { params_needed_ = std::move(hook); }
+  // The flat ranges [bounds[i], bounds[i + 1]) in the order the forward reads them: the embeddings, each layer, the
+  // final LayerNorm with the heads (bounds: 0, each layer's first offset, the heads' first offset, num_params()).
+  std::vector<size_t> forward_read_bounds() const;
 
   // Activation recompute (runtime/config.h): trades backward FLOPs for activation memory; gradients are the
   // same bits under every mode. Set before the first step (a change re-plans the arena at the next reserve).
@@ -215,6 +226,7 @@ class MegatronBert {
   ActivationStorage residual_ = ActivationStorage::FP32;
   // set by start_gradient_accumulation(), cleared by the next backward: its layer weight-gradient GEMMs overwrite
   bool overwrite_layer_weight_grads_ = false;
+  bool zero_before_backward_ = false;  // start_gradient_accumulation's zeroing, due before the next backward
   std::vector<std::pair<size_t, size_t>> zeroed_at_start_;  // [begin, end) ranges start_gradient_accumulation zeroes
   AttentionKernel attention_ = AttentionKernel::Unfused;
   std::unique_ptr<Acts> acts_;
@@ -223,12 +235,20 @@ class MegatronBert {
   TokenRowsBuilder token_rows_;  // the last forward's ids by vocabulary row (host), for the word-embedding backward
   TokenRows token_rows_view_;     // the same where the ops run
   GradReadyHook grad_ready_;
+  ParamsNeededHook params_needed_;
   std::vector<size_t> layer_bounds_;  // (L + 1): flat offset of layer l's first parameter; [L]: end of layer L-1
   std::vector<T> host_stats_[3];      // host copies of loss statistics read back from the device (CUDA only)
   std::vector<int32_t> host_index_;   // cls_index built on the host before it is copied into the arena
   void grads_ready(size_t begin, size_t end) {
     if (grad_ready_) grad_ready_(begin, end);
   }
+  void params_needed(size_t end) {
+    if (params_needed_) params_needed_(end);
+  }
+  // End of the parameters the forward reads through layer l (l = -1: the embeddings), see set_params_needed_hook.
+  size_t params_read_through(int l) const;
+  // The zeroing start_gradient_accumulation() leaves to the first backward (every backward calls it first).
+  void begin_backward();
 };
 
 }  // namespace erlangshen

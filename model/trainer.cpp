@@ -121,6 +121,13 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
   model_.set_residual_storage(parse_activation_storage(config.train.residual));
   model_.set_attention_kernel(parse_attention_kernel(config.train.attention));
   make_reducer(static_cast<size_t>(config.parallel.bucket_mb) * (1u << 20) / sizeof(float));
+  // The overlapped update needs the whole buffer updated here (so that AdamW rewrites the bf16 compute copy); under
+  // ZeRO-1 the all-gather of the shards follows the update anyway.
+  if (exec_.on_device() && config.train.overlap_optimizer && !(reducer_ && reducer_->zero1())) {
+    update_bounds_ = model_.forward_read_bounds();
+    update_stream_ = std::make_unique<SideStream>(exec_, static_cast<int>(update_bounds_.size()) - 1);
+    model_.set_params_needed_hook([this](size_t end) { await_update(end); });
+  }
   global_batch_ = static_cast<int64_t>(config.train.micro_batch) * groups.dp->size() * config.train.grad_accum;
   model_.reserve(config.train.micro_batch, config.train.seq_len);
 }
@@ -204,10 +211,16 @@ StepReport PretrainTrainer::train_step() {
   // the next forward refreshes it from the all-gathered weights.
   const bool whole = !zero1 && own.begin == 0 && own.end == model_.num_params();
   bf16* compute_copy = whole ? model_.compute_weights_for_update() : nullptr;
-  optimizer_->step(exec_, model_.params(), model_.grads(), lr, grad_scale, compute_copy);
+  if (update_stream_ && whole) {
+    update_overlapped(lr, grad_scale, compute_copy);
+  } else {
+    optimizer_->step(exec_, model_.params(), model_.grads(), lr, grad_scale, compute_copy);
+  }
   if (compute_copy) model_.compute_weights_rewritten();
   if (zero1) reducer_->all_gather_params(model_.params());
-  synchronize(exec_);  // CUDA: the step's kernels are done before the clock stops (no-op on the CPU)
+  // CUDA: the step's kernels are done before the clock stops (no-op on the CPU). An overlapped update is not waited
+  // for: it runs beside the next step's forward, whose time includes what of it the forward could not hide.
+  synchronize(exec_);
   step_ = step;
 
   StepReport r;
@@ -227,6 +240,38 @@ StepReport PretrainTrainer::train_step() {
   r.comm_hidden_seconds = std::max(0.0, comm_after.hidden - comm_before.hidden);
   return r;
 }
+
+// AdamW on the side stream after everything the main stream has done (the backward, the gradient norm), one range
+// of the parameters at a time in the order the next forward reads them, each range marked when done.
+void PretrainTrainer::update_overlapped(double lr, double grad_scale, bf16* compute_copy) {
+  ERL_CHECK(!update_pending_, "PretrainTrainer: an optimizer step while the previous one is pending");
+  SideStream& side = *update_stream_;
+  side.follow_main();
+  optimizer_->begin_step();
+  float* params = model_.params();
+  for (int k = 0; k + 1 < static_cast<int>(update_bounds_.size()); ++k) {
+    optimizer_->update_range(side.exec(), params, model_.grads(), lr, grad_scale, compute_copy, update_bounds_[k],
+                             update_bounds_[k + 1]);
+    side.mark(k);
+  }
+  update_pending_ = true;
+  update_awaited_ = 0;
+}
+
+// The main stream is about to read the parameters [0, end): it waits for the first range that reaches `end` (the
+// side stream runs the ranges in order, so that mark covers the ones before it).
+void PretrainTrainer::await_update(size_t end) {
+  if (!update_pending_) return;
+  const int ranges = static_cast<int>(update_bounds_.size()) - 1;
+  int k = 0;
+  while (k + 1 < ranges && update_bounds_[k + 1] < end) ++k;
+  if (k < update_awaited_) return;
+  update_stream_->main_waits_for(k);
+  update_awaited_ = k + 1;
+  update_pending_ = update_awaited_ < ranges;
+}
+
+void PretrainTrainer::finish_update() { await_update(update_bounds_.empty() ? 0 : update_bounds_.back()); }
 
 void PretrainTrainer::log_step(const StepReport& r) {
   if (!log_.is_root()) return;

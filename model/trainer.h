@@ -15,6 +15,7 @@
 #include "parallel/grad_reducer.h"
 #include "runtime/config.h"
 #include "runtime/logging.h"
+#include "runtime/side_stream.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
 #include "runtime/cuda/memory.h"
 #endif
@@ -78,12 +79,22 @@ class PretrainTrainer {
   // Called to write a checkpoint at `step` (every checkpoint.every steps and at the end). Default: none.
   std::function<void(int64_t step)> save_checkpoint;
 
-  MegatronBert<float>& model() { return model_; }
+  // The model and the optimizer state. Under train.overlap_optimizer (CUDA) the last step's update may still be
+  // running on its own stream: these accessors order everything after them on the main stream behind it.
+  MegatronBert<float>& model() {
+    finish_update();
+    return model_;
+  }
   // DP gradient bucket size in elements (default: parallel.bucket_mb); finer than 1 MB for tests and tuning.
   // Call before the first step.
   void set_dp_bucket_elems(size_t elems);
   // Under ZeRO-1 the optimizer holds this DP rank's shard [optimizer().begin(), optimizer().end()) only.
-  AdamW<float>& optimizer() { return *optimizer_; }
+  AdamW<float>& optimizer() {
+    finish_update();
+    return *optimizer_;
+  }
+  // Whether optimizer steps overlap the next forward (train.overlap_optimizer on a CUDA trainer without ZeRO-1).
+  bool overlaps_optimizer() const { return update_stream_ != nullptr; }
   PretrainDataSource& data() { return data_; }
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
@@ -95,6 +106,13 @@ class PretrainTrainer {
   void make_reducer(size_t bucket_elems);
   bool agree_to_stop(bool stop);         // true on every rank when any rank wants to stop
   void gather_rank_comm(StepReport& r);  // fills r.rank_comm_seconds (collective over world)
+  // The overlapped optimizer step (train.overlap_optimizer): AdamW runs on update_stream_ range by range, in the
+  // order the forward reads the parameters (MegatronBert::forward_read_bounds), marking each range; the next
+  // forward's MegatronBert::set_params_needed_hook calls await_update, which makes the main stream wait for the
+  // ranges it is about to read. finish_update waits for all of it (on the main stream).
+  void update_overlapped(double lr, double grad_scale, bf16* compute_copy);
+  void await_update(size_t end);
+  void finish_update();
 
   Config config_;
   TrainerGroups groups_;
@@ -104,6 +122,11 @@ class PretrainTrainer {
   MegatronBert<float> model_;
   std::unique_ptr<AdamW<float>> optimizer_;
   std::unique_ptr<GradReducer<float>> reducer_;  // DP > 1 only
+  // Declared after the model and optimizer, so destroyed first: its destructor waits for the update it runs.
+  std::unique_ptr<SideStream> update_stream_;  // train.overlap_optimizer on CUDA only
+  std::vector<size_t> update_bounds_;          // the ranges' bounds: range k = [bounds[k], bounds[k + 1])
+  int update_awaited_ = 0;                     // ranges of the pending update the main stream waits for
+  bool update_pending_ = false;                // an update runs on update_stream_ that the main stream has not awaited
   int64_t step_ = 0;
   int64_t global_batch_;
   double run_start_ = 0;

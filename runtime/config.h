@@ -62,6 +62,9 @@ struct TrainConfig {
   // false: separate passes (the same sums; the GeLU gradient then rounded twice). A switch to measure them, and a way
   // out should a cuBLASLt version run them slower.
   bool backward_epilogues = true;
+  // cuda: the pretraining optimizer step runs on a second stream beside the next step's forward, layer by layer (the
+  // forward waits for each layer's update before reading it; the same bits). false: after the backward, in line.
+  bool overlap_optimizer = true;
   // fp32 | bf16: storage of the large activations and backward temporaries (runtime/act.h); math stays fp32.
   // bf16 halves their memory and traffic on CUDA; on the CPU it is emulated (slow; for tests).
   std::string activations = "fp32";

@@ -18,6 +18,12 @@ void copy_host_to_device(void* dst, const void* src, size_t bytes, void* stream)
 void copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream);
 void memset_zero(void* p, size_t bytes, void* stream);
 void stream_synchronize(void* stream);
+// Events that order one stream's work after another's (cudaEvent_t as void*; no timing): the work `stream` gets
+// after stream_wait_event starts after the work the event's stream had when event_record was called.
+void* event_create();
+void event_destroy(void* event);
+void event_record(void* event, void* stream);
+void stream_wait_event(void* stream, void* event);
 
 // Bytes held by device_malloc now and at most so far in this process.
 struct AllocationStats {

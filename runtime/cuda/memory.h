@@ -72,8 +72,9 @@ struct TrainingMemoryRequest {
   int seq_len = 512;
   Recompute recompute = Recompute::None;
   int optimizer_shards = 1;    // ZeRO-1: DP ranks sharing the optimizer state
-  // Context: GEMM workspace (32 MiB) + scratch (80 MiB) + epilogue vector (256 KiB)
-  int64_t workspace_bytes = (int64_t(112) << 20) + (int64_t(256) << 10);
+  // Context: GEMM workspace (32 MiB) + scratch (80 MiB) + epilogue vector (256 KiB), and the optimizer's side
+  // stream Context (runtime/side_stream.cpp, train.overlap_optimizer): scratch (4 MiB)
+  int64_t workspace_bytes = (int64_t(116) << 20) + (int64_t(256) << 10);
   int64_t reserve_bytes = int64_t(1) << 30;      // CUDA context, cuBLAS, NCCL buffers
 };
 

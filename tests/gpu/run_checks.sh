@@ -16,8 +16,8 @@
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
 # CHECKS_QUICK=1 (a re-check after a kernel change, a few minutes with prebuilt binaries): the tests, the attention
 # (1.3B) and LayerNorm probes, and the trainer benches with bf16 storage only (1.3B at its largest micro-batch with
-# the per-op profile, bert-base; after the peer, the 1.3B A/B runs: backward epilogues off, grad_accum 4, an fp32
-# residual stream); no GEMM probe, no standalone layer bench, no build from source, and the HF peer only with
+# the per-op profile, bert-base; after the peer, the 1.3B A/B runs: the optimizer in line, backward epilogues off,
+# grad_accum 4, an fp32 residual stream); no GEMM probe, no standalone layer bench, no build from source, and the HF peer only with
 # CHECKS_PEER_BATCH=B (its 1.3B micro-batch:
 # the largest that fits it, 33 on an H200; CHECKS_PEER_REFINE=K: when B runs out of memory and is halved, K
 # bisection tries between the batch that ran and the one that did not, e.g. B=32 K=2 on an H100).
@@ -232,6 +232,12 @@ fi
 # The trainer's A/B runs (1.3B, bf16 storage, each at the largest micro-batch its own plan admits), after the peer so
 # that a tight budget cuts these rather than the comparison the issue asks for.
 if [[ -x "$ERL" ]]; then
+  # The optimizer step in line after the backward instead of on its own stream beside the next forward
+  # (train.overlap_optimizer, on by default): what the overlap buys. If it loses, set the default to false.
+  note "== the 1.3B bf16 trainer again, with train.overlap_optimizer=false"
+  timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
+    train.overlap_optimizer=false --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # The same without the backward GEMMs' fused epilogues (DGELU, BGRADB): what they buy, or cost, on this GPU.
   note "== the 1.3B bf16 trainer again, with train.backward_epilogues=false"
   timeout "$(allow 60 40)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \

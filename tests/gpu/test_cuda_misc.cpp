@@ -1,6 +1,9 @@
 // CUDA vs CPU: embeddings (vocab-parallel lookup, deterministic scatter), cross-entropy pieces, row gather/scatter,
-// and the ops dispatch itself.
+// the ops dispatch itself, and the side stream's ordering marks.
+#include "runtime/cuda/device.h"
 #include "runtime/cuda/op_profiler.h"
+#include "runtime/device_buffer.h"
+#include "runtime/side_stream.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
@@ -136,6 +139,36 @@ TEST_F(CudaTest, OpsWithoutContextNameTheMissingContext) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("backend context"), std::string::npos) << e.what();
   }
+}
+
+// SideStream (runtime/side_stream.h): side work the main stream waits for (a mark) is done before the main stream's
+// later work reads its output, and the side follows the main stream's earlier work. Under the CUDA emulation, which
+// runs each stream's work only when something needs it, side work nobody waits for has not run when the main
+// stream's result is read back: the check that the emulation would catch a missing wait (on a GPU that half would
+// be a race, so it runs under the emulation only).
+TEST_F(CudaTest, SideStreamMarksOrderTheMainStream) {
+  const int64_t n = 4096;
+  Dev<float> x(static_cast<size_t>(n), 0.0f), y(static_cast<size_t>(n), 0.0f);
+  SideStream side(gpu(), 2);
+  ops::fill(gpu(), x.get(), n, 3.0f);
+  side.follow_main();
+  ops::scale(side.exec(), x.get(), n, 2.0);  // 6, after the main stream's fill
+  side.mark(0);
+  side.main_waits_for(0);
+  ops::add_inplace(gpu(), y.get(), x.get(), n);  // 6
+  sync();
+  EXPECT_TRUE(bit_equal(y.host(), std::vector<float>(static_cast<size_t>(n), 6.0f)));
+
+  if (cuda::device_name().find("emulation") == std::string::npos) return;
+  ops::fill(side.exec(), x.get(), n, 1.0f);  // not waited for: pending
+  side.mark(1);
+  ops::add_inplace(gpu(), y.get(), x.get(), n);  // 6 + 6: the side's fill has not run
+  std::vector<float> host(static_cast<size_t>(n));
+  copy_to_host(gpu(), host.data(), y.get(), static_cast<size_t>(n));  // waits for the main stream only
+  EXPECT_TRUE(bit_equal(host, std::vector<float>(static_cast<size_t>(n), 12.0f)))
+      << "the emulation ran side work that the main stream never waited for";
+  side.synchronize();
+  EXPECT_TRUE(bit_equal(x.host(), std::vector<float>(static_cast<size_t>(n), 1.0f)));
 }
 
 }  // namespace

@@ -93,6 +93,60 @@ TEST_F(ModelGpuParity, TrainerStepsMatchTheCpu) {
   }
 }
 
+// train.overlap_optimizer: step s's AdamW runs on a second stream beside step s + 1's forward, which waits for each
+// range of the parameters before it reads it. Against the update in line, in a deterministic Context (the same GEMM
+// algorithms in both runs), two micro-batches a step: the same losses and gradient norms at every step, and the same
+// weights and AdamW moments bit for bit after three steps, with fp32 storage (the forward reads the fp32 weights) and
+// bf16 storage (it reads the bf16 compute copy AdamW rewrites). Between the steps nothing but the forwards' waits
+// orders the streams; under the CUDA emulation each stream's work runs as late as those waits allow, so a forward
+// that read a range before waiting for it would read the weights of the step before.
+TEST_F(ModelGpuParity, OverlappedOptimizerStepGivesTheSameBits) {
+  cuda::ContextOptions o;
+  o.math = cuda::MathMode::BF16;
+  o.deterministic = true;
+  cuda::Context det(o);
+  const Exec exec{Device::CUDA, det.stream(), &det};
+  Logger quiet(1, 2);
+  struct Run {
+    bool overlapped = false;
+    std::vector<StepReport> reports;
+    std::vector<float> params, m, v;
+  };
+  for (const char* storage : {"fp32", "bf16"}) {
+    SCOPED_TRACE(std::string("storage ") + storage);
+    Config c = small_gpu_model_config();
+    c.train.activations = storage;
+    c.train.residual = storage;
+    c.train.steps = 10;  // the schedule's learning rate is not yet 0 at step 3 (it decays to 0 at train.steps)
+    auto run = [&](bool overlap) {
+      c.train.overlap_optimizer = overlap;
+      SelfCommunicator tp("tp"), dp("dp");
+      SyntheticDataSource data(c.train.micro_batch, c.train.grad_accum, c.train.seq_len, c.model.vocab_size,
+                               c.data.mask_prob, c.train.seed, 0);
+      PretrainTrainer trainer(c, TrainerGroups{&tp, &dp}, data, quiet, exec);
+      Run r;
+      r.overlapped = trainer.overlaps_optimizer();
+      for (int s = 0; s < 3; ++s) r.reports.push_back(trainer.train_step());
+      r.params = trainer.model().params_to_host();  // the accessor waits for the last update
+      r.m.resize(r.params.size());
+      r.v.resize(r.params.size());
+      trainer.optimizer().download_state(r.m.data(), r.v.data());
+      return r;
+    };
+    const Run inline_run = run(false), overlapped = run(true);
+    EXPECT_FALSE(inline_run.overlapped);
+    ASSERT_TRUE(overlapped.overlapped);
+    for (size_t s = 0; s < inline_run.reports.size(); ++s) {
+      SCOPED_TRACE("step " + std::to_string(s + 1));
+      EXPECT_EQ(overlapped.reports[s].loss, inline_run.reports[s].loss);
+      EXPECT_EQ(overlapped.reports[s].grad_norm, inline_run.reports[s].grad_norm);
+    }
+    EXPECT_TRUE(bit_equal(overlapped.params, inline_run.params)) << "weights";
+    EXPECT_TRUE(bit_equal(overlapped.m, inline_run.m)) << "AdamW exp_avg";
+    EXPECT_TRUE(bit_equal(overlapped.v, inline_run.v)) << "AdamW exp_avg_sq";
+  }
+}
+
 TEST_F(ModelGpuParity, HostAccessorsRoundTrip) {
   const Config c = small_gpu_model_config();
   SelfCommunicator tp("tp");

@@ -55,6 +55,10 @@ TEST(Config, WrongTypeAndRange) {
   EXPECT_NE(error_of("train:\n  decay: step\n").find("'step' is not one of: linear, cosine, constant"),
             std::string::npos);
   EXPECT_NE(error_of("model: 3\n").find("key 'model' is a section: expected a map"), std::string::npos);
+  EXPECT_TRUE(load_config(write_yaml(""), {}).train.overlap_optimizer);  // on unless turned off
+  EXPECT_FALSE(load_config(write_yaml("train:\n  overlap_optimizer: false\n"), {}).train.overlap_optimizer);
+  EXPECT_NE(error_of("", {"train.overlap_optimizer=sometimes"}).find("key 'train.overlap_optimizer'"),
+            std::string::npos);
 }
 
 TEST(Config, CrossFieldRules) {
