@@ -119,6 +119,8 @@ void print_op_profile(PretrainTrainer& trainer, const Backend& backend) {
     std::printf("    %-40s %7lld %10.3f %6.1f%%\n", row.name.c_str(), static_cast<long long>(row.calls), row.ms,
                 100.0 * row.ms / step_ms);
   std::printf("    %-40s %7s %10.3f %6.1f%%\n", "(all ops)", "", total, 100.0 * total / step_ms);
+  if (trainer.overlaps_optimizer())
+    std::printf("    (the AdamW step runs on its own stream beside the next forward, train.overlap_optimizer: not listed)\n");
   // Every cuBLASLt GEMM on its own events: where the tensor cores' rate is lost (largest first; the rest summed).
   std::printf("  GPU time per GEMM shape (cuBLAS's transposes, m x n x k, A,B->C types, epilogue; +C: accumulates):\n");
   std::printf("    %-72s %6s %9s %7s\n", "GEMM", "calls", "ms", "TFLOP/s");
