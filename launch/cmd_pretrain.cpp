@@ -60,8 +60,9 @@ void register_pretrain(CLI::App& app, int& exit_code) {
                groups.layout() + (config.parallel.zero1 && groups.dp > 1 ? " zero1" : "") + ", " +
                std::to_string(threads) + " threads per rank, global batch " + std::to_string(trainer.global_batch()) +
                " x " + std::to_string(config.train.seq_len) + ", " + config.train.activations +
-               " activations, " + config.train.residual + " residual, " + config.train.attention +
-               " attention, data: " + data->describe());
+               " activations, " + config.train.residual + " residual, " + config.train.attention + " attention, " +
+               (trainer.overlaps_optimizer() ? "optimizer overlapped with the next forward, " : "") +
+               "data: " + data->describe());
       const TrainerGroups ckpt_groups{groups.tp_group.get(), groups.dp_group.get()};
       if (resume_from) ckpt::restore_pretrain_checkpoint(trainer, *resume_from, config, ckpt_groups, log);
       ckpt::install_save_hook(trainer, config, ckpt_groups, log);
