@@ -79,7 +79,10 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, std::string name, do
   if (rank_ == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
   bootstrap.broadcast(reinterpret_cast<uint8_t*>(&id), sizeof id, 0);
   nccl_check(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
-  cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  // At the compute stream's priority (cuda::ContextOptions::high_priority): above the optimizer's side stream.
+  int least = 0, greatest = 0;
+  cuda_check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+  cuda_check(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
   cuda_check(cudaMalloc(&scratch_, sizeof(float)), "cudaMalloc");
 }
 

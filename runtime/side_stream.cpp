@@ -20,6 +20,7 @@ SideStream::SideStream(const Exec& main, int marks) : main_(main), side_(main), 
   options.gemm_workspace_bytes = 0;
   options.epilogue_vector_bytes = 0;
   options.scratch_bytes = size_t(4) << 20;
+  options.high_priority = false;  // the main stream's blocks go first where both wait (ContextOptions::high_priority)
   auto* context = new cuda::Context(options);
   context_ = std::shared_ptr<void>(context, [](void* c) { delete static_cast<cuda::Context*>(c); });
   side_ = Exec{Device::CUDA, context->stream(), context};

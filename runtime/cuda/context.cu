@@ -40,7 +40,13 @@ struct Context::Impl {
 
 Context::Context(const ContextOptions& options) : options_(options), impl_(std::make_unique<Impl>()) {
   ERL_CUDA_CHECK(cudaSetDevice(options_.device));
-  ERL_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  if (options_.high_priority) {
+    int least = 0, greatest = 0;
+    ERL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    ERL_CUDA_CHECK(cudaStreamCreateWithPriority(&impl_->stream, cudaStreamNonBlocking, greatest));
+  } else {
+    ERL_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  }
   ERL_CHECK(cublasLtCreate(&impl_->lt) == CUBLAS_STATUS_SUCCESS, "cublasLtCreate failed");
   if (options_.gemm_workspace_bytes > 0) ERL_CUDA_CHECK(cudaMalloc(&impl_->workspace, options_.gemm_workspace_bytes));
   if (options_.scratch_bytes > 0) ERL_CUDA_CHECK(cudaMalloc(&impl_->scratch, options_.scratch_bytes));

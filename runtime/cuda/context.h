@@ -46,6 +46,11 @@ struct ContextOptions {
   // row's (max, 1 / sum) instead of P, and the backward recomputes P from them (attention.cu): the same bits, one
   // write of the B x NH x T x T tensor less a layer. false: P is saved (tests compare it with the CPU's).
   bool attention_saves_scores = true;
+  // The stream's priority: the device's greatest (the compute stream, and the NCCL streams of
+  // parallel/nccl_communicator.cpp), or the default, lowest (the optimizer's side stream, runtime/side_stream.h), so
+  // that where the two have blocks waiting to run the compute stream's go first and the overlapped AdamW fills
+  // what the forward leaves idle instead of delaying it. No effect while one stream runs.
+  bool high_priority = true;
   size_t gemm_workspace_bytes = size_t(32) << 20;
   size_t scratch_bytes = size_t(80) << 20;   // two-stage reductions (column sums, sum of squares), GEMM timing
   // A GEMM epilogue's vector output (a weight-gradient GEMM's bias gradient, matmul.cu) before it is added into its
