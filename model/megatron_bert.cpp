@@ -113,18 +113,29 @@ void MegatronBert<T>::begin_backward() {
 }
 
 template <class T>
+size_t MegatronBert<T>::first_layernorm_end(int l) const {
+  const auto& bias = table_.at(layer_prefix(l) + "attention.ln.bias");
+  ERL_CHECK(bias.offset + bias.numel <= layer_bounds_[l + 1], "layer " << l << "'s first LayerNorm is not at its start");
+  return bias.offset + bias.numel;
+}
+
+template <class T>
 std::vector<size_t> MegatronBert<T>::forward_read_bounds() const {
   std::vector<size_t> bounds{0};
-  bounds.insert(bounds.end(), layer_bounds_.begin(), layer_bounds_.end());
+  for (int l = 0; l < config_.layers; ++l) {
+    bounds.push_back(layer_bounds_[l]);
+    bounds.push_back(first_layernorm_end(l));
+  }
+  bounds.push_back(layer_bounds_[config_.layers]);
   bounds.push_back(table_.total());
   return bounds;
 }
 
 template <class T>
 size_t MegatronBert<T>::params_read_through(int l) const {
-  // Layer l (the embeddings for l = -1) ends by forming the next layer's LN1 (in layer l + 1's range) or, after the
-  // last layer, the final LayerNorm, which the heads follow.
-  return l + 2 <= config_.layers ? layer_bounds_[l + 2] : table_.total();
+  // Layer l (the embeddings for l = -1) ends by forming the next layer's LN1 (the first parameters of layer l + 1)
+  // or, after the last layer, the final LayerNorm, which the heads follow.
+  return l + 1 < config_.layers ? first_layernorm_end(l + 1) : table_.total();
 }
 
 template <class T>

@@ -124,8 +124,10 @@ class MegatronBert {
   // stream (the trainer's overlapped update) is awaited range by range. Null (the default): nothing to wait for.
   using ParamsNeededHook = std::function<void(size_t end)>;
   void set_params_needed_hook(ParamsNeededHook hook) { params_needed_ = std::move(hook); }
-  // The flat ranges [bounds[i], bounds[i + 1]) in the order the forward reads them: the embeddings, each layer, the
-  // final LayerNorm with the heads (bounds: 0, each layer's first offset, the heads' first offset, num_params()).
+  // The flat ranges [bounds[i], bounds[i + 1]) in the order the forward reads them: the embeddings, then per layer
+  // its first LayerNorm (which the layer before forms, fused with its residual add) and the rest of it, then the
+  // final LayerNorm with the heads (bounds: 0, each layer's first offset and the end of its first LayerNorm, the
+  // heads' first offset, num_params()).
   std::vector<size_t> forward_read_bounds() const;
 
   // Activation recompute (runtime/config.h): trades backward FLOPs for activation memory; gradients are the
@@ -247,6 +249,7 @@ class MegatronBert {
   }
   // End of the parameters the forward reads through layer l (l = -1: the embeddings), see set_params_needed_hook.
   size_t params_read_through(int l) const;
+  size_t first_layernorm_end(int l) const;  // flat end of layer l's first LayerNorm (its first parameters)
   // The zeroing start_gradient_accumulation() leaves to the first backward (every backward calls it first).
   void begin_backward();
 };
