@@ -58,6 +58,47 @@ double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* gra
   return total;
 }
 
+template <class T>
+GradSqSumBySegment<T>::GradSqSumBySegment(const ParamTable& table, const Exec& exec) {
+  for (const auto& e : table.entries()) {
+    if (e.spec.split_axis < 0 && table.tp_rank() != 0) continue;  // as grad_sq_sum_local: replicated on TP rank 0
+    if (e.numel > 0) spans_.push_back(FlatSpan{static_cast<int64_t>(e.offset), static_cast<int64_t>(e.numel), false});
+  }
+  sums_ = Buffer<double>(exec, std::max<size_t>(spans_.size(), 1), "gradient norm sums");
+  host_sums_.resize(spans_.size());
+}
+
+template <class T>
+void GradSqSumBySegment<T>::begin() {
+  added_ = 0;
+}
+
+template <class T>
+void GradSqSumBySegment<T>::add(const Exec& exec, const T* grads, size_t b, size_t e) {
+  // The spans inside [b, e): a contiguous run of the table-ordered list.
+  auto first = std::lower_bound(spans_.begin(), spans_.end(), static_cast<int64_t>(b),
+                                [](const FlatSpan& s, int64_t at) { return s.offset < at; });
+  auto last = first;
+  while (last != spans_.end() && static_cast<size_t>(last->offset + last->n) <= e) ++last;
+  ERL_CHECK(last == spans_.end() || static_cast<size_t>(last->offset) >= e,
+            "GradSqSumBySegment: segment [" << b << ", " << e << ") cuts a parameter tensor");
+  if (first == last) return;
+  ops::sum_squares_spans_into(exec, grads, std::vector<FlatSpan>(first, last), sums_.data() + (first - spans_.begin()));
+  added_ += static_cast<size_t>(last - first);
+}
+
+template <class T>
+double GradSqSumBySegment<T>::total(const Exec& exec) {
+  ERL_CHECK(added_ == spans_.size(), "GradSqSumBySegment: " << added_ << " of " << spans_.size() << " tensors summed");
+  if (spans_.empty()) return 0.0;
+  copy_to_host(exec, host_sums_.data(), sums_.data(), spans_.size());
+  double total = 0.0;
+  for (double s : host_sums_) total += s;  // table order, as grad_sq_sum_local
+  return total;
+}
+
+template class GradSqSumBySegment<float>;
+template class GradSqSumBySegment<double>;
 template class AdamW<float>;
 template class AdamW<double>;
 template double grad_sq_sum_local<float>(const Exec&, const ParamTable&, const float*, size_t, size_t);

@@ -62,4 +62,24 @@ class AdamW {
 template <class T>
 double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* grads, size_t begin, size_t end);
 
+// grad_sq_sum_local over [0, table.total()) summed segment by segment as a backward makes the gradients final (the
+// model's grad-ready segments, whole tensors each), on whatever stream the caller gives: add() enqueues the sums of
+// the tensors in [b, e) into a buffer where the ops run, total() reads them (one synchronisation of that stream)
+// and adds them in table order: the same bits as grad_sq_sum_local, without its read of every gradient after the
+// backward (the trainer's overlapped update runs this on its side stream during the last backward).
+template <class T>
+class GradSqSumBySegment {
+ public:
+  GradSqSumBySegment(const ParamTable& table, const Exec& exec);
+  void begin();  // a new step: no segment added yet
+  void add(const Exec& exec, const T* grads, size_t b, size_t e);
+  double total(const Exec& exec);  // every tensor's segment must have been added
+
+ private:
+  std::vector<FlatSpan> spans_;    // grad_sq_sum_local's, in table order (absolute offsets)
+  Buffer<double> sums_;            // one per span, where the ops run
+  std::vector<double> host_sums_;
+  size_t added_ = 0;               // spans added this step
+};
+
 }  // namespace erlangshen

@@ -127,6 +127,8 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
     update_bounds_ = model_.forward_read_bounds();
     update_stream_ = std::make_unique<SideStream>(exec_, static_cast<int>(update_bounds_.size()) - 1);
     model_.set_params_needed_hook([this](size_t end) { await_update(end); });
+    // Without DP the gradients are final as the last backward makes them: their norm is summed beside it.
+    if (!reducer_) norm_by_segment_ = std::make_unique<GradSqSumBySegment<float>>(model_.table(), exec_);
   }
   global_batch_ = static_cast<int64_t>(config.train.micro_batch) * groups.dp->size() * config.train.grad_accum;
   model_.reserve(config.train.micro_batch, config.train.seq_len);
@@ -180,6 +182,13 @@ StepReport PretrainTrainer::train_step() {
       reducer_->begin(model_.grads());
       model_.set_grad_ready_hook([this](size_t b, size_t e) { reducer_->segment_ready(b, e); });
     }
+    if (norm_by_segment_ && last) {  // the side stream sums each segment's squares once the backward has written it
+      norm_by_segment_->begin();
+      model_.set_grad_ready_hook([this](size_t b, size_t e) {
+        update_stream_->follow_main();
+        norm_by_segment_->add(update_stream_->exec(), model_.grads(), b, e);
+      });
+    }
     RngContext rng{config_.train.seed, step, rank_base + static_cast<int64_t>(j) * config_.train.micro_batch, true};
     PretrainLosses l = model_.pretrain_forward_backward(batches[j], rng, mlm_den, sop_den, true);
     sums[0] += l.mlm_sum;
@@ -193,13 +202,15 @@ StepReport PretrainTrainer::train_step() {
     model_.set_grad_ready_hook(nullptr);
     reducer_->finish();
   }
+  if (norm_by_segment_) model_.set_grad_ready_hook(nullptr);
   const FlatRange own = reducer_ ? reducer_->shard() : FlatRange{0, model_.num_params()};
   const bool zero1 = reducer_ && reducer_->zero1();
 
   // Global grad norm: ||g||^2 = sum over TP ranks (shards; replicated tensors on TP rank 0 only) and, under
   // ZeRO-1, over DP ranks (disjoint shards). One DP all-reduce carries it with the loss sums and token count.
   double totals[6] = {sums[0], sums[1], sums[2], sums[3], static_cast<double>(tokens), 0.0};
-  totals[5] = grad_sq_sum_local(exec_, model_.table(), model_.grads(), own.begin, own.end);
+  totals[5] = norm_by_segment_ ? norm_by_segment_->total(update_stream_->exec())
+                              : grad_sq_sum_local(exec_, model_.table(), model_.grads(), own.begin, own.end);
   dp.all_reduce(totals, zero1 ? 6 : 5, ReduceOp::Sum);
   double norm_sq = totals[5];
   tp.all_reduce(&norm_sq, 1, ReduceOp::Sum);

@@ -127,6 +127,9 @@ class PretrainTrainer {
   std::vector<size_t> update_bounds_;          // the ranges' bounds: range k = [bounds[k], bounds[k + 1])
   int update_awaited_ = 0;                     // ranges of the pending update the main stream waits for
   bool update_pending_ = false;                // an update runs on update_stream_ that the main stream has not awaited
+  // With the overlapped update and no DP reducer: the gradient norm's sums, taken on update_stream_ as the last
+  // backward makes each segment final (the same bits as grad_sq_sum_local after it).
+  std::unique_ptr<GradSqSumBySegment<float>> norm_by_segment_;
   int64_t step_ = 0;
   int64_t global_batch_;
   double run_start_ = 0;

@@ -380,6 +380,12 @@ std::vector<double> sum_squares_spans(const Exec& x, const T* v, const std::vect
   run();
   return out;
 }
+// sum_squares_spans with the sums left where the Exec runs (`out`: spans.size() doubles, device memory on CUDA),
+// enqueued without a synchronisation: the same values, read later.
+template <class T>
+void sum_squares_spans_into(const Exec& x, const T* v, const std::vector<FlatSpan>& spans, double* out) {
+  ERL_DISPATCH(sum_squares_spans_into, v, spans.data(), static_cast<int>(spans.size()), out);
+}
 template <class T>
 void scale(const Exec& x, T* v, int64_t n, double s) {
   ERL_DISPATCH(scale, v, n, s);

@@ -147,6 +147,11 @@ void adamw_update_spans(T* param, const T* grad, T* m, T* v, bf16* compute_copy,
                         double grad_scale);
 template <class T>
 void sum_squares_spans(const T* x, const FlatSpan* spans, int count, double* out);
+// The form that leaves the sums where the ops run (runtime/ops.h): on the CPU the same as sum_squares_spans.
+template <class T>
+void sum_squares_spans_into(const T* x, const FlatSpan* spans, int count, double* out) {
+  sum_squares_spans(x, spans, count, out);
+}
 template <class T>
 void scale(T* x, int64_t n, double s);
 template <class T>

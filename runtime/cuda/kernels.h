@@ -115,6 +115,8 @@ void adamw_update_spans(Launch l, float* param, const float* grad, float* m, flo
                         const FlatSpan* spans, int count, double lr, double beta1, double beta2, double eps,
                         double weight_decay, int64_t step, double grad_scale);
 void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int count, double* out);
+// sum_squares_spans with the count sums left in device memory (`device_out`), enqueued without a synchronisation.
+void sum_squares_spans_into(Launch l, const float* x, const FlatSpan* spans, int count, double* device_out);
 void scale(Launch l, float* x, int64_t n, double s);
 void fill(Launch l, float* x, int64_t n, float value);
 void add_inplace(Launch l, float* y, const float* x, int64_t n);

@@ -214,16 +214,19 @@ void adamw_update_spans(Launch l, float* param, const float* grad, float* m, flo
   ERL_CUDA_LAUNCHED();
 }
 
-void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int count, double* out) {
-  if (count <= 0) return;
-  Context& ctx = need_context(l, "sum_squares_spans");
+namespace {
+
+// The two kernels of sum_squares_spans: chunk partials into the scratch, then each span's sum into `result`
+// (device; null: the scratch after the partials). Returns where the span sums went.
+double* launch_sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int count, double* result,
+                                 const char* who) {
+  Context& ctx = need_context(l, who);
   int64_t chunks = 0;
-  // Scratch: the span table, the chunk results (chunks doubles), the span results (count doubles).
+  // Scratch: the span table, the chunk results (chunks doubles), the span results (count doubles) unless given.
   const SpanChunks* table = upload_span_table(l, ctx, spans, count, kChunk, 0.0, sizeof(double),
-                                              sizeof(double) * static_cast<size_t>(count), &chunks,
-                                              "sum_squares_spans");
+                                              result ? 0 : sizeof(double) * static_cast<size_t>(count), &chunks, who);
   auto* partial = reinterpret_cast<double*>(reinterpret_cast<uintptr_t>(table) + span_table_bytes(count));
-  double* result = partial + chunks;
+  if (result == nullptr) result = partial + chunks;
   if (chunks > 0) {
     ERL_KERNEL(static_cast<unsigned>(chunks), kThreads, 0, stream_of(l), sum_squares_spans_chunks_kernel)(
         partial, x, table, count);
@@ -232,8 +235,21 @@ void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int coun
   ERL_KERNEL(static_cast<unsigned>(count), 1024, 0, stream_of(l), sum_squares_spans_finish_kernel)(
       result, partial, table, count, chunks);
   ERL_CUDA_LAUNCHED();
+  return result;
+}
+
+}  // namespace
+
+void sum_squares_spans(Launch l, const float* x, const FlatSpan* spans, int count, double* out) {
+  if (count <= 0) return;
+  const double* result = launch_sum_squares_spans(l, x, spans, count, nullptr, "sum_squares_spans");
   ERL_CUDA_CHECK(cudaMemcpyAsync(out, result, sizeof(double) * count, cudaMemcpyDeviceToHost, stream_of(l)));
   ERL_CUDA_CHECK(cudaStreamSynchronize(stream_of(l)));
+}
+
+void sum_squares_spans_into(Launch l, const float* x, const FlatSpan* spans, int count, double* device_out) {
+  if (count <= 0) return;
+  launch_sum_squares_spans(l, x, spans, count, device_out, "sum_squares_spans_into");
 }
 
 void scale(Launch l, float* x, int64_t n, double s) {

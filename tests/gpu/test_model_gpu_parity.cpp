@@ -94,7 +94,8 @@ TEST_F(ModelGpuParity, TrainerStepsMatchTheCpu) {
 }
 
 // train.overlap_optimizer: step s's AdamW runs on a second stream beside step s + 1's forward, which waits for each
-// range of the parameters before it reads it. Against the update in line, in a deterministic Context (the same GEMM
+// range of the parameters before it reads it, and the gradient norm is summed on that stream segment by segment as
+// the last backward makes each final. Against the update in line, in a deterministic Context (the same GEMM
 // algorithms in both runs), two micro-batches a step: the same losses and gradient norms at every step, and the same
 // weights and AdamW moments bit for bit after three steps, with fp32 storage (the forward reads the fp32 weights) and
 // bf16 storage (it reads the bf16 compute copy AdamW rewrites). Between the steps nothing but the forwards' waits
