@@ -5,8 +5,9 @@
 // (fake_cublaslt.cpp runs the queue first), or cudaFree (which synchronises the device, as on a GPU). Each stream's
 // work thus runs as late as the CUDA ordering rules allow, and work on different streams interleaves only where the
 // code orders it with events: a missing cudaStreamWaitEvent makes the reader see the values from before the
-// writer's work (a wrong result, as the race may give on a GPU), and streams that wait on each other in a cycle are
-// an error here instead of a hang.
+// writer's work (a wrong result, as the race may give on a GPU). A wait covers the event's record at the time of the
+// call (as on a GPU), which lies in the past, so waits cannot form a cycle; the emulation still checks that running a
+// stream never re-enters it, rather than trust that.
 //
 // The legacy default stream (null) is not emulated as a queue: work on it runs at once and does not wait for the
 // other streams; the backend's streams are non-blocking, which a GPU does not order against it either.
@@ -62,12 +63,13 @@ std::shared_ptr<Stream> stream_of(cudaStream_t handle) {
 }
 
 // Runs the stream's items until `position` of them are done. An item that is a wait runs other streams in turn;
-// reaching a stream that is running already means the streams wait on each other in a cycle.
+// reaching a stream that is running already would be a cycle of waits (which CUDA's record-then-wait order rules
+// out): an error rather than a recursion.
 void run_through(Stream* s, uint64_t position) {
   if (s == nullptr) return;
   while (s->done < position) {
     if (s->running)
-      throw std::logic_error("CUDA emulation: streams wait on each other's events in a cycle (a hang on a GPU)");
+      throw std::logic_error("CUDA emulation: a stream's work waits, through other streams, on the stream itself");
     std::function<void()> work = std::move(s->queue.front());
     s->queue.pop_front();
     s->running = true;
