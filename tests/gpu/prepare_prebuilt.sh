@@ -6,6 +6,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+command -v xz >/dev/null || { echo "prepare_prebuilt.sh: needs xz to pack the binaries (apt-get install xz-utils)" >&2; exit 1; }
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
 cmake -S tests/gpu/standalone -B build-gpu "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" >/dev/null
