@@ -44,26 +44,33 @@ void AdamW<T>::update_range(const Exec& exec, T* params, const T* grads, double 
                           config_.adam_eps, config_.weight_decay, step_count_, grad_scale);
 }
 
-template <class T>
-double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* grads, size_t begin, size_t end) {
+namespace {
+
+// The parts in [begin, end) of the tensors whose squared gradients this rank contributes to the global norm: sharded
+// tensors always, replicated ones on TP rank 0 only; in table order, absolute offsets.
+std::vector<FlatSpan> grad_norm_spans(const ParamTable& table, size_t begin, size_t end) {
   std::vector<FlatSpan> spans;
   for (const auto& e : table.entries()) {
     if (e.spec.split_axis < 0 && table.tp_rank() != 0) continue;
     const size_t b = std::max(begin, e.offset), en = std::min(end, e.offset + e.numel);
     if (b < en) spans.push_back(FlatSpan{static_cast<int64_t>(b), static_cast<int64_t>(en - b), false});
   }
+  return spans;
+}
+
+}  // namespace
+
+template <class T>
+double grad_sq_sum_local(const Exec& exec, const ParamTable& table, const T* grads, size_t begin, size_t end) {
   // Per-tensor sums added in table order (one host synchronisation on CUDA for all of them).
   double total = 0.0;
-  for (double s : ops::sum_squares_spans(exec, grads, spans)) total += s;
+  for (double s : ops::sum_squares_spans(exec, grads, grad_norm_spans(table, begin, end))) total += s;
   return total;
 }
 
 template <class T>
-GradSqSumBySegment<T>::GradSqSumBySegment(const ParamTable& table, const Exec& exec) {
-  for (const auto& e : table.entries()) {
-    if (e.spec.split_axis < 0 && table.tp_rank() != 0) continue;  // as grad_sq_sum_local: replicated on TP rank 0
-    if (e.numel > 0) spans_.push_back(FlatSpan{static_cast<int64_t>(e.offset), static_cast<int64_t>(e.numel), false});
-  }
+GradSqSumBySegment<T>::GradSqSumBySegment(const ParamTable& table, const Exec& exec)
+    : spans_(grad_norm_spans(table, 0, table.total())) {
   sums_ = Buffer<double>(exec, std::max<size_t>(spans_.size(), 1), "gradient norm sums");
   host_sums_.resize(spans_.size());
 }

@@ -38,6 +38,12 @@ MegatronBert<T>::MegatronBert(const ModelConfig& config, ModelHeads heads, Commu
     const bool in_any = e.offset >= layer_bounds_.front() && e.offset < layer_bounds_.back();
     ERL_CHECK(layer < 0 ? !in_any : inside, "parameter " << e.spec.name << " breaks the layer-contiguous table layout");
   }
+  // Each layer begins with its first LayerNorm (which the layer before forms: forward_read_bounds relies on it).
+  for (int l = 0; l < config.layers; ++l) {
+    const auto& bias = table_.at(layer_prefix(l) + "attention.ln.bias");
+    ERL_CHECK(bias.offset + bias.numel <= layer_bounds_[l + 1], "layer " << l << "'s first LayerNorm is not at its start");
+    ln1_ends_.push_back(bias.offset + bias.numel);
+  }
 }
 
 template <class T>
@@ -113,18 +119,11 @@ void MegatronBert<T>::begin_backward() {
 }
 
 template <class T>
-size_t MegatronBert<T>::first_layernorm_end(int l) const {
-  const auto& bias = table_.at(layer_prefix(l) + "attention.ln.bias");
-  ERL_CHECK(bias.offset + bias.numel <= layer_bounds_[l + 1], "layer " << l << "'s first LayerNorm is not at its start");
-  return bias.offset + bias.numel;
-}
-
-template <class T>
 std::vector<size_t> MegatronBert<T>::forward_read_bounds() const {
   std::vector<size_t> bounds{0};
   for (int l = 0; l < config_.layers; ++l) {
     bounds.push_back(layer_bounds_[l]);
-    bounds.push_back(first_layernorm_end(l));
+    bounds.push_back(ln1_ends_[l]);
   }
   bounds.push_back(layer_bounds_[config_.layers]);
   bounds.push_back(table_.total());
@@ -135,7 +134,7 @@ template <class T>
 size_t MegatronBert<T>::params_read_through(int l) const {
   // Layer l (the embeddings for l = -1) ends by forming the next layer's LN1 (the first parameters of layer l + 1)
   // or, after the last layer, the final LayerNorm, which the heads follow.
-  return l + 1 < config_.layers ? first_layernorm_end(l + 1) : table_.total();
+  return l + 1 < config_.layers ? ln1_ends_[l + 1] : table_.total();
 }
 
 template <class T>

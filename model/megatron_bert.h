@@ -239,6 +239,7 @@ class MegatronBert {
   GradReadyHook grad_ready_;
   ParamsNeededHook params_needed_;
   std::vector<size_t> layer_bounds_;  // (L + 1): flat offset of layer l's first parameter; [L]: end of layer L-1
+  std::vector<size_t> ln1_ends_;      // (L): flat end of layer l's first LayerNorm (its first parameters)
   std::vector<T> host_stats_[3];      // host copies of loss statistics read back from the device (CUDA only)
   std::vector<int32_t> host_index_;   // cls_index built on the host before it is copied into the arena
   void grads_ready(size_t begin, size_t end) {
@@ -249,7 +250,6 @@ class MegatronBert {
   }
   // End of the parameters the forward reads through layer l (l = -1: the embeddings), see set_params_needed_hook.
   size_t params_read_through(int l) const;
-  size_t first_layernorm_end(int l) const;  // flat end of layer l's first LayerNorm (its first parameters)
   // The zeroing start_gradient_accumulation() leaves to the first backward (every backward calls it first).
   void begin_backward();
 };

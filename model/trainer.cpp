@@ -125,7 +125,8 @@ PretrainTrainer::PretrainTrainer(const Config& config, TrainerGroups groups, Pre
   // ZeRO-1 the all-gather of the shards follows the update anyway.
   if (exec_.on_device() && config.train.overlap_optimizer && !(reducer_ && reducer_->zero1())) {
     update_bounds_ = model_.forward_read_bounds();
-    update_stream_ = std::make_unique<SideStream>(exec_, static_cast<int>(update_bounds_.size()) - 1);
+    update_awaited_ = update_ranges();  // nothing pending
+    update_stream_ = std::make_unique<SideStream>(exec_, update_ranges());
     model_.set_params_needed_hook([this](size_t end) { await_update(end); });
     // Without DP the gradients are final as the last backward makes them: their norm is summed beside it.
     if (!reducer_) norm_by_segment_ = std::make_unique<GradSqSumBySegment<float>>(model_.table(), exec_);
@@ -198,11 +199,8 @@ StepReport PretrainTrainer::train_step() {
   }
   // Gradients: g = sum over DP of g_r (global denominators make the sum the global-batch gradient); under
   // ZeRO-1 this rank holds g on its shard only.
-  if (reducer_) {
-    model_.set_grad_ready_hook(nullptr);
-    reducer_->finish();
-  }
-  if (norm_by_segment_) model_.set_grad_ready_hook(nullptr);
+  model_.set_grad_ready_hook(nullptr);
+  if (reducer_) reducer_->finish();
   const FlatRange own = reducer_ ? reducer_->shard() : FlatRange{0, model_.num_params()};
   const bool zero1 = reducer_ && reducer_->zero1();
 
@@ -255,31 +253,28 @@ StepReport PretrainTrainer::train_step() {
 // AdamW on the side stream after everything the main stream has done (the backward, the gradient norm), one range
 // of the parameters at a time in the order the next forward reads them, each range marked when done.
 void PretrainTrainer::update_overlapped(double lr, double grad_scale, bf16* compute_copy) {
-  ERL_CHECK(!update_pending_, "PretrainTrainer: an optimizer step while the previous one is pending");
+  ERL_CHECK(!update_pending(), "PretrainTrainer: an optimizer step while the previous one is pending");
   SideStream& side = *update_stream_;
   side.follow_main();
   optimizer_->begin_step();
   float* params = model_.params();
-  for (int k = 0; k + 1 < static_cast<int>(update_bounds_.size()); ++k) {
+  for (int k = 0; k < update_ranges(); ++k) {
     optimizer_->update_range(side.exec(), params, model_.grads(), lr, grad_scale, compute_copy, update_bounds_[k],
                              update_bounds_[k + 1]);
     side.mark(k);
   }
-  update_pending_ = true;
   update_awaited_ = 0;
 }
 
 // The main stream is about to read the parameters [0, end): it waits for the first range that reaches `end` (the
 // side stream runs the ranges in order, so that mark covers the ones before it).
 void PretrainTrainer::await_update(size_t end) {
-  if (!update_pending_) return;
-  const int ranges = static_cast<int>(update_bounds_.size()) - 1;
+  if (!update_pending()) return;
   int k = 0;
-  while (k + 1 < ranges && update_bounds_[k + 1] < end) ++k;
+  while (k + 1 < update_ranges() && update_bounds_[k + 1] < end) ++k;
   if (k < update_awaited_) return;
   update_stream_->main_waits_for(k);
   update_awaited_ = k + 1;
-  update_pending_ = update_awaited_ < ranges;
 }
 
 void PretrainTrainer::finish_update() { await_update(update_bounds_.empty() ? 0 : update_bounds_.back()); }

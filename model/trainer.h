@@ -125,8 +125,10 @@ class PretrainTrainer {
   // Declared after the model and optimizer, so destroyed first: its destructor waits for the update it runs.
   std::unique_ptr<SideStream> update_stream_;  // train.overlap_optimizer on CUDA only
   std::vector<size_t> update_bounds_;          // the ranges' bounds: range k = [bounds[k], bounds[k + 1])
-  int update_awaited_ = 0;                     // ranges of the pending update the main stream waits for
-  bool update_pending_ = false;                // an update runs on update_stream_ that the main stream has not awaited
+  int update_awaited_ = 0;  // ranges of the last update the main stream waits for (all of them: nothing pending)
+  int update_ranges() const { return static_cast<int>(update_bounds_.size()) - 1; }
+  // An update runs on update_stream_ that the main stream has not awaited in full.
+  bool update_pending() const { return update_awaited_ < update_ranges(); }
   // With the overlapped update and no DP reducer: the gradient norm's sums, taken on update_stream_ as the last
   // backward makes each segment final (the same bits as grad_sq_sum_local after it).
   std::unique_ptr<GradSqSumBySegment<float>> norm_by_segment_;

@@ -22,7 +22,6 @@ class SideStream {
   SideStream& operator=(const SideStream&) = delete;
 
   const Exec& exec() const { return side_; }
-  int marks() const { return marks_; }
   void follow_main();
   void mark(int i);
   void main_waits_for(int i);
