@@ -69,18 +69,21 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
   if (json) {
     std::printf(
         "{\"config\": \"%s\", \"device\": \"%s\", \"micro_batch\": %d, \"seq_len\": %d, \"activations\": \"%s\", "
-        "\"residual\": \"%s\", \"attention\": \"%s\", \"overlap_optimizer\": %s, \"step_s\": %.6f, "
+        "\"residual\": \"%s\", \"attention\": \"%s\", \"fused_attention_forward\": %s, "
+        "\"overlap_optimizer\": %s, \"step_s\": %.6f, "
         "\"tokens_per_s\": %.1f, \"tflops\": %.3f, \"peak_tflops\": %.0f, \"mfu\": %.4f, "
         "\"peak_alloc_gib\": %.3f, \"device_used_gib\": %.3f}\n",
         config.source.c_str(), backend.gpu_name().c_str(), config.train.micro_batch, config.train.seq_len,
         config.train.activations.c_str(), config.train.residual.c_str(), config.train.attention.c_str(),
-        config.train.overlap_optimizer ? "true" : "false", median, tokens / median, tflops, peak, mfu, alloc_gib, used_gib);
+        config.train.fused_attention_forward ? "true" : "false", config.train.overlap_optimizer ? "true" : "false",
+        median, tokens / median, tflops, peak, mfu, alloc_gib, used_gib);
     return;
   }
-  std::printf("bench %s: %s, micro_batch %d x seq %d, %s activations, %s residual, %s attention, optimizer %s, "
+  std::printf("bench %s: %s, micro_batch %d x seq %d, %s activations, %s residual, %s attention%s, optimizer %s, "
               "%d timed steps\n",
               config.source.c_str(), backend.describe().c_str(), config.train.micro_batch, config.train.seq_len,
               config.train.activations.c_str(), config.train.residual.c_str(), config.train.attention.c_str(),
+              config.train.fused_attention_forward ? " (forward fused)" : "",
               config.train.overlap_optimizer ? "overlapped" : "in line", steps);
   std::printf("  step time (median)   %.4f s\n", median);
   std::printf("  tokens/s             %.1f\n", tokens / median);

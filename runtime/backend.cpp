@@ -15,8 +15,7 @@ struct Backend::Impl {
 #endif
 };
 
-Backend::Backend(const std::string& device, int gpu, const std::string& source, bool deterministic,
-                 bool backward_epilogues)
+Backend::Backend(const std::string& device, int gpu, const std::string& source, const BackendOptions& choices)
     : impl_(std::make_unique<Impl>()) {
   const std::string where = source.empty() ? std::string("train.device") : source + ": train.device";
   if (device == "cpu") return;
@@ -31,15 +30,15 @@ Backend::Backend(const std::string& device, int gpu, const std::string& source, 
   cuda::ContextOptions options;
   options.device = gpu;
   options.math = cuda::MathMode::BF16;
-  options.deterministic = deterministic;
-  options.backward_epilogues = backward_epilogues;
+  options.deterministic = choices.deterministic;
+  options.backward_epilogues = choices.backward_epilogues;
+  options.fused_attention_forward = choices.fused_attention_forward;
   impl_->context = std::make_unique<cuda::Context>(options);
   impl_->gpu = gpu;
   exec_ = Exec{Device::CUDA, impl_->context->stream(), impl_->context.get()};
 #else
   (void)gpu;
-  (void)deterministic;
-  (void)backward_epilogues;
+  (void)choices;
   throw Error(where + "=cuda but this build has no CUDA backend (rebuild with -DERLANGSHEN_CUDA=ON), or use "
                       "train.device=cpu");
 #endif

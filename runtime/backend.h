@@ -10,20 +10,25 @@
 
 namespace erlangshen {
 
+// The CUDA kernel choices of a run's config (runtime/config.h; no effect on the CPU).
+struct BackendOptions {
+  bool deterministic = false;            // train.deterministic: GEMMs without atomic split-K, fixed per shape
+  bool backward_epilogues = true;        // train.backward_epilogues
+  bool fused_attention_forward = false;  // train.fused_attention_forward
+  static BackendOptions of(const TrainConfig& t) {
+    return BackendOptions{t.deterministic, t.backward_epilogues, t.fused_attention_forward};
+  }
+};
+
 class Backend {
  public:
   // device: "cpu" or "cuda" (the value of train.device); gpu: the CUDA device ordinal (the local rank);
   // source: the config file, for messages. Throws an Error naming train.device when the build has no CUDA
   // backend or no GPU is visible.
-  // deterministic (cuda): GEMM algorithms without atomic split-K reductions, fixed per shape (train.deterministic);
-  // backward_epilogues (cuda): train.backward_epilogues (runtime/config.h)
-  Backend(const std::string& device, int gpu = 0, const std::string& source = "", bool deterministic = false,
-          bool backward_epilogues = true);
-  // The backend a run's config asks for: train.device, train.deterministic and train.backward_epilogues, messages
-  // naming config.source.
+  Backend(const std::string& device, int gpu = 0, const std::string& source = "", const BackendOptions& options = {});
+  // The backend a run's config asks for: train.device and the kernel choices, messages naming config.source.
   explicit Backend(const Config& config, int gpu = 0)
-      : Backend(config.train.device, gpu, config.source, config.train.deterministic,
-                config.train.backward_epilogues) {}
+      : Backend(config.train.device, gpu, config.source, BackendOptions::of(config.train)) {}
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

@@ -62,6 +62,10 @@ struct TrainConfig {
   // false: separate passes (the same sums; the GeLU gradient then rounded twice). A switch to measure them, and a way
   // out should a cuBLASLt version run them slower.
   bool backward_epilogues = true;
+  // cuda, bf16 storage with the unfused attention: its forward in one kernel (runtime/cuda/attention_fused_forward.h:
+  // S, softmax, dropout and the product with V in registers; S written once as the saved state) instead of two
+  // GEMMs and a row kernel. The same saved state and backward; results within bf16 rounding. Off until timed.
+  bool fused_attention_forward = false;
   // cuda: the pretraining optimizer step runs on a second stream beside the next step's forward, layer by layer (the
   // forward waits for each layer's update before reading it; the same bits). false: after the backward, in line.
   bool overlap_optimizer = true;

@@ -39,12 +39,15 @@
 //     [0, 2 B NH TT)        Pd, dP / dS (fp32); the forward's S (fp32) in the second half with bf16 probs
 //     then qkv32 (N 3C), dO32 or out32 (N C), dqkv32 (N 3C): the bf16-storage fallback's fp32 copies
 // The saved state may be S instead of P (ContextOptions::attention_saves_scores, with bf16 probs and the register
-// row kernels): S and each row's (max, 1 / sum), from which the backward recomputes P bit for bit.
+// row kernels): S and each row's (max, 1 / sum), from which the backward recomputes P bit for bit. With it the
+// forward may run as one kernel (ContextOptions::fused_attention_forward, attention_fused_forward.h) that saves the
+// same state.
 #include <cuda_bf16.h>
 
 #include <cmath>
 #include <initializer_list>
 
+#include "runtime/cuda/attention_fused_forward.h"
 #include "runtime/cuda/attention_rows.cuh"
 #include "runtime/cuda/gemm.cuh"
 #include "runtime/cuda/storage.cuh"
@@ -194,6 +197,12 @@ void forward(const Launch& l, Act<float> out, Act<float> probs, float* scratch, 
   float2* stats = saved_row_stats(l, c, probs.h, s16, s);
   float* S = stats ? reinterpret_cast<float*>(probs.h)
                    : probs.is_bf16() ? scratch + static_cast<int64_t>(s.B) * c.NH * c.TT : probs.f;
+  if (stats && need_context(l, "attention_forward").options().fused_attention_forward &&
+      fused_attention_forward_supported(s)) {  // the same saved state in one kernel
+    fused_attention_forward(l, out, reinterpret_cast<uint16_t*>(S), reinterpret_cast<float*>(stats),
+                            reinterpret_cast<const uint16_t*>(c.o.qkv), key_valid, s, dropout);
+    return;
+  }
   char* S_bytes = reinterpret_cast<char*>(S);
   const int64_t s_elem = s16 ? 2 : sizeof(float);
   for (int h = 0; h < c.NH; ++h)  // S^T(col) (T_j, T_i) = op_T(K) Q  ==  row-major S (T_i, T_j)

@@ -46,6 +46,11 @@ struct ContextOptions {
   // row's (max, 1 / sum) instead of P, and the backward recomputes P from them (attention.cu): the same bits, one
   // write of the B x NH x T x T tensor less a layer. false: P is saved (tests compare it with the CPU's).
   bool attention_saves_scores = true;
+  // Where the attention saves its scores (above), its forward runs as one kernel (attention_fused_forward.h: Q, K, V
+  // read once, S written once, softmax, dropout and the product with V in registers) instead of the QK^T GEMM, the
+  // softmax row kernel and the PV GEMM; the backward is the same. Off until a GPU run has timed it
+  // (tests/bench/attention_probe.cu, and run_checks.sh's trainer A/B: train.fused_attention_forward).
+  bool fused_attention_forward = false;
   // The stream's priority: the device's greatest (the compute stream, and the NCCL streams of
   // parallel/nccl_communicator.cpp), or the default, lowest (the optimizer's side stream, runtime/side_stream.h), so
   // that where the two have blocks waiting to run the compute stream's go first and the overlapped AdamW fills

@@ -1,5 +1,7 @@
 // Attention probe: the backend's attention (attention.cu: cuBLASLt products per head, S and P through memory)
-// against the fused kernels (flash_attention.cu), forward and backward, on bf16 storage (train.activations=bf16)
+// against the fused kernels (flash_attention.cu), forward and backward, and against its own forward in one kernel
+// (ContextOptions::fused_attention_forward, attention_fused_forward.cu: the same saved state, so the same backward),
+// on bf16 storage (train.activations=bf16)
 // with dropout 0.1 and a few padded keys, at the model shapes:
 //   1.3b   B x 512 tokens, 8 heads of 256          base   B x 128 tokens, 12 heads of 64
 // Times are medians of --reps (CUDA events); TFLOP/s counts the model's attention FLOPs (forward 4 B T^2 C,
@@ -78,7 +80,12 @@ int run(int argc, char** argv) {
   ERL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   const double peak = dense_bf16_peak_tflops(prop.name);
 
+  ContextOptions fo = o;
+  fo.fused_attention_forward = true;
+  Context fused_ctx(fo);
+  const Launch fl(ctx.stream(), &fused_ctx);  // the same stream: one event timeline
   DeviceBuffer qkv(2 * N * 3 * C, "qkv"), dout(2 * N * C, "dout"), out_a(2 * N * C, "out"), out_f(2 * N * C, "out"),
+      out_u(2 * N * C, "out"), probs_u(4 * int64_t(B) * NH * T * T, "probs"),
       dqkv_a(2 * N * 3 * C, "dqkv"), dqkv_f(2 * N * 3 * C, "dqkv"), valid(N, "key_valid");
   DeviceBuffer probs(4 * int64_t(B) * NH * T * T, "probs"), stats(8 * int64_t(B) * NH * T, "stats");
   DeviceBuffer scratch_a(4 * cuda::attention_scratch_elems(s), "attention scratch"),
@@ -101,6 +108,9 @@ int run(int argc, char** argv) {
   const double ba = median_ms(stream, reps, [&] {
     attention_backward(l, act(dqkv_a), scratch_a.as<float>(), cact(dout), cact(qkv), probs.as<float>(), kv, s, d);
   });
+  const double fu = median_ms(stream, reps, [&] {
+    attention_forward(fl, act(out_u), probs_u.as<float>(), scratch_a.as<float>(), cact(qkv), kv, s, d);
+  });
   const double ff = median_ms(stream, reps, [&] {
     flash_attention_forward(l, act(out_f), stats.as<float>(), scratch_f.as<float>(), cact(qkv), kv, s, d);
   });
@@ -110,6 +120,7 @@ int run(int argc, char** argv) {
   });
   ERL_CUDA_CHECK(cudaStreamSynchronize(stream));
   const double gap_out = relative_gap(host_bf16(out_f.as<bf16>(), N * C), host_bf16(out_a.as<bf16>(), N * C));
+  const double gap_fused = relative_gap(host_bf16(out_u.as<bf16>(), N * C), host_bf16(out_a.as<bf16>(), N * C));
   const double gap_dqkv =
       relative_gap(host_bf16(dqkv_f.as<bf16>(), N * 3 * C), host_bf16(dqkv_a.as<bf16>(), N * 3 * C));
   const double fwd_flops = 4.0 * B * double(T) * T * C, bwd_flops = 2 * fwd_flops;
@@ -120,13 +131,17 @@ int run(int argc, char** argv) {
               bwd_flops / ba / 1e9);
   std::printf("%-22s %10.3f %10.3f %10.1f %10.1f\n", "flash_attention.cu", ff, bf, fwd_flops / ff / 1e9,
               bwd_flops / bf / 1e9);
+  std::printf("%-22s %10.3f %10s %10.1f %10s\n", "fused forward", fu, "(same)", fwd_flops / fu / 1e9, "");
+  std::printf("fused forward / cuBLASLt forward time: %.2f (out apart %.2e): %s\n", fu / fa, gap_fused,
+              fu < fa ? "faster: set train.fused_attention_forward=true (the default in runtime/config.h)"
+                      : "slower: keep it off");
   std::printf("flash / cuBLASLt time: forward %.2f, backward %.2f, both %.2f;  outputs apart: out %.2e, dqkv %.2e\n",
               ff / fa, bf / ba, (ff + bf) / (fa + ba), gap_out, gap_dqkv);
   std::printf(
       "ATTENTION_PROBE_JSON {\"device\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"cublas_fwd_ms\":%.3f,"
-      "\"cublas_bwd_ms\":%.3f,\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
+      "\"cublas_bwd_ms\":%.3f,\"fused_fwd_ms\":%.3f,\"gap_fused_out\":%.3e,\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
       "\"peak_tflops\":%.0f}\n",
-      prop.name, model.c_str(), B, fa, ba, ff, bf, gap_out, gap_dqkv, peak);
+      prop.name, model.c_str(), B, fa, ba, fu, gap_fused, ff, bf, gap_out, gap_dqkv, peak);
   return 0;
 }
 

@@ -15,7 +15,8 @@
 //     bf16) before every block, so a kernel that reads shared memory it never wrote gets NaNs, as it may on a GPU.
 //   - nvcuda::wmma (wmma_emulation.h) and __syncwarp.
 //   - warp collectives (__shfl_xor_sync, __shfl_sync, __shfl_down_sync, __ballot_sync) over full warps
-//     (mask 0xffffffff; anything else is an error: the backend uses only full-warp collectives).
+//     (mask 0xffffffff; anything else is an error: the backend uses only full-warp collectives), and a gather
+//     that mma.cuh's mma.sync and ldmatrix build on; cp.async copies deferred to the thread's wait.
 //   - streams and events (streams.cpp): a launch, async copy or memset is queued on its stream and runs only when
 //     something needs it finished (a synchronisation, a stream waiting on a later event, a cuBLASLt call on the
 //     stream), so each stream's work runs as late as CUDA's ordering rules allow: work on two streams that the code
@@ -68,8 +69,20 @@ void syncthreads();
 
 // A full-warp collective: every lane passes `value` (its bits, up to 8 bytes) and gets back the bits of the value
 // of the lane the operation names (or, for Ballot, the mask of lanes whose value is non-zero).
-enum class WarpOp { ShflXor, Shfl, ShflDown, ShflUp, Ballot };
+enum class WarpOp { ShflXor, Shfl, ShflDown, ShflUp, Ballot, Gather };
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width);
+
+// A full-warp gather (what the register-level tensor-core instructions need, runtime/cuda/mma.cuh): every lane passes
+// `bytes` bytes (at most kGatherBytes), copied when it reaches the call, and gets every lane's: lane i's at
+// all + i * bytes (all: 32 * bytes).
+constexpr size_t kGatherBytes = 64;
+void warp_gather(const void* mine, size_t bytes, void* all);
+
+// cp.async: a copy this thread queues (global to shared memory), done only at its next cp_async_wait_all, so a
+// kernel that reads the destination before waiting (and, for another thread's copies, before a __syncthreads
+// after that thread's wait) reads what was there before (0xff bytes at first: NaN), as it may on a GPU.
+void cp_async_queue(void* dst, const void* src, size_t bytes);
+void cp_async_wait_all();
 
 // The launch's dynamic shared memory (ERL_DYNAMIC_SHARED).
 unsigned char* dynamic_shared();

@@ -38,6 +38,17 @@ struct Fiber {
   int arg = 0;
   int width = 32;
   uint64_t result = 0;
+  // A pending gather: this lane's bytes, and where every lane's go.
+  unsigned char gather_in[kGatherBytes];
+  size_t gather_bytes = 0;
+  void* gather_out = nullptr;
+  // cp.async copies queued and not yet waited for.
+  struct Copy {
+    void* dst;
+    const void* src;
+    size_t bytes;
+  };
+  std::vector<Copy> async_copies;
 };
 
 // The block being run (one at a time, on the launching thread).
@@ -102,9 +113,18 @@ bool complete_warp(Fiber* f, size_t first, size_t end, const char* kernel) {
                              std::to_string(arrived) + " lanes (the backend's collectives need full warps of 32)");
   for (size_t i = first; i < end; ++i) {
     if (f[i].op != f[first].op || f[i].mask != 0xffffffffu || f[i].width != f[first].width ||
-        (f[i].op != WarpOp::Ballot && f[i].width != 32))
+        (f[i].op != WarpOp::Ballot && f[i].width != 32) ||
+        (f[i].op == WarpOp::Gather && f[i].gather_bytes != f[first].gather_bytes))
       throw std::runtime_error("CUDA emulation: " + describe(kernel, lead.coords) +
                                ": lanes of one warp disagree on a collective, or use a partial mask or width");
+  }
+  if (f[first].op == WarpOp::Gather) {
+    const size_t bytes = f[first].gather_bytes;
+    for (size_t i = first; i < end; ++i)
+      for (size_t j = first; j < end; ++j)
+        std::memcpy(static_cast<unsigned char*>(f[i].gather_out) + (j - first) * bytes, f[j].gather_in, bytes);
+    for (size_t i = first; i < end; ++i) f[i].state = State::Runnable;
+    return true;
   }
   uint64_t ballot = 0;
   for (size_t i = first; i < end; ++i)
@@ -126,6 +146,7 @@ bool complete_warp(Fiber* f, size_t first, size_t end, const char* kernel) {
         src = lane - f[i].arg >= 0 ? lane - f[i].arg : lane;
         break;
       case WarpOp::Ballot:
+      case WarpOp::Gather:
         break;
     }
     if (src < 0 || src > 31) src = lane;
@@ -210,6 +231,27 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
   return f->result;
 }
 
+void warp_gather(const void* mine, size_t bytes, void* all) {
+  BlockRun& run = block_run("a warp gather");
+  if (bytes == 0 || bytes > kGatherBytes)
+    throw std::logic_error("CUDA emulation: a warp gather of " + std::to_string(bytes) + " bytes per lane");
+  Fiber* f = run.current;
+  std::memcpy(f->gather_in, mine, bytes);
+  f->gather_bytes = bytes, f->gather_out = all;
+  f->op = WarpOp::Gather, f->mask = 0xffffffffu, f->value = 0, f->arg = 0, f->width = 32;
+  suspend(run, State::AtWarp);
+}
+
+void cp_async_queue(void* dst, const void* src, size_t bytes) {
+  block_run("cp.async").current->async_copies.push_back(Fiber::Copy{dst, src, bytes});
+}
+
+void cp_async_wait_all() {
+  Fiber* f = block_run("cp.async.wait_all").current;
+  for (const Fiber::Copy& c : f->async_copies) std::memcpy(c.dst, c.src, c.bytes);
+  f->async_copies.clear();
+}
+
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, const std::function<void()>& thread) {
   if (g_block != nullptr) throw std::logic_error(std::string("CUDA emulation: ") + kernel + " launched from a kernel");
   // One launch at a time in the process, like one GPU running one kernel: __shared__ variables are static, so two
@@ -248,6 +290,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const char* kernel, co
               Fiber& f = pool[i];
               if (!f.stack) f.stack.reset(new char[kStackBytes]);
               f.state = State::Runnable;
+              f.async_copies.clear();  // a thread that exits with copies pending: they land in a finished block
               f.coords = ThreadCoords{uint3{tx, ty, tz}, uint3{bx, by, bz}, block, grid};
               fiber_prepare(&f.context, f.stack.get(), kStackBytes, fiber_main, &run);
             }

@@ -153,7 +153,7 @@ note "rc=$? (t=${SECONDS}s)"; tail -16 "$RESULTS/bench.log" | tee -a "$SUMMARY"
 fi
 
 # The attention kernels alone (the quick run too: the row kernels and flash are what a kernel change moves most).
-note "== attention probe: attention.cu (cuBLASLt) vs flash_attention.cu, bf16 storage, 1.3B and bert-base shapes"
+note "== attention probe: attention.cu (cuBLASLt) vs its fused forward vs flash_attention.cu, bf16 storage, 1.3B and bert-base shapes"
 for m in 1.3b base; do
   [[ -n "$QUICK" && "$m" == base ]] && continue
   timeout "$(allow 20 60)" "$BIN/gpu/erlangshen_attention_probe" --model $m --reps 10 >>"$RESULTS/attention_probe.log" 2>&1
@@ -232,6 +232,12 @@ fi
 # The trainer's A/B runs (1.3B, bf16 storage, each at the largest micro-batch its own plan admits), after the peer so
 # that a tight budget cuts these rather than the comparison the issue asks for.
 if [[ -x "$ERL" ]]; then
+  # The attention forward in one kernel (train.fused_attention_forward, off by default until this has run): the same
+  # saved state and backward. If it is faster here (and in the attention probe above), make it the default.
+  note "== the 1.3B bf16 trainer again, with train.fused_attention_forward=true"
+  timeout "$(allow 60 80)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
+    train.fused_attention_forward=true --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
+  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
   # The optimizer step in line after the backward instead of on its own stream beside the next forward
   # (train.overlap_optimizer, on by default): what the overlap buys. If it loses, set the default to false.
   note "== the 1.3B bf16 trainer again, with train.overlap_optimizer=false"

@@ -167,12 +167,6 @@ TEST_F(CudaTest, AttentionDropoutMaskBitForBit) {
 // fallback through fp32 copies (T = 37 here). Inputs are bf16 values (as they are when stored in bf16) in every
 // storage, so the runs below see the same numbers whatever the storage.
 
-// x rounded to bf16 values (held in fp32).
-std::vector<float> bf16_values(std::vector<float> v) {
-  for (float& x : v) x = round_to_bf16(x);
-  return v;
-}
-
 // (a) The GPU result against the CPU emulation's, both as stored. The inputs are the same bf16 values on both sides,
 // so the GPU differs from the emulation (fp32 attention) exactly as bf16 math differs from fp32
 // (Bf16WithinBf16Tolerance: Pd and dS rounded to bf16 for the GEMMs; rtol 1e-2 forward, 3e-2 backward), and where

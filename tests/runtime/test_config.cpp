@@ -59,6 +59,10 @@ TEST(Config, WrongTypeAndRange) {
   EXPECT_FALSE(load_config(write_yaml("train:\n  overlap_optimizer: false\n"), {}).train.overlap_optimizer);
   EXPECT_NE(error_of("", {"train.overlap_optimizer=sometimes"}).find("key 'train.overlap_optimizer'"),
             std::string::npos);
+  EXPECT_FALSE(load_config(write_yaml(""), {}).train.fused_attention_forward);  // off until timed on a GPU
+  EXPECT_TRUE(load_config(write_yaml(""), {"train.fused_attention_forward=true"}).train.fused_attention_forward);
+  EXPECT_NE(error_of("", {"train.fused_attention_forward=1x"}).find("key 'train.fused_attention_forward'"),
+            std::string::npos);
 }
 
 TEST(Config, CrossFieldRules) {

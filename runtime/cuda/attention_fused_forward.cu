@@ -1,0 +1,321 @@
+// The fused attention forward (attention_fused_forward.h) on mma.sync tensor-core tiles held in registers
+// (mma.cuh), one block per (64 query rows, head h, sample b): 4 warps, each owning 16 query rows. Notation as in
+// attention.cu: S = Q K^T * scale rounded to bf16 (scale = 1/sqrt(HS)), P_ij = exp(S_ij - m_i) / l_i over the
+// valid keys, Pd = dropout(P), O = Pd V.
+//
+// Over the key tiles of 64 (K and V tiles in shared memory, each loaded with cp.async while the other is in use:
+// V_j during S_j = Q K_j^T, K_{j+1} during O += Pd_j V_j), each warp, in registers (online softmax):
+//   S tile (16 x 64, fp32 accumulators) = Q K_j^T;  S <- bf16(S * scale), written to `scores` (the saved state)
+//   m_new = max(m, max over the tile's valid keys of S);  alpha = exp(m - m_new)
+//   P = exp(S - m_new) (0 for a padded key);  l <- l * alpha + sum_j P;  O <- O * alpha
+//   O += bf16(dropout(P)) V_j   (the S accumulators, rounded to bf16 pairs, are the A operand as they lie)
+// and at the end O <- O / l (0 where l = 0: a row without a valid key), stats = (m, 1 / l). The unfused backward
+// recomputes P = exp(S - m) / l from the saved S and stats: the same P up to the rounding of l (summed here tile by
+// tile and rescaled, there in one pass; ~1 ulp of fp32), and the dropout mask bit for bit.
+// Each thread keeps its two rows' partial sums l and sums the 4 threads of a row once at the end (m is the same in
+// all four: the tile maxima are reduced across them first).
+// Dropout: element (i, j)'s keep bit is Philox block (index(i, 0) + j) / 4's word (index(i, 0) + j) % 4 (as
+// attention_rows.cuh); a thread holds columns 2t, 2t+1 of rows g and g+8 of each 8-key tile, half of a block of 4
+// columns in each row, and its neighbour (t ^ 1) the other halves: the even thread computes row g's block, the
+// odd one row g+8's, and they swap the halves the other needs (one shuffle): 4 keep bits per Philox block.
+// Shared memory: Q (64 x HS), K, V (64 x HS) bf16 rows padded by 16 bytes (so the 8 rows of an ldmatrix fall in
+// different banks): 101 KiB at HS 256, two blocks an SM on an H100.
+// Rows past T (the last query tile) are computed on zeros and not stored; keys past T are zeros, masked as padded.
+#include "runtime/cuda/attention_fused_forward.h"
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <type_traits>
+
+#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/mma.cuh"
+#include "runtime/cuda/storage.cuh"
+#include "runtime/philox.h"
+
+namespace erlangshen::cuda {
+namespace {
+
+using bf16_t = __nv_bfloat16;
+
+constexpr int kWarps = 4;
+constexpr int kRows = 16 * kWarps;  // query rows per block
+constexpr int kKeys = 64;           // keys per tile
+constexpr int kThreads = 32 * kWarps;
+constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile
+
+template <int HS>
+constexpr int row_ld() {  // bf16 elements per shared-memory row
+  return HS + 8;
+}
+constexpr size_t smem_bytes(int HS) { return static_cast<size_t>(kRows + 2 * kKeys) * (HS + 8) * sizeof(uint16_t); }
+
+struct Geometry {
+  int T, NH, C, total_heads, head_offset;
+  int64_t sample_offset;
+  float scale, keep_scale;
+  uint32_t threshold;
+  bool drop;
+  PhiloxKey key;
+  // Dropout index of element (b, h, i, 0) (attention_rows.cuh's RowGeometry::drop_index).
+  __device__ uint64_t drop_row(int b, int h, int i) const {
+    return (static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * static_cast<uint64_t>(T) * T +
+           static_cast<uint64_t>(i) * T;
+  }
+  // Element offset of row t, slot `which` (0 Q, 1 K, 2 V) of head h in qkv (B, T, 3, NH, HS).
+  __device__ int64_t qkv_row(int b, int t, int which, int h, int HS) const {
+    return (static_cast<int64_t>(b) * T + t) * 3 * C + static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS;
+  }
+  __device__ int64_t stat_row(int b, int h, int i) const { return (static_cast<int64_t>(b) * NH + h) * T + i; }
+};
+
+// Rows t0 .. t0 + ROWS of slot `which` of head h into a shared tile (rows past T zero), 16 bytes per cp.async.
+template <int HS, int ROWS>
+__device__ void load_tile(bf16_t* dst, const bf16_t* qkv, const Geometry& g, int b, int t0, int which, int h) {
+  constexpr int kVec = HS / 8;
+  for (int v = threadIdx.x; v < ROWS * kVec; v += kThreads) {
+    const int r = v / kVec, c = (v % kVec) * 8;
+    bf16_t* d = dst + r * row_ld<HS>() + c;
+    if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h, HS) + c);
+    else *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+  }
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Keep bits of this thread's elements of one 8-key tile (header comment): bit e of the result for accumulator
+// element e (0, 1: row g columns 2t, 2t+1; 2, 3: row g+8). col0: the tile's first key.
+__device__ __forceinline__ unsigned keep_bits(const Geometry& g, uint64_t drop_g, uint64_t drop_g8, int col0, int t) {
+  const bool odd = t & 1;
+  const uint64_t index = (odd ? drop_g8 : drop_g) + static_cast<uint64_t>(col0 + 4 * (t / 2));
+  const Philox4 r = philox_at(g.key, index >> 2);
+  unsigned four = 0;
+#pragma unroll
+  for (int w = 0; w < 4; ++w) four |= (r.v[w] >= g.threshold ? 1u : 0u) << w;
+  const unsigned other = __shfl_xor_sync(0xffffffffu, four, 1);
+  // even: own block is row g (its columns: words 0, 1); row g+8 from the odd neighbour's block, words 0, 1.
+  // odd: own block is row g+8 (words 2, 3); row g from the even neighbour's block, words 2, 3.
+  return odd ? (((other >> 2) & 3u) | (((four >> 2) & 3u) << 2)) : ((four & 3u) | ((other & 3u) << 2));
+}
+
+template <class TO>
+__device__ __forceinline__ void store_pair(TO* p, float a, float b) {
+  if constexpr (std::is_same<TO, float>::value) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  } else {
+    *reinterpret_cast<uint32_t*>(p) = mma::pack_bf16(a, b);
+  }
+}
+
+template <int HS, class TO>
+__global__ void __launch_bounds__(kThreads) fused_forward_kernel(TO* out, uint16_t* scores, float2* stats,
+                                                                 const bf16_t* qkv, const uint8_t* key_valid,
+                                                                 Geometry g) {
+  ERL_DYNAMIC_SHARED(smem);
+  constexpr int ld = row_ld<HS>();
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);  // (kRows, HS)
+  bf16_t* sK = sQ + kRows * ld;                  // (kKeys, HS)
+  bf16_t* sV = sK + kKeys * ld;                  // (kKeys, HS)
+  const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kRows, T = g.T;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+  const int row_g = q0 + 16 * warp + gq, row_g8 = row_g + 8;  // this thread's two query rows
+  const uint8_t* valid = key_valid + static_cast<int64_t>(b) * T;
+  const uint64_t drop_g = g.drop_row(b, h, row_g), drop_g8 = g.drop_row(b, h, row_g8);
+  uint16_t* s_g = scores + g.stat_row(b, h, row_g) * T;
+  uint16_t* s_g8 = scores + g.stat_row(b, h, row_g8) * T;
+  // ldmatrix row addresses of this lane (mma.cuh): an A fragment of the warp's 16 Q rows; a B fragment pair of K
+  // (row-major keys x HS) and of V (row-major keys x HS, transposed).
+  const int a_row = 16 * warp + (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
+  const int k_row = (lane % 8) + 8 * (lane / 16), k_col = 8 * ((lane / 8) % 2);
+  const int v_row = (lane % 8) + 8 * ((lane / 8) % 2), v_col = 8 * (lane / 16);
+
+  load_tile<HS, kRows>(sQ, qkv, g, b, q0, 0, h);
+  load_tile<HS, kKeys>(sK, qkv, g, b, 0, 1, h);
+  mma::cp_async_commit();
+
+  float o[HS / 8][4];  // O (16 x HS): 8-column tile n, rows g (o[n][0..1]) and g+8 (o[n][2..3])
+#pragma unroll
+  for (int n = 0; n < HS / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY};  // running max of rows g, g+8 (the same in the row's 4 threads)
+  float l[2] = {0.0f, 0.0f};            // this thread's part of the running sums
+
+  const int tiles = (T + kKeys - 1) / kKeys;
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    mma::cp_async_wait_all();
+    __syncthreads();  // K_j (and Q) in; every warp is done with V_{j-1}
+    load_tile<HS, kKeys>(sV, qkv, g, b, j0, 2, h);
+    mma::cp_async_commit();
+
+    float s[kKeyTiles8][4];  // S (16 x 64): 8-key tile n, element e as o's
+#pragma unroll
+    for (int n = 0; n < kKeyTiles8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll 4
+    for (int kk = 0; kk < HS / 16; ++kk) {
+      uint32_t a[4];
+      mma::ldmatrix_x4(a, sQ + a_row * ld + kk * 16 + a_col);
+#pragma unroll
+      for (int n = 0; n < kKeyTiles8; n += 2) {
+        uint32_t kb[4];
+        mma::ldmatrix_x4(kb, sK + (n * 8 + k_row) * ld + kk * 16 + k_col);
+        const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
+        mma::mma_bf16_16816(s[n], a, b0, s[n]);
+        mma::mma_bf16_16816(s[n + 1], a, b1, s[n + 1]);
+      }
+    }
+
+    // The saved logits, the tile's row maxima over the valid keys.
+    unsigned valid_bits = 0;  // bit 2n + c: key j0 + 8n + 2t + c valid
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kKeyTiles8; ++n) {
+      const int j = j0 + 8 * n + 2 * tq;
+      const bool in = j0 + 8 * n < T;  // T % 8 == 0: a tile is in or out as a whole
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+        if (in && valid[j + c]) valid_bits |= 1u << (2 * n + c);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[n][e] = __bfloat162float(__float2bfloat16_rn(s[n][e] * g.scale));
+        if ((valid_bits >> (2 * n + (e & 1))) & 1u) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[n][e]);
+      }
+      if (in) {
+        if (row_g < T) *reinterpret_cast<uint32_t*>(s_g + j) = mma::pack_bf16(s[n][0], s[n][1]);
+        if (row_g8 < T) *reinterpret_cast<uint32_t*>(s_g8 + j) = mma::pack_bf16(s[n][2], s[n][3]);
+      }
+    }
+    float alpha[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float m_new = fmaxf(m[r], quad_max(tile_max[r]));
+      alpha[r] = m_new == -INFINITY ? 1.0f : __expf(m[r] - m_new);  // exp(-inf) = 0: nothing summed before
+      base[r] = m_new == -INFINITY ? 0.0f : m_new;
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int n = 0; n < kKeyTiles8; ++n) {
+      const unsigned keep = g.drop ? keep_bits(g, drop_g, drop_g8, j0 + 8 * n, tq) : 0xfu;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = ((valid_bits >> (2 * n + (e & 1))) & 1u) ? __expf(s[n][e] - base[e / 2]) : 0.0f;
+        l[e / 2] += p;
+        s[n][e] = ((keep >> e) & 1u) ? (g.drop ? p * g.keep_scale : p) : 0.0f;
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < HS / 8; ++n) {
+      o[n][0] *= alpha[0], o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+    }
+
+    mma::cp_async_wait_all();
+    __syncthreads();  // V_j in; every warp is done with K_j
+    if (kt + 1 < tiles) {
+      load_tile<HS, kKeys>(sK, qkv, g, b, j0 + kKeys, 1, h);
+      mma::cp_async_commit();
+    }
+#pragma unroll
+    for (int ks = 0; ks < kKeys / 16; ++ks) {
+      const uint32_t a[4] = {mma::pack_bf16(s[2 * ks][0], s[2 * ks][1]), mma::pack_bf16(s[2 * ks][2], s[2 * ks][3]),
+                             mma::pack_bf16(s[2 * ks + 1][0], s[2 * ks + 1][1]),
+                             mma::pack_bf16(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+#pragma unroll
+      for (int n = 0; n < HS / 8; n += 2) {
+        uint32_t vb[4];
+        mma::ldmatrix_x4_trans(vb, sV + (ks * 16 + v_row) * ld + n * 8 + v_col);
+        const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+        mma::mma_bf16_16816(o[n], a, b0, o[n]);
+        mma::mma_bf16_16816(o[n + 1], a, b1, o[n + 1]);
+      }
+    }
+  }
+
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(l[r]);
+    inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+  }
+  TO* o_g = out + (static_cast<int64_t>(b) * T + row_g) * g.C + static_cast<int64_t>(h) * HS + 2 * tq;
+  TO* o_g8 = o_g + static_cast<int64_t>(8) * g.C;
+#pragma unroll
+  for (int n = 0; n < HS / 8; ++n) {
+    if (row_g < T) store_pair(o_g + 8 * n, o[n][0] * inv[0], o[n][1] * inv[0]);
+    if (row_g8 < T) store_pair(o_g8 + 8 * n, o[n][2] * inv[1], o[n][3] * inv[1]);
+  }
+  if (tq == 0) {
+    if (row_g < T) stats[g.stat_row(b, h, row_g)] = make_float2(m[0], inv[0]);
+    if (row_g8 < T) stats[g.stat_row(b, h, row_g8)] = make_float2(m[1], inv[1]);
+  }
+}
+
+int device_smem_optin() {
+  int dev = 0, v = 0;
+  ERL_CUDA_CHECK(cudaGetDevice(&dev));
+  ERL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return v;
+}
+
+template <int HS, class TO>
+void launch(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf16_t* qkv, const uint8_t* key_valid,
+            const AttentionShape& s, const Geometry& g) {
+  const size_t smem = smem_bytes(HS);
+  ERL_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(fused_forward_kernel<HS, TO>),
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const dim3 grid((s.Tn + kRows - 1) / kRows, s.NH, s.B);
+  ERL_KERNEL(grid, kThreads, smem, stream_of(l), fused_forward_kernel<HS, TO>)(out, scores, stats, qkv, key_valid, g);
+  ERL_CUDA_LAUNCHED();
+}
+
+template <class TO>
+void launch_head_size(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf16_t* qkv,
+                      const uint8_t* key_valid, const AttentionShape& s, const Geometry& g) {
+  switch (s.HS) {
+    case 64:
+      return launch<64>(l, out, scores, stats, qkv, key_valid, s, g);
+    case 128:
+      return launch<128>(l, out, scores, stats, qkv, key_valid, s, g);
+    case 256:
+      return launch<256>(l, out, scores, stats, qkv, key_valid, s, g);
+    default:
+      ERL_CHECK(false, "cuda::fused_attention_forward: head size " << s.HS << " (supported: 64, 128, 256)");
+  }
+}
+
+}  // namespace
+
+bool fused_attention_forward_supported(const AttentionShape& s) {
+  if (s.HS != 64 && s.HS != 128 && s.HS != 256) return false;
+  if (s.Tn % 8 != 0) return false;
+  return static_cast<int64_t>(smem_bytes(s.HS)) <= device_smem_optin();
+}
+
+void fused_attention_forward(const Launch& l, Act<float> out, uint16_t* scores, float* stats, const uint16_t* qkv16,
+                             const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
+  ERL_CHECK(fused_attention_forward_supported(s), "cuda::fused_attention_forward: shape T " << s.Tn << " HS " << s.HS
+                                                                                          << " not supported here");
+  Geometry g{};
+  g.T = s.Tn, g.NH = s.NH, g.C = s.NH * s.HS;
+  g.total_heads = s.total_heads > 0 ? s.total_heads : s.NH;
+  g.head_offset = s.head_offset;
+  g.sample_offset = s.sample_offset;
+  g.scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
+  g.keep_scale = 1.0f / (1.0f - dropout.p);
+  g.threshold = dropout_threshold(dropout.p);
+  g.drop = dropout.p > 0.0f;
+  g.key = dropout.key;
+  const auto* q = reinterpret_cast<const bf16_t*>(qkv16);
+  auto* st = reinterpret_cast<float2*>(stats);
+  if (out.is_bf16()) launch_head_size(l, device_bf16(out.h), scores, st, q, key_valid, s, g);
+  else launch_head_size(l, out.f, scores, st, q, key_valid, s, g);
+}
+
+}  // namespace erlangshen::cuda

@@ -1,0 +1,182 @@
+// The fused attention forward (ContextOptions::fused_attention_forward, runtime/cuda/attention_fused_forward.cu)
+// against the unfused forward it replaces (the QK^T GEMM, the softmax row kernel, the PV GEMM; itself tested against
+// the CPU in test_cuda_attention), on bf16 storage with the scores as the saved state:
+//   - the saved bf16 scores within one bf16 ulp (the GEMMs' fp32 sums may be ordered differently), the row maxima
+//     within one ulp, 1 / sum within 2e-3 relative, rows without a valid key (-inf, 0) in both;
+//   - out within bf16 tolerance of the unfused forward and of the CPU emulation;
+//   - the unfused backward run from either saved state gives the same gradients within bf16 tolerance;
+//   - the dropout mask bit for bit against runtime/philox.h's keep rule, read through Q = 0 (uniform P) and a
+//     one-hot V (out column j of query row i is non-zero exactly where key j is valid and kept).
+// Head dims 64, 128, 256; T a multiple of 64 and not (a partial last tile of queries and keys); TP head offsets.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "runtime/act.h"
+#include "runtime/bf16.h"
+#include "runtime/cuda/attention_fused_forward.h"
+#include "runtime/philox.h"
+#include "tests/gpu/bf16_test_util.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace erlangshen::testing {
+namespace {
+
+struct FusedCase {
+  int B, T, NH, HS;
+  float p;
+  int64_t sample_offset;
+  int head_offset, total_heads;
+  bool dead_sample;  // sample 1 has no valid key at all
+};
+
+void PrintTo(const FusedCase& k, std::ostream* os) {
+  *os << "B=" << k.B << " T=" << k.T << " NH=" << k.NH << " HS=" << k.HS << " p=" << k.p << " heads "
+      << k.head_offset << "/" << k.total_heads << (k.dead_sample ? " dead sample" : "");
+}
+
+class FusedAttentionForward : public CudaTest, public ::testing::WithParamInterface<FusedCase> {};
+
+struct FusedSetup {
+  cpu::AttentionShape s;
+  DropoutSpec d;
+  size_t C, N, TT;
+  std::vector<uint8_t> valid;  // sample b: its last b * 13 % T keys padded (all of sample 1's when dead_sample)
+  explicit FusedSetup(const FusedCase& k)
+      : s{k.B, k.T, k.NH, k.HS, k.sample_offset, k.head_offset, k.total_heads},
+        C(size_t(k.NH) * k.HS),
+        N(size_t(k.B) * k.T),
+        TT(size_t(k.B) * k.NH * k.T * k.T),
+        valid(N, 1) {
+    d.p = k.p;
+    d.key = derive_key(99, RngPurpose::AttentionDropout, 5, 2, 0);
+    for (int b = 0; b < k.B; ++b)
+      for (int t = k.T - (b * 13) % k.T; t < k.T; ++t) valid[size_t(b) * k.T + t] = 0;
+    if (k.dead_sample)
+      for (int t = 0; t < k.T; ++t) valid[size_t(k.T) + t] = 0;
+  }
+};
+
+// One forward (fused or not) and the unfused backward from its saved state, bf16 storage throughout.
+struct Result {
+  std::vector<float> out, scores, row_max, row_inv, dqkv;
+};
+
+Result run(const FusedSetup& a, bool fused, const std::vector<float>& qkv, const std::vector<float>& dout) {
+  cuda::ContextOptions o;
+  o.math = cuda::MathMode::BF16;
+  o.deterministic = true;
+  o.attention_saves_scores = true;
+  o.fused_attention_forward = fused;
+  cuda::Context ctx(o);
+  const Exec g{Device::CUDA, ctx.stream(), &ctx};
+  const size_t P = size_t(cuda::attention_probs_elems(a.s, true));
+  Stored t_qkv(qkv, true), t_out(randn(a.N * a.C, 83), true), t_dout(dout, true), t_dqkv(randn(a.N * 3 * a.C, 84), true);
+  Dev<bf16> d_probs(std::vector<bf16>(P, to_bf16(0.25f)));
+  Dev<uint8_t> d_valid(a.valid);
+  Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, a.s)));
+  const Act<float> probs = Act<float>::half(d_probs.get());
+  ops::attention_forward(g, t_out.gpu(), probs, d_scratch.get(), t_qkv.gpu(), d_valid.get(), a.s, a.d);
+  ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), probs, d_valid.get(), a.s,
+                          a.d);
+  ctx.synchronize();
+  Result r;
+  r.out = t_out.gpu_values();
+  r.dqkv = t_dqkv.gpu_values();
+  const std::vector<bf16> saved = d_probs.host();
+  r.scores = widen(std::vector<bf16>(saved.begin(), saved.begin() + a.TT));
+  const size_t rows = a.TT / size_t(a.s.Tn);
+  std::vector<float> stats(2 * rows);
+  std::memcpy(stats.data(), saved.data() + a.TT, sizeof(float) * stats.size());  // (max, 1 / sum) per row
+  for (size_t i = 0; i < rows; ++i) r.row_max.push_back(stats[2 * i]), r.row_inv.push_back(stats[2 * i + 1]);
+  return r;
+}
+
+TEST_P(FusedAttentionForward, SavesTheUnfusedStateAndGivesItsResults) {
+  const FusedCase& k = GetParam();
+  const FusedSetup a(k);
+  ASSERT_TRUE(cuda::fused_attention_forward_supported(a.s)) << "test premise: the fused forward takes this shape";
+  const auto qkv = bf16_values(randn(a.N * 3 * a.C, 81, 0.5f)), dout = bf16_values(randn(a.N * a.C, 82));
+  const Result fused = run(a, true, qkv, dout), unfused = run(a, false, qkv, dout);
+
+  EXPECT_TRUE(close_ulp(fused.scores, unfused.scores, 1.0, 0.0)) << "saved scores";
+  // Row statistics: a row without a valid key is (-inf, 0) in both; the others' max is a bf16 logit.
+  std::vector<float> fmax, umax;
+  size_t dead = 0;
+  for (size_t i = 0; i < fused.row_max.size(); ++i) {
+    if (std::isinf(unfused.row_max[i])) {
+      ++dead;
+      EXPECT_TRUE(std::isinf(fused.row_max[i]) && fused.row_max[i] < 0 && fused.row_inv[i] == 0.0f) << "row " << i;
+      continue;
+    }
+    fmax.push_back(fused.row_max[i]), umax.push_back(unfused.row_max[i]);
+  }
+  EXPECT_EQ(dead, k.dead_sample ? size_t(k.NH) * k.T : 0u) << "rows without a valid key";
+  EXPECT_TRUE(close_ulp(fmax, umax, 1.0, 0.0)) << "row max";
+  EXPECT_TRUE(close(fused.row_inv, unfused.row_inv, 2e-3)) << "1 / row sum";
+  EXPECT_TRUE(close(fused.out, unfused.out, 1e-2)) << "out vs the unfused forward";
+  EXPECT_TRUE(close(fused.dqkv, unfused.dqkv, 2e-2)) << "dqkv (the unfused backward from each saved state)";
+
+  // out against the CPU emulation of bf16 storage (runtime/ops_bf16.cpp), as test_cuda_attention checks the unfused.
+  Stored t_qkv(qkv, true), t_out(std::vector<float>(a.N * a.C, 0.0f), true),
+      t_probs(std::vector<float>(size_t(a.TT), 0.0f), true);
+  std::vector<float> scratch_c(size_t(ops::attention_scratch_elems(cpu(), a.s)));
+  ops::attention_forward(cpu(), t_out.cpu(), t_probs.cpu(), scratch_c.data(), t_qkv.cpu(), a.valid.data(), a.s, a.d);
+  EXPECT_TRUE(close(fused.out, t_out.cpu_values(), 1e-2)) << "out vs CPU";
+}
+
+TEST_P(FusedAttentionForward, DropoutMaskBitForBit) {
+  const FusedCase& k = GetParam();
+  if (k.p == 0.0f || k.T > k.HS) GTEST_SKIP() << "needs dropout and T <= HS (a one-hot V column per key)";
+  const FusedSetup a(k);
+  // Q = 0 (every score 0: P uniform over the valid keys), K random, V row t = e_t (one-hot in its head's columns).
+  std::vector<float> qkv(a.N * 3 * a.C, 0.0f);
+  const auto kr = randn(a.N * a.C, 85, 0.5f);
+  for (size_t n = 0; n < a.N; ++n)
+    for (int h = 0; h < k.NH; ++h) {
+      const int t = int(n % size_t(k.T));
+      for (int c = 0; c < k.HS; ++c) {
+        qkv[n * 3 * a.C + a.C + size_t(h) * k.HS + c] = round_to_bf16(kr[n * a.C + size_t(h) * k.HS + c]);
+        qkv[n * 3 * a.C + 2 * a.C + size_t(h) * k.HS + c] = c == t ? 1.0f : 0.0f;
+      }
+    }
+  const Result fused = run(a, true, qkv, randn(a.N * a.C, 86));
+  const uint32_t threshold = dropout_threshold(k.p);
+  const int total_heads = k.total_heads > 0 ? k.total_heads : k.NH;
+  size_t kept = 0, dropped = 0, wrong = 0;
+  for (int b = 0; b < k.B; ++b)
+    for (int h = 0; h < k.NH; ++h)
+      for (int i = 0; i < k.T; ++i)
+        for (int j = 0; j < k.T; ++j) {
+          const uint64_t index =
+              ((uint64_t(k.sample_offset + b) * total_heads + k.head_offset + h) * k.T + i) * uint64_t(k.T) + j;
+          const bool valid = a.valid[size_t(b) * k.T + j] != 0, keep = dropout_keep(a.d.key, index, threshold);
+          const float v = fused.out[(size_t(b) * k.T + i) * a.C + size_t(h) * k.HS + j];
+          if (valid) (keep ? kept : dropped)++;
+          if ((v != 0.0f) != (valid && keep) && wrong++ < 5)
+            ADD_FAILURE() << "b " << b << " h " << h << " i " << i << " j " << j << ": out " << v << ", key valid "
+                          << valid << ", kept " << keep;
+        }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_GT(kept, 0u);
+  EXPECT_GT(dropped, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, FusedAttentionForward,
+    ::testing::Values(FusedCase{2, 64, 2, 64, 0.1f, 0, 0, 0, false},      // one tile each way
+                      FusedCase{3, 72, 2, 64, 0.1f, 5, 0, 0, true},       // partial second tiles, a dead sample
+                      FusedCase{2, 128, 2, 128, 0.1f, 3, 1, 4, false},    // TP: heads 1, 2 of 4
+                      FusedCase{2, 128, 1, 128, 0.0f, 0, 0, 0, false},    // no dropout
+                      FusedCase{2, 200, 1, 256, 0.1f, 0, 0, 0, false}));  // the 1.3B head dim, 3 tiles + 8
+
+TEST_F(CudaTest, FusedAttentionForwardRefusesWhatItDoesNotTake) {
+  EXPECT_FALSE(cuda::fused_attention_forward_supported(cpu::AttentionShape{1, 64, 1, 96}));  // head dim 96
+  EXPECT_FALSE(cuda::fused_attention_forward_supported(cpu::AttentionShape{1, 60, 1, 64}));  // T % 8 != 0
+  EXPECT_TRUE(cuda::fused_attention_forward_supported(cpu::AttentionShape{1, 512, 8, 256}));
+}
+
+}  // namespace
+}  // namespace erlangshen::testing
