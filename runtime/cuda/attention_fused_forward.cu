@@ -1,5 +1,6 @@
 // The fused attention forward (attention_fused_forward.h) on mma.sync tensor-core tiles held in registers
-// (mma.cuh), one block per (64 query rows, head h, sample b): 4 warps, each owning 16 query rows. Notation as in
+// (mma.cuh), one block per (16 x warps query rows, head h, sample b), each warp owning 16 query rows (8 warps at
+// head dim 256, 4 below: warps_for). Notation as in
 // attention.cu: S = Q K^T * scale rounded to bf16 (scale = 1/sqrt(HS)), P_ij = exp(S_ij - m_i) / l_i over the
 // valid keys, Pd = dropout(P), O = Pd V.
 //
@@ -18,8 +19,8 @@
 // attention_rows.cuh); a thread holds columns 2t, 2t+1 of rows g and g+8 of each 8-key tile, half of a block of 4
 // columns in each row, and its neighbour (t ^ 1) the other halves: the even thread computes row g's block, the
 // odd one row g+8's, and they swap the halves the other needs (one shuffle): 4 keep bits per Philox block.
-// Shared memory: Q (64 x HS), K, V (64 x HS) bf16 rows padded by 16 bytes (so the 8 rows of an ldmatrix fall in
-// different banks): 101 KiB at HS 256, two blocks an SM on an H100.
+// Shared memory: Q (16 x warps rows x HS), K, V (64 x HS) bf16 rows padded by 16 bytes (so the 8 rows of an ldmatrix
+// fall in different banks): 132 KiB at HS 256 (one block an SM), 52 / 27 KiB at HS 128 / 64.
 // Rows past T (the last query tile) are computed on zeros and not stored; keys past T are zeros, masked as padded.
 #include "runtime/cuda/attention_fused_forward.h"
 
@@ -38,17 +39,23 @@ namespace {
 
 using bf16_t = __nv_bfloat16;
 
-constexpr int kWarps = 4;
-constexpr int kRows = 16 * kWarps;  // query rows per block
-constexpr int kKeys = 64;           // keys per tile
-constexpr int kThreads = 32 * kWarps;
+constexpr int kKeys = 64;              // keys per tile
 constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile
+// Warps per block, each owning 16 query rows. Every block reads all of its head's K and V (from L2), so more rows a
+// block means less of that traffic: at head dim 256 (250 registers a thread, so 8 warps an SM either way) 8 warps,
+// 128 rows, one block an SM, half the K/V reads of 4-warp blocks; at 64 and 128 (139 and 168 registers) 4 warps,
+// three blocks an SM.
+constexpr int warps_for(int HS) { return HS == 256 ? 8 : 4; }
+constexpr int rows_for(int HS) { return 16 * warps_for(HS); }      // query rows per block
+constexpr int threads_for(int HS) { return 32 * warps_for(HS); }
 
 template <int HS>
 constexpr int row_ld() {  // bf16 elements per shared-memory row
   return HS + 8;
 }
-constexpr size_t smem_bytes(int HS) { return static_cast<size_t>(kRows + 2 * kKeys) * (HS + 8) * sizeof(uint16_t); }
+constexpr size_t smem_bytes(int HS) {
+  return static_cast<size_t>(rows_for(HS) + 2 * kKeys) * (HS + 8) * sizeof(uint16_t);
+}
 
 struct Geometry {
   int T, NH, C, total_heads, head_offset;
@@ -73,7 +80,7 @@ struct Geometry {
 template <int HS, int ROWS>
 __device__ void load_tile(bf16_t* dst, const bf16_t* qkv, const Geometry& g, int b, int t0, int which, int h) {
   constexpr int kVec = HS / 8;
-  for (int v = threadIdx.x; v < ROWS * kVec; v += kThreads) {
+  for (int v = threadIdx.x; v < ROWS * kVec; v += threads_for(HS)) {
     const int r = v / kVec, c = (v % kVec) * 8;
     bf16_t* d = dst + r * row_ld<HS>() + c;
     if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h, HS) + c);
@@ -115,11 +122,12 @@ __device__ __forceinline__ void store_pair(TO* p, float a, float b) {
 }
 
 template <int HS, class TO>
-__global__ void __launch_bounds__(kThreads) fused_forward_kernel(TO* out, uint16_t* scores, float2* stats,
+__global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out, uint16_t* scores, float2* stats,
                                                                  const bf16_t* qkv, const uint8_t* key_valid,
                                                                  Geometry g) {
   ERL_DYNAMIC_SHARED(smem);
   constexpr int ld = row_ld<HS>();
+  constexpr int kRows = rows_for(HS);
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);  // (kRows, HS)
   bf16_t* sK = sQ + kRows * ld;                  // (kKeys, HS)
   bf16_t* sV = sK + kKeys * ld;                  // (kKeys, HS)
@@ -270,8 +278,8 @@ void launch(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf1
   const size_t smem = smem_bytes(HS);
   ERL_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(fused_forward_kernel<HS, TO>),
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const dim3 grid((s.Tn + kRows - 1) / kRows, s.NH, s.B);
-  ERL_KERNEL(grid, kThreads, smem, stream_of(l), fused_forward_kernel<HS, TO>)(out, scores, stats, qkv, key_valid, g);
+  const dim3 grid((s.Tn + rows_for(HS) - 1) / rows_for(HS), s.NH, s.B);
+  ERL_KERNEL(grid, threads_for(HS), smem, stream_of(l), fused_forward_kernel<HS, TO>)(out, scores, stats, qkv, key_valid, g);
   ERL_CUDA_LAUNCHED();
 }
 
