@@ -265,19 +265,11 @@ __global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out,
   }
 }
 
-int device_smem_optin() {
-  int dev = 0, v = 0;
-  ERL_CUDA_CHECK(cudaGetDevice(&dev));
-  ERL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  return v;
-}
-
 template <int HS, class TO>
 void launch(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf16_t* qkv, const uint8_t* key_valid,
             const AttentionShape& s, const Geometry& g) {
   const size_t smem = smem_bytes(HS);
-  ERL_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(fused_forward_kernel<HS, TO>),
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  allow_smem(fused_forward_kernel<HS, TO>, smem);
   const dim3 grid((s.Tn + rows_for(HS) - 1) / rows_for(HS), s.NH, s.B);
   ERL_KERNEL(grid, threads_for(HS), smem, stream_of(l), fused_forward_kernel<HS, TO>)(out, scores, stats, qkv, key_valid, g);
   ERL_CUDA_LAUNCHED();

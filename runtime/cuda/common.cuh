@@ -28,6 +28,22 @@ namespace erlangshen::cuda {
 
 inline cudaStream_t stream_of(const Launch& l) { return static_cast<cudaStream_t>(l.stream); }
 
+// The current device's shared memory per block for a kernel that opts in (allow_smem): 227 KiB on an H100 / H200,
+// 163 KiB on an A100.
+inline int device_smem_optin() {
+  int dev = 0, v = 0;
+  ERL_CUDA_CHECK(cudaGetDevice(&dev));
+  ERL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return v;
+}
+
+// Lets `kernel` launch with `bytes` of dynamic shared memory (above the 48 KiB a kernel gets without opting in).
+template <class Kernel>
+void allow_smem(Kernel* kernel, size_t bytes) {
+  ERL_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
 inline Context& need_context(const Launch& l, const char* op) {
   ERL_CHECK(l.context != nullptr, "cuda::" << op << " needs a backend context: run it with "
                                             "Exec{Device::CUDA, ctx.stream(), &ctx} (runtime/cuda/context.h)");

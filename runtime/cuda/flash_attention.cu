@@ -446,19 +446,6 @@ Geometry geometry(const AttentionShape& s, const DropoutSpec& d) {
   return g;
 }
 
-int device_smem_optin() {
-  int dev = 0, v = 0;
-  ERL_CUDA_CHECK(cudaGetDevice(&dev));
-  ERL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  return v;
-}
-
-template <class Kernel>
-void allow_smem(Kernel* kernel, size_t bytes) {
-  ERL_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 // f(integral_constant<HS>) for the supported head sizes.
 template <class F>
 void with_head_size(int HS, F&& f) {
