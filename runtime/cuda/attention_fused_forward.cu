@@ -29,6 +29,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "runtime/cuda/attention_geometry.cuh"
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/mma.cuh"
 #include "runtime/cuda/storage.cuh"
@@ -57,24 +58,7 @@ constexpr size_t smem_bytes(int HS) {
   return static_cast<size_t>(rows_for(HS) + 2 * kKeys) * (HS + 8) * sizeof(uint16_t);
 }
 
-struct Geometry {
-  int T, NH, C, total_heads, head_offset;
-  int64_t sample_offset;
-  float scale, keep_scale;
-  uint32_t threshold;
-  bool drop;
-  PhiloxKey key;
-  // Dropout index of element (b, h, i, 0) (attention_rows.cuh's RowGeometry::drop_index).
-  __device__ uint64_t drop_row(int b, int h, int i) const {
-    return (static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * static_cast<uint64_t>(T) * T +
-           static_cast<uint64_t>(i) * T;
-  }
-  // Element offset of row t, slot `which` (0 Q, 1 K, 2 V) of head h in qkv (B, T, 3, NH, HS).
-  __device__ int64_t qkv_row(int b, int t, int which, int h, int HS) const {
-    return (static_cast<int64_t>(b) * T + t) * 3 * C + static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS;
-  }
-  __device__ int64_t stat_row(int b, int h, int i) const { return (static_cast<int64_t>(b) * NH + h) * T + i; }
-};
+using Geometry = AttentionGeometry;
 
 // Rows t0 .. t0 + ROWS of slot `which` of head h into a shared tile (rows past T zero), 16 bytes per cp.async.
 template <int HS, int ROWS>
@@ -83,7 +67,7 @@ __device__ void load_tile(bf16_t* dst, const bf16_t* qkv, const Geometry& g, int
   for (int v = threadIdx.x; v < ROWS * kVec; v += threads_for(HS)) {
     const int r = v / kVec, c = (v % kVec) * 8;
     bf16_t* d = dst + r * row_ld<HS>() + c;
-    if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h, HS) + c);
+    if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h) + c);
     else *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
   }
 }
@@ -275,21 +259,6 @@ void launch(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf1
   ERL_CUDA_LAUNCHED();
 }
 
-template <class TO>
-void launch_head_size(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf16_t* qkv,
-                      const uint8_t* key_valid, const AttentionShape& s, const Geometry& g) {
-  switch (s.HS) {
-    case 64:
-      return launch<64>(l, out, scores, stats, qkv, key_valid, s, g);
-    case 128:
-      return launch<128>(l, out, scores, stats, qkv, key_valid, s, g);
-    case 256:
-      return launch<256>(l, out, scores, stats, qkv, key_valid, s, g);
-    default:
-      ERL_CHECK(false, "cuda::fused_attention_forward: head size " << s.HS << " (supported: 64, 128, 256)");
-  }
-}
-
 }  // namespace
 
 bool fused_attention_forward_supported(const AttentionShape& s) {
@@ -302,20 +271,14 @@ void fused_attention_forward(const Launch& l, Act<float> out, uint16_t* scores, 
                              const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
   ERL_CHECK(fused_attention_forward_supported(s), "cuda::fused_attention_forward: shape T " << s.Tn << " HS " << s.HS
                                                                                           << " not supported here");
-  Geometry g{};
-  g.T = s.Tn, g.NH = s.NH, g.C = s.NH * s.HS;
-  g.total_heads = s.total_heads > 0 ? s.total_heads : s.NH;
-  g.head_offset = s.head_offset;
-  g.sample_offset = s.sample_offset;
-  g.scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
-  g.keep_scale = 1.0f / (1.0f - dropout.p);
-  g.threshold = dropout_threshold(dropout.p);
-  g.drop = dropout.p > 0.0f;
-  g.key = dropout.key;
+  const Geometry g = attention_geometry(s, dropout);
   const auto* q = reinterpret_cast<const bf16_t*>(qkv16);
   auto* st = reinterpret_cast<float2*>(stats);
-  if (out.is_bf16()) launch_head_size(l, device_bf16(out.h), scores, st, q, key_valid, s, g);
-  else launch_head_size(l, out.f, scores, st, q, key_valid, s, g);
+  with_head_size(s.HS, "fused_attention_forward", [&](auto hs) {
+    constexpr int HS = decltype(hs)::value;
+    if (out.is_bf16()) launch<HS>(l, device_bf16(out.h), scores, st, q, key_valid, s, g);
+    else launch<HS>(l, out.f, scores, st, q, key_valid, s, g);
+  });
 }
 
 }  // namespace erlangshen::cuda

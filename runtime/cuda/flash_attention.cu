@@ -33,6 +33,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "runtime/cuda/attention_geometry.cuh"
 #include "runtime/cuda/attention_rows.cuh"
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/flash_attention.h"
@@ -69,29 +70,7 @@ using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_ma
 using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
-struct Geometry {
-  int T, NH, HS, C;
-  int total_heads, head_offset;
-  int64_t sample_offset;
-  float scale, keep_scale;
-  uint32_t threshold;
-  bool drop;
-  PhiloxKey key;
-  // Dropout index of element (b, h, i, 0).
-  __device__ uint64_t drop_row(int b, int h, int i) const {
-    return (static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * static_cast<uint64_t>(T) * T +
-           static_cast<uint64_t>(i) * T;
-  }
-  // Element offset of row t, slot `which` (0 Q, 1 K, 2 V) of head h in qkv (B, T, 3, NH, HS).
-  __device__ int64_t qkv_row(int b, int t, int which, int h) const {
-    return (static_cast<int64_t>(b) * T + t) * 3 * C + static_cast<int64_t>(which) * C + static_cast<int64_t>(h) * HS;
-  }
-  // Element offset of row t of head h in a (B, T, NH, HS) tensor (out, dout).
-  __device__ int64_t o_row(int b, int t, int h) const {
-    return (static_cast<int64_t>(b) * T + t) * C + static_cast<int64_t>(h) * HS;
-  }
-  __device__ int64_t stat_row(int b, int h, int i) const { return (static_cast<int64_t>(b) * NH + h) * T + i; }
-};
+using Geometry = AttentionGeometry;
 
 // dst (ROWS x HS bf16, row stride ld_bf16<HS>) <- rows t0.. of a bf16 tensor (row r at src + row_offset(t0 + r)); rows
 // past T are zero. 16-byte vectors, all threads of the block.
@@ -432,35 +411,6 @@ size_t dq_smem(int HS) {
   return 4 * size_t(kTile) * (HS + 8) * 2 + 2 * size_t(kTile) * kSld * 4 + size_t(kTile) * kPld * 2 + 3 * kTile * 4;
 }
 
-Geometry geometry(const AttentionShape& s, const DropoutSpec& d) {
-  Geometry g;
-  g.T = s.Tn, g.NH = s.NH, g.HS = s.HS, g.C = s.NH * s.HS;
-  g.total_heads = s.total_heads > 0 ? s.total_heads : s.NH;
-  g.head_offset = s.head_offset;
-  g.sample_offset = s.sample_offset;
-  g.scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
-  g.keep_scale = 1.0f / (1.0f - d.p);
-  g.threshold = dropout_threshold(d.p);
-  g.drop = d.p > 0.0f;
-  g.key = d.key;
-  return g;
-}
-
-// f(integral_constant<HS>) for the supported head sizes.
-template <class F>
-void with_head_size(int HS, F&& f) {
-  switch (HS) {
-    case 64:
-      return f(std::integral_constant<int, 64>());
-    case 128:
-      return f(std::integral_constant<int, 128>());
-    case 256:
-      return f(std::integral_constant<int, 256>());
-    default:
-      ERL_CHECK(false, "cuda::flash_attention: head size " << HS << " (supported: 64, 128, 256)");
-  }
-}
-
 template <class TO, int HS>
 void launch_forward(const Launch& l, TO* out, float* stats, const bf16_t* qkv, const uint8_t* key_valid,
                     const AttentionShape& s, const Geometry& g) {
@@ -519,8 +469,8 @@ void flash_attention_forward(Launch l, Act<float> out, float* stats, float* scra
   check_call(l, "flash_attention_forward", s);
   const Slots slots(s);
   const bf16_t* q16 = bf16_operand(l, qkv, reinterpret_cast<uint16_t*>(scratch + slots.qkv16), 3 * slots.nc);
-  const Geometry g = geometry(s, dropout);
-  with_head_size(s.HS, [&](auto hs) {
+  const Geometry g = attention_geometry(s, dropout);
+  with_head_size(s.HS, "flash_attention", [&](auto hs) {
     constexpr int HS = decltype(hs)::value;
     if (out.is_bf16())
       launch_forward<bf16_t, HS>(l, device_bf16(out.h), stats, q16, key_valid, s, g);
@@ -537,13 +487,13 @@ void flash_attention_backward(Launch l, Act<float> dqkv, float* scratch, Act<con
   const bf16_t* q16 = bf16_operand(l, qkv, reinterpret_cast<uint16_t*>(scratch + slots.qkv16), 3 * slots.nc);
   const bf16_t* d16 = bf16_operand(l, dout, reinterpret_cast<uint16_t*>(scratch + slots.dout16), slots.nc);
   float* D = scratch + slots.D;
-  const Geometry g = geometry(s, dropout);
+  const Geometry g = attention_geometry(s, dropout);
   const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tn;
   const unsigned blocks = static_cast<unsigned>((rows * 32 + 255) / 256);
   // D from dout and out as stored (the bf16 dout operand holds the same values as a bf16 dout).
   visit(out, [&](auto* o) { ERL_KERNEL(blocks, 256, 0, stream_of(l), flash_rowdot_kernel)(D, d16, o, g, s.B); });
   ERL_CUDA_LAUNCHED();
-  with_head_size(s.HS, [&](auto hs) {
+  with_head_size(s.HS, "flash_attention", [&](auto hs) {
     constexpr int HS = decltype(hs)::value;
     if (dqkv.is_bf16())
       launch_backward<bf16_t, HS>(l, device_bf16(dqkv.h), q16, d16, stats, D, key_valid, s, g);
