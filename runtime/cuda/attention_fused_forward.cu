@@ -46,25 +46,24 @@ constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile
 // block means less of that traffic: at head dim 256 (250 registers a thread, so 8 warps an SM either way) 8 warps,
 // 128 rows, one block an SM, half the K/V reads of 4-warp blocks; at 64 and 128 (139 and 168 registers) 4 warps,
 // three blocks an SM.
+// ContextOptions::fused_attention_forward_warps (4 or 8) overrides it, for the attention probe to time both.
 constexpr int warps_for(int HS) { return HS == 256 ? 8 : 4; }
-constexpr int rows_for(int HS) { return 16 * warps_for(HS); }      // query rows per block
-constexpr int threads_for(int HS) { return 32 * warps_for(HS); }
 
 template <int HS>
 constexpr int row_ld() {  // bf16 elements per shared-memory row
   return HS + 8;
 }
-constexpr size_t smem_bytes(int HS) {
-  return static_cast<size_t>(rows_for(HS) + 2 * kKeys) * (HS + 8) * sizeof(uint16_t);
+constexpr size_t smem_bytes(int HS, int warps) {
+  return static_cast<size_t>(16 * warps + 2 * kKeys) * (HS + 8) * sizeof(uint16_t);
 }
 
 using Geometry = AttentionGeometry;
 
 // Rows t0 .. t0 + ROWS of slot `which` of head h into a shared tile (rows past T zero), 16 bytes per cp.async.
-template <int HS, int ROWS>
+template <int HS, int ROWS, int THREADS>
 __device__ void load_tile(bf16_t* dst, const bf16_t* qkv, const Geometry& g, int b, int t0, int which, int h) {
   constexpr int kVec = HS / 8;
-  for (int v = threadIdx.x; v < ROWS * kVec; v += threads_for(HS)) {
+  for (int v = threadIdx.x; v < ROWS * kVec; v += THREADS) {
     const int r = v / kVec, c = (v % kVec) * 8;
     bf16_t* d = dst + r * row_ld<HS>() + c;
     if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h) + c);
@@ -105,13 +104,13 @@ __device__ __forceinline__ void store_pair(TO* p, float a, float b) {
   }
 }
 
-template <int HS, class TO>
-__global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out, uint16_t* scores, float2* stats,
+template <int HS, int WARPS, class TO>
+__global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint16_t* scores, float2* stats,
                                                                  const bf16_t* qkv, const uint8_t* key_valid,
                                                                  Geometry g) {
   ERL_DYNAMIC_SHARED(smem);
   constexpr int ld = row_ld<HS>();
-  constexpr int kRows = rows_for(HS);
+  constexpr int kRows = 16 * WARPS, kThreads = 32 * WARPS;
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);  // (kRows, HS)
   bf16_t* sK = sQ + kRows * ld;                  // (kKeys, HS)
   bf16_t* sV = sK + kKeys * ld;                  // (kKeys, HS)
@@ -128,8 +127,8 @@ __global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out,
   const int k_row = (lane % 8) + 8 * (lane / 16), k_col = 8 * ((lane / 8) % 2);
   const int v_row = (lane % 8) + 8 * ((lane / 8) % 2), v_col = 8 * (lane / 16);
 
-  load_tile<HS, kRows>(sQ, qkv, g, b, q0, 0, h);
-  load_tile<HS, kKeys>(sK, qkv, g, b, 0, 1, h);
+  load_tile<HS, kRows, kThreads>(sQ, qkv, g, b, q0, 0, h);
+  load_tile<HS, kKeys, kThreads>(sK, qkv, g, b, 0, 1, h);
   mma::cp_async_commit();
 
   float o[HS / 8][4];  // O (16 x HS): 8-column tile n, rows g (o[n][0..1]) and g+8 (o[n][2..3])
@@ -143,7 +142,7 @@ __global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out,
     const int j0 = kt * kKeys;
     mma::cp_async_wait_all();
     __syncthreads();  // K_j (and Q) in; every warp is done with V_{j-1}
-    load_tile<HS, kKeys>(sV, qkv, g, b, j0, 2, h);
+    load_tile<HS, kKeys, kThreads>(sV, qkv, g, b, j0, 2, h);
     mma::cp_async_commit();
 
     float s[kKeyTiles8][4];  // S (16 x 64): 8-key tile n, element e as o's
@@ -211,7 +210,7 @@ __global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out,
     mma::cp_async_wait_all();
     __syncthreads();  // V_j in; every warp is done with K_j
     if (kt + 1 < tiles) {
-      load_tile<HS, kKeys>(sK, qkv, g, b, j0 + kKeys, 1, h);
+      load_tile<HS, kKeys, kThreads>(sK, qkv, g, b, j0 + kKeys, 1, h);
       mma::cp_async_commit();
     }
 #pragma unroll
@@ -249,13 +248,14 @@ __global__ void __launch_bounds__(threads_for(HS)) fused_forward_kernel(TO* out,
   }
 }
 
-template <int HS, class TO>
+template <int HS, int WARPS, class TO>
 void launch(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf16_t* qkv, const uint8_t* key_valid,
             const AttentionShape& s, const Geometry& g) {
-  const size_t smem = smem_bytes(HS);
-  allow_smem(fused_forward_kernel<HS, TO>, smem);
-  const dim3 grid((s.Tn + rows_for(HS) - 1) / rows_for(HS), s.NH, s.B);
-  ERL_KERNEL(grid, threads_for(HS), smem, stream_of(l), fused_forward_kernel<HS, TO>)(out, scores, stats, qkv, key_valid, g);
+  const size_t smem = smem_bytes(HS, WARPS);
+  allow_smem(fused_forward_kernel<HS, WARPS, TO>, smem);
+  const dim3 grid((s.Tn + 16 * WARPS - 1) / (16 * WARPS), s.NH, s.B);
+  ERL_KERNEL(grid, 32 * WARPS, smem, stream_of(l), fused_forward_kernel<HS, WARPS, TO>)
+  (out, scores, stats, qkv, key_valid, g);
   ERL_CUDA_LAUNCHED();
 }
 
@@ -264,7 +264,7 @@ void launch(const Launch& l, TO* out, uint16_t* scores, float2* stats, const bf1
 bool fused_attention_forward_supported(const AttentionShape& s) {
   if (s.HS != 64 && s.HS != 128 && s.HS != 256) return false;
   if (s.Tn % 8 != 0) return false;
-  return static_cast<int64_t>(smem_bytes(s.HS)) <= device_smem_optin();
+  return static_cast<int64_t>(smem_bytes(s.HS, 8)) <= device_smem_optin();
 }
 
 void fused_attention_forward(const Launch& l, Act<float> out, uint16_t* scores, float* stats, const uint16_t* qkv16,
@@ -274,10 +274,18 @@ void fused_attention_forward(const Launch& l, Act<float> out, uint16_t* scores, 
   const Geometry g = attention_geometry(s, dropout);
   const auto* q = reinterpret_cast<const bf16_t*>(qkv16);
   auto* st = reinterpret_cast<float2*>(stats);
+  const int asked = need_context(l, "fused_attention_forward").options().fused_attention_forward_warps;
+  ERL_CHECK(asked == 0 || asked == 4 || asked == 8,
+            "cuda::fused_attention_forward: " << asked << " warps a block (ContextOptions: 0, 4 or 8)");
   with_head_size(s.HS, "fused_attention_forward", [&](auto hs) {
     constexpr int HS = decltype(hs)::value;
-    if (out.is_bf16()) launch<HS>(l, device_bf16(out.h), scores, st, q, key_valid, s, g);
-    else launch<HS>(l, out.f, scores, st, q, key_valid, s, g);
+    const bool eight = (asked ? asked : warps_for(HS)) == 8;
+    auto run = [&](auto* o) {
+      if (eight) launch<HS, 8>(l, o, scores, st, q, key_valid, s, g);
+      else launch<HS, 4>(l, o, scores, st, q, key_valid, s, g);
+    };
+    if (out.is_bf16()) run(device_bf16(out.h));
+    else run(out.f);
   });
 }
 

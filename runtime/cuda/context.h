@@ -51,6 +51,9 @@ struct ContextOptions {
   // softmax row kernel and the PV GEMM; the backward is the same. Off until a GPU run has timed it
   // (tests/bench/attention_probe.cu, and run_checks.sh's trainer A/B: train.fused_attention_forward).
   bool fused_attention_forward = false;
+  // Warps (16 query rows each) in a block of the fused forward: 0 its choice by head dim (8 at 256, else 4), or 4 or
+  // 8 (the attention probe times both).
+  int fused_attention_forward_warps = 0;
   // The stream's priority: the device's greatest (the compute stream, and the NCCL streams of
   // parallel/nccl_communicator.cpp), or the default, lowest (the optimizer's side stream, runtime/side_stream.h), so
   // that where the two have blocks waiting to run the compute stream's go first and the overlapped AdamW fills

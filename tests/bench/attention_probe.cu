@@ -84,6 +84,10 @@ int run(int argc, char** argv) {
   fo.fused_attention_forward = true;
   Context fused_ctx(fo);
   const Launch fl(ctx.stream(), &fused_ctx);  // the same stream: one event timeline
+  ContextOptions fo_other = fo;  // the fused forward with the other block size than its choice (4 <-> 8 warps)
+  fo_other.fused_attention_forward_warps = HS == 256 ? 4 : 8;
+  Context fused_other_ctx(fo_other);
+  const Launch fl_other(ctx.stream(), &fused_other_ctx);
   DeviceBuffer qkv(2 * N * 3 * C, "qkv"), dout(2 * N * C, "dout"), out_a(2 * N * C, "out"), out_f(2 * N * C, "out"),
       out_u(2 * N * C, "out"), probs_u(4 * int64_t(B) * NH * T * T, "probs"),
       dqkv_a(2 * N * 3 * C, "dqkv"), dqkv_f(2 * N * 3 * C, "dqkv"), valid(N, "key_valid");
@@ -111,6 +115,9 @@ int run(int argc, char** argv) {
   const double fu = median_ms(stream, reps, [&] {
     attention_forward(fl, act(out_u), probs_u.as<float>(), scratch_a.as<float>(), cact(qkv), kv, s, d);
   });
+  const double fu_other = median_ms(stream, reps, [&] {
+    attention_forward(fl_other, act(out_u), probs_u.as<float>(), scratch_a.as<float>(), cact(qkv), kv, s, d);
+  });
   const double ff = median_ms(stream, reps, [&] {
     flash_attention_forward(l, act(out_f), stats.as<float>(), scratch_f.as<float>(), cact(qkv), kv, s, d);
   });
@@ -132,6 +139,10 @@ int run(int argc, char** argv) {
   std::printf("%-22s %10.3f %10.3f %10.1f %10.1f\n", "flash_attention.cu", ff, bf, fwd_flops / ff / 1e9,
               bwd_flops / bf / 1e9);
   std::printf("%-22s %10.3f %10s %10.1f %10s\n", "fused forward", fu, "(same)", fwd_flops / fu / 1e9, "");
+  std::printf("%-22s %10.3f %10s %10.1f %10s\n", HS == 256 ? "  with 4-warp blocks" : "  with 8-warp blocks",
+              fu_other, "", fwd_flops / fu_other / 1e9, "");
+  if (fu_other < fu)
+    std::printf("the other block size is faster: change warps_for in runtime/cuda/attention_fused_forward.cu\n");
   std::printf("fused forward / cuBLASLt forward time: %.2f (out apart %.2e): %s\n", fu / fa, gap_fused,
               fu < fa ? "faster: set train.fused_attention_forward=true (the default in runtime/config.h)"
                       : "slower: keep it off");
@@ -139,9 +150,10 @@ int run(int argc, char** argv) {
               ff / fa, bf / ba, (ff + bf) / (fa + ba), gap_out, gap_dqkv);
   std::printf(
       "ATTENTION_PROBE_JSON {\"device\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"cublas_fwd_ms\":%.3f,"
-      "\"cublas_bwd_ms\":%.3f,\"fused_fwd_ms\":%.3f,\"gap_fused_out\":%.3e,\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
+      "\"cublas_bwd_ms\":%.3f,\"fused_fwd_ms\":%.3f,\"fused_fwd_other_warps_ms\":%.3f,\"gap_fused_out\":%.3e,"
+      "\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
       "\"peak_tflops\":%.0f}\n",
-      prop.name, model.c_str(), B, fa, ba, fu, gap_fused, ff, bf, gap_out, gap_dqkv, peak);
+      prop.name, model.c_str(), B, fa, ba, fu, fu_other, gap_fused, ff, bf, gap_out, gap_dqkv, peak);
   return 0;
 }
 

@@ -7,11 +7,13 @@
 //   - the unfused backward run from either saved state gives the same gradients within bf16 tolerance;
 //   - the dropout mask bit for bit against runtime/philox.h's keep rule, read through Q = 0 (uniform P) and a
 //     one-hot V (out column j of query row i is non-zero exactly where key j is valid and kept).
-// Head dims 64, 128, 256; T a multiple of 64 and not (a partial last tile of queries and keys); TP head offsets.
+// Head dims 64, 128, 256; T a multiple of 64 and not (a partial last tile of queries and keys); TP head offsets;
+// blocks of 4 and 8 warps (ContextOptions::fused_attention_forward_warps) give the same bits.
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/act.h"
@@ -64,12 +66,15 @@ struct Result {
   std::vector<float> out, scores, row_max, row_inv, dqkv;
 };
 
-Result run(const FusedSetup& a, bool fused, const std::vector<float>& qkv, const std::vector<float>& dout) {
+// warps: ContextOptions::fused_attention_forward_warps (0: the kernel's choice).
+Result run(const FusedSetup& a, bool fused, const std::vector<float>& qkv, const std::vector<float>& dout,
+           int warps = 0) {
   cuda::ContextOptions o;
   o.math = cuda::MathMode::BF16;
   o.deterministic = true;
   o.attention_saves_scores = true;
   o.fused_attention_forward = fused;
+  o.fused_attention_forward_warps = warps;
   cuda::Context ctx(o);
   const Exec g{Device::CUDA, ctx.stream(), &ctx};
   const size_t P = size_t(cuda::attention_probs_elems(a.s, true));
@@ -118,6 +123,14 @@ TEST_P(FusedAttentionForward, SavesTheUnfusedStateAndGivesItsResults) {
   EXPECT_TRUE(close(fused.row_inv, unfused.row_inv, 2e-3)) << "1 / row sum";
   EXPECT_TRUE(close(fused.out, unfused.out, 1e-2)) << "out vs the unfused forward";
   EXPECT_TRUE(close(fused.dqkv, unfused.dqkv, 2e-2)) << "dqkv (the unfused backward from each saved state)";
+
+  // Each query row's arithmetic does not depend on how many rows a block takes: 4- and 8-warp blocks, the same bits.
+  for (int warps : {4, 8}) {
+    const Result w = run(a, true, qkv, dout, warps);
+    EXPECT_TRUE(bit_equal(w.out, fused.out)) << warps << " warps: out";
+    EXPECT_TRUE(bit_equal(w.scores, fused.scores)) << warps << " warps: scores";
+    EXPECT_TRUE(bit_equal(w.row_inv, fused.row_inv)) << warps << " warps: 1 / row sum";
+  }
 
   // out against the CPU emulation of bf16 storage (runtime/ops_bf16.cpp), as test_cuda_attention checks the unfused.
   Stored t_qkv(qkv, true), t_out(std::vector<float>(a.N * a.C, 0.0f), true),
@@ -176,6 +189,13 @@ TEST_F(CudaTest, FusedAttentionForwardRefusesWhatItDoesNotTake) {
   EXPECT_FALSE(cuda::fused_attention_forward_supported(cpu::AttentionShape{1, 64, 1, 96}));  // head dim 96
   EXPECT_FALSE(cuda::fused_attention_forward_supported(cpu::AttentionShape{1, 60, 1, 64}));  // T % 8 != 0
   EXPECT_TRUE(cuda::fused_attention_forward_supported(cpu::AttentionShape{1, 512, 8, 256}));
+  const FusedSetup a(FusedCase{1, 64, 1, 64, 0.0f, 0, 0, 0, false});
+  try {
+    run(a, true, randn(a.N * 3 * a.C, 1), randn(a.N * a.C, 2), /*warps=*/6);
+    ADD_FAILURE() << "6 warps a block must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("6 warps a block"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
