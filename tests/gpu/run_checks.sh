@@ -16,8 +16,8 @@
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
 # CHECKS_QUICK=1 (a re-check after a kernel change, a few minutes with prebuilt binaries): the tests, the attention
 # (1.3B) and LayerNorm probes, and the trainer benches with bf16 storage only (1.3B at its largest micro-batch with
-# the per-op profile, bert-base; after the peer, the 1.3B A/B runs: the optimizer in line, backward epilogues off,
-# grad_accum 4, an fp32 residual stream); no GEMM probe, no standalone layer bench, no build from source, and the HF peer only with
+# the per-op profile, bert-base; after the peer, the 1.3B A/B runs: the fused attention forward on, the optimizer in
+# line, backward epilogues off, grad_accum 4, an fp32 residual stream; then a table of the 1.3B runs side by side); no GEMM probe, no standalone layer bench, no build from source, and the HF peer only with
 # CHECKS_PEER_BATCH=B (its 1.3B micro-batch:
 # the largest that fits it, 33 on an H200; CHECKS_PEER_REFINE=K: when B runs out of memory and is halved, K
 # bisection tries between the batch that ran and the one that did not, e.g. B=32 K=2 on an H100).
@@ -50,6 +50,25 @@ allow() {
   if ((cap < 5)); then cap=5; fi
   echo "$cap"
 }
+
+# One `erlangshen bench` run appended to erlangshen_bench.log, its last `lines` lines shown; its tokens/s and MFU go
+# to the side-by-side table at the end under `label` ("failed" where it printed no figures). Args: label, cap and
+# reserve for allow(), lines, then the bench arguments.
+bench_run() {
+  local label=$1 cap=$2 reserve=$3 lines=$4 log="$RESULTS/erlangshen_bench.log" before after rc
+  shift 4
+  before=$(grep -c "^  tokens/s" "$log" 2>/dev/null)
+  timeout "$(allow "$cap" "$reserve")" "$ERL" bench "$@" >>"$log" 2>&1
+  rc=$?; note "rc=$rc (t=${SECONDS}s)"; tail -"$lines" "$log" | tee -a "$SUMMARY"
+  after=$(grep -c "^  tokens/s" "$log" 2>/dev/null)
+  if ((after > before)); then
+    printf '%s\t%s\t%s\n' "$label" "$(grep -E '^  tokens/s' "$log" | tail -1 | awk '{print $2}')" \
+      "$(grep -E '^  MFU' "$log" | tail -1 | awk '{print $2}')" >>"$RESULTS/ab.tsv"
+  else
+    printf '%s\tfailed\t-\n' "$label" >>"$RESULTS/ab.tsv"
+  fi
+}
+: >"$RESULTS/ab.tsv"
 
 note "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$SUMMARY"
@@ -193,15 +212,15 @@ if [[ -x "$ERL" ]]; then
   # bf16 activation storage (train.activations=bf16): the same trainer, the [act] tensors in bf16, at the largest
   # micro-batch its (smaller) memory plan admits.
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
-  timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -85 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "bf16 storage, the config's settings (the baseline)" 60 60 85 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    --largest-micro-batch --steps 3 --warmup 1 --profile
   # Flash attention (train.attention=flash) on top of bf16 storage: no probabilities saved, so a larger micro-batch.
   [[ -z "$QUICK" ]] && {
   note "== erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 train.attention=flash --largest-micro-batch"
-  timeout "$(allow 60 50)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.attention=flash --largest-micro-batch --steps 3 --warmup 1 --profile >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -85 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "train.attention=flash" 60 50 85 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    train.attention=flash --largest-micro-batch --steps 3 --warmup 1 --profile
   }
   # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"
@@ -235,33 +254,40 @@ if [[ -x "$ERL" ]]; then
   # The attention forward in one kernel (train.fused_attention_forward, off by default until this has run): the same
   # saved state and backward. If it is faster here (and in the attention probe above), make it the default.
   note "== the 1.3B bf16 trainer again, with train.fused_attention_forward=true"
-  timeout "$(allow 60 80)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.fused_attention_forward=true --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "train.fused_attention_forward=true" 60 80 8 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    train.fused_attention_forward=true --largest-micro-batch --steps 3 --warmup 1
   # The optimizer step in line after the backward instead of on its own stream beside the next forward
   # (train.overlap_optimizer, on by default): what the overlap buys. If it loses, set the default to false.
   note "== the 1.3B bf16 trainer again, with train.overlap_optimizer=false"
-  timeout "$(allow 60 60)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.overlap_optimizer=false --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "train.overlap_optimizer=false" 60 60 8 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    train.overlap_optimizer=false --largest-micro-batch --steps 3 --warmup 1
   # The same without the backward GEMMs' fused epilogues (DGELU, BGRADB): what they buy, or cost, on this GPU.
   note "== the 1.3B bf16 trainer again, with train.backward_epilogues=false"
-  timeout "$(allow 60 40)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.backward_epilogues=false --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "train.backward_epilogues=false" 60 40 8 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    train.backward_epilogues=false --largest-micro-batch --steps 3 --warmup 1
   # The same micro-batch with 4 micro-batches a step (the global batch of a real run needs accumulation on one GPU:
   # 4 x 62 x 512 = 127k tokens on an H100): the per-step work (AdamW over 1.26e9 parameters, gradient zeroing and
   # norm: an estimated ~16 ms on an H100 from their traffic) spread over 4 micro-batches. Reported beside the grad_accum=1 figure, not instead of it.
   note "== the 1.3B bf16 trainer again, with train.grad_accum=4"
-  timeout "$(allow 60 20)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.grad_accum=4 --largest-micro-batch --steps 2 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "train.grad_accum=4 (4 micro-batches a step)" 60 20 8 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    train.grad_accum=4 --largest-micro-batch --steps 2 --warmup 1
   # The residual stream in fp32 (the configs say train.residual=bf16): what the bf16 stream buys in LayerNorm traffic
   # and micro-batch, each at the largest micro-batch its own memory plan admits.
   note "== the 1.3B bf16 trainer again, with train.residual=fp32"
-  timeout "$(allow 60 0)" "$ERL" bench --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 \
-    train.residual=fp32 --largest-micro-batch --steps 3 --warmup 1 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  bench_run "train.residual=fp32" 60 0 8 --config configs/erlangshen-1.3b.yaml \
+    train.device=cuda train.activations=bf16 \
+    train.residual=fp32 --largest-micro-batch --steps 3 --warmup 1
+fi
+
+if [[ -s "$RESULTS/ab.tsv" ]]; then
+  note "== the 1.3B trainer runs side by side (each at the largest micro-batch its memory plan admits; ratio to the first)"
+  awk -F'\t' 'NR == 1 { base = $2 }
+    { ratio = ($2 + 0 > 0 && base + 0 > 0) ? sprintf("%.3fx", $2 / base) : "-"
+      printf "  %-50s %12s tokens/s  MFU %-7s %s\n", $1, $2, $3, ratio }' "$RESULTS/ab.tsv" | tee -a "$SUMMARY"
 fi
 
 if [[ -n "$BUILD_PID" ]]; then
