@@ -66,6 +66,9 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
   cuda::device_memory_info(&free_b, &total_b);
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double alloc_gib = cuda::allocation_stats().peak / gib, used_gib = (total_b - free_b) / gib;
+  // train.fused_attention_forward takes effect where the unfused attention saves bf16 scores (bf16 storage).
+  const bool forward_fused = config.train.fused_attention_forward && config.train.attention == "unfused" &&
+                             config.train.activations == "bf16";
   if (json) {
     std::printf(
         "{\"config\": \"%s\", \"device\": \"%s\", \"micro_batch\": %d, \"seq_len\": %d, \"activations\": \"%s\", "
@@ -75,7 +78,7 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
         "\"peak_alloc_gib\": %.3f, \"device_used_gib\": %.3f}\n",
         config.source.c_str(), backend.gpu_name().c_str(), config.train.micro_batch, config.train.seq_len,
         config.train.activations.c_str(), config.train.residual.c_str(), config.train.attention.c_str(),
-        config.train.fused_attention_forward ? "true" : "false", config.train.overlap_optimizer ? "true" : "false",
+        forward_fused ? "true" : "false", config.train.overlap_optimizer ? "true" : "false",
         median, tokens / median, tflops, peak, mfu, alloc_gib, used_gib);
     return;
   }
@@ -83,7 +86,7 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
               "%d timed steps\n",
               config.source.c_str(), backend.describe().c_str(), config.train.micro_batch, config.train.seq_len,
               config.train.activations.c_str(), config.train.residual.c_str(), config.train.attention.c_str(),
-              config.train.fused_attention_forward ? " (forward fused)" : "",
+              forward_fused ? " (forward fused)" : "",
               config.train.overlap_optimizer ? "overlapped" : "in line", steps);
   std::printf("  step time (median)   %.4f s\n", median);
   std::printf("  tokens/s             %.1f\n", tokens / median);

@@ -12,6 +12,7 @@
 namespace erlangshen::cuda {
 
 struct OpProfiler::Impl {
+  explicit Impl(cudaStream_t s) : stream(s) {}
   cudaStream_t stream;
   std::vector<cudaEvent_t> events;  // pool, reused after collect()
   size_t used = 0;
@@ -37,7 +38,7 @@ struct OpProfiler::Impl {
   }
 };
 
-OpProfiler::OpProfiler(void* stream) : impl_(new Impl{static_cast<cudaStream_t>(stream)}) {}
+OpProfiler::OpProfiler(void* stream) : impl_(new Impl(static_cast<cudaStream_t>(stream))) {}
 
 OpProfiler::~OpProfiler() {
   for (cudaEvent_t e : impl_->events) cudaEventDestroy(e);
