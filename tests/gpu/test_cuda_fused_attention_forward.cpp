@@ -66,9 +66,10 @@ struct Result {
   std::vector<float> out, scores, row_max, row_inv, dqkv;
 };
 
-// warps: ContextOptions::fused_attention_forward_warps (0: the kernel's choice).
+// warps: ContextOptions::fused_attention_forward_warps (0: the kernel's choice). bf16_io false: qkv, out, dout and
+// dqkv in fp32 storage (the probabilities still bf16: the scores are the saved state only then).
 Result run(const FusedSetup& a, bool fused, const std::vector<float>& qkv, const std::vector<float>& dout,
-           int warps = 0) {
+           int warps = 0, bool bf16_io = true) {
   cuda::ContextOptions o;
   o.math = cuda::MathMode::BF16;
   o.deterministic = true;
@@ -78,7 +79,8 @@ Result run(const FusedSetup& a, bool fused, const std::vector<float>& qkv, const
   cuda::Context ctx(o);
   const Exec g{Device::CUDA, ctx.stream(), &ctx};
   const size_t P = size_t(cuda::attention_probs_elems(a.s, true));
-  Stored t_qkv(qkv, true), t_out(randn(a.N * a.C, 83), true), t_dout(dout, true), t_dqkv(randn(a.N * 3 * a.C, 84), true);
+  Stored t_qkv(qkv, bf16_io), t_out(randn(a.N * a.C, 83), bf16_io), t_dout(dout, bf16_io),
+      t_dqkv(randn(a.N * 3 * a.C, 84), bf16_io);
   Dev<bf16> d_probs(std::vector<bf16>(P, to_bf16(0.25f)));
   Dev<uint8_t> d_valid(a.valid);
   Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, a.s)));
@@ -138,6 +140,18 @@ TEST_P(FusedAttentionForward, SavesTheUnfusedStateAndGivesItsResults) {
   std::vector<float> scratch_c(size_t(ops::attention_scratch_elems(cpu(), a.s)));
   ops::attention_forward(cpu(), t_out.cpu(), t_probs.cpu(), scratch_c.data(), t_qkv.cpu(), a.valid.data(), a.s, a.d);
   EXPECT_TRUE(close(fused.out, t_out.cpu_values(), 1e-2)) << "out vs CPU";
+}
+
+// fp32 qkv / out storage around bf16 probabilities: the fused kernel reads the rounded copy of qkv the unfused
+// forward makes and writes out in fp32.
+TEST_P(FusedAttentionForward, Fp32InputAndOutputStorage) {
+  const FusedCase& k = GetParam();
+  const FusedSetup a(k);
+  const auto qkv = randn(a.N * 3 * a.C, 87, 0.5f), dout = randn(a.N * a.C, 88);
+  const Result fused = run(a, true, qkv, dout, 0, false), unfused = run(a, false, qkv, dout, 0, false);
+  EXPECT_TRUE(close_ulp(fused.scores, unfused.scores, 1.0, 0.0)) << "saved scores";
+  EXPECT_TRUE(close(fused.out, unfused.out, 1e-2)) << "out";
+  EXPECT_TRUE(close(fused.dqkv, unfused.dqkv, 2e-2)) << "dqkv";
 }
 
 TEST_P(FusedAttentionForward, DropoutMaskBitForBit) {
