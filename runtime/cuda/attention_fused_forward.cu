@@ -4,8 +4,10 @@
 // attention.cu: S = Q K^T * scale rounded to bf16 (scale = 1/sqrt(HS)), P_ij = exp(S_ij - m_i) / l_i over the
 // valid keys, Pd = dropout(P), O = Pd V.
 //
-// Over the key tiles of 64 (K and V tiles in shared memory, each loaded with cp.async while the other is in use:
-// V_j during S_j = Q K_j^T, K_{j+1} during O += Pd_j V_j), each warp, in registers (online softmax):
+// Over the key tiles of 64 (K and V tiles in shared memory, loaded with cp.async while earlier tiles are in use:
+// with two buffers each (8-warp blocks) K_{j+1} and V_{j+1} during all of tile j's work, one barrier a tile; with one
+// (4-warp blocks) V_j during S_j = Q K_j^T and K_{j+1} during O += Pd_j V_j), each warp, in registers (online
+// softmax):
 //   S tile (16 x 64, fp32 accumulators) = Q K_j^T;  S <- bf16(S * scale), written to `scores` (the saved state)
 //   m_new = max(m, max over the tile's valid keys of S);  alpha = exp(m - m_new)
 //   P = exp(S - m_new) (0 for a padded key);  l <- l * alpha + sum_j P;  O <- O * alpha
@@ -19,8 +21,9 @@
 // attention_rows.cuh); a thread holds columns 2t, 2t+1 of rows g and g+8 of each 8-key tile, half of a block of 4
 // columns in each row, and its neighbour (t ^ 1) the other halves: the even thread computes row g's block, the
 // odd one row g+8's, and they swap the halves the other needs (one shuffle): 4 keep bits per Philox block.
-// Shared memory: Q (16 x warps rows x HS), K, V (64 x HS) bf16 rows padded by 16 bytes (so the 8 rows of an ldmatrix
-// fall in different banks): 132 KiB at HS 256 (one block an SM), 52 / 27 KiB at HS 128 / 64.
+// Shared memory: Q (16 x warps rows x HS), K, V (64 x HS, one or two of each) bf16 rows padded by 16 bytes (so the 8
+// rows of an ldmatrix fall in different banks): 198 KiB at HS 256 (8 warps, two stages: one block an SM; 4 warps
+// and one stage: 99 KiB, two), 52 / 27 KiB at HS 128 / 64 (4 warps).
 // Rows past T (the last query tile) are computed on zeros and not stored; keys past T are zeros, masked as padded.
 #include "runtime/cuda/attention_fused_forward.h"
 
@@ -53,8 +56,12 @@ template <int HS>
 constexpr int row_ld() {  // bf16 elements per shared-memory row
   return HS + 8;
 }
+// K and V buffers: 2 (the next tile's K and V load during the whole of this tile's work, one barrier a tile) for
+// 8-warp blocks, which are one an SM at head dim 256 and have the shared memory; 1 for 4-warp blocks, which run
+// several an SM (K_{j+1} loads during Pd V_j and V_j during Q K_j^T, two barriers a tile).
+constexpr int stages_for(int warps) { return warps == 8 ? 2 : 1; }
 constexpr size_t smem_bytes(int HS, int warps) {
-  return static_cast<size_t>(16 * warps + 2 * kKeys) * (HS + 8) * sizeof(uint16_t);
+  return static_cast<size_t>(16 * warps + 2 * stages_for(warps) * kKeys) * (HS + 8) * sizeof(uint16_t);
 }
 
 using Geometry = AttentionGeometry;
@@ -110,10 +117,10 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
                                                                  Geometry g) {
   ERL_DYNAMIC_SHARED(smem);
   constexpr int ld = row_ld<HS>();
-  constexpr int kRows = 16 * WARPS, kThreads = 32 * WARPS;
-  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);  // (kRows, HS)
-  bf16_t* sK = sQ + kRows * ld;                  // (kKeys, HS)
-  bf16_t* sV = sK + kKeys * ld;                  // (kKeys, HS)
+  constexpr int kRows = 16 * WARPS, kThreads = 32 * WARPS, kStages = stages_for(WARPS);
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);       // (kRows, HS)
+  bf16_t* sK0 = sQ + kRows * ld;                      // kStages x (kKeys, HS)
+  bf16_t* sV0 = sK0 + kStages * kKeys * ld;           // kStages x (kKeys, HS)
   const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kRows, T = g.T;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int row_g = q0 + 16 * warp + gq, row_g8 = row_g + 8;  // this thread's two query rows
@@ -128,7 +135,8 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
   const int v_row = (lane % 8) + 8 * ((lane / 8) % 2), v_col = 8 * (lane / 16);
 
   load_tile<HS, kRows, kThreads>(sQ, qkv, g, b, q0, 0, h);
-  load_tile<HS, kKeys, kThreads>(sK, qkv, g, b, 0, 1, h);
+  load_tile<HS, kKeys, kThreads>(sK0, qkv, g, b, 0, 1, h);
+  if (kStages == 2) load_tile<HS, kKeys, kThreads>(sV0, qkv, g, b, 0, 2, h);
   mma::cp_async_commit();
 
   float o[HS / 8][4];  // O (16 x HS): 8-column tile n, rows g (o[n][0..1]) and g+8 (o[n][2..3])
@@ -140,9 +148,18 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
   const int tiles = (T + kKeys - 1) / kKeys;
   for (int kt = 0; kt < tiles; ++kt) {
     const int j0 = kt * kKeys;
+    bf16_t* sK = sK0 + (kt % kStages) * kKeys * ld;
+    bf16_t* sV = sV0 + (kt % kStages) * kKeys * ld;
     mma::cp_async_wait_all();
-    __syncthreads();  // K_j (and Q) in; every warp is done with V_{j-1}
-    load_tile<HS, kKeys, kThreads>(sV, qkv, g, b, j0, 2, h);
+    __syncthreads();  // K_j (and Q; 2 stages: V_j) in; every warp is done with the buffers of tile j-1
+    if (kStages == 2) {  // tile j+1 into the other buffers while this one is worked on
+      if (kt + 1 < tiles) {
+        load_tile<HS, kKeys, kThreads>(sK0 + ((kt + 1) % 2) * kKeys * ld, qkv, g, b, j0 + kKeys, 1, h);
+        load_tile<HS, kKeys, kThreads>(sV0 + ((kt + 1) % 2) * kKeys * ld, qkv, g, b, j0 + kKeys, 2, h);
+      }
+    } else {
+      load_tile<HS, kKeys, kThreads>(sV, qkv, g, b, j0, 2, h);
+    }
     mma::cp_async_commit();
 
     float s[kKeyTiles8][4];  // S (16 x 64): 8-key tile n, element e as o's
@@ -207,11 +224,13 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
       o[n][2] *= alpha[1], o[n][3] *= alpha[1];
     }
 
-    mma::cp_async_wait_all();
-    __syncthreads();  // V_j in; every warp is done with K_j
-    if (kt + 1 < tiles) {
-      load_tile<HS, kKeys, kThreads>(sK, qkv, g, b, j0 + kKeys, 1, h);
-      mma::cp_async_commit();
+    if (kStages == 1) {
+      mma::cp_async_wait_all();
+      __syncthreads();  // V_j in; every warp is done with K_j
+      if (kt + 1 < tiles) {
+        load_tile<HS, kKeys, kThreads>(sK, qkv, g, b, j0 + kKeys, 1, h);
+        mma::cp_async_commit();
+      }
     }
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks) {

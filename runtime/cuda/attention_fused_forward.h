@@ -12,7 +12,7 @@
 namespace erlangshen::cuda {
 
 // Whether the fused forward takes this shape on the current device: head dim 64, 128 or 256, T a multiple of 8,
-// and its shared memory (132 KiB at head dim 256) within the device's per-block opt-in limit.
+// and its shared memory (198 KiB at head dim 256) within the device's per-block opt-in limit.
 bool fused_attention_forward_supported(const AttentionShape& s);
 
 // out (B, T, NH HS) = dropout(softmax(Q K^T / sqrt(HS), padded keys masked)) V, rounded once into out's storage;
