@@ -303,5 +303,22 @@ TEST(BackendChoice, CudaBackendGivesADeviceExec) {
   EXPECT_FALSE(b.gpu_name().empty());
 }
 
+// The config's kernel choices reach the backend Context (BackendOptions::of).
+TEST(BackendChoice, ConfigKernelChoicesReachTheContext) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  for (bool on : {false, true}) {
+    Config c;
+    c.train.device = "cuda";
+    c.train.deterministic = on;
+    c.train.backward_epilogues = !on;
+    c.train.fused_attention_forward = on;
+    const Backend b(c);
+    const cuda::ContextOptions& o = static_cast<const cuda::Context*>(b.exec().backend_context)->options();
+    EXPECT_EQ(o.deterministic, on);
+    EXPECT_EQ(o.backward_epilogues, !on);
+    EXPECT_EQ(o.fused_attention_forward, on);
+  }
+}
+
 }  // namespace
 }  // namespace erlangshen::testing
