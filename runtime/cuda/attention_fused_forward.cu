@@ -1,8 +1,7 @@
 // The fused attention forward (attention_fused_forward.h) on mma.sync tensor-core tiles held in registers
 // (mma.cuh), one block per (16 x warps query rows, head h, sample b), each warp owning 16 query rows (8 warps at
-// head dim 256, 4 below: warps_for). Notation as in
-// attention.cu: S = Q K^T * scale rounded to bf16 (scale = 1/sqrt(HS)), P_ij = exp(S_ij - m_i) / l_i over the
-// valid keys, Pd = dropout(P), O = Pd V.
+// head dim 256, 4 below: warps_for). Notation as in attention.cu: S = Q K^T * scale rounded to bf16 (scale =
+// 1/sqrt(HS)), P_ij = exp(S_ij - m_i) / l_i over the valid keys, Pd = dropout(P), O = Pd V.
 //
 // Over the key tiles of 64 (K and V tiles in shared memory, loaded with cp.async while earlier tiles are in use:
 // with two buffers each (8-warp blocks) K_{j+1} and V_{j+1} during all of tile j's work, one barrier a tile; with one
@@ -47,7 +46,7 @@ constexpr int kKeys = 64;              // keys per tile
 constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile
 // Warps per block, each owning 16 query rows. Every block reads all of its head's K and V (from L2), so more rows a
 // block means less of that traffic: at head dim 256 (250 registers a thread, so 8 warps an SM either way) 8 warps,
-// 128 rows, one block an SM, half the K/V reads of 4-warp blocks; at 64 and 128 (139 and 168 registers) 4 warps,
+// 128 rows, one block an SM, half the K/V reads of 4-warp blocks; at 64 and 128 (~130 and ~170 registers) 4 warps,
 // three blocks an SM.
 // ContextOptions::fused_attention_forward_warps (4 or 8) overrides it, for the attention probe to time both.
 constexpr int warps_for(int HS) { return HS == 256 ? 8 : 4; }
