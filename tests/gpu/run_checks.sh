@@ -251,36 +251,29 @@ fi
 # The trainer's A/B runs (1.3B, bf16 storage, each at the largest micro-batch its own plan admits), after the peer so
 # that a tight budget cuts these rather than the comparison the issue asks for.
 if [[ -x "$ERL" ]]; then
+  # The 1.3B bf16 trainer at its largest micro-batch with one setting changed from the config's. Args: the setting,
+  # the reserve for allow(), timed steps (3 unless given).
+  ab_run() {
+    note "== the 1.3B bf16 trainer again, with $1"
+    bench_run "$1" 60 "$2" 8 --config configs/erlangshen-1.3b.yaml train.device=cuda train.activations=bf16 "$1" \
+      --largest-micro-batch --steps "${3:-3}" --warmup 1
+  }
   # The attention forward in one kernel (train.fused_attention_forward, off by default until this has run): the same
   # saved state and backward. If it is faster here (and in the attention probe above), make it the default.
-  note "== the 1.3B bf16 trainer again, with train.fused_attention_forward=true"
-  bench_run "train.fused_attention_forward=true" 60 80 8 --config configs/erlangshen-1.3b.yaml \
-    train.device=cuda train.activations=bf16 \
-    train.fused_attention_forward=true --largest-micro-batch --steps 3 --warmup 1
+  ab_run train.fused_attention_forward=true 80
   # The optimizer step in line after the backward instead of on its own stream beside the next forward
   # (train.overlap_optimizer, on by default): what the overlap buys. If it loses, set the default to false.
-  note "== the 1.3B bf16 trainer again, with train.overlap_optimizer=false"
-  bench_run "train.overlap_optimizer=false" 60 60 8 --config configs/erlangshen-1.3b.yaml \
-    train.device=cuda train.activations=bf16 \
-    train.overlap_optimizer=false --largest-micro-batch --steps 3 --warmup 1
+  ab_run train.overlap_optimizer=false 60
   # The same without the backward GEMMs' fused epilogues (DGELU, BGRADB): what they buy, or cost, on this GPU.
-  note "== the 1.3B bf16 trainer again, with train.backward_epilogues=false"
-  bench_run "train.backward_epilogues=false" 60 40 8 --config configs/erlangshen-1.3b.yaml \
-    train.device=cuda train.activations=bf16 \
-    train.backward_epilogues=false --largest-micro-batch --steps 3 --warmup 1
+  ab_run train.backward_epilogues=false 40
   # The same micro-batch with 4 micro-batches a step (the global batch of a real run needs accumulation on one GPU:
   # 4 x 62 x 512 = 127k tokens on an H100): the per-step work (AdamW over 1.26e9 parameters, gradient zeroing and
-  # norm: an estimated ~16 ms on an H100 from their traffic) spread over 4 micro-batches. Reported beside the grad_accum=1 figure, not instead of it.
-  note "== the 1.3B bf16 trainer again, with train.grad_accum=4"
-  bench_run "train.grad_accum=4 (4 micro-batches a step)" 60 20 8 --config configs/erlangshen-1.3b.yaml \
-    train.device=cuda train.activations=bf16 \
-    train.grad_accum=4 --largest-micro-batch --steps 2 --warmup 1
+  # norm: an estimated ~16 ms on an H100 from their traffic) spread over 4 micro-batches. Reported beside the
+  # grad_accum=1 figure, not instead of it.
+  ab_run train.grad_accum=4 20 2
   # The residual stream in fp32 (the configs say train.residual=bf16): what the bf16 stream buys in LayerNorm traffic
   # and micro-batch, each at the largest micro-batch its own memory plan admits.
-  note "== the 1.3B bf16 trainer again, with train.residual=fp32"
-  bench_run "train.residual=fp32" 60 0 8 --config configs/erlangshen-1.3b.yaml \
-    train.device=cuda train.activations=bf16 \
-    train.residual=fp32 --largest-micro-batch --steps 3 --warmup 1
+  ab_run train.residual=fp32 0
 fi
 
 if [[ -s "$RESULTS/ab.tsv" ]]; then
