@@ -85,10 +85,8 @@ inline int lane_id() {
   const auto& t = ::erl_emu::coords();
   return static_cast<int>((t.thread_idx.x + t.block_dim.x * (t.thread_idx.y + t.block_dim.y * t.thread_idx.z)) % 32);
 }
-inline float lo_of(uint32_t r) { return __uint_as_float(r << 16); }
-inline float hi_of(uint32_t r) { return __uint_as_float(r & 0xffff0000u); }
-inline float half_of(uint32_t r, int which) { return which == 0 ? lo_of(r) : hi_of(r); }
-inline uint16_t half_bits(uint32_t r, int which) { return static_cast<uint16_t>(which == 0 ? r : r >> 16); }
+// The bf16 in the low (which 0) or high half of a register, as a float (exact: a bf16 is a float's top half).
+inline float half_of(uint32_t r, int which) { return __uint_as_float(which == 0 ? r << 16 : r & 0xffff0000u); }
 }  // namespace detail
 
 inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
