@@ -48,27 +48,22 @@ void LexiconMatcher::add_spec(const std::string& spec) {
 
 void LexiconMatcher::add_file(const std::string& path, SpanKind kind) {
   std::string bytes = read_nonempty_file(path, "lexicon");
-  size_t start = 0, line_no = 0, added = 0;
+  size_t added = 0;
   std::u32string term;
-  while (start < bytes.size()) {
-    size_t nl = bytes.find('\n', start);
-    if (nl == std::string::npos) nl = bytes.size();
-    std::string_view line(bytes.data() + start, nl - start);
-    start = nl + 1;
-    ++line_no;
+  for_each_line(bytes, [&](size_t line_no, std::string_view line) {
     if (line_no == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
     size_t tab = line.find('\t');
     if (tab != std::string_view::npos) line = line.substr(0, tab);
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
     while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
-    if (line.empty() || line.front() == '#') continue;
+    if (line.empty() || line.front() == '#') return;
     if (!is_valid_utf8(line))
       throw Error("lexicon " + path + " line " + std::to_string(line_no) + " is not valid UTF-8");
     term.clear();
     decode_utf8(line, term);
     insert_term(term, kind);
     ++added;
-  }
+  });
   if (added == 0) throw Error("lexicon " + path + " has no terms");
   freeze();
   sha256_ = sha256_hex(sha256_ + span_kind_name(kind) + ":" + sha256_hex(bytes));
@@ -76,29 +71,24 @@ void LexiconMatcher::add_file(const std::string& path, SpanKind kind) {
 
 void LexiconMatcher::add_dict_pos(const std::string& dict_path) {
   std::string bytes = read_text_file(dict_path, "jieba dictionary");
-  size_t start = 0;
   std::u32string term;
-  while (start < bytes.size()) {
-    size_t nl = bytes.find('\n', start);
-    if (nl == std::string::npos) nl = bytes.size();
-    std::string_view line(bytes.data() + start, nl - start);
-    start = nl + 1;
+  for_each_line(bytes, [&](size_t, std::string_view line) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
     size_t sp1 = line.find(' ');
-    if (sp1 == std::string_view::npos) continue;
+    if (sp1 == std::string_view::npos) return;
     size_t sp2 = line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos) continue;
+    if (sp2 == std::string_view::npos) return;
     std::string tag(line.substr(sp2 + 1));
     SpanKind kind = SpanKind::None;
     if (std::find(rules_.entity_tags.begin(), rules_.entity_tags.end(), tag) != rules_.entity_tags.end())
       kind = SpanKind::Entity;
     else if (std::find(rules_.event_tags.begin(), rules_.event_tags.end(), tag) != rules_.event_tags.end())
       kind = SpanKind::Event;
-    if (kind == SpanKind::None || !is_valid_utf8(line.substr(0, sp1))) continue;
+    if (kind == SpanKind::None || !is_valid_utf8(line.substr(0, sp1))) return;
     term.clear();
     decode_utf8(line.substr(0, sp1), term);
     insert_term(term, kind);
-  }
+  });
   freeze();
   std::string rules;
   for (auto& t : rules_.entity_tags) rules += t + ",";

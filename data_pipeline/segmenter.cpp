@@ -55,18 +55,12 @@ void Segmenter::set_word(std::u32string_view word, int64_t freq) {
 Segmenter Segmenter::load(const std::string& dict_path) {
   Segmenter s;
   std::string bytes = read_nonempty_file(dict_path, "jieba dictionary");
-  size_t start = 0, line_no = 0;
   std::u32string word;
-  while (start < bytes.size()) {
-    size_t nl = bytes.find('\n', start);
-    if (nl == std::string::npos) nl = bytes.size();
-    std::string_view line(bytes.data() + start, nl - start);
-    start = nl + 1;
-    ++line_no;
+  for_each_line(bytes, [&](size_t line_no, std::string_view line) {
     // bytes.strip(): ASCII whitespace
     while (!line.empty() && std::strchr(" \t\r\n\v\f", line.back()) && line.back()) line.remove_suffix(1);
     while (!line.empty() && std::strchr(" \t\r\n\v\f", line.front()) && line.front()) line.remove_prefix(1);
-    if (line.empty()) continue;
+    if (line.empty()) return;
     if (!is_valid_utf8(line))
       throw Error("jieba dictionary " + dict_path + " line " + std::to_string(line_no) + " is not valid UTF-8");
     size_t sp1 = line.find(' ');
@@ -84,7 +78,7 @@ Segmenter Segmenter::load(const std::string& dict_path) {
     decode_utf8(line.substr(0, sp1), word);
     s.set_word(word, freq);
     s.total_ += freq;
-  }
+  });
   if (s.num_words_ == 0) throw Error("jieba dictionary " + dict_path + " has no words with a positive frequency");
   s.sha256_ = sha256_hex(bytes);
   s.freeze();

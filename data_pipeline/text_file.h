@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <string_view>
 
 #include "runtime/check.h"
 
@@ -22,6 +23,19 @@ inline std::string read_nonempty_file(const std::string& path, const char* what)
   std::string bytes = read_text_file(path, what);
   if (bytes.empty()) throw Error(std::string(what) + " " + path + " is empty");
   return bytes;
+}
+
+// f(line_no, line) for each '\n'-separated line of `bytes` (line_no from 1; the line without its '\n', a '\r'
+// kept; no empty line after a final '\n').
+template <class F>
+void for_each_line(std::string_view bytes, F&& f) {
+  size_t start = 0, line_no = 0;
+  while (start < bytes.size()) {
+    size_t nl = bytes.find('\n', start);
+    if (nl == std::string_view::npos) nl = bytes.size();
+    f(++line_no, bytes.substr(start, nl - start));
+    start = nl + 1;
+  }
 }
 
 }  // namespace erlangshen::data

@@ -15,16 +15,11 @@ namespace erlangshen::data {
 Vocab Vocab::load(const std::string& path) {
   const std::string bytes = read_nonempty_file(path, "vocabulary");
   Vocab v;
-  size_t start = 0;
-  while (start < bytes.size()) {
-    size_t nl = bytes.find('\n', start);
-    if (nl == std::string::npos) nl = bytes.size();
-    std::string tok = bytes.substr(start, nl - start);
+  for_each_line(bytes, [&](size_t line_no, std::string_view tok) {
     if (!is_valid_utf8(tok))
-      throw Error("vocabulary " + path + " line " + std::to_string(v.tokens_.size() + 1) + " is not valid UTF-8");
-    v.tokens_.push_back(std::move(tok));
-    start = nl + 1;
-  }
+      throw Error("vocabulary " + path + " line " + std::to_string(line_no) + " is not valid UTF-8");
+    v.tokens_.emplace_back(tok);
+  });
   v.sha256_ = sha256_hex(bytes);
   v.build(path);
   return v;
