@@ -36,6 +36,19 @@ void MegatronBert<T>::pooler_backward(const T* dpooled, T* dhidden, int B, int T
 }
 
 template <class T>
+void MegatronBert<T>::mlm_transform_forward(const T* hidden, const int32_t* positions, int M) {
+  Acts& s = *acts_;
+  const int C = config_.hidden;
+  ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
+  ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, value("cls.predictions.transform.dense.weight"),
+                      value("cls.predictions.transform.dense.bias"), M, C, C);
+  ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
+  ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
+                         value("cls.predictions.transform.LayerNorm.weight"),
+                         value("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+}
+
+template <class T>
 PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& batch, const RngContext& rng,
                                                           double mlm_denominator, double sop_denominator,
                                                           bool backward) {
@@ -60,13 +73,7 @@ PretrainLosses MegatronBert<T>::pretrain_forward_backward(const PretrainBatch& b
   T* sumexp = s.mlm_stats + M;
   T* target = s.mlm_stats + 2 * M;
   if (M > 0) {
-    ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
-    ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, value("cls.predictions.transform.dense.weight"),
-                        value("cls.predictions.transform.dense.bias"), M, C, C);
-    ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
-    ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
-                           value("cls.predictions.transform.LayerNorm.weight"),
-                           value("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+    mlm_transform_forward(hidden, positions, M);
     tp::copy_to_tp_forward(tp_, s.mlm_u, static_cast<size_t>(M) * C);
     if (Vl > 0)  // a TP shard made only of padding rows has no classes
       ops::matmul_forward(exec_, s.mlm_logits, s.mlm_u, value("bert.embeddings.word_embeddings.weight"),
@@ -181,13 +188,7 @@ void MegatronBert<T>::mlm_logits(const EncoderInputs& in, const int32_t* positio
   Acts& s = *acts_;
   const int C = config_.hidden;
   positions = stage_input(exec_, s.mlm_positions, positions, M);
-  ops::gather_rows(exec_, s.mlm_g, hidden, positions, M, C);
-  ops::matmul_forward(exec_, s.mlm_t, s.mlm_g, value("cls.predictions.transform.dense.weight"),
-                      value("cls.predictions.transform.dense.bias"), M, C, C);
-  ops::bias_gelu_forward(exec_, s.mlm_a, s.mlm_t, static_cast<const T*>(nullptr), M, C, config_.activation);
-  ops::layernorm_forward(exec_, s.mlm_u, s.mlm_mean, s.mlm_rstd, s.mlm_a,
-                         value("cls.predictions.transform.LayerNorm.weight"),
-                         value("cls.predictions.transform.LayerNorm.bias"), M, C, config_.layernorm_eps);
+  mlm_transform_forward(hidden, positions, M);
   ops::matmul_forward(exec_, out, s.mlm_u, value("bert.embeddings.word_embeddings.weight"), value("cls.predictions.bias"),
                       M, C, vocab_local_);
 }

@@ -208,6 +208,9 @@ class MegatronBert {
   void encode_backward(T* dhidden);  // dhidden (N, C) = gradient at the final LayerNorm output; consumed
   void pooler_forward(const T* hidden, int B, int Tn);
   void pooler_backward(const T* dpooled, T* dhidden, int B, int Tn);
+  // The MLM head's transform of the M masked rows of hidden (B T, C) at positions: gather -> dense -> GeLU ->
+  // LayerNorm, into the head activations mlm_g, mlm_t, mlm_a, mlm_u (M, C) (with mlm_mean / mlm_rstd).
+  void mlm_transform_forward(const T* hidden, const int32_t* positions, int M);
   void ensure_head_capacity(int M);
   DropoutSpec dropout_spec(RngPurpose purpose, int layer, int site, double p, uint8_t* keep_mask = nullptr) const;
 

@@ -6,7 +6,6 @@
 //   dV = Pd^T dO;  dPd = dO V^T;  dP = dropout'(dPd);  dS = P * (dP - rowsum(P * dP));
 //   dQ = dS K / sqrt(HS);  dK = dS^T Q / sqrt(HS)
 // Q, K, V are strided views into qkv (B, Tn, 3, NH, HS); GEMMs go through CBLAS with leading dimensions.
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -14,21 +13,13 @@
 #include <limits>
 
 #include "runtime/bf16.h"
+#include "runtime/cpu/blas.h"
 #include "runtime/cpu/fast_math.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/philox_batch.h"
 
 namespace erlangshen::cpu {
 namespace {
-
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const float* a, int lda,
-          const float* b, int ldb, float beta, float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const double* a, int lda,
-          const double* b, int ldb, double beta, double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
 
 struct HeadView {
   int64_t q, k, v;    // offsets of head h of sample b in qkv

@@ -3,26 +3,13 @@
 // its kernel layout) its slice of the split operand plus all of the other one, so we split the side that makes
 // the shared operand the smaller: for out (M, N) = A (M, K) B (K, N), a row split packs M*K/t + K*N per thread,
 // a column split M*K + K*N/t; rows win iff M >= N.
-#include <cblas.h>
-
 #include <cstring>
 
+#include "runtime/cpu/blas.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/parallel_for.h"
 
 namespace erlangshen::cpu {
-namespace {
-
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const float* a, int lda,
-          const float* b, int ldb, float beta, float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const double* a, int lda,
-          const double* b, int ldb, double beta, double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-}  // namespace
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias
 template <class T>
