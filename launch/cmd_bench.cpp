@@ -16,6 +16,8 @@
 #include "runtime/backend.h"
 #include "runtime/blas_select.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/attention_fused_backward.h"
+#include "runtime/cuda/attention_fused_forward.h"
 #include "runtime/cuda/context.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/memory.h"
@@ -66,27 +68,34 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
   cuda::device_memory_info(&free_b, &total_b);
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double alloc_gib = cuda::allocation_stats().peak / gib, used_gib = (total_b - free_b) / gib;
-  // train.fused_attention_forward takes effect where the unfused attention saves bf16 scores (bf16 storage).
-  const bool forward_fused = config.train.fused_attention_forward && config.train.attention == "unfused" &&
-                             config.train.activations == "bf16";
+  // train.fused_attention_forward / _backward take effect where the unfused attention saves bf16 scores (bf16
+  // storage) and the kernel takes the shape.
+  const bool scores_saved = config.train.attention == "unfused" && config.train.activations == "bf16";
+  const cpu::AttentionShape shape{1, config.train.seq_len, 1, config.model.head_dim()};
+  const bool forward_fused =
+      config.train.fused_attention_forward && scores_saved && cuda::fused_attention_forward_supported(shape);
+  const bool backward_fused =
+      config.train.fused_attention_backward && scores_saved && cuda::fused_attention_backward_supported(shape);
   if (json) {
     std::printf(
         "{\"config\": \"%s\", \"device\": \"%s\", \"micro_batch\": %d, \"seq_len\": %d, \"activations\": \"%s\", "
         "\"residual\": \"%s\", \"attention\": \"%s\", \"fused_attention_forward\": %s, "
+        "\"fused_attention_backward\": %s, "
         "\"overlap_optimizer\": %s, \"step_s\": %.6f, "
         "\"tokens_per_s\": %.1f, \"tflops\": %.3f, \"peak_tflops\": %.0f, \"mfu\": %.4f, "
         "\"peak_alloc_gib\": %.3f, \"device_used_gib\": %.3f}\n",
         config.source.c_str(), backend.gpu_name().c_str(), config.train.micro_batch, config.train.seq_len,
         config.train.activations.c_str(), config.train.residual.c_str(), config.train.attention.c_str(),
-        forward_fused ? "true" : "false", config.train.overlap_optimizer ? "true" : "false",
+        forward_fused ? "true" : "false", backward_fused ? "true" : "false",
+        config.train.overlap_optimizer ? "true" : "false",
         median, tokens / median, tflops, peak, mfu, alloc_gib, used_gib);
     return;
   }
-  std::printf("bench %s: %s, micro_batch %d x seq %d, %s activations, %s residual, %s attention%s, optimizer %s, "
+  std::printf("bench %s: %s, micro_batch %d x seq %d, %s activations, %s residual, %s attention%s%s, optimizer %s, "
               "%d timed steps\n",
               config.source.c_str(), backend.describe().c_str(), config.train.micro_batch, config.train.seq_len,
               config.train.activations.c_str(), config.train.residual.c_str(), config.train.attention.c_str(),
-              forward_fused ? " (forward fused)" : "",
+              forward_fused ? " (forward fused)" : "", backward_fused ? " (backward fused)" : "",
               config.train.overlap_optimizer ? "overlapped" : "in line", steps);
   std::printf("  step time (median)   %.4f s\n", median);
   std::printf("  tokens/s             %.1f\n", tokens / median);

@@ -33,6 +33,7 @@ Backend::Backend(const std::string& device, int gpu, const std::string& source, 
   options.deterministic = choices.deterministic;
   options.backward_epilogues = choices.backward_epilogues;
   options.fused_attention_forward = choices.fused_attention_forward;
+  options.fused_attention_backward = choices.fused_attention_backward;
   impl_->context = std::make_unique<cuda::Context>(options);
   impl_->gpu = gpu;
   exec_ = Exec{Device::CUDA, impl_->context->stream(), impl_->context.get()};

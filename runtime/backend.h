@@ -14,9 +14,11 @@ namespace erlangshen {
 struct BackendOptions {
   bool deterministic = false;            // train.deterministic: GEMMs without atomic split-K, fixed per shape
   bool backward_epilogues = true;        // train.backward_epilogues
-  bool fused_attention_forward = false;  // train.fused_attention_forward
+  bool fused_attention_forward = false;   // train.fused_attention_forward
+  bool fused_attention_backward = false;  // train.fused_attention_backward
   static BackendOptions of(const TrainConfig& t) {
-    return BackendOptions{t.deterministic, t.backward_epilogues, t.fused_attention_forward};
+    return BackendOptions{t.deterministic, t.backward_epilogues, t.fused_attention_forward,
+                          t.fused_attention_backward};
   }
 };
 

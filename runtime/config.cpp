@@ -188,6 +188,7 @@ const std::vector<KeyDef>& key_table() {
     t.push_back(bool_key("train.deterministic", &C::train, &TrainConfig::deterministic));
     t.push_back(bool_key("train.backward_epilogues", &C::train, &TrainConfig::backward_epilogues));
     t.push_back(bool_key("train.fused_attention_forward", &C::train, &TrainConfig::fused_attention_forward));
+    t.push_back(bool_key("train.fused_attention_backward", &C::train, &TrainConfig::fused_attention_backward));
     t.push_back(bool_key("train.overlap_optimizer", &C::train, &TrainConfig::overlap_optimizer));
     t.push_back(string_key("train.activations", &C::train, &TrainConfig::activations, {"fp32", "bf16"}));
     t.push_back(string_key("train.residual", &C::train, &TrainConfig::residual, {"fp32", "bf16"}));

@@ -66,6 +66,9 @@ struct TrainConfig {
   // S, softmax, dropout and the product with V in registers; S written once as the saved state) instead of two
   // GEMMs and a row kernel. The same saved state and backward; results within bf16 rounding. Off until timed.
   bool fused_attention_forward = false;
+  // cuda, the same attention, T <= 128: its backward in one kernel per (sample, head)
+  // (runtime/cuda/attention_fused_backward.h) instead of 4 NH small GEMMs and a row pass. Off until timed.
+  bool fused_attention_backward = false;
   // cuda: the pretraining optimizer step runs on a second stream beside the next step's forward, layer by layer (the
   // forward waits for each layer's update before reading it; the same bits). false: after the backward, in line.
   bool overlap_optimizer = true;

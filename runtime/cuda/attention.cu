@@ -41,12 +41,13 @@
 // The saved state may be S instead of P (ContextOptions::attention_saves_scores, with bf16 probs and the register
 // row kernels): S and each row's (max, 1 / sum), from which the backward recomputes P bit for bit. With it the
 // forward may run as one kernel (ContextOptions::fused_attention_forward, attention_fused_forward.h) that saves the
-// same state.
+// same state, and for T <= 128 the backward too (ContextOptions::fused_attention_backward, attention_fused_backward.h).
 #include <cuda_bf16.h>
 
 #include <cmath>
 #include <initializer_list>
 
+#include "runtime/cuda/attention_fused_backward.h"
 #include "runtime/cuda/attention_fused_forward.h"
 #include "runtime/cuda/attention_rows.cuh"
 #include "runtime/cuda/gemm.cuh"
@@ -229,6 +230,14 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
               Act<const float> probs, const uint8_t* key_valid, const AttentionShape& s, const DropoutSpec& dropout) {
   const Call c(l, "attention_backward", scratch, qkv, dout, dqkv, probs.is_bf16(), s, dropout);
   const int T = c.T, HS = c.HS, C = c.C;
+  const float2* stats = saved_row_stats(l, c, probs.h, scores_in_bf16(c, probs.h, scratch, s), s);
+  if (stats && need_context(l, "attention_backward").options().fused_attention_backward &&
+      fused_attention_backward_supported(s)) {  // short sequences: the whole backward in one kernel
+    fused_attention_backward(l, dqkv, reinterpret_cast<const uint16_t*>(probs.h), reinterpret_cast<const float*>(stats),
+                             reinterpret_cast<const uint16_t*>(c.o.qkv), reinterpret_cast<const uint16_t*>(c.o.dout),
+                             key_valid, s, dropout);
+    return;
+  }
   // dPd: fp32 (-> dS in place), or with bf16 operands bf16, rounded once, into the same slot
   float* dP = scratch + static_cast<int64_t>(s.B) * c.NH * c.TT;
   auto* dP16 = reinterpret_cast<__nv_bfloat16*>(dP);
@@ -239,7 +248,6 @@ void backward(const Launch& l, Act<float> dqkv, float* scratch, Act<const float>
                 c.bf16 ? CUDA_R_16BF : CUDA_R_32F, T, c.s_tt, s.B);
   // dS goes to o.ds: its own bf16 buffer, or (fp32) the dP buffer itself, in place. The same row pass recomputes Pd
   // (dropout of P) into o.pd when the forward wrote one; P itself from S when the forward saved S.
-  const float2* stats = saved_row_stats(l, c, probs.h, scores_in_bf16(c, probs.h, scratch, s), s);
   visit(probs, [&](const auto* p) {
     c.as_operand(c.o.ds, [&](auto* ds) {
       auto* pd = c.write_pd ? reinterpret_cast<decltype(ds)>(c.o.pd) : nullptr;

@@ -16,10 +16,7 @@
 // tile and rescaled, there in one pass; ~1 ulp of fp32), and the dropout mask bit for bit.
 // Each thread keeps its two rows' partial sums l and sums the 4 threads of a row once at the end (m is the same in
 // all four: the tile maxima are reduced across them first).
-// Dropout: element (i, j)'s keep bit is Philox block (index(i, 0) + j) / 4's word (index(i, 0) + j) % 4 (as
-// attention_rows.cuh); a thread holds columns 2t, 2t+1 of rows g and g+8 of each 8-key tile, half of a block of 4
-// columns in each row, and its neighbour (t ^ 1) the other halves: the even thread computes row g's block, the
-// odd one row g+8's, and they swap the halves the other needs (one shuffle): 4 keep bits per Philox block.
+// Dropout: the keep bits of the CPU backend's rule, 4 per Philox block (attention_fragments.cuh).
 // Shared memory: Q (16 x warps rows x HS), K, V (64 x HS, one or two of each) bf16 rows padded by 16 bytes (so the 8
 // rows of an ldmatrix fall in different banks): 198 KiB at HS 256 (8 warps, two stages: one block an SM; 4 warps
 // and one stage: 99 KiB, two), 52 / 27 KiB at HS 128 / 64 (4 warps).
@@ -29,8 +26,8 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
-#include <type_traits>
 
+#include "runtime/cuda/attention_fragments.cuh"
 #include "runtime/cuda/attention_geometry.cuh"
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/mma.cuh"
@@ -41,6 +38,10 @@ namespace erlangshen::cuda {
 namespace {
 
 using bf16_t = __nv_bfloat16;
+using fragments::keep_bits;
+using fragments::quad_max;
+using fragments::quad_sum;
+using fragments::store_pair;
 
 constexpr int kKeys = 64;              // keys per tile
 constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile
@@ -74,39 +75,6 @@ __device__ void load_tile(bf16_t* dst, const bf16_t* qkv, const Geometry& g, int
     bf16_t* d = dst + r * row_ld<HS>() + c;
     if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h) + c);
     else *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
-  }
-}
-
-__device__ __forceinline__ float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
-
-// Keep bits of this thread's elements of one 8-key tile (header comment): bit e of the result for accumulator
-// element e (0, 1: row g columns 2t, 2t+1; 2, 3: row g+8). col0: the tile's first key.
-__device__ __forceinline__ unsigned keep_bits(const Geometry& g, uint64_t drop_g, uint64_t drop_g8, int col0, int t) {
-  const bool odd = t & 1;
-  const uint64_t index = (odd ? drop_g8 : drop_g) + static_cast<uint64_t>(col0 + 4 * (t / 2));
-  const Philox4 r = philox_at(g.key, index >> 2);
-  unsigned four = 0;
-#pragma unroll
-  for (int w = 0; w < 4; ++w) four |= (r.v[w] >= g.threshold ? 1u : 0u) << w;
-  const unsigned other = __shfl_xor_sync(0xffffffffu, four, 1);
-  // even: own block is row g (its columns: words 0, 1); row g+8 from the odd neighbour's block, words 0, 1.
-  // odd: own block is row g+8 (words 2, 3); row g from the even neighbour's block, words 2, 3.
-  return odd ? (((other >> 2) & 3u) | (((four >> 2) & 3u) << 2)) : ((four & 3u) | ((other & 3u) << 2));
-}
-
-template <class TO>
-__device__ __forceinline__ void store_pair(TO* p, float a, float b) {
-  if constexpr (std::is_same<TO, float>::value) {
-    *reinterpret_cast<float2*>(p) = make_float2(a, b);
-  } else {
-    *reinterpret_cast<uint32_t*>(p) = mma::pack_bf16(a, b);
   }
 }
 

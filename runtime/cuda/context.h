@@ -54,6 +54,11 @@ struct ContextOptions {
   // Warps (16 query rows each) in a block of the fused forward: 0 its choice by head dim (8 at 256, else 4), or 4 or
   // 8 (the attention probe times both).
   int fused_attention_forward_warps = 0;
+  // Where the attention saves its scores and T <= 128 (bert-base's seq 128, fine-tuning), its backward runs as one
+  // kernel a (sample, head) (attention_fused_backward.h: dP, dS and Pd in registers and shared memory, the four
+  // products on mma.sync) instead of 4 NH small GEMM launches and a row pass over the T x T tensors. Off until a
+  // GPU run has timed it (run_checks.sh's bert-base A/B: train.fused_attention_backward).
+  bool fused_attention_backward = false;
   // The stream's priority: the device's greatest (the compute stream, and the NCCL streams of
   // parallel/nccl_communicator.cpp), or the default, lowest (the optimizer's side stream, runtime/side_stream.h), so
   // that where the two have blocks waiting to run the compute stream's go first and the overlapped AdamW fills

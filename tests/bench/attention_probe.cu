@@ -1,7 +1,8 @@
 // Attention probe: the backend's attention (attention.cu: cuBLASLt products per head, S and P through memory)
 // against the fused kernels (flash_attention.cu), forward and backward, and against its own forward in one kernel
-// (ContextOptions::fused_attention_forward, attention_fused_forward.cu: the same saved state, so the same backward),
-// on bf16 storage (train.activations=bf16)
+// (ContextOptions::fused_attention_forward, attention_fused_forward.cu: the same saved state, so the same backward)
+// and, where T <= 128, its backward in one kernel (ContextOptions::fused_attention_backward,
+// attention_fused_backward.cu), on bf16 storage (train.activations=bf16)
 // with dropout 0.1 and a few padded keys, at the model shapes:
 //   1.3b   B x 512 tokens, 8 heads of 256          base   B x 128 tokens, 12 heads of 64
 // Times are medians of --reps (CUDA events); TFLOP/s counts the model's attention FLOPs (forward 4 B T^2 C,
@@ -22,6 +23,7 @@
 #include "runtime/act.h"
 #include "runtime/check.h"
 #include "runtime/cuda/common.cuh"
+#include "runtime/cuda/attention_fused_backward.h"
 #include "runtime/cuda/context.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/flash_attention.h"
@@ -88,9 +90,15 @@ int run(int argc, char** argv) {
   fo_other.fused_attention_forward_warps = HS == 256 ? 4 : 8;
   Context fused_other_ctx(fo_other);
   const Launch fl_other(ctx.stream(), &fused_other_ctx);
+  ContextOptions fbo = fo;  // the fused forward's state, the fused backward (T <= 128 only)
+  fbo.fused_attention_backward = true;
+  Context fused_bwd_ctx(fbo);
+  const Launch fbl(ctx.stream(), &fused_bwd_ctx);
+  const bool bwd_fusable = fused_attention_backward_supported(s);
   DeviceBuffer qkv(2 * N * 3 * C, "qkv"), dout(2 * N * C, "dout"), out_a(2 * N * C, "out"), out_f(2 * N * C, "out"),
       out_u(2 * N * C, "out"), probs_u(4 * int64_t(B) * NH * T * T, "probs"),
-      dqkv_a(2 * N * 3 * C, "dqkv"), dqkv_f(2 * N * 3 * C, "dqkv"), valid(N, "key_valid");
+      dqkv_a(2 * N * 3 * C, "dqkv"), dqkv_f(2 * N * 3 * C, "dqkv"), dqkv_u(2 * N * 3 * C, "dqkv"),
+      valid(N, "key_valid");
   DeviceBuffer probs(4 * int64_t(B) * NH * T * T, "probs"), stats(8 * int64_t(B) * NH * T, "stats");
   DeviceBuffer scratch_a(4 * cuda::attention_scratch_elems(s), "attention scratch"),
       scratch_f(4 * flash_attention_scratch_elems(s), "flash scratch");
@@ -118,6 +126,9 @@ int run(int argc, char** argv) {
   const double fu_other = median_ms(stream, reps, [&] {
     attention_forward(fl_other, act(out_u), probs_u.as<float>(), scratch_a.as<float>(), cact(qkv), kv, s, d);
   });
+  const double bu = !bwd_fusable ? -1.0 : median_ms(stream, reps, [&] {
+    attention_backward(fbl, act(dqkv_u), scratch_a.as<float>(), cact(dout), cact(qkv), probs_u.as<float>(), kv, s, d);
+  });
   const double ff = median_ms(stream, reps, [&] {
     flash_attention_forward(l, act(out_f), stats.as<float>(), scratch_f.as<float>(), cact(qkv), kv, s, d);
   });
@@ -128,6 +139,9 @@ int run(int argc, char** argv) {
   ERL_CUDA_CHECK(cudaStreamSynchronize(stream));
   const double gap_out = relative_gap(host_bf16(out_f.as<bf16>(), N * C), host_bf16(out_a.as<bf16>(), N * C));
   const double gap_fused = relative_gap(host_bf16(out_u.as<bf16>(), N * C), host_bf16(out_a.as<bf16>(), N * C));
+  const double gap_fused_dqkv =
+      bwd_fusable ? relative_gap(host_bf16(dqkv_u.as<bf16>(), N * 3 * C), host_bf16(dqkv_a.as<bf16>(), N * 3 * C))
+                  : 0.0;
   const double gap_dqkv =
       relative_gap(host_bf16(dqkv_f.as<bf16>(), N * 3 * C), host_bf16(dqkv_a.as<bf16>(), N * 3 * C));
   const double fwd_flops = 4.0 * B * double(T) * T * C, bwd_flops = 2 * fwd_flops;
@@ -146,14 +160,24 @@ int run(int argc, char** argv) {
   std::printf("fused forward / cuBLASLt forward time: %.2f (out apart %.2e): %s\n", fu / fa, gap_fused,
               fu < fa ? "faster: set train.fused_attention_forward=true (the default in runtime/config.h)"
                       : "slower: keep it off");
+  if (bwd_fusable) {
+    std::printf("%-22s %10s %10.3f %10s %10.1f\n", "fused backward", "", bu, "", bwd_flops / bu / 1e9);
+    std::printf("fused backward / cuBLASLt backward time: %.2f (dqkv apart %.2e): %s\n", bu / ba, gap_fused_dqkv,
+                bu < ba ? "faster: set train.fused_attention_backward=true (the default in runtime/config.h)"
+                        : "slower: keep it off");
+  } else {
+    std::printf("fused backward: not taken at T %d, head dim %d (T <= 128 only)\n", T, HS);
+  }
   std::printf("flash / cuBLASLt time: forward %.2f, backward %.2f, both %.2f;  outputs apart: out %.2e, dqkv %.2e\n",
               ff / fa, bf / ba, (ff + bf) / (fa + ba), gap_out, gap_dqkv);
   std::printf(
       "ATTENTION_PROBE_JSON {\"device\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"cublas_fwd_ms\":%.3f,"
       "\"cublas_bwd_ms\":%.3f,\"fused_fwd_ms\":%.3f,\"fused_fwd_other_warps_ms\":%.3f,\"gap_fused_out\":%.3e,"
+      "\"fused_bwd_ms\":%.3f,\"gap_fused_dqkv\":%.3e,"
       "\"flash_fwd_ms\":%.3f,\"flash_bwd_ms\":%.3f,\"gap_out\":%.3e,\"gap_dqkv\":%.3e,"
       "\"peak_tflops\":%.0f}\n",
-      prop.name, model.c_str(), B, fa, ba, fu, fu_other, gap_fused, ff, bf, gap_out, gap_dqkv, peak);
+      prop.name, model.c_str(), B, fa, ba, fu, fu_other, gap_fused, bu, gap_fused_dqkv, ff, bf, gap_out, gap_dqkv,
+      peak);
   return 0;
 }
 

@@ -15,9 +15,11 @@
 #   5. run the real trainer on the GPU: `erlangshen bench --config configs/erlangshen-1.3b.yaml train.device=cuda`.
 # Logs and a summary go to $OUT (the device tool's output folder) or build-gpu/checks.
 # CHECKS_QUICK=1 (a re-check after a kernel change, a few minutes with prebuilt binaries): the tests, the attention
-# (1.3B) and LayerNorm probes, and the trainer benches with bf16 storage only (1.3B at its largest micro-batch with
-# the per-op profile, bert-base; after the peer, the 1.3B A/B runs: the fused attention forward on, the optimizer in
-# line, backward epilogues off, grad_accum 4, an fp32 residual stream; then a table of the 1.3B runs side by side); no GEMM probe, no standalone layer bench, no build from source, and the HF peer only with
+# (1.3B, bert-base) and LayerNorm probes, and the trainer benches with bf16 storage only (1.3B at its largest
+# micro-batch with the per-op profile, bert-base with and without the fused attention kernels; after the peer, the
+# 1.3B A/B runs: the fused attention forward on, the optimizer in line, backward epilogues off, grad_accum 4, an fp32
+# residual stream; then tables of the 1.3B and bert-base runs side by side); no GEMM probe, no standalone layer
+# bench, no build from source, and the HF peer only with
 # CHECKS_PEER_BATCH=B (its 1.3B micro-batch:
 # the largest that fits it, 33 on an H200; CHECKS_PEER_REFINE=K: when B runs out of memory and is halved, K
 # bisection tries between the batch that ran and the one that did not, e.g. B=32 K=2 on an H100).
@@ -52,10 +54,12 @@ allow() {
 }
 
 # One `erlangshen bench` run appended to erlangshen_bench.log, its last `lines` lines shown; its tokens/s and MFU go
-# to the side-by-side table at the end under `label` ("failed" where it printed no figures). Args: label, cap and
-# reserve for allow(), lines, then the bench arguments.
+# to a side-by-side table at the end under `label` ("failed" where it printed no figures): the 1.3B runs' (ab.tsv),
+# or another model's where AB_TABLE names it. Args: label, cap and reserve for allow(), lines, then the bench
+# arguments.
 bench_run() {
   local label=$1 cap=$2 reserve=$3 lines=$4 log="$RESULTS/erlangshen_bench.log" before after rc
+  local table=${AB_TABLE:-$RESULTS/ab.tsv}
   shift 4
   before=$(grep -c "^  tokens/s" "$log" 2>/dev/null)
   timeout "$(allow "$cap" "$reserve")" "$ERL" bench "$@" >>"$log" 2>&1
@@ -63,12 +67,13 @@ bench_run() {
   after=$(grep -c "^  tokens/s" "$log" 2>/dev/null)
   if ((after > before)); then
     printf '%s\t%s\t%s\n' "$label" "$(grep -E '^  tokens/s' "$log" | tail -1 | awk '{print $2}')" \
-      "$(grep -E '^  MFU' "$log" | tail -1 | awk '{print $2}')" >>"$RESULTS/ab.tsv"
+      "$(grep -E '^  MFU' "$log" | tail -1 | awk '{print $2}')" >>"$table"
   else
-    printf '%s\tfailed\t-\n' "$label" >>"$RESULTS/ab.tsv"
+    printf '%s\tfailed\t-\n' "$label" >>"$table"
   fi
 }
 : >"$RESULTS/ab.tsv"
+: >"$RESULTS/ab_base.tsv"
 
 note "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$SUMMARY"
@@ -173,8 +178,8 @@ fi
 
 # The attention kernels alone (the quick run too: the row kernels and flash are what a kernel change moves most).
 note "== attention probe: attention.cu (cuBLASLt) vs its fused forward vs flash_attention.cu, bf16 storage, 1.3B and bert-base shapes"
+# bert-base's shape in the quick run too: it is where the fused backward (T <= 128) runs.
 for m in 1.3b base; do
-  [[ -n "$QUICK" && "$m" == base ]] && continue
   timeout "$(allow 20 60)" "$BIN/gpu/erlangshen_attention_probe" --model $m --reps 10 >>"$RESULTS/attention_probe.log" 2>&1
   note "rc=$? (t=${SECONDS}s)"
 done
@@ -224,9 +229,15 @@ if [[ -x "$ERL" ]]; then
   }
   # bert-base (exact GeLU: the FFN-in epilogue as gemm()'s separate pass) through the trainer, the HF peer's shape.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 micro_batch 128"
-  timeout "$(allow 40 50)" "$ERL" bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 \
-    train.micro_batch=128 --steps 5 --warmup 2 >>"$RESULTS/erlangshen_bench.log" 2>&1
-  note "rc=$? (t=${SECONDS}s)"; tail -8 "$RESULTS/erlangshen_bench.log" | tee -a "$SUMMARY"
+  AB_TABLE="$RESULTS/ab_base.tsv" bench_run "bert-base, micro-batch 128 (the baseline)" 40 50 8 \
+    --config configs/bert-base.yaml train.device=cuda train.activations=bf16 train.micro_batch=128 --steps 5 --warmup 2
+  # The attention forward and backward in one kernel each (train.fused_attention_forward / _backward, off by default
+  # until this has run; the backward one takes T <= 128): if faster here and in the attention probe, make them the
+  # defaults.
+  note "== bert-base again, with the fused attention forward and backward"
+  AB_TABLE="$RESULTS/ab_base.tsv" bench_run "fused_attention_forward + fused_attention_backward" 30 50 8 \
+    --config configs/bert-base.yaml train.device=cuda train.activations=bf16 train.micro_batch=128 --steps 5 \
+    --warmup 2 train.fused_attention_forward=true train.fused_attention_backward=true
   # bert-base at its largest micro-batch: 128 x 128 tokens leave an H100's GEMMs small and the step launch-bound.
   note "== erlangshen bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 --largest-micro-batch"
   timeout "$(allow 40 40)" "$ERL" bench --config configs/bert-base.yaml train.device=cuda train.activations=bf16 \
@@ -276,12 +287,17 @@ if [[ -x "$ERL" ]]; then
   ab_run train.residual=fp32 0
 fi
 
-if [[ -s "$RESULTS/ab.tsv" ]]; then
-  note "== the 1.3B trainer runs side by side (each at the largest micro-batch its memory plan admits; ratio to the first)"
+# A table of trainer runs side by side, each row's tokens/s as a ratio to the first row's. Args: title, table file.
+side_by_side() {
+  [[ -s "$2" ]] || return 0
+  note "== $1"
   awk -F'\t' 'NR == 1 { base = $2 }
     { ratio = ($2 + 0 > 0 && base + 0 > 0) ? sprintf("%.3fx", $2 / base) : "-"
-      printf "  %-50s %12s tokens/s  MFU %-7s %s\n", $1, $2, $3, ratio }' "$RESULTS/ab.tsv" | tee -a "$SUMMARY"
-fi
+      printf "  %-50s %12s tokens/s  MFU %-7s %s\n", $1, $2, $3, ratio }' "$2" | tee -a "$SUMMARY"
+}
+side_by_side "the 1.3B trainer runs side by side (each at the largest micro-batch its memory plan admits; ratio to the first)" \
+  "$RESULTS/ab.tsv"
+side_by_side "the bert-base trainer runs side by side (seq 128, micro-batch 128; ratio to the first)" "$RESULTS/ab_base.tsv"
 
 if [[ -n "$BUILD_PID" ]]; then
   note "== build from source (alongside)"

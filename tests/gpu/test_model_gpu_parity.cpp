@@ -312,11 +312,13 @@ TEST(BackendChoice, ConfigKernelChoicesReachTheContext) {
     c.train.deterministic = on;
     c.train.backward_epilogues = !on;
     c.train.fused_attention_forward = on;
+    c.train.fused_attention_backward = !on;
     const Backend b(c);
     const cuda::ContextOptions& o = static_cast<const cuda::Context*>(b.exec().backend_context)->options();
     EXPECT_EQ(o.deterministic, on);
     EXPECT_EQ(o.backward_epilogues, !on);
     EXPECT_EQ(o.fused_attention_forward, on);
+    EXPECT_EQ(o.fused_attention_backward, !on);
   }
 }
 

@@ -63,6 +63,8 @@ TEST(Config, WrongTypeAndRange) {
   EXPECT_TRUE(load_config(write_yaml(""), {"train.fused_attention_forward=true"}).train.fused_attention_forward);
   EXPECT_NE(error_of("", {"train.fused_attention_forward=1x"}).find("key 'train.fused_attention_forward'"),
             std::string::npos);
+  EXPECT_FALSE(load_config(write_yaml(""), {}).train.fused_attention_backward);  // off until timed on a GPU
+  EXPECT_TRUE(load_config(write_yaml("train:\n  fused_attention_backward: true\n"), {}).train.fused_attention_backward);
 }
 
 TEST(Config, CrossFieldRules) {

@@ -1,0 +1,55 @@
+// What the mma.sync attention kernels (attention_fused_forward.cu, attention_fused_backward.cu) do with the
+// elements of an m16n8 accumulator tile (mma.cuh: lane 4 g + t holds columns 2t, 2t+1 of rows g and g+8): row
+// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, and storing them.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "runtime/cuda/attention_geometry.cuh"
+#include "runtime/cuda/mma.cuh"
+#include "runtime/philox.h"
+
+namespace erlangshen::cuda::fragments {
+
+// Max / sum over the 4 threads holding one row of a tile (lanes 4 g .. 4 g + 3): every one gets the same bits.
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Keep bits of this thread's elements of one 8-key tile: bit e for accumulator element e (0, 1: row g columns 2t,
+// 2t+1; 2, 3: row g+8). drop_g / drop_g8: the dropout index of (row g, key 0) and (row g+8, key 0); col0: the
+// tile's first key; t: lane % 4. Element (i, j)'s keep bit is Philox block (index(i, 0) + j) / 4's word
+// (index(i, 0) + j) % 4 (attention_rows.cuh, the CPU backend): a thread holds half of a block of 4 columns in each
+// of its two rows, and its neighbour (t ^ 1) the other halves, so the even thread computes row g's block, the odd
+// one row g+8's, and they swap the halves the other needs (one shuffle): 4 keep bits per Philox block. Every lane
+// of the warp must call it (the shuffle).
+__device__ __forceinline__ unsigned keep_bits(const AttentionGeometry& g, uint64_t drop_g, uint64_t drop_g8, int col0,
+                                              int t) {
+  const bool odd = t & 1;
+  const uint64_t index = (odd ? drop_g8 : drop_g) + static_cast<uint64_t>(col0 + 4 * (t / 2));
+  const Philox4 r = philox_at(g.key, index >> 2);
+  unsigned four = 0;
+#pragma unroll
+  for (int w = 0; w < 4; ++w) four |= (r.v[w] >= g.threshold ? 1u : 0u) << w;
+  const unsigned other = __shfl_xor_sync(0xffffffffu, four, 1);
+  // even: own block is row g (its columns: words 0, 1); row g+8 from the odd neighbour's block, words 0, 1.
+  // odd: own block is row g+8 (words 2, 3); row g from the even neighbour's block, words 2, 3.
+  return odd ? (((other >> 2) & 3u) | (((four >> 2) & 3u) << 2)) : ((four & 3u) | ((other & 3u) << 2));
+}
+
+// A thread's two adjacent elements of one row (columns 2t, 2t+1) into fp32 or bf16 (rounded once) storage.
+template <class TO>
+__device__ __forceinline__ void store_pair(TO* p, float a, float b) {
+  if constexpr (std::is_same<TO, float>::value) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  } else {
+    *reinterpret_cast<uint32_t*>(p) = mma::pack_bf16(a, b);
+  }
+}
+
+}  // namespace erlangshen::cuda::fragments
