@@ -1,7 +1,10 @@
 // What the mma.sync attention kernels (attention_fused_forward.cu, attention_fused_backward.cu) do with the
 // elements of an m16n8 accumulator tile (mma.cuh: lane 4 g + t holds columns 2t, 2t+1 of rows g and g+8): row
-// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, and storing them.
+// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, storing them, and the product
+// of a warp's A fragments with a shared-memory B tile.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 #include <type_traits>
 
@@ -40,6 +43,29 @@ __device__ __forceinline__ unsigned keep_bits(const AttentionGeometry& g, uint64
   // even: own block is row g (its columns: words 0, 1); row g+8 from the odd neighbour's block, words 0, 1.
   // odd: own block is row g+8 (words 2, 3); row g from the even neighbour's block, words 2, 3.
   return odd ? (((other >> 2) & 3u) | (((four >> 2) & 3u) << 2)) : ((four & 3u) | ((other & 3u) << 2));
+}
+
+// acc (16 x 8 NT8, mma.cuh's C layout per 8-column tile) += A B over `steps` (<= MAX_STEPS) 16-wide k steps:
+// a_frag(ks, a) sets a[4] to A's fragment for k step ks (rows: the warp's 16; k: 16 ks .. 16 ks + 15); B (k x 8 NT8)
+// is row-major in shared memory, ld elements a row, read with ldmatrix.trans (two 8-column tiles a call).
+template <int NT8, int MAX_STEPS, class AFragment>
+__device__ __forceinline__ void product_into(float (&acc)[NT8][4], int steps, AFragment a_frag, const __nv_bfloat16* B,
+                                             int ld, int lane) {
+  const int b_row = (lane % 8) + 8 * ((lane / 8) % 2), b_col = 8 * (lane / 16);
+#pragma unroll
+  for (int ks = 0; ks < MAX_STEPS; ++ks) {
+    if (ks >= steps) break;
+    uint32_t a[4];
+    a_frag(ks, a);
+#pragma unroll
+    for (int n = 0; n < NT8; n += 2) {
+      uint32_t vb[4];
+      mma::ldmatrix_x4_trans(vb, B + (ks * 16 + b_row) * ld + n * 8 + b_col);
+      const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+      mma::mma_bf16_16816(acc[n], a, b0, acc[n]);
+      mma::mma_bf16_16816(acc[n + 1], a, b1, acc[n + 1]);
+    }
+  }
 }
 
 // A thread's two adjacent elements of one row (columns 2t, 2t+1) into fp32 or bf16 (rounded once) storage.

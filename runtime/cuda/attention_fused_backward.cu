@@ -34,6 +34,7 @@ namespace {
 
 using bf16_t = __nv_bfloat16;
 using fragments::keep_bits;
+using fragments::product_into;
 using fragments::quad_sum;
 using fragments::store_pair;
 using Geometry = AttentionGeometry;
@@ -59,28 +60,6 @@ __device__ void load_rows(bf16_t* dst, int ld, const bf16_t* src, int T, RowOffs
   for (int v = threadIdx.x; v < T * kVec; v += blockDim.x) {
     const int r = v / kVec, c = (v % kVec) * 8;
     mma::cp_async_16(dst + r * ld + c, src + row_offset(r) + c);
-  }
-}
-
-// acc (16 x HS) += A B over k in [0, 16 steps): A's fragment for k step ks from a_frag(ks, a[4]); B (k x HS,
-// row-major in shared memory, ld elements a row) through ldmatrix.trans.
-template <int HS, class AFragment>
-__device__ __forceinline__ void product_into(float (&acc)[HS / 8][4], int steps, AFragment a_frag, const bf16_t* B,
-                                             int ld, int lane) {
-  const int b_row = (lane % 8) + 8 * ((lane / 8) % 2), b_col = 8 * (lane / 16);
-#pragma unroll
-  for (int ks = 0; ks < kMaxKeySteps; ++ks) {
-    if (ks >= steps) break;
-    uint32_t a[4];
-    a_frag(ks, a);
-#pragma unroll
-    for (int n = 0; n < HS / 8; n += 2) {
-      uint32_t vb[4];
-      mma::ldmatrix_x4_trans(vb, B + (ks * 16 + b_row) * ld + n * 8 + b_col);
-      const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
-      mma::mma_bf16_16816(acc[n], a, b0, acc[n]);
-      mma::mma_bf16_16816(acc[n + 1], a, b1, acc[n + 1]);
-    }
   }
 }
 
@@ -199,7 +178,7 @@ __global__ void __launch_bounds__(32 * kMaxKeySteps) fused_backward_kernel(TO* d
     float dq[HS / 8][4];
 #pragma unroll
     for (int n = 0; n < HS / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
-    product_into<HS>(
+    product_into<HS / 8, kMaxKeySteps>(
         dq, steps,
         [&](int ks, uint32_t(&a)[4]) {
 #pragma unroll
@@ -215,13 +194,13 @@ __global__ void __launch_bounds__(32 * kMaxKeySteps) fused_backward_kernel(TO* d
   float acc[HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-  product_into<HS>(
+  product_into<HS / 8, kMaxKeySteps>(
       acc, steps, [&](int ks, uint32_t(&a)[4]) { mma::ldmatrix_x4_trans(a, sdS + (ks * 16 + rows_b) * ldt + j0 + cols_b); },
       sQ, ld, lane);
   store_rows<HS>(dqkv, g, b, h, 1, j0, acc, g.scale, lane);
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-  product_into<HS>(
+  product_into<HS / 8, kMaxKeySteps>(
       acc, steps, [&](int ks, uint32_t(&a)[4]) { mma::ldmatrix_x4_trans(a, sPd + (ks * 16 + rows_b) * ldt + j0 + cols_b); },
       sdO, ld, lane);
   store_rows<HS>(dqkv, g, b, h, 2, j0, acc, 1.0f, lane);

@@ -39,6 +39,7 @@ namespace {
 
 using bf16_t = __nv_bfloat16;
 using fragments::keep_bits;
+using fragments::product_into;
 using fragments::quad_max;
 using fragments::quad_sum;
 using fragments::store_pair;
@@ -96,10 +97,9 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
   uint16_t* s_g = scores + g.stat_row(b, h, row_g) * T;
   uint16_t* s_g8 = scores + g.stat_row(b, h, row_g8) * T;
   // ldmatrix row addresses of this lane (mma.cuh): an A fragment of the warp's 16 Q rows; a B fragment pair of K
-  // (row-major keys x HS) and of V (row-major keys x HS, transposed).
+  // (row-major keys x HS). V's (row-major keys x HS, transposed): product_into.
   const int a_row = 16 * warp + (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
   const int k_row = (lane % 8) + 8 * (lane / 16), k_col = 8 * ((lane / 8) % 2);
-  const int v_row = (lane % 8) + 8 * ((lane / 8) % 2), v_col = 8 * (lane / 16);
 
   load_tile<HS, kRows, kThreads>(sQ, qkv, g, b, q0, 0, h);
   load_tile<HS, kKeys, kThreads>(sK0, qkv, g, b, 0, 1, h);
@@ -199,20 +199,14 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
         mma::cp_async_commit();
       }
     }
-#pragma unroll
-    for (int ks = 0; ks < kKeys / 16; ++ks) {
-      const uint32_t a[4] = {mma::pack_bf16(s[2 * ks][0], s[2 * ks][1]), mma::pack_bf16(s[2 * ks][2], s[2 * ks][3]),
-                             mma::pack_bf16(s[2 * ks + 1][0], s[2 * ks + 1][1]),
-                             mma::pack_bf16(s[2 * ks + 1][2], s[2 * ks + 1][3])};
-#pragma unroll
-      for (int n = 0; n < HS / 8; n += 2) {
-        uint32_t vb[4];
-        mma::ldmatrix_x4_trans(vb, sV + (ks * 16 + v_row) * ld + n * 8 + v_col);
-        const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
-        mma::mma_bf16_16816(o[n], a, b0, o[n]);
-        mma::mma_bf16_16816(o[n + 1], a, b1, o[n + 1]);
-      }
-    }
+    product_into<HS / 8, kKeys / 16>(
+        o, kKeys / 16,
+        [&](int ks, uint32_t(&a)[4]) {
+          a[0] = mma::pack_bf16(s[2 * ks][0], s[2 * ks][1]), a[1] = mma::pack_bf16(s[2 * ks][2], s[2 * ks][3]);
+          a[2] = mma::pack_bf16(s[2 * ks + 1][0], s[2 * ks + 1][1]);
+          a[3] = mma::pack_bf16(s[2 * ks + 1][2], s[2 * ks + 1][3]);
+        },
+        sV, ld, lane);
   }
 
   float inv[2];

@@ -1,6 +1,7 @@
 // The shapes and inputs the fused attention kernels' tests share (test_cuda_fused_attention_forward.cpp,
 // test_cuda_fused_attention_backward.cpp): a case (B, T, NH, HS, dropout p, TP offsets, a sample without a valid
-// key) and its attention shape, dropout key and key-validity mask.
+// key) and its attention shape, dropout key and key-validity mask; one forward + backward on the GPU with chosen
+// kernels; the dropout mask check through an output.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -8,8 +9,13 @@
 #include <ostream>
 #include <vector>
 
+#include "runtime/act.h"
+#include "runtime/bf16.h"
 #include "runtime/cpu/kernels.h"
+#include "runtime/cuda/context.h"
 #include "runtime/philox.h"
+#include "tests/gpu/bf16_test_util.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace erlangshen::testing {
 
@@ -45,5 +51,59 @@ struct FusedSetup {
       for (int t = 0; t < k.T; ++t) valid[size_t(k.T) + t] = 0;
   }
 };
+
+// One attention forward and backward on the GPU: out, dqkv, and the saved state (the bf16 probabilities tensor: S
+// and the row statistics). o: the caller's kernel choices; bf16 math, deterministic GEMMs and scores as the saved
+// state are set here. bf16_io false: qkv, out, dout and dqkv in fp32 storage (the saved state bf16 either way).
+struct AttentionRun {
+  std::vector<float> out, dqkv;
+  std::vector<bf16> saved;
+};
+inline AttentionRun run_attention(const FusedSetup& a, cuda::ContextOptions o, const std::vector<float>& qkv,
+                                  const std::vector<float>& dout, bool bf16_io) {
+  o.math = cuda::MathMode::BF16;
+  o.deterministic = true;
+  o.attention_saves_scores = true;
+  cuda::Context ctx(o);
+  const Exec g{Device::CUDA, ctx.stream(), &ctx};
+  // out and dqkv start as noise: an element a kernel fails to write shows
+  Stored t_qkv(qkv, bf16_io), t_out(randn(a.N * a.C, 83), bf16_io), t_dout(dout, bf16_io),
+      t_dqkv(randn(a.N * 3 * a.C, 84), bf16_io);
+  Dev<bf16> d_probs(std::vector<bf16>(size_t(cuda::attention_probs_elems(a.s, true)), to_bf16(0.25f)));
+  Dev<uint8_t> d_valid(a.valid);
+  Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, a.s)));
+  const Act<float> probs = Act<float>::half(d_probs.get());
+  ops::attention_forward(g, t_out.gpu(), probs, d_scratch.get(), t_qkv.gpu(), d_valid.get(), a.s, a.d);
+  ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), probs, d_valid.get(), a.s,
+                          a.d);
+  ctx.synchronize();
+  return AttentionRun{t_out.gpu_values(), t_dqkv.gpu_values(), d_probs.host()};
+}
+
+// The dropout mask bit for bit against runtime/philox.h's keep rule, read through an output that is non-zero exactly
+// where key j is valid and kept for query row i: value(b, h, i, j) (`what` names it in failures). Expects some kept
+// and some dropped keys.
+template <class Value>
+void expect_dropout_mask(const FusedCase& k, const FusedSetup& a, const char* what, Value value) {
+  const uint32_t threshold = dropout_threshold(k.p);
+  const int total_heads = k.total_heads > 0 ? k.total_heads : k.NH;
+  size_t kept = 0, dropped = 0, wrong = 0;
+  for (int b = 0; b < k.B; ++b)
+    for (int h = 0; h < k.NH; ++h)
+      for (int i = 0; i < k.T; ++i)
+        for (int j = 0; j < k.T; ++j) {
+          const uint64_t index =
+              ((uint64_t(k.sample_offset + b) * total_heads + k.head_offset + h) * k.T + i) * uint64_t(k.T) + j;
+          const bool valid = a.valid[size_t(b) * k.T + j] != 0, keep = dropout_keep(a.d.key, index, threshold);
+          const float v = value(b, h, i, j);
+          if (valid) (keep ? kept : dropped)++;
+          if ((v != 0.0f) != (valid && keep) && wrong++ < 5)
+            ADD_FAILURE() << "b " << b << " h " << h << " i " << i << " j " << j << ": " << what << " " << v
+                          << ", key valid " << valid << ", kept " << keep;
+        }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_GT(kept, 0u);
+  EXPECT_GT(dropped, 0u);
+}
 
 }  // namespace erlangshen::testing

@@ -30,23 +30,8 @@ class FusedAttentionBackward : public CudaTest, public ::testing::WithParamInter
 std::vector<float> gpu_dqkv(const FusedSetup& a, bool fused, const std::vector<float>& qkv,
                             const std::vector<float>& dout, bool bf16_io = true) {
   cuda::ContextOptions o;
-  o.math = cuda::MathMode::BF16;
-  o.deterministic = true;
-  o.attention_saves_scores = true;
   o.fused_attention_backward = fused;
-  cuda::Context ctx(o);
-  const Exec g{Device::CUDA, ctx.stream(), &ctx};
-  Stored t_qkv(qkv, bf16_io), t_out(std::vector<float>(a.N * a.C, 0.0f), bf16_io), t_dout(dout, bf16_io),
-      t_dqkv(randn(a.N * 3 * a.C, 94), bf16_io);
-  Dev<bf16> d_probs(std::vector<bf16>(size_t(cuda::attention_probs_elems(a.s, true)), to_bf16(0.25f)));
-  Dev<uint8_t> d_valid(a.valid);
-  Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, a.s)));
-  const Act<float> probs = Act<float>::half(d_probs.get());
-  ops::attention_forward(g, t_out.gpu(), probs, d_scratch.get(), t_qkv.gpu(), d_valid.get(), a.s, a.d);
-  ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), probs, d_valid.get(), a.s,
-                          a.d);
-  ctx.synchronize();
-  return t_dqkv.gpu_values();
+  return run_attention(a, o, qkv, dout, bf16_io).dqkv;
 }
 
 // The CPU emulation of bf16 storage (runtime/ops_bf16.cpp): forward, then backward.
@@ -94,25 +79,9 @@ TEST_P(FusedAttentionBackward, DropoutMaskBitForBit) {
       dout[n * a.C + size_t(h) * k.HS + n % size_t(k.T)] = 1.0f;
     }
   const std::vector<float> dqkv = gpu_dqkv(a, true, qkv, dout);
-  const uint32_t threshold = dropout_threshold(k.p);
-  const int total_heads = k.total_heads > 0 ? k.total_heads : k.NH;
-  size_t kept = 0, dropped = 0, wrong = 0;
-  for (int b = 0; b < k.B; ++b)
-    for (int h = 0; h < k.NH; ++h)
-      for (int i = 0; i < k.T; ++i)
-        for (int j = 0; j < k.T; ++j) {
-          const uint64_t index =
-              ((uint64_t(k.sample_offset + b) * total_heads + k.head_offset + h) * k.T + i) * uint64_t(k.T) + j;
-          const bool valid = a.valid[size_t(b) * k.T + j] != 0, keep = dropout_keep(a.d.key, index, threshold);
-          const float dv = dqkv[(size_t(b) * k.T + j) * 3 * a.C + 2 * a.C + size_t(h) * k.HS + i];  // dV[j][i]
-          if (valid) (keep ? kept : dropped)++;
-          if ((dv != 0.0f) != (valid && keep) && wrong++ < 5)
-            ADD_FAILURE() << "b " << b << " h " << h << " i " << i << " j " << j << ": dV " << dv << ", key valid "
-                          << valid << ", kept " << keep;
-        }
-  EXPECT_EQ(wrong, 0u);
-  EXPECT_GT(kept, 0u);
-  EXPECT_GT(dropped, 0u);
+  expect_dropout_mask(k, a, "dV[j][i]", [&](int b, int h, int i, int j) {
+    return dqkv[(size_t(b) * k.T + j) * 3 * a.C + 2 * a.C + size_t(h) * k.HS + i];
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(

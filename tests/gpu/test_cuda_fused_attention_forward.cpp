@@ -39,28 +39,13 @@ struct Result {
 Result run(const FusedSetup& a, bool fused, const std::vector<float>& qkv, const std::vector<float>& dout,
            int warps = 0, bool bf16_io = true) {
   cuda::ContextOptions o;
-  o.math = cuda::MathMode::BF16;
-  o.deterministic = true;
-  o.attention_saves_scores = true;
   o.fused_attention_forward = fused;
   o.fused_attention_forward_warps = warps;
-  cuda::Context ctx(o);
-  const Exec g{Device::CUDA, ctx.stream(), &ctx};
-  const size_t P = size_t(cuda::attention_probs_elems(a.s, true));
-  Stored t_qkv(qkv, bf16_io), t_out(randn(a.N * a.C, 83), bf16_io), t_dout(dout, bf16_io),
-      t_dqkv(randn(a.N * 3 * a.C, 84), bf16_io);
-  Dev<bf16> d_probs(std::vector<bf16>(P, to_bf16(0.25f)));
-  Dev<uint8_t> d_valid(a.valid);
-  Dev<float> d_scratch(size_t(ops::attention_scratch_elems(g, a.s)));
-  const Act<float> probs = Act<float>::half(d_probs.get());
-  ops::attention_forward(g, t_out.gpu(), probs, d_scratch.get(), t_qkv.gpu(), d_valid.get(), a.s, a.d);
-  ops::attention_backward(g, t_dqkv.gpu(), d_scratch.get(), t_dout.gpu(), t_qkv.gpu(), probs, d_valid.get(), a.s,
-                          a.d);
-  ctx.synchronize();
+  const AttentionRun run = run_attention(a, o, qkv, dout, bf16_io);
   Result r;
-  r.out = t_out.gpu_values();
-  r.dqkv = t_dqkv.gpu_values();
-  const std::vector<bf16> saved = d_probs.host();
+  r.out = run.out;
+  r.dqkv = run.dqkv;
+  const std::vector<bf16>& saved = run.saved;
   r.scores = widen(std::vector<bf16>(saved.begin(), saved.begin() + a.TT));
   const size_t rows = a.TT / size_t(a.s.Tn);
   std::vector<float> stats(2 * rows);
@@ -138,25 +123,9 @@ TEST_P(FusedAttentionForward, DropoutMaskBitForBit) {
       }
     }
   const Result fused = run(a, true, qkv, randn(a.N * a.C, 86));
-  const uint32_t threshold = dropout_threshold(k.p);
-  const int total_heads = k.total_heads > 0 ? k.total_heads : k.NH;
-  size_t kept = 0, dropped = 0, wrong = 0;
-  for (int b = 0; b < k.B; ++b)
-    for (int h = 0; h < k.NH; ++h)
-      for (int i = 0; i < k.T; ++i)
-        for (int j = 0; j < k.T; ++j) {
-          const uint64_t index =
-              ((uint64_t(k.sample_offset + b) * total_heads + k.head_offset + h) * k.T + i) * uint64_t(k.T) + j;
-          const bool valid = a.valid[size_t(b) * k.T + j] != 0, keep = dropout_keep(a.d.key, index, threshold);
-          const float v = fused.out[(size_t(b) * k.T + i) * a.C + size_t(h) * k.HS + j];
-          if (valid) (keep ? kept : dropped)++;
-          if ((v != 0.0f) != (valid && keep) && wrong++ < 5)
-            ADD_FAILURE() << "b " << b << " h " << h << " i " << i << " j " << j << ": out " << v << ", key valid "
-                          << valid << ", kept " << keep;
-        }
-  EXPECT_EQ(wrong, 0u);
-  EXPECT_GT(kept, 0u);
-  EXPECT_GT(dropped, 0u);
+  expect_dropout_mask(k, a, "out", [&](int b, int h, int i, int j) {
+    return fused.out[(size_t(b) * k.T + i) * a.C + size_t(h) * k.HS + j];
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(
