@@ -1,7 +1,7 @@
 // What the mma.sync attention kernels (attention_fused_forward.cu, attention_fused_backward.cu) do with the
 // elements of an m16n8 accumulator tile (mma.cuh: lane 4 g + t holds columns 2t, 2t+1 of rows g and g+8): row
-// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, storing them, and the product
-// of a warp's A fragments with a shared-memory B tile.
+// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, storing them, and the products
+// of a warp's 16 rows with a shared-memory tile.
 #pragma once
 #include <cuda_bf16.h>
 
@@ -43,6 +43,30 @@ __device__ __forceinline__ unsigned keep_bits(const AttentionGeometry& g, uint64
   // even: own block is row g (its columns: words 0, 1); row g+8 from the odd neighbour's block, words 0, 1.
   // odd: own block is row g+8 (words 2, 3); row g from the even neighbour's block, words 2, 3.
   return odd ? (((other >> 2) & 3u) | (((four >> 2) & 3u) << 2)) : ((four & 3u) | ((other & 3u) << 2));
+}
+
+// acc (16 x 8 NT8, mma.cuh's C layout per 8-column tile; only the first n_tiles, even) += A B^T over k = 16 K_STEPS,
+// A (the warp's 16 rows x k) and B (8 NT8 rows x k) row-major in shared memory, lda / ldb elements a row: the
+// product of two row-major tiles along their rows (Q K^T, dO V^T). K_UNROLL: how many k steps to unroll.
+template <int NT8, int K_STEPS, int K_UNROLL>
+__device__ __forceinline__ void product_nt_into(float (&acc)[NT8][4], int n_tiles, const __nv_bfloat16* A, int lda,
+                                                const __nv_bfloat16* B, int ldb, int lane) {
+  const int a_row = (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
+  const int b_row = (lane % 8) + 8 * (lane / 16), b_col = 8 * ((lane / 8) % 2);
+#pragma unroll K_UNROLL
+  for (int kk = 0; kk < K_STEPS; ++kk) {
+    uint32_t a[4];
+    mma::ldmatrix_x4(a, A + a_row * lda + kk * 16 + a_col);
+#pragma unroll
+    for (int n = 0; n < NT8; n += 2) {
+      if (n >= n_tiles) break;
+      uint32_t kb[4];
+      mma::ldmatrix_x4(kb, B + (n * 8 + b_row) * ldb + kk * 16 + b_col);
+      const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
+      mma::mma_bf16_16816(acc[n], a, b0, acc[n]);
+      mma::mma_bf16_16816(acc[n + 1], a, b1, acc[n + 1]);
+    }
+  }
 }
 
 // acc (16 x 8 NT8, mma.cuh's C layout per 8-column tile) += A B over `steps` (<= MAX_STEPS) 16-wide k steps:

@@ -93,10 +93,8 @@ __global__ void __launch_bounds__(32 * kMaxKeySteps) fused_backward_kernel(TO* d
   bf16_t* sPd = sdS + T * ldt;
   const int h = blockIdx.x, b = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
-  // ldmatrix row addresses of this lane (mma.cuh): an A fragment of a row-major tile, or (the same pattern) B
-  // fragments of a row-major (k x n) tile with .trans: rows_a / cols_a. B fragments of a row-major (n x k) tile,
-  // or (the same pattern) an A fragment of a row-major (k x m) tile with .trans: rows_b / cols_b.
-  const int rows_a = (lane % 8) + 8 * ((lane / 8) % 2), cols_a = 8 * (lane / 16);
+  // ldmatrix row addresses of this lane for an A fragment of a row-major (k x m) tile with .trans (mma.cuh; the
+  // pattern of B fragments of a row-major (n x k) tile without it): dS^T and Pd^T in phase 2.
   const int rows_b = (lane % 8) + 8 * (lane / 16), cols_b = 8 * ((lane / 8) % 2);
 
   load_rows<HS>(sQ, ld, qkv, T, [&](int t) { return g.qkv_row(b, t, 0, h); });
@@ -118,20 +116,7 @@ __global__ void __launch_bounds__(32 * kMaxKeySteps) fused_backward_kernel(TO* d
   float dp[kMaxKeyTiles8][4];  // dPd, then dP: 8-key tile n, elements as mma.cuh's C
 #pragma unroll
   for (int n = 0; n < kMaxKeyTiles8; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-#pragma unroll 2
-  for (int kk = 0; kk < HS / 16; ++kk) {
-    uint32_t a[4];
-    mma::ldmatrix_x4(a, sdO + (i0 + rows_a) * ld + kk * 16 + cols_a);
-#pragma unroll
-    for (int n = 0; n < kMaxKeyTiles8; n += 2) {
-      if (n >= key_tiles) break;
-      uint32_t vb[4];
-      mma::ldmatrix_x4(vb, sV + (n * 8 + rows_b) * ld + kk * 16 + cols_b);
-      const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
-      mma::mma_bf16_16816(dp[n], a, b0, dp[n]);
-      mma::mma_bf16_16816(dp[n + 1], a, b1, dp[n + 1]);
-    }
-  }
+  fragments::product_nt_into<kMaxKeyTiles8, HS / 16, 2>(dp, key_tiles, sdO + i0 * ld, ld, sV, ld, lane);
 
   // P from the saved state; dP; Pd to shared memory; the row sums D.
   float p[kMaxKeyTiles8][4];

@@ -96,10 +96,6 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
   const uint64_t drop_g = g.drop_row(b, h, row_g), drop_g8 = g.drop_row(b, h, row_g8);
   uint16_t* s_g = scores + g.stat_row(b, h, row_g) * T;
   uint16_t* s_g8 = scores + g.stat_row(b, h, row_g8) * T;
-  // ldmatrix row addresses of this lane (mma.cuh): an A fragment of the warp's 16 Q rows; a B fragment pair of K
-  // (row-major keys x HS). V's (row-major keys x HS, transposed): product_into.
-  const int a_row = 16 * warp + (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
-  const int k_row = (lane % 8) + 8 * (lane / 16), k_col = 8 * ((lane / 8) % 2);
 
   load_tile<HS, kRows, kThreads>(sQ, qkv, g, b, q0, 0, h);
   load_tile<HS, kKeys, kThreads>(sK0, qkv, g, b, 0, 1, h);
@@ -132,19 +128,7 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
     float s[kKeyTiles8][4];  // S (16 x 64): 8-key tile n, element e as o's
 #pragma unroll
     for (int n = 0; n < kKeyTiles8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll 4
-    for (int kk = 0; kk < HS / 16; ++kk) {
-      uint32_t a[4];
-      mma::ldmatrix_x4(a, sQ + a_row * ld + kk * 16 + a_col);
-#pragma unroll
-      for (int n = 0; n < kKeyTiles8; n += 2) {
-        uint32_t kb[4];
-        mma::ldmatrix_x4(kb, sK + (n * 8 + k_row) * ld + kk * 16 + k_col);
-        const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
-        mma::mma_bf16_16816(s[n], a, b0, s[n]);
-        mma::mma_bf16_16816(s[n + 1], a, b1, s[n + 1]);
-      }
-    }
+    fragments::product_nt_into<kKeyTiles8, HS / 16, 4>(s, kKeyTiles8, sQ + 16 * warp * ld, ld, sK, ld, lane);
 
     // The saved logits, the tile's row maxima over the valid keys.
     unsigned valid_bits = 0;  // bit 2n + c: key j0 + 8n + 2t + c valid
