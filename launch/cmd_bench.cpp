@@ -16,8 +16,6 @@
 #include "runtime/backend.h"
 #include "runtime/blas_select.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
-#include "runtime/cuda/attention_fused_backward.h"
-#include "runtime/cuda/attention_fused_forward.h"
 #include "runtime/cuda/context.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/memory.h"
@@ -68,14 +66,8 @@ void print_gpu_report(const Config& config, const Backend& backend, int steps, d
   cuda::device_memory_info(&free_b, &total_b);
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double alloc_gib = cuda::allocation_stats().peak / gib, used_gib = (total_b - free_b) / gib;
-  // train.fused_attention_forward / _backward take effect where the unfused attention saves bf16 scores (bf16
-  // storage) and the kernel takes the shape.
-  const bool scores_saved = config.train.attention == "unfused" && config.train.activations == "bf16";
-  const cpu::AttentionShape shape{1, config.train.seq_len, 1, config.model.head_dim()};
-  const bool forward_fused =
-      config.train.fused_attention_forward && scores_saved && cuda::fused_attention_forward_supported(shape);
-  const bool backward_fused =
-      config.train.fused_attention_backward && scores_saved && cuda::fused_attention_backward_supported(shape);
+  const Backend::FusedAttention fused = backend.fused_attention(config);
+  const bool forward_fused = fused.forward, backward_fused = fused.backward;
   if (json) {
     std::printf(
         "{\"config\": \"%s\", \"device\": \"%s\", \"micro_batch\": %d, \"seq_len\": %d, \"activations\": \"%s\", "

@@ -60,7 +60,9 @@ void register_pretrain(CLI::App& app, int& exit_code) {
                groups.layout() + (config.parallel.zero1 && groups.dp > 1 ? " zero1" : "") + ", " +
                std::to_string(threads) + " threads per rank, global batch " + std::to_string(trainer.global_batch()) +
                " x " + std::to_string(config.train.seq_len) + ", " + config.train.activations +
-               " activations, " + config.train.residual + " residual, " + config.train.attention + " attention, " +
+               " activations, " + config.train.residual + " residual, " + config.train.attention + " attention" +
+               (backend.fused_attention(config).forward ? " (forward fused)" : "") +
+               (backend.fused_attention(config).backward ? " (backward fused)" : "") + ", " +
                (trainer.overlaps_optimizer() ? "optimizer overlapped with the next forward, " : "") +
                "data: " + data->describe());
       const TrainerGroups ckpt_groups{groups.tp_group.get(), groups.dp_group.get()};

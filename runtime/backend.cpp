@@ -2,6 +2,8 @@
 
 #include "runtime/check.h"
 #if defined(ERLANGSHEN_HAVE_CUDA)
+#include "runtime/cuda/attention_fused_backward.h"
+#include "runtime/cuda/attention_fused_forward.h"
 #include "runtime/cuda/context.h"
 #include "runtime/cuda/device.h"
 #endif
@@ -61,6 +63,22 @@ std::string Backend::gpu_name() const {
   if (impl_->context) return cuda::device_name(impl_->gpu);
 #endif
   return "";
+}
+
+Backend::FusedAttention Backend::fused_attention(const Config& config) const {
+  FusedAttention f;
+#if defined(ERLANGSHEN_HAVE_CUDA)
+  const TrainConfig& t = config.train;
+  if (!impl_->context || t.attention != "unfused" || t.activations != "bf16" || t.seq_len > 1024 ||
+      !impl_->context->options().attention_saves_scores)
+    return f;
+  const cpu::AttentionShape shape{1, t.seq_len, 1, config.model.head_dim()};
+  f.forward = impl_->context->options().fused_attention_forward && cuda::fused_attention_forward_supported(shape);
+  f.backward = impl_->context->options().fused_attention_backward && cuda::fused_attention_backward_supported(shape);
+#else
+  (void)config;
+#endif
+  return f;
 }
 
 std::string Backend::gpu_bus_id() const {

@@ -44,6 +44,14 @@ class Backend {
   // CUDA: the PCI bus id of this rank's GPU (one physical device, whatever CUDA_VISIBLE_DEVICES renumbers);
   // "" on the CPU.
   std::string gpu_bus_id() const;
+  // Which fused attention kernels a run of `config` takes here: the unfused attention's forward
+  // (train.fused_attention_forward) and backward (train.fused_attention_backward) where that attention saves bf16
+  // scores (bf16 storage, train.attention=unfused, seq_len <= 1024, the Context's attention_saves_scores) and the
+  // kernel takes the shape on this GPU (the backward: seq_len <= 128). Both false on the CPU.
+  struct FusedAttention {
+    bool forward = false, backward = false;
+  };
+  FusedAttention fused_attention(const Config& config) const;
 
  private:
   struct Impl;

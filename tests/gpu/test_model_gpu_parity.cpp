@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/megatron_bert.h"
@@ -320,6 +321,37 @@ TEST(BackendChoice, ConfigKernelChoicesReachTheContext) {
     EXPECT_EQ(o.fused_attention_forward, on);
     EXPECT_EQ(o.fused_attention_backward, !on);
   }
+}
+
+// Backend::fused_attention: which fused attention kernels a config's run takes (what bench and pretrain report).
+TEST(BackendChoice, FusedAttentionKernelsTheRunTakes) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  Config c;
+  c.model.hidden = 256, c.model.heads = 4;  // head dim 64
+  c.train.device = "cuda";
+  c.train.activations = "bf16";
+  c.train.seq_len = 128;
+  c.train.fused_attention_forward = c.train.fused_attention_backward = true;
+  auto taken = [](const Config& config) {
+    const Backend::FusedAttention f = Backend(config).fused_attention(config);
+    return std::make_pair(f.forward, f.backward);
+  };
+  EXPECT_EQ(taken(c), std::make_pair(true, true));
+  Config longer = c;
+  longer.train.seq_len = 512;  // the backward kernel takes T <= 128
+  EXPECT_EQ(taken(longer), std::make_pair(true, false));
+  Config off = c;
+  off.train.fused_attention_forward = false;
+  EXPECT_EQ(taken(off), std::make_pair(false, true));
+  Config fp32 = c;
+  fp32.train.activations = "fp32";  // no saved bf16 scores
+  EXPECT_EQ(taken(fp32), std::make_pair(false, false));
+  Config flash = c;
+  flash.train.attention = "flash";
+  EXPECT_EQ(taken(flash), std::make_pair(false, false));
+  Config odd = c;
+  odd.model.heads = 8;  // head dim 32: neither kernel
+  EXPECT_EQ(taken(odd), std::make_pair(false, false));
 }
 
 }  // namespace
