@@ -54,6 +54,7 @@ void register_pretrain(CLI::App& app, int& exit_code) {
       PretrainTrainer trainer(
           config, device_groups.attach(TrainerGroups{groups.tp_group.get(), groups.dp_group.get(), groups.world.get()}),
           *data, log, backend.exec());
+      const Backend::FusedAttention fused = backend.fused_attention(config);
       log.info("pretrain: " + backend.describe() +
                (device_groups.describe().empty() ? "" : ", " + device_groups.describe()));
       log.info("pretrain: " + std::to_string(trainer.model().table().total()) + " parameters per rank, layout " +
@@ -61,8 +62,7 @@ void register_pretrain(CLI::App& app, int& exit_code) {
                std::to_string(threads) + " threads per rank, global batch " + std::to_string(trainer.global_batch()) +
                " x " + std::to_string(config.train.seq_len) + ", " + config.train.activations +
                " activations, " + config.train.residual + " residual, " + config.train.attention + " attention" +
-               (backend.fused_attention(config).forward ? " (forward fused)" : "") +
-               (backend.fused_attention(config).backward ? " (backward fused)" : "") + ", " +
+               (fused.forward ? " (forward fused)" : "") + (fused.backward ? " (backward fused)" : "") + ", " +
                (trainer.overlaps_optimizer() ? "optimizer overlapped with the next forward, " : "") +
                "data: " + data->describe());
       const TrainerGroups ckpt_groups{groups.tp_group.get(), groups.dp_group.get()};
