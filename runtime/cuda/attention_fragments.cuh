@@ -1,7 +1,7 @@
 // What the mma.sync attention kernels (attention_fused_forward.cu, attention_fused_backward.cu) do with the
 // elements of an m16n8 accumulator tile (mma.cuh: lane 4 g + t holds columns 2t, 2t+1 of rows g and g+8): row
-// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, storing them, and the products
-// of a warp's 16 rows with a shared-memory tile.
+// reductions over a row's 4 threads, the dropout keep bits of the thread's elements, storing them, the products
+// of a warp's 16 rows with a shared-memory tile, and the cp.async loads of a head's rows into shared memory.
 #pragma once
 #include <cuda_bf16.h>
 
@@ -89,6 +89,21 @@ __device__ __forceinline__ void product_into(float (&acc)[NT8][4], int steps, AF
       mma::mma_bf16_16816(acc[n], a, b0, acc[n]);
       mma::mma_bf16_16816(acc[n + 1], a, b1, acc[n + 1]);
     }
+  }
+}
+
+// Rows t0 .. t0 + rows of a (T, HS) bf16 head slice (row t at src + row_offset(t)) into shared memory rows of ld
+// elements, with cp.async (16 bytes a copy) spread over the block's `threads` threads; rows past T are zeroed with
+// plain stores. The copies complete at the threads' cp_async_wait_all (mma.cuh).
+template <int HS, class RowOffset>
+__device__ __forceinline__ void cp_async_rows(__nv_bfloat16* dst, int ld, const __nv_bfloat16* src, int t0, int rows,
+                                              int T, int threads, RowOffset row_offset) {
+  constexpr int kVec = HS / 8;
+  for (int v = threadIdx.x; v < rows * kVec; v += threads) {
+    const int r = v / kVec, c = (v % kVec) * 8;
+    __nv_bfloat16* d = dst + r * ld + c;
+    if (t0 + r < T) mma::cp_async_16(d, src + row_offset(t0 + r) + c);
+    else *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
   }
 }
 

@@ -33,8 +33,10 @@ namespace erlangshen::cuda {
 namespace {
 
 using bf16_t = __nv_bfloat16;
+using fragments::cp_async_rows;
 using fragments::keep_bits;
 using fragments::product_into;
+using fragments::product_nt_into;
 using fragments::quad_sum;
 using fragments::store_pair;
 using Geometry = AttentionGeometry;
@@ -52,16 +54,6 @@ __device__ __forceinline__ float bf16_half(uint32_t w, int which) {
   return __uint_as_float(which == 0 ? w << 16 : w & 0xffff0000u);
 }
 __device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
-
-// The T rows of a (T, HS) head slice (row t at src + row_offset(t)) into shared rows of ld elements.
-template <int HS, class RowOffset>
-__device__ void load_rows(bf16_t* dst, int ld, const bf16_t* src, int T, RowOffset row_offset) {
-  constexpr int kVec = HS / 8;
-  for (int v = threadIdx.x; v < T * kVec; v += blockDim.x) {
-    const int r = v / kVec, c = (v % kVec) * 8;
-    mma::cp_async_16(dst + r * ld + c, src + row_offset(r) + c);
-  }
-}
 
 // Rows r0 + g and r0 + g + 8 of acc * mul into slot `which` of head h of dqkv (this thread's columns 2t, 2t+1).
 template <int HS, class TO>
@@ -97,10 +89,11 @@ __global__ void __launch_bounds__(32 * kMaxKeySteps) fused_backward_kernel(TO* d
   // pattern of B fragments of a row-major (n x k) tile without it): dS^T and Pd^T in phase 2.
   const int rows_b = (lane % 8) + 8 * (lane / 16), cols_b = 8 * ((lane / 8) % 2);
 
-  load_rows<HS>(sQ, ld, qkv, T, [&](int t) { return g.qkv_row(b, t, 0, h); });
-  load_rows<HS>(sK, ld, qkv, T, [&](int t) { return g.qkv_row(b, t, 1, h); });
-  load_rows<HS>(sV, ld, qkv, T, [&](int t) { return g.qkv_row(b, t, 2, h); });
-  load_rows<HS>(sdO, ld, dout, T, [&](int t) { return g.o_row(b, t, h); });
+  const int threads = blockDim.x;
+  cp_async_rows<HS>(sQ, ld, qkv, 0, T, T, threads, [&](int t) { return g.qkv_row(b, t, 0, h); });
+  cp_async_rows<HS>(sK, ld, qkv, 0, T, T, threads, [&](int t) { return g.qkv_row(b, t, 1, h); });
+  cp_async_rows<HS>(sV, ld, qkv, 0, T, T, threads, [&](int t) { return g.qkv_row(b, t, 2, h); });
+  cp_async_rows<HS>(sdO, ld, dout, 0, T, T, threads, [&](int t) { return g.o_row(b, t, h); });
   mma::cp_async_commit();
 
   // ---- phase 1: query rows i0 + g, i0 + g + 8 ----
@@ -116,7 +109,7 @@ __global__ void __launch_bounds__(32 * kMaxKeySteps) fused_backward_kernel(TO* d
   float dp[kMaxKeyTiles8][4];  // dPd, then dP: 8-key tile n, elements as mma.cuh's C
 #pragma unroll
   for (int n = 0; n < kMaxKeyTiles8; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-  fragments::product_nt_into<kMaxKeyTiles8, HS / 16, 2>(dp, key_tiles, sdO + i0 * ld, ld, sV, ld, lane);
+  product_nt_into<kMaxKeyTiles8, HS / 16, 2>(dp, key_tiles, sdO + i0 * ld, ld, sV, ld, lane);
 
   // P from the saved state; dP; Pd to shared memory; the row sums D.
   float p[kMaxKeyTiles8][4];

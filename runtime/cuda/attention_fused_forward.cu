@@ -38,8 +38,10 @@ namespace erlangshen::cuda {
 namespace {
 
 using bf16_t = __nv_bfloat16;
+using fragments::cp_async_rows;
 using fragments::keep_bits;
 using fragments::product_into;
+using fragments::product_nt_into;
 using fragments::quad_max;
 using fragments::quad_sum;
 using fragments::store_pair;
@@ -47,9 +49,9 @@ using fragments::store_pair;
 constexpr int kKeys = 64;              // keys per tile
 constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile
 // Warps per block, each owning 16 query rows. Every block reads all of its head's K and V (from L2), so more rows a
-// block means less of that traffic: at head dim 256 (250 registers a thread, so 8 warps an SM either way) 8 warps,
-// 128 rows, one block an SM, half the K/V reads of 4-warp blocks; at 64 and 128 (~130 and ~170 registers) 4 warps,
-// three blocks an SM.
+// block means less of that traffic: at head dim 256 (246 registers a thread, so 8 warps an SM either way) 8 warps,
+// 128 rows, one block an SM, half the K/V reads of 4-warp blocks; at 64 and 128 (128 and 165 registers) 4 warps,
+// four or three blocks an SM.
 // ContextOptions::fused_attention_forward_warps (4 or 8) overrides it, for the attention probe to time both.
 constexpr int warps_for(int HS) { return HS == 256 ? 8 : 4; }
 
@@ -70,13 +72,8 @@ using Geometry = AttentionGeometry;
 // Rows t0 .. t0 + ROWS of slot `which` of head h into a shared tile (rows past T zero), 16 bytes per cp.async.
 template <int HS, int ROWS, int THREADS>
 __device__ void load_tile(bf16_t* dst, const bf16_t* qkv, const Geometry& g, int b, int t0, int which, int h) {
-  constexpr int kVec = HS / 8;
-  for (int v = threadIdx.x; v < ROWS * kVec; v += THREADS) {
-    const int r = v / kVec, c = (v % kVec) * 8;
-    bf16_t* d = dst + r * row_ld<HS>() + c;
-    if (t0 + r < g.T) mma::cp_async_16(d, qkv + g.qkv_row(b, t0 + r, which, h) + c);
-    else *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
-  }
+  cp_async_rows<HS>(dst, row_ld<HS>(), qkv, t0, ROWS, g.T, THREADS,
+                    [&](int t) { return g.qkv_row(b, t, which, h); });
 }
 
 template <int HS, int WARPS, class TO>
@@ -128,7 +125,7 @@ __global__ void __launch_bounds__(32 * WARPS) fused_forward_kernel(TO* out, uint
     float s[kKeyTiles8][4];  // S (16 x 64): 8-key tile n, element e as o's
 #pragma unroll
     for (int n = 0; n < kKeyTiles8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-    fragments::product_nt_into<kKeyTiles8, HS / 16, 4>(s, kKeyTiles8, sQ + 16 * warp * ld, ld, sK, ld, lane);
+    product_nt_into<kKeyTiles8, HS / 16, 4>(s, kKeyTiles8, sQ + 16 * warp * ld, ld, sK, ld, lane);
 
     // The saved logits, the tile's row maxima over the valid keys.
     unsigned valid_bits = 0;  // bit 2n + c: key j0 + 8n + 2t + c valid

@@ -18,13 +18,13 @@ inline std::vector<float> widen(const std::vector<bf16>& h) {
   return v;
 }
 
-// Spacing of bf16 values at |v|: 2^(floor(log2 |v|) - 7); 0 for 0.
 // x rounded to bf16 values (held in fp32).
 inline std::vector<float> bf16_values(std::vector<float> v) {
   for (float& x : v) x = round_to_bf16(x);
   return v;
 }
 
+// Spacing of bf16 values at |v|: 2^(floor(log2 |v|) - 7); 0 for 0.
 inline double bf16_ulp(double v) {
   if (v == 0.0) return 0.0;
   int e = 0;
