@@ -33,12 +33,7 @@ namespace erlangshen::cuda {
 namespace {
 
 using bf16_t = __nv_bfloat16;
-using fragments::cp_async_rows;
-using fragments::keep_bits;
-using fragments::product_into;
-using fragments::product_nt_into;
-using fragments::quad_sum;
-using fragments::store_pair;
+using namespace fragments;  // NOLINT: the accumulator-fragment helpers (attention_fragments.cuh)
 using Geometry = AttentionGeometry;
 
 constexpr int kMaxT = 128;

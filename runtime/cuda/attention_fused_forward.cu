@@ -38,13 +38,7 @@ namespace erlangshen::cuda {
 namespace {
 
 using bf16_t = __nv_bfloat16;
-using fragments::cp_async_rows;
-using fragments::keep_bits;
-using fragments::product_into;
-using fragments::product_nt_into;
-using fragments::quad_max;
-using fragments::quad_sum;
-using fragments::store_pair;
+using namespace fragments;  // NOLINT: the accumulator-fragment helpers (attention_fragments.cuh)
 
 constexpr int kKeys = 64;              // keys per tile
 constexpr int kKeyTiles8 = kKeys / 8;  // 8-key accumulator tiles per key tile

@@ -1,7 +1,7 @@
 // The shapes and inputs the fused attention kernels' tests share (test_cuda_fused_attention_forward.cpp,
 // test_cuda_fused_attention_backward.cpp): a case (B, T, NH, HS, dropout p, TP offsets, a sample without a valid
 // key) and its attention shape, dropout key and key-validity mask; one forward + backward on the GPU with chosen
-// kernels; the dropout mask check through an output.
+// kernels, and on the CPU emulation; the dropout mask check through an output.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -78,6 +78,17 @@ inline AttentionRun run_attention(const FusedSetup& a, cuda::ContextOptions o, c
                           a.d);
   ctx.synchronize();
   return AttentionRun{t_out.gpu_values(), t_dqkv.gpu_values(), d_probs.host()};
+}
+
+// The same forward and backward on the CPU emulation of bf16 storage (runtime/ops_bf16.cpp): out and dqkv.
+inline AttentionRun cpu_attention(const FusedSetup& a, const std::vector<float>& qkv, const std::vector<float>& dout) {
+  Stored t_qkv(qkv, true), t_out(std::vector<float>(a.N * a.C, 0.0f), true), t_dout(dout, true),
+      t_dqkv(std::vector<float>(a.N * 3 * a.C, 0.0f), true), t_probs(std::vector<float>(a.TT, 0.0f), true);
+  std::vector<float> scratch(size_t(ops::attention_scratch_elems(Exec{}, a.s)));
+  ops::attention_forward(Exec{}, t_out.cpu(), t_probs.cpu(), scratch.data(), t_qkv.cpu(), a.valid.data(), a.s, a.d);
+  ops::attention_backward(Exec{}, t_dqkv.cpu(), scratch.data(), t_dout.cpu(), t_qkv.cpu(), t_probs.cpu(),
+                          a.valid.data(), a.s, a.d);
+  return AttentionRun{t_out.cpu_values(), t_dqkv.cpu_values(), {}};
 }
 
 // The dropout mask bit for bit against runtime/philox.h's keep rule, read through an output that is non-zero exactly

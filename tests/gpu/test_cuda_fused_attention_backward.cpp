@@ -34,17 +34,6 @@ std::vector<float> gpu_dqkv(const FusedSetup& a, bool fused, const std::vector<f
   return run_attention(a, o, qkv, dout, bf16_io).dqkv;
 }
 
-// The CPU emulation of bf16 storage (runtime/ops_bf16.cpp): forward, then backward.
-std::vector<float> cpu_dqkv(const FusedSetup& a, const std::vector<float>& qkv, const std::vector<float>& dout) {
-  Stored t_qkv(qkv, true), t_out(std::vector<float>(a.N * a.C, 0.0f), true), t_dout(dout, true),
-      t_dqkv(std::vector<float>(a.N * 3 * a.C, 0.0f), true), t_probs(std::vector<float>(a.TT, 0.0f), true);
-  std::vector<float> scratch(size_t(ops::attention_scratch_elems(Exec{}, a.s)));
-  ops::attention_forward(Exec{}, t_out.cpu(), t_probs.cpu(), scratch.data(), t_qkv.cpu(), a.valid.data(), a.s, a.d);
-  ops::attention_backward(Exec{}, t_dqkv.cpu(), scratch.data(), t_dout.cpu(), t_qkv.cpu(), t_probs.cpu(),
-                          a.valid.data(), a.s, a.d);
-  return t_dqkv.cpu_values();
-}
-
 TEST_P(FusedAttentionBackward, GivesTheUnfusedAndCpuGradients) {
   const FusedCase& k = GetParam();
   const FusedSetup a(k);
@@ -52,7 +41,7 @@ TEST_P(FusedAttentionBackward, GivesTheUnfusedAndCpuGradients) {
   const auto qkv = bf16_values(randn(a.N * 3 * a.C, 91, 0.5f)), dout = bf16_values(randn(a.N * a.C, 92));
   const std::vector<float> fused = gpu_dqkv(a, true, qkv, dout), unfused = gpu_dqkv(a, false, qkv, dout);
   EXPECT_TRUE(close(fused, unfused, 2e-2)) << "dqkv vs the unfused backward";
-  EXPECT_TRUE(close(fused, cpu_dqkv(a, qkv, dout), 2e-2)) << "dqkv vs CPU";
+  EXPECT_TRUE(close(fused, cpu_attention(a, qkv, dout).dqkv, 2e-2)) << "dqkv vs CPU";
   if (k.dead_sample) {  // sample 1: no valid key, so P = 0 in every row: no gradient reaches its Q, K or V
     size_t nonzero = 0;
     for (size_t i = a.N / k.B * 3 * a.C; i < 2 * a.N / k.B * 3 * a.C; ++i) nonzero += fused[i] != 0.0f;

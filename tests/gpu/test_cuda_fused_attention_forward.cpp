@@ -88,11 +88,7 @@ TEST_P(FusedAttentionForward, SavesTheUnfusedStateAndGivesItsResults) {
   }
 
   // out against the CPU emulation of bf16 storage (runtime/ops_bf16.cpp), as test_cuda_attention checks the unfused.
-  Stored t_qkv(qkv, true), t_out(std::vector<float>(a.N * a.C, 0.0f), true),
-      t_probs(std::vector<float>(size_t(a.TT), 0.0f), true);
-  std::vector<float> scratch_c(size_t(ops::attention_scratch_elems(cpu(), a.s)));
-  ops::attention_forward(cpu(), t_out.cpu(), t_probs.cpu(), scratch_c.data(), t_qkv.cpu(), a.valid.data(), a.s, a.d);
-  EXPECT_TRUE(close(fused.out, t_out.cpu_values(), 1e-2)) << "out vs CPU";
+  EXPECT_TRUE(close(fused.out, cpu_attention(a, qkv, dout).out, 1e-2)) << "out vs CPU";
 }
 
 // fp32 qkv / out storage around bf16 probabilities: the fused kernel reads the rounded copy of qkv the unfused
